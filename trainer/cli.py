@@ -1,0 +1,93 @@
+"""`python -m trainer`: one training run by hand, from a config file, flags, or both (flags win)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, NoReturn
+
+from trainer.config import TrainConfig, field_types
+from trainer.errors import SweepError
+
+EXAMPLE = """examples:
+  python -m trainer --dataset fake --depth 20 --epochs 3 --device cpu --num-workers 0 --run-dir runs/try
+  python -m trainer --config runs/try/config.json          (resume, or rerun, in the config's directory)
+  python -m trainer --print-model --depth 164"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line and exit 2, like every other user error
+        self.exit(2, f"error: {message} (see python -m trainer --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m trainer",
+        description="Train a pre-activation ResNet on CIFAR-10 (or generated fake data); resumable.",
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", type=Path, help="TrainConfig as JSON; flags given too override its fields"
+    )
+    parser.add_argument(
+        "--run-dir", type=Path, help="where the run's files go (default: the --config directory)"
+    )
+    parser.add_argument(
+        "--print-model", action="store_true", help="print the layer summary and parameter count"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    fields = parser.add_argument_group("TrainConfig fields (defaults as in trainer/config.py)")
+    for name, hint in field_types().items():
+        flag = "--" + name.replace("_", "-")
+        if hint is bool:
+            fields.add_argument(
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS
+            )
+        else:
+            fields.add_argument(
+                flag, dest=name, type=_parse_as(hint), default=argparse.SUPPRESS, metavar=name.upper()
+            )
+    return parser
+
+
+def _parse_as(hint: Any) -> Any:
+    if isinstance(hint, types.UnionType):  # int | None: a number, or "none"
+        inner = next(arm for arm in typing.get_args(hint) if arm is not type(None))
+        return lambda text: None if text.lower() == "none" else inner(text)
+    return hint
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The config file's fields (if any) overridden by the flags given."""
+    base = TrainConfig.from_json_file(args.config).to_dict() if args.config else {}
+    flags = {name: getattr(args, name) for name in field_types() if hasattr(args, name)}
+    return TrainConfig.from_dict(base | flags, source="command line" if not args.config else str(args.config))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.print_model:
+            from trainer.summary import model_summary
+
+            depth = getattr(args, "depth", None) or config_from_args(args).depth
+            print(model_summary(depth))
+            return 0
+        config = config_from_args(args)
+        run_dir = args.run_dir or (args.config.parent if args.config else None)
+        if run_dir is None:
+            raise SweepError("pass --run-dir DIR (or --config DIR/config.json): where the run's files go")
+        from trainer.train import run
+
+        run(config, run_dir, progress=not args.quiet)
+    except SweepError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; the same command resumes after the last finished epoch", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,109 @@
+"""Batches for training and evaluation.
+
+`loader = "torch"` is the classic path the original runs used: a DataLoader whose worker processes augment
+image by image, so `num_workers` matters. The augmentation is torchvision's RandomCrop(32, padding=4),
+RandomHorizontalFlip, ToTensor and Normalize, written out here: torchvision's PyPI wheels are CUDA builds
+that cannot be imported beside a CPU-only torch, and the trainer must run on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from trainer.config import TrainConfig
+from trainer.data import ImageSet
+
+# Per-channel statistics of the CIFAR-10 training set, RGB, on [0, 1] pixel values.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+
+
+PAD = 4  # pixels of zero padding around the image before the random 32x32 crop
+_MEAN = torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
+_STD = torch.tensor(CIFAR10_STD).view(3, 1, 1)
+
+
+def augment(image: np.ndarray) -> torch.Tensor:
+    """One HWC uint8 image -> random crop of the zero-padded image, flip with p = 0.5, normalised CHW float.
+
+    Draws from torch's global RNG, as torchvision's transforms do, so DataLoader worker seeding applies.
+    """
+    height, width = image.shape[:2]
+    padded = np.pad(image, ((PAD, PAD), (PAD, PAD), (0, 0)))
+    top, left = torch.randint(0, 2 * PAD + 1, (2,)).tolist()
+    crop = padded[top : top + height, left : left + width]
+    if torch.rand(()) < 0.5:
+        crop = crop[:, ::-1]
+    pixels = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float().div_(255)
+    return (pixels - _MEAN) / _STD
+
+
+class AugmentedImages(Dataset[tuple[torch.Tensor, int]]):
+    """An ImageSet served one augmented image at a time."""
+
+    def __init__(self, images: ImageSet) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return augment(self.images.images[index]), int(self.images.labels[index])
+
+
+class TrainBatches:
+    """Shuffled, augmented training batches whose order and augmentation depend only on (seed, epoch).
+
+    Deriving each epoch's randomness from the seed and the epoch number, rather than from RNG state
+    carried across epochs, is what makes a resumed run identical to an uninterrupted one.
+    """
+
+    def __init__(self, images: ImageSet, config: TrainConfig) -> None:
+        self.seed = config.seed
+        self.images = len(images)
+        self.generator = torch.Generator()
+        self.loader = DataLoader(
+            AugmentedImages(images),
+            batch_size=config.batch_size,
+            shuffle=True,
+            drop_last=False,
+            num_workers=config.num_workers,
+            pin_memory=config.device.startswith("cuda"),
+            generator=self.generator,
+        )
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch_seed = self.seed * 100_003 + epoch
+        self.generator.manual_seed(epoch_seed)  # shuffling, and the workers' seeds
+        torch.manual_seed(epoch_seed)  # augmentation when it runs in this process (num_workers = 0)
+        return iter(self.loader)
+
+
+def normalized_tensor(images: ImageSet) -> torch.Tensor:
+    """Images as a normalised float32 NCHW tensor, the evaluation input (no augmentation)."""
+    pixels = torch.from_numpy(np.ascontiguousarray(images.images)).permute(0, 3, 1, 2).float().div_(255)
+    return (pixels - _MEAN) / _STD
+
+
+class EvalBatches:
+    """Fixed-order evaluation batches, normalised once up front."""
+
+    def __init__(self, images: ImageSet, batch_size: int) -> None:
+        self.inputs = normalized_tensor(images)
+        self.labels = torch.from_numpy(images.labels)
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self.labels), self.batch_size):
+            stop = start + self.batch_size
+            yield self.inputs[start:stop], self.labels[start:stop]

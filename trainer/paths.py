@@ -1,0 +1,36 @@
+"""RunPaths: every file a run leaves in its run directory, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The on-disk layout of one run (see DESIGN.md, "Files a run leaves")."""
+
+    run_dir: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run_dir", Path(self.run_dir))
+
+    @property
+    def config(self) -> Path:
+        """The resolved TrainConfig, as JSON."""
+        return self.run_dir / "config.json"
+
+    @property
+    def metrics(self) -> Path:
+        """One JSON object per finished epoch."""
+        return self.run_dir / "metrics.jsonl"
+
+    @property
+    def checkpoint(self) -> Path:
+        """Model, optimizer, scheduler, RNG states and history after the last finished epoch."""
+        return self.run_dir / "checkpoint.pt"
+
+    @property
+    def result(self) -> Path:
+        """The TrainResult, written once the last epoch is done."""
+        return self.run_dir / "result.json"

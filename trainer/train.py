@@ -1,0 +1,217 @@
+"""The training loop: `run(config, run_dir)` trains, checkpoints every epoch, and resumes where it stopped."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.checkpoint import (
+    checkpoint_config,
+    checkpoint_history,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+)
+from trainer.config import RESUMABLE_CHANGES, TrainConfig
+from trainer.data import load_splits
+from trainer.errors import SweepError
+from trainer.files import append_line, atomic_write_text
+from trainer.loaders import EvalBatches, TrainBatches
+from trainer.metrics import EpochMetrics, TrainResult
+from trainer.model import PreActResNet, count_parameters
+from trainer.optim import build_optimizer, build_schedule
+from trainer.paths import RunPaths
+from trainer.progress import Progress
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainResult:
+    """Train `config` in `run_dir`; started again on the same run_dir, continue after the last finished epoch.
+
+    Args:
+        config: the run's hyperparameters; 'auto' fields are resolved for this machine.
+        run_dir: receives config.json, metrics.jsonl, checkpoint.pt and result.json (see RunPaths).
+        progress: print a header and one line per epoch to stdout.
+
+    Raises:
+        SweepError: missing data, or a run_dir that holds a run of another config.
+    """
+    paths = RunPaths(Path(run_dir))
+    config = config.resolved(cuda_available=torch.cuda.is_available())
+    log = Progress(enabled=progress)
+    paths.run_dir.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint(paths.checkpoint) if paths.checkpoint.exists() else None
+    if state is not None:
+        _check_same_run(checkpoint_config(state, paths.checkpoint), config, paths)
+    if paths.result.exists() and state is not None and state["epoch"] >= config.epochs:
+        log.line(f"{paths.run_dir}: already complete ({config.epochs} epochs); nothing to do")
+        return TrainResult.read(paths.result)
+    atomic_write_text(paths.config, config.to_json())
+    return _train(config, paths, state, log)
+
+
+def _check_same_run(previous: TrainConfig, config: TrainConfig, paths: RunPaths) -> None:
+    changed = [name for name in previous.differences(config) if name not in RESUMABLE_CHANGES]
+    if changed:
+        detail = ", ".join(
+            f"{n}: {getattr(previous, n)!r} there, {getattr(config, n)!r} now" for n in changed
+        )
+        raise SweepError(
+            f"{paths.checkpoint} belongs to a run with another config ({detail}); "
+            f"use another run dir or delete this one to start over"
+        )
+
+
+def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progress) -> TrainResult:
+    device = torch.device(config.device)
+    data = load_splits(config)
+    torch.manual_seed(config.seed)  # model initialisation
+    model = PreActResNet(config.depth).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer = build_optimizer(model, config)
+    schedule = build_schedule(optimizer, config)
+    history: list[EpochMetrics] = []
+    if state is not None:
+        restore(state, model=model, optimizer=optimizer, schedule=schedule)
+        history = checkpoint_history(state)
+    # metrics.jsonl may hold a line past the checkpoint, or miss one, if the last run died between the
+    # two writes: the checkpoint's history is the truth.
+    atomic_write_text(paths.metrics, "".join(record.to_json() + "\n" for record in history))
+    parameters = count_parameters(model)
+    step_model: nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
+    train_batches = TrainBatches(data.train, config)
+    eval_batch_size = max(256, config.batch_size)  # evaluation holds no activations for backward
+    val_batches = EvalBatches(data.val, eval_batch_size)
+    test_batches = EvalBatches(data.test, eval_batch_size) if data.test is not None else None
+    log.start(
+        config, parameters=parameters, train=len(data.train), val=len(data.val), done_epochs=len(history)
+    )
+    for epoch in range(len(history) + 1, config.epochs + 1):
+        evaluate_test = test_batches if epoch == config.epochs else None
+        record = _run_epoch(
+            epoch, step_model, optimizer, train_batches, val_batches, evaluate_test, config, log
+        )
+        schedule.step()
+        history.append(record)
+        # Checkpoint first: every line in metrics.jsonl is an epoch a restart will not repeat.
+        save_checkpoint(
+            paths.checkpoint,
+            model=model,
+            optimizer=optimizer,
+            schedule=schedule,
+            history=history,
+            config=config,
+        )
+        append_line(paths.metrics, record.to_json())
+        log.epoch(record, config.epochs)
+    result = TrainResult.from_history(history, parameters=parameters)
+    atomic_write_text(paths.result, result.to_json())
+    log.done(result, str(paths.run_dir))
+    return result
+
+
+def _run_epoch(
+    epoch: int,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train_batches: TrainBatches,
+    val_batches: EvalBatches,
+    test_batches: EvalBatches | None,
+    config: TrainConfig,
+    log: Progress,
+) -> EpochMetrics:
+    """Train one epoch, evaluate on validation (and test, when given), and time both."""
+    start = time.perf_counter()
+    lr = optimizer.param_groups[0]["lr"]
+    steps = len(train_batches)
+    train_loss, train_acc = train_one_epoch(
+        model,
+        optimizer,
+        train_batches.epoch(epoch),
+        config,
+        on_step=lambda step: log.step(epoch, step, steps),
+    )
+    train_seconds = time.perf_counter() - start
+    val_loss, val_acc = evaluate(model, val_batches, config)
+    test_loss, test_acc = evaluate(model, test_batches, config) if test_batches is not None else (None, None)
+    return EpochMetrics(
+        epoch=epoch,
+        train_loss=train_loss,
+        train_acc=train_acc,
+        val_loss=val_loss,
+        val_acc=val_acc,
+        lr=lr,
+        epoch_seconds=time.perf_counter() - start,
+        images_per_second=train_batches.images / train_seconds,
+        test_loss=test_loss,
+        test_acc=test_acc,
+    )
+
+
+def _autocast(config: TrainConfig) -> AbstractContextManager:
+    device_type = torch.device(config.device).type
+    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=config.amp)
+
+
+def _to_device(inputs: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    return inputs.to(config.device, non_blocking=True, memory_format=memory_format)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Batches,
+    config: TrainConfig,
+    *,
+    on_step: Callable[[int], None] | None = None,
+) -> tuple[float, float]:
+    """One pass over `batches`; returns (mean loss, accuracy) on them.
+
+    Loss and correct counts stay on the device and are read once at the end: no host sync per step.
+    """
+    model.train()
+    loss_sum = torch.zeros((), device=config.device)
+    correct = torch.zeros((), device=config.device, dtype=torch.long)
+    seen = 0
+    for step, (inputs, labels) in enumerate(batches, start=1):
+        inputs, labels = _to_device(inputs, config), labels.to(config.device, non_blocking=True)
+        with _autocast(config):
+            logits = model(inputs)
+            loss = F.cross_entropy(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach().float() * len(labels)
+        correct += (logits.argmax(dim=1) == labels).sum()
+        seen += len(labels)
+        if on_step is not None:
+            on_step(step)
+    if seen == 0:
+        raise SweepError("the training split is empty; lower val_size")
+    return (loss_sum / seen).item(), (correct.float() / seen).item()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Batches, config: TrainConfig) -> tuple[float, float]:
+    """(mean loss, accuracy) of the model in eval mode over `batches`."""
+    model.eval()
+    loss_sum = torch.zeros((), device=config.device)
+    correct = torch.zeros((), device=config.device, dtype=torch.long)
+    seen = 0
+    for inputs, labels in batches:
+        inputs, labels = _to_device(inputs, config), labels.to(config.device, non_blocking=True)
+        with _autocast(config):
+            logits = model(inputs)
+        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+        correct += (logits.argmax(dim=1) == labels).sum()
+        seen += len(labels)
+    return (loss_sum / seen).item(), (correct.float() / seen).item()
