@@ -1,0 +1,73 @@
+"""SIGKILL a real training process in epoch 2, start it again, compare with an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from trainer.paths import RunPaths
+
+FLAGS = [
+    "--dataset", "fake", "--depth", "20", "--epochs", "3", "--batch-size", "32", "--lr", "0.05",
+    "--fake-train-size", "640", "--val-size", "64", "--num-workers", "0", "--device", "cpu", "--seed", "7",
+]  # fmt: skip
+TIMING_KEYS = {"epoch_seconds", "images_per_second"}
+DEADLINE_SECONDS = 120
+
+
+def _trainer(run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "trainer", *FLAGS, "--run-dir", str(run_dir)]
+
+
+def _without_timings(path: Path) -> list[dict]:
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k not in TIMING_KEYS} for line in lines]
+
+
+def _epochs_done(path: Path) -> int:
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_sigkill_in_epoch_2_then_restart_resumes_at_epoch_2_with_identical_metrics(tmp_path: Path) -> None:
+    reference = RunPaths(tmp_path / "uninterrupted")
+    subprocess.run(_trainer(reference.run_dir), check=True, capture_output=True, timeout=DEADLINE_SECONDS)
+
+    interrupted = RunPaths(tmp_path / "interrupted")
+    process = subprocess.Popen(
+        _trainer(interrupted.run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while _epochs_done(interrupted.metrics) < 1:
+        assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+        assert time.monotonic() < deadline, "epoch 1 never finished"
+        time.sleep(0.01)
+    time.sleep(0.2)  # well inside epoch 2, which takes about a second here
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    assert process.returncode == -signal.SIGKILL
+    assert _epochs_done(interrupted.metrics) == 1, (
+        "epoch 2 finished before the kill; the test did not kill mid-epoch"
+    )
+    assert torch.load(interrupted.checkpoint, weights_only=True)["epoch"] == 1
+
+    resumed = subprocess.run(
+        _trainer(interrupted.run_dir), check=True, capture_output=True, text=True, timeout=DEADLINE_SECONDS
+    )
+    assert "resuming at epoch 2 (1 of 3 done)" in resumed.stdout
+    epoch_lines = [line for line in resumed.stdout.splitlines() if line.startswith("epoch")]
+    assert [line.split()[1] for line in epoch_lines] == ["2/3", "3/3"]  # epoch 1 is not trained again
+
+    # Same seed on the CPU: the resumed run computes bit for bit what the uninterrupted one did.
+    assert _without_timings(interrupted.metrics) == _without_timings(reference.metrics)
+    final = json.loads(interrupted.result.read_text())
+    expected = json.loads(reference.result.read_text())
+    assert {k: v for k, v in final.items() if k != "train_seconds"} == {
+        k: v for k, v in expected.items() if k != "train_seconds"
+    }
