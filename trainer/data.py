@@ -49,6 +49,7 @@ class DataSplits:
 
 def load_splits(config: TrainConfig) -> DataSplits:
     """Read (or generate) the data a resolved config asks for and split off the validation images."""
+    test: ImageSet | None
     if config.dataset == "fake":
         from trainer.fake_data import generate
 
@@ -57,7 +58,7 @@ def load_splits(config: TrainConfig) -> DataSplits:
     else:
         batches = ensure_cifar10(Path(config.data_dir), download=config.download)
         full_train = read_batches(batches, TRAIN_FILES)
-        test = read_batches(batches, (TEST_FILE,))
+        test = read_batches(batches, (TEST_FILE,)) if config.evaluate_test else None
         source = str(batches)
     assert config.val_size is not None, "resolve the config before loading data"
     train_idx, val_idx = split_indices(

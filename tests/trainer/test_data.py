@@ -108,6 +108,11 @@ def test_load_splits_from_files_and_test_only_when_asked(fake_cifar_dir: Path) -
     assert (len(splits.train), len(splits.val), splits.test) == (250, 50, None)
     with_test = load_splits(config.replace(evaluate_test=True))
     assert with_test.test is not None and len(with_test.test) == 60
+    # without evaluate_test the test batch is never opened: a broken one goes unnoticed
+    (fake_cifar_dir / BATCHES_DIR / TEST_FILE).write_bytes(b"")
+    assert load_splits(config).test is None
+    with pytest.raises(SweepError, match="test_batch: not a CIFAR-10 batch file"):
+        load_splits(config.replace(evaluate_test=True))
 
 
 def test_fake_classes_are_balanced_and_learnable() -> None:
