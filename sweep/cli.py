@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from sweep import __version__
 from trainer.errors import SweepError
+
+DEFAULT_RESULTS = Path("results")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -18,8 +21,86 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sweep", description="Hyperparameter studies of training jobs on SLURM clusters.")
     parser.add_argument("--version", action="version", version=f"sweep {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_launch(commands)
+    _add_status(commands)
     return parser
+
+
+def _add_storage_args(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--results-dir",
+        type=Path,
+        default=DEFAULT_RESULTS,
+        help="holds sweep.db (the default storage) and runs/<study>/<trial>/ (default: results)",
+    )
+    command.add_argument("--storage", help="any SQLAlchemy URL (default: sqlite:///RESULTS_DIR/sweep.db)")
+
+
+def _add_launch(commands: argparse._SubParsersAction) -> None:
+    from sweep.executors import EXECUTORS
+
+    command = commands.add_parser("launch", help="run a study, or continue it where it stopped")
+    command.add_argument(
+        "--study", required=True, help="a study name in studies/ or the path of a .toml file"
+    )
+    command.add_argument(
+        "--executor", choices=EXECUTORS, default="auto", help="where jobs run (default: auto)"
+    )
+    command.add_argument("--parallel", type=int, default=1, help="jobs running at once (default: 1)")
+    _add_storage_args(command)
+    command.add_argument(
+        "--dry-run", action="store_true", help="print the trials it would submit; write nothing"
+    )
+    command.set_defaults(handler=_launch)
+
+
+def _add_status(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("status", help="one line per trial of the stored studies, and totals")
+    command.add_argument("--study", help="a study name (or its .toml file); default: every stored study")
+    _add_storage_args(command)
+    command.set_defaults(handler=_status)
+
+
+def _launch(args: argparse.Namespace) -> int:
+    from sweep.launch import dry_run, launch
+    from sweep.study import load_study
+
+    spec = load_study(args.study)  # a bad study stops here, before any storage is touched
+    if args.parallel < 1:
+        raise SweepError(f"--parallel must be 1 or more, got {args.parallel}")
+    if args.dry_run:
+        dry_run(spec)
+        return 0
+    launch(
+        spec,
+        results_dir=args.results_dir,
+        storage_url=args.storage,
+        executor=args.executor,
+        parallel=args.parallel,
+    )
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from sweep import storage
+    from sweep.status import render, trial_rows
+    from sweep.study import load_study
+
+    name = None
+    if args.study is not None:
+        name = load_study(args.study).name if args.study.endswith(".toml") else args.study
+    url = args.storage or storage.default_url(args.results_dir)
+    rdb = storage.open_storage(url, create=False)
+    with storage.storage_errors(url):
+        names = [name] if name is not None else storage.study_names(rdb)
+        for study_name in names:
+            study = storage.load_existing(study_name, rdb, url=url)
+            metric = str(study.user_attrs.get("metric", "value"))
+            print("\n".join(render(study_name, metric, trial_rows(study))))
+    if not names:
+        print(f"no studies in {url}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

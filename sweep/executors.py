@@ -1,0 +1,297 @@
+"""Executors: where a trial's job runs. One small interface, the backends side by side (submitit's shape).
+
+* `debug`: in the launcher's process, synchronously inside `submit` (for tests and debugging). The job
+  has finished when `submit` returns, so a pruner cannot stop a debug job early: the trial is still
+  told PRUNED, but all its epochs ran. Its output goes to `<run_dir>/debug.log`.
+* `local`: submitit's LocalExecutor, one real subprocess per job; the job id is the pid of submitit's
+  controller process. Logs and pickles go to `<run_dir>/submitit/`.
+* `slurm`: submitit's SlurmExecutor; [resources] become sbatch options. Timeouts and preemptions
+  requeue the job (sweep.job.TrainJob is checkpointable) and the trainer resumes from checkpoint.pt.
+* `auto`: slurm when `sbatch` is on PATH, local otherwise.
+
+A job is re-attached after a launcher restart with `Executor.attach(job_id, run_dir)`.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import submitit
+from submitit.core.utils import JobPaths, pickle_load
+
+from sweep.errors import SweepError
+from sweep.study import Resources
+
+EXECUTORS = ("auto", "slurm", "local", "debug")
+SUBMITIT_DIR = "submitit"  # beside the run's files: <run_dir>/submitit/<job id>_0_log.out, ...
+DEBUG_LOG = "debug.log"  # a debug job's stdout and stderr
+LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default is 2 minutes; a local job runs until done
+CANCEL_DEADLINE_S = 30.0  # how long `cancel` waits for a job's processes to be gone
+
+JobFn = Callable[[dict[str, Any], str], Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a finished job ended: success, error (with the job's traceback), or lost (no result at all:
+    killed, out of memory, or an in-process job whose launcher died)."""
+
+    status: Literal["success", "error", "lost"]
+    detail: str = ""  # the traceback of an error; what is known of a lost job
+
+
+class Job(abc.ABC):
+    """A submitted job, as the launcher sees it."""
+
+    job_id: str
+
+    @abc.abstractmethod
+    def done(self) -> bool:
+        """Whether the job has stopped (finished, failed, cancelled or vanished)."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Stop the job and return once it is gone (or CANCEL_DEADLINE_S has passed)."""
+
+    @abc.abstractmethod
+    def outcome(self) -> Outcome:
+        """How the job ended; call once `done()` is true."""
+
+
+class Executor(abc.ABC):
+    """Submits jobs of one kind and re-attaches to them by id."""
+
+    name: str
+
+    @abc.abstractmethod
+    def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
+        """Start `fn(config, str(run_dir))`."""
+
+    @abc.abstractmethod
+    def attach(self, job_id: str, run_dir: Path) -> Job:
+        """The job `job_id` that ran for `run_dir`, submitted by an earlier launcher."""
+
+
+def make_executor(name: str, resources: Resources) -> Executor:
+    """The executor called `name` (auto | slurm | local | debug), requesting `resources` per job."""
+    if name == "auto":
+        name = "slurm" if shutil.which("sbatch") else "local"
+    if name == "debug":
+        return DebugExecutor()
+    if name == "local":
+        return LocalExecutor(resources)
+    if name == "slurm":
+        return SlurmExecutor(resources)
+    raise SweepError(f"unknown executor '{name}'; choose one of {', '.join(EXECUTORS)}")
+
+
+# -- debug: in process ------------------------------------------------------------------------------------
+
+
+class DebugJob(Job):
+    def __init__(self, job_id: str, outcome: Outcome) -> None:
+        self.job_id = job_id
+        self._outcome = outcome
+
+    def done(self) -> bool:
+        return True
+
+    def cancel(self) -> None:
+        pass  # it finished inside submit
+
+    def outcome(self) -> Outcome:
+        return self._outcome
+
+
+class DebugExecutor(Executor):
+    name = "debug"
+
+    def __init__(self) -> None:
+        self._count = 0
+
+    def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
+        self._count += 1
+        job_id = f"debug-{os.getpid()}-{self._count}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with (run_dir / DEBUG_LOG).open("a") as log, contextlib.redirect_stdout(log):
+            try:
+                fn(config, str(run_dir))
+                outcome = Outcome("success")
+            except Exception:  # the job's failure is the trial's, not the launcher's
+                outcome = Outcome("error", traceback.format_exc())
+        return DebugJob(job_id, outcome)
+
+    def attach(self, job_id: str, run_dir: Path) -> Job:
+        # An in-process job died with the launcher that ran it.
+        return DebugJob(job_id, Outcome("lost", f"in-process job {job_id} ended with its launcher"))
+
+
+# -- submitit jobs: results are pickles in the submitit folder --------------------------------------------
+
+
+def _pickled_outcome(folder: Path, job_id: str) -> Outcome | None:
+    """The outcome submitit pickled for task 0 of `job_id`, None when it left none."""
+    path = JobPaths(folder, job_id, task_id=0).result_pickle
+    if not path.exists():
+        return None
+    status, value = pickle_load(path)
+    return Outcome("success") if status == "success" else Outcome("error", str(value))
+
+
+def _lost(folder: Path, job_id: str) -> Outcome:
+    logs = JobPaths(folder, job_id, task_id=0)
+    return Outcome("lost", f"job {job_id} stopped without a result; see {logs.stderr} and {logs.stdout}")
+
+
+# -- local: submitit's LocalExecutor ----------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether `pid` is a live (not zombie) submitit controller process."""
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X") and b"submitit" in cmdline  # a reused pid is not our job
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _wait_gone(alive: Callable[[], bool], deadline_s: float) -> bool:
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if not alive():
+            return True
+        time.sleep(0.05)
+    return not alive()
+
+
+class LocalJob(Job):
+    """A submitit local job: its controller process, ours (a Popen) or a previous launcher's (a pid)."""
+
+    def __init__(self, folder: Path, job_id: str, process: subprocess.Popen[bytes] | None = None) -> None:
+        self.folder = folder
+        self.job_id = job_id
+        self._pid = int(job_id)
+        self._process = process
+
+    def _alive(self) -> bool:
+        if self._process is not None:
+            return self._process.poll() is None
+        return _pid_alive(self._pid)
+
+    def done(self) -> bool:
+        return not self._alive()
+
+    def cancel(self) -> None:
+        # SIGINT makes the controller kill its task (SIGINT, then SIGKILL a second later) and exit.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            if not self._alive():
+                return
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, sig)
+            if _wait_gone(self._alive, CANCEL_DEADLINE_S / 3):
+                return
+
+    def outcome(self) -> Outcome:
+        return _pickled_outcome(self.folder, self.job_id) or _lost(self.folder, self.job_id)
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, resources: Resources) -> None:
+        self.parameters: dict[str, Any] = {
+            "timeout_min": resources.timeout_min or LOCAL_TIMEOUT_MIN,
+            "gpus_per_node": resources.gpus,  # sets CUDA_VISIBLE_DEVICES to the first `gpus` devices
+        }
+
+    def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
+        folder = run_dir / SUBMITIT_DIR
+        executor = submitit.LocalExecutor(folder=folder)
+        executor.update_parameters(**self.parameters)
+        job = executor.submit(fn, config, str(run_dir))
+        return LocalJob(folder, job.job_id, job._process)  # type: ignore[attr-defined]
+
+    def attach(self, job_id: str, run_dir: Path) -> Job:
+        return LocalJob(run_dir / SUBMITIT_DIR, job_id)
+
+
+# -- slurm: submitit's SlurmExecutor ----------------------------------------------------------------------
+
+
+def slurm_parameters(resources: Resources) -> dict[str, Any]:
+    """[resources] as submitit SlurmExecutor parameters (gpus -> gpus_per_node, mem_gb -> mem, ...).
+
+    Extras from [resources.slurm] that submitit has no parameter for go to `additional_parameters`,
+    which submitit writes as `#SBATCH --name=value` lines.
+    """
+    params: dict[str, Any] = {"nodes": 1, "ntasks_per_node": 1, "cpus_per_task": resources.cpus}
+    if resources.gpus:
+        params["gpus_per_node"] = resources.gpus
+    if resources.mem_gb is not None:
+        params["mem"] = f"{round(resources.mem_gb * 1024)}MB"
+    if resources.timeout_min is not None:
+        params["time"] = resources.timeout_min  # minutes
+    if resources.partition is not None:
+        params["partition"] = resources.partition
+    known = submitit.SlurmExecutor._valid_parameters()
+    extras = {key: value for key, value in resources.slurm.items() if key not in known}
+    params.update({key: value for key, value in resources.slurm.items() if key in known})
+    if extras:
+        params["additional_parameters"] = extras
+    return params
+
+
+class SlurmJob(Job):
+    def __init__(self, job: submitit.Job[Any]) -> None:
+        self._job = job
+        self.job_id = job.job_id
+        self.folder = Path(job.paths.folder)
+
+    def done(self) -> bool:
+        return bool(self._job.done())
+
+    def cancel(self) -> None:
+        self._job.cancel(check=False)
+        _wait_gone(lambda: not self._job.done(force_check=True), CANCEL_DEADLINE_S)
+
+    def outcome(self) -> Outcome:
+        return _pickled_outcome(self.folder, self.job_id) or _lost(self.folder, self.job_id)
+
+
+class SlurmExecutor(Executor):
+    name = "slurm"
+
+    def __init__(self, resources: Resources) -> None:
+        self.parameters = slurm_parameters(resources)
+
+    def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
+        try:
+            executor = submitit.SlurmExecutor(folder=run_dir / SUBMITIT_DIR)
+        except RuntimeError as err:  # submitit checks for srun
+            raise SweepError(f"executor 'slurm': {err}; use --executor local off the cluster") from None
+        executor.update_parameters(job_name=f"sweep-{run_dir.parent.name}-{run_dir.name}", **self.parameters)
+        return SlurmJob(executor.submit(fn, config, str(run_dir)))
+
+    def attach(self, job_id: str, run_dir: Path) -> Job:
+        return SlurmJob(submitit.SlurmJob(folder=run_dir / SUBMITIT_DIR, job_id=job_id))

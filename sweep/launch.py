@@ -1,0 +1,460 @@
+"""The launcher: runs a study's trials through an executor, and is the only writer to the study storage.
+
+The loop (DESIGN.md) is a few named steps:
+
+    reconcile  once at start: enqueue the planned trials not yet in the study; re-attach RUNNING trials
+               whose job is alive, resume those whose job is gone (same trial, same run dir)
+    ask        the next trial: an enqueued (planned) one, else one the tpe/random sampler suggests
+    submit     write the trial's config.json and start its job
+    poll       read each running trial's metrics.jsonl
+    report     `trial.report(metric, epoch)` for each new epoch; prune: cancel the job, tell PRUNED
+    tell       a finished job: its best metric (COMPLETE), or FAIL with the traceback kept
+
+Every Optuna trial is one (configuration, repeat): user attributes `config` (the index of the
+configuration: planned ones first, in file order, then sampled ones) and `repeat` (the seed offset)
+say which, so a restart never enqueues a configuration that is COMPLETE, PRUNED or still running. A
+planned configuration whose trial FAILed is enqueued again by the next launch (the cause may be fixed);
+a sampled one is not (it used up its place in n_trials).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep import storage as storage_mod
+from sweep.errors import SweepError
+from sweep.executors import Executor, Job, make_executor
+from sweep.job import TrainJob
+from sweep.status import params_text
+from sweep.study import Categorical, Dimension, FloatRange, StudySpec
+from trainer.config import TrainConfig
+from trainer.metrics import EpochMetrics, read_metrics
+from trainer.paths import RunPaths
+
+POLL_SECONDS = 0.5  # how often running trials' metrics files are read
+MAX_SUBMISSIONS = 3  # a trial whose job vanishes (killed, out of memory) this often is FAILed
+LAUNCHER_ID = f"{socket.gethostname()}:{os.getpid()}"  # who watches a RUNNING trial (user attr "launcher")
+TAKEN_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+
+Printer = Callable[[str], None]
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+# -- planning ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One trial the study file fixes: configuration `config` (0-based) run with seed offset `repeat`."""
+
+    config: int
+    repeat: int
+    params: dict[str, Any]
+
+
+def plan(spec: StudySpec) -> list[PlannedTrial]:
+    """The planned trials, in launch order: each grid point / [[points]] entry, `repeats` times."""
+    return [
+        PlannedTrial(config=index, repeat=repeat, params=params)
+        for index, params in enumerate(spec.planned_trials())
+        for repeat in range(spec.repeats)
+    ]
+
+
+def sampled_configs(spec: StudySpec) -> int:
+    """How many configurations the sampler suggests beyond the planned ones (tpe/random only)."""
+    if spec.sampler == "grid":
+        return 0
+    return spec.n_trials - len(spec.planned_trials())
+
+
+def distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
+    """The Optuna distribution of each varied field; for a points-only study, the points' values."""
+    if spec.space:
+        return {key: _distribution(dim) for key, dim in spec.space.items()}
+    choices: dict[str, list[Any]] = {}
+    for point in spec.points:
+        for key, value in point.items():
+            if value not in choices.setdefault(key, []):
+                choices[key].append(value)
+    return {key: CategoricalDistribution(values) for key, values in choices.items()}
+
+
+def _distribution(dim: Dimension) -> BaseDistribution:
+    if isinstance(dim, Categorical):
+        return CategoricalDistribution(dim.choices)
+    if isinstance(dim, FloatRange):
+        return FloatDistribution(dim.low, dim.high, log=dim.log)
+    return IntDistribution(dim.low, dim.high, log=dim.log, step=dim.step or 1)
+
+
+def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    """TPE or random for a search; for a grid every trial is enqueued, so the sampler is never asked."""
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler()
+    return optuna.samplers.RandomSampler()
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """The study's pruner with Optuna's defaults (median: prune below the median of 5+ finished trials)."""
+    if spec.pruner == "median":
+        return optuna.pruners.MedianPruner()
+    if spec.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto")
+    return optuna.pruners.NopPruner()
+
+
+def dry_run(spec: StudySpec, *, out: Printer = _print) -> list[PlannedTrial]:
+    """Print the trials a launch of a new study would submit; touches no storage and no files."""
+    planned = plan(spec)
+    for item in planned:
+        out(f"config {item.config} repeat {item.repeat}  {params_text(item.params)}")
+    extra = sampled_configs(spec)
+    if extra:
+        out(f"then {extra} configurations x {spec.repeats} repeats suggested by the {spec.sampler} sampler")
+    out(f"{spec.name}: {len(planned)} planned trials, {extra * spec.repeats} sampled; nothing submitted")
+    return planned
+
+
+# -- the launcher -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    """A trial whose job the launcher watches."""
+
+    trial: optuna.Trial
+    job: Job
+    config: TrainConfig
+    run_dir: Path
+    reported: int = 0  # epochs already reported to the trial
+
+
+@dataclass
+class Summary:
+    """How a launch ended: trial counts by state and the best trial."""
+
+    study: str
+    states: Counter[str] = field(default_factory=Counter)
+    best: FrozenTrial | None = None
+
+
+class Launcher:
+    """Runs one study; `run()` returns when every trial is finished."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        study: optuna.Study,
+        executor: Executor,
+        *,
+        results_dir: Path,
+        parallel: int = 1,
+        poll_s: float = POLL_SECONDS,
+        out: Printer = _print,
+    ) -> None:
+        if parallel < 1:
+            raise SweepError(f"--parallel must be 1 or more, got {parallel}")
+        self.spec = spec
+        self.study = study
+        self.executor = executor
+        self.runs_dir = Path(results_dir) / "runs" / spec.name
+        self.parallel = parallel
+        self.poll_s = poll_s
+        self.out = out
+        self.distributions = distributions(spec)
+        self.running: dict[int, Running] = {}
+
+    def run(self) -> Summary:
+        self.reconcile()
+        while True:
+            self.fill()
+            if not self.running:
+                break
+            time.sleep(self.poll_s)
+            for number in list(self.running):
+                self.poll(self.running[number])
+        return self.summary()
+
+    # -- reconcile --------------------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """Enqueue missing planned trials and take over the RUNNING trials a previous launcher left."""
+        self.enqueue_missing()
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            owner = frozen.user_attrs.get("launcher")
+            if owner is not None and _launcher_alive(owner):
+                self.out(f"trial {frozen.number} is watched by the running launcher {owner}; leaving it")
+                continue
+            trial = optuna.Trial(self.study, frozen._trial_id)
+            trial.set_user_attr("launcher", LAUNCHER_ID)
+            job_id = frozen.user_attrs.get("job_id")
+            if job_id is None:  # the launcher stopped before its job id was stored (or a debug job ran)
+                self.submit(trial, reported=max(frozen.intermediate_values, default=0))
+                continue
+            kind = frozen.user_attrs.get("executor", self.executor.name)
+            executor = (
+                self.executor if kind == self.executor.name else make_executor(kind, self.spec.resources)
+            )
+            run_dir = Path(frozen.user_attrs["run_dir"])
+            job = executor.attach(str(job_id), run_dir)
+            config = self.spec.train_config(trial.params, repeat=frozen.user_attrs.get("repeat", 0))
+            reported = max(frozen.intermediate_values, default=0)
+            self.running[trial.number] = Running(trial, job, config, run_dir, reported)
+            self.out(
+                f"trial {trial.number} re-attached  job {job_id} ({'running' if not job.done() else 'ended'})"
+            )
+
+    def enqueue_missing(self) -> None:
+        """Enqueue each planned (config, repeat), and each repeat of a sampled config, not yet taken."""
+        trials = self.study.get_trials(deepcopy=False)
+        taken = {_key(t) for t in trials if t.state in TAKEN_STATES}
+        wanted = plan(self.spec)
+        sampled = {
+            t.user_attrs["config"]: t.params for t in trials if _key(t)[1] == 0 and _is_sampled(t, self.spec)
+        }
+        wanted += [
+            PlannedTrial(c, r, params) for c, params in sampled.items() for r in range(1, self.spec.repeats)
+        ]
+        for item in wanted:
+            if (item.config, item.repeat) not in taken:
+                self.study.enqueue_trial(
+                    item.params, user_attrs={"config": item.config, "repeat": item.repeat}
+                )
+
+    # -- ask and submit ---------------------------------------------------------------------------------
+
+    def fill(self) -> None:
+        """Ask and submit trials until `parallel` run or none is left to ask."""
+        while len(self.running) < self.parallel:
+            trial = self.ask()
+            if trial is None:
+                return
+            self.submit(trial)
+
+    def ask(self) -> optuna.Trial | None:
+        """The next enqueued trial, else a new sampled configuration (tpe/random, within n_trials)."""
+        if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return self.study.ask(self.distributions)
+        next_config = self._next_sampled_config()
+        if next_config is None:
+            return None
+        trial = self.study.ask(self.distributions)
+        trial.set_user_attr("config", next_config)
+        trial.set_user_attr("repeat", 0)
+        for repeat in range(1, self.spec.repeats):  # the other seeds of this configuration run next
+            self.study.enqueue_trial(trial.params, user_attrs={"config": next_config, "repeat": repeat})
+        return trial
+
+    def _next_sampled_config(self) -> int | None:
+        if self.spec.sampler == "grid":
+            return None
+        used = [_key(t)[0] for t in self.study.get_trials(deepcopy=False)]
+        next_config = max([len(self.spec.planned_trials()) - 1, *[c for c in used if c is not None]]) + 1
+        return next_config if next_config < self.spec.n_trials else None
+
+    def submit(self, trial: optuna.Trial, *, reported: int = 0) -> None:
+        """Write the trial's config.json into its run dir and start its job (again, after a lost job).
+
+        A job started again on the same run dir resumes from its checkpoint.pt.
+        """
+        attrs = trial.user_attrs
+        config = self.spec.train_config(trial.params, repeat=attrs.get("repeat", 0))
+        run_dir = Path(attrs.get("run_dir") or self.runs_dir / str(trial.number))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(RunPaths(run_dir).config, config.to_json())
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("executor", self.executor.name)
+        trial.set_user_attr("launcher", LAUNCHER_ID)
+        trial.set_user_attr("submissions", attrs.get("submissions", 0) + 1)
+        job = self.executor.submit(TrainJob(), config.to_dict(), run_dir)
+        trial.set_user_attr("job_id", job.job_id)
+        self.running[trial.number] = Running(trial, job, config, run_dir, reported)
+        again = " again" if attrs.get("submissions") else ""
+        self.out(f"trial {trial.number} submitted{again}  job {job.job_id}  {params_text(trial.params)}")
+
+    # -- poll, report/prune, tell -----------------------------------------------------------------------
+
+    def poll(self, item: Running) -> None:
+        """Report the trial's new epochs, prune it if the pruner says so, tell it once its job is done."""
+        done = item.job.done()  # before reading: every epoch of a finished job is then in the file
+        records = read_metrics(RunPaths(item.run_dir).metrics)
+        for record in records[item.reported :]:
+            self.report(item, record)
+            if record.epoch < item.config.epochs and item.trial.should_prune():
+                self.prune(item, record)
+                return
+        if done:
+            self.finish(item, records)
+
+    def report(self, item: Running, record: EpochMetrics) -> None:
+        value = getattr(record, self.spec.metric)
+        item.trial.report(value, record.epoch)
+        item.reported = record.epoch
+        epoch = f"{record.epoch}/{item.config.epochs}"
+        self.out(f"trial {item.trial.number} epoch {epoch}  {self.spec.metric} {value:.4f}")
+
+    def prune(self, item: Running, record: EpochMetrics) -> None:
+        item.job.cancel()
+        self.study.tell(item.trial.number, state=TrialState.PRUNED)
+        del self.running[item.trial.number]
+        self.out(
+            f"trial {item.trial.number} pruned at epoch {record.epoch}/{item.config.epochs}; job stopped"
+        )
+
+    def finish(self, item: Running, records: list[EpochMetrics]) -> None:
+        outcome = item.job.outcome()
+        number = item.trial.number
+        if outcome.status == "lost" and item.trial.user_attrs.get("submissions", 1) < MAX_SUBMISSIONS:
+            del self.running[number]
+            self.out(f"trial {number} job {item.job.job_id} is gone without a result; resuming it")
+            self.submit(item.trial, reported=item.reported)
+            return
+        del self.running[number]
+        if outcome.status == "success" and records:
+            value = best_value(records, self.spec.metric, self.spec.direction)
+            self.study.tell(number, value)
+            self.out(
+                f"trial {number} complete  {self.spec.metric} {value:.4f} (best of {len(records)} epochs)"
+            )
+            return
+        reason = outcome.detail or "the job succeeded but wrote no metrics"
+        if outcome.status == "lost":
+            reason = f"{reason} ({MAX_SUBMISSIONS} submissions; giving up)"
+        self.fail(item.trial, reason)
+
+    def fail(self, trial: optuna.Trial, reason: str) -> None:
+        number = trial.number
+        trial.set_user_attr("traceback", reason)
+        self.study.tell(number, state=TrialState.FAIL)
+        last = reason.strip().splitlines()[-1] if reason.strip() else "unknown"
+        self.out(f"trial {number} failed: {last} (full text in user attribute 'traceback')")
+
+    def summary(self) -> Summary:
+        trials = self.study.get_trials(deepcopy=False)
+        summary = Summary(study=self.spec.name, states=Counter(t.state.name for t in trials))
+        complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        if complete:
+            pick = max if self.spec.direction == "maximize" else min
+            summary.best = pick(complete, key=lambda t: t.value if t.value is not None else math.nan)
+        return summary
+
+
+def best_value(records: list[EpochMetrics], metric: str, direction: str) -> float:
+    """The trial's value: the best epoch's metric (highest for maximize, lowest for minimize)."""
+    values = [getattr(record, metric) for record in records]
+    return max(values) if direction == "maximize" else min(values)
+
+
+def launch(
+    spec: StudySpec,
+    *,
+    results_dir: Path,
+    storage_url: str | None = None,
+    executor: str = "auto",
+    parallel: int = 1,
+    poll_s: float = POLL_SECONDS,
+    pruner: optuna.pruners.BasePruner | None = None,
+    out: Printer = _print,
+) -> Summary:
+    """Run (or continue) the study `spec` to the end and print one line per trial event and a summary.
+
+    Args:
+        spec: The validated study.
+        results_dir: Holds the default storage (sweep.db) and the run dirs (runs/<study>/<trial>/).
+        storage_url: Any SQLAlchemy URL; default `sqlite:///<results_dir>/sweep.db`.
+        executor: auto | slurm | local | debug.
+        parallel: Jobs running at once.
+        poll_s: Seconds between reads of the running trials' metrics files.
+        pruner: Replaces the study file's pruner (for tests and the Python API).
+        out: Where progress lines go.
+
+    Raises:
+        SweepError: Unreachable storage, an unknown executor, a study stored with another direction.
+    """
+    job_executor = make_executor(executor, spec.resources)
+    if storage_url is None:
+        Path(results_dir).mkdir(parents=True, exist_ok=True)
+        storage_url = storage_mod.default_url(Path(results_dir))
+    storage = storage_mod.open_storage(storage_url, create=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = storage_mod.open_study(
+        spec.name,
+        storage,
+        direction=spec.direction,
+        sampler=make_sampler(spec),
+        pruner=pruner or make_pruner(spec),
+        url=storage_url,
+    )
+    if "metric" not in study.user_attrs:
+        study.set_user_attr("metric", spec.metric)
+    launcher = Launcher(
+        spec, study, job_executor, results_dir=Path(results_dir), parallel=parallel, poll_s=poll_s, out=out
+    )
+    with storage_mod.storage_errors(storage_url):
+        summary = launcher.run()
+    out(summary_line(summary, spec.metric))
+    return summary
+
+
+def summary_line(summary: Summary, metric: str) -> str:
+    counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(summary.states.items()))
+    line = f"{summary.study}: {sum(summary.states.values())} trials ({counts or 'none'})"
+    if summary.best is not None and summary.best.value is not None:
+        best = summary.best
+        line += f"; best trial {best.number} {metric} {best.value:.4f} {params_text(best.params)}".rstrip()
+    return line
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+
+
+def _key(trial: FrozenTrial) -> tuple[int | None, int]:
+    return trial.user_attrs.get("config"), trial.user_attrs.get("repeat", 0)
+
+
+def _is_sampled(trial: FrozenTrial, spec: StudySpec) -> bool:
+    config = trial.user_attrs.get("config")
+    return config is not None and config >= len(spec.planned_trials())
+
+
+def _launcher_alive(owner: str) -> bool:
+    """Whether the launcher `host:pid` is another live process on this host (one elsewhere is not known:
+    its trials are taken over, so two launchers sharing a study should not be restarted at once)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

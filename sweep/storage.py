@@ -1,0 +1,124 @@
+"""Where studies live: the storage URL, opening the Optuna storage and study, and its errors in one place.
+
+The default storage is `sqlite:///<results_dir>/sweep.db`; `--storage` takes any SQLAlchemy URL
+(`postgresql://user@host/db`, ...). Library errors (a database that cannot be opened, a bad URL, a
+missing driver) become a SweepError in `storage_errors`, the one place that knows their types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import optuna
+import sqlalchemy.exc
+from optuna.storages import RDBStorage
+from optuna.study import StudyDirection
+from sqlalchemy.engine import make_url
+
+from sweep.errors import SweepError
+
+DB_NAME = "sweep.db"
+
+
+def default_url(results_dir: Path) -> str:
+    """The SQLite database of all studies in `results_dir` (an absolute path, so the cwd does not matter)."""
+    return f"sqlite:///{(Path(results_dir) / DB_NAME).resolve()}"
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL; None for other databases and in-memory SQLite."""
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+@contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Turn the storage libraries' exceptions into a one-line SweepError naming the URL."""
+    try:
+        yield
+    except sqlalchemy.exc.ArgumentError as err:
+        raise SweepError(f"storage '{url}': not a valid SQLAlchemy URL ({err})") from None
+    except sqlalchemy.exc.SQLAlchemyError as err:
+        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+        raise SweepError(
+            f"storage '{url}': cannot use the database ({reason}); check the URL and server"
+        ) from None
+    except optuna.exceptions.StorageInternalError as err:
+        raise SweepError(f"storage '{url}': {str(err).splitlines()[0]}") from None
+    except ImportError as err:  # a database driver that is not installed (psycopg2, pymysql, ...)
+        raise SweepError(f"storage '{url}': the database driver is missing ({err}); install it") from None
+
+
+def open_storage(url: str, *, create: bool) -> RDBStorage:
+    """Open the storage at `url`.
+
+    Args:
+        url: A SQLAlchemy URL.
+        create: Create a missing SQLite file (launch); otherwise a missing file is an error (status).
+
+    Raises:
+        SweepError: The database cannot be opened, or does not exist and `create` is false.
+    """
+    path = sqlite_path(url)
+    if path is not None and not create and not path.is_file():
+        raise SweepError(f"storage '{url}': no database at {path}; run `sweep launch` first")
+    if path is not None and not path.parent.is_dir():
+        raise SweepError(
+            f"storage '{url}': the folder {path.parent} does not exist; create it or fix the URL"
+        )
+    with storage_errors(url):
+        return RDBStorage(url, skip_compatibility_check=False)
+
+
+def study_names(storage: RDBStorage) -> list[str]:
+    """The names of the studies in `storage`, sorted."""
+    return sorted(summary.study_name for summary in optuna.get_all_study_summaries(storage))
+
+
+def load_existing(name: str, storage: RDBStorage, *, url: str) -> optuna.Study:
+    """The study `name` in `storage`; a SweepError listing the stored studies when it is not there."""
+    names = study_names(storage)
+    if name not in names:
+        raise SweepError(
+            f"storage '{url}': no study named '{name}'; stored studies: {', '.join(names) or 'none'}"
+        )
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def open_study(
+    name: str,
+    storage: RDBStorage,
+    *,
+    direction: str,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    url: str,
+) -> optuna.Study:
+    """Create the study `name`, or load it when it exists (a launch on an existing study continues it).
+
+    Raises:
+        SweepError: The stored study optimises in the other direction, or the storage fails.
+    """
+    with storage_errors(url):
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction=StudyDirection.MAXIMIZE if direction == "maximize" else StudyDirection.MINIMIZE,
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
+    stored = study.direction.name.lower()
+    if stored != direction:
+        raise SweepError(
+            f"storage '{url}': study '{name}' was created to {stored}, the study file says {direction}; "
+            "rename the study or use another storage"
+        )
+    return study

@@ -1,0 +1,128 @@
+"""Helpers for launcher tests: tiny study files, the CLI as a real subprocess, and process checks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Trains in about a second per epoch on a CPU (tests/conftest.py's tiny_config as study fields).
+TINY_TRAIN: dict[str, Any] = {
+    "dataset": "fake",
+    "depth": 8,
+    "epochs": 2,
+    "batch_size": 32,
+    "num_workers": 0,
+    "fake_train_size": 160,
+    "fake_test_size": 40,
+    "val_size": 32,
+    "device": "cpu",
+    "momentum": 0.9,
+}
+TINY_RESOURCES: dict[str, Any] = {"gpus": 0, "cpus": 1, "timeout_min": 10}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{key} = {_toml_value(item)}" for key, item in value.items()) + " }"
+    return repr(value)
+
+
+def write_study(
+    path: Path,
+    *,
+    study: dict[str, Any],
+    train: dict[str, Any] | None = None,
+    space: dict[str, Any] | None = None,
+    points: list[dict[str, Any]] | None = None,
+    resources: dict[str, Any] | None = None,
+) -> Path:
+    """Write a study file; `train` defaults to TINY_TRAIN, `resources` to TINY_RESOURCES."""
+    lines: list[str] = []
+    tables = {
+        "study": study,
+        "train": TINY_TRAIN if train is None else train,
+        "space": space or {},
+        "resources": TINY_RESOURCES if resources is None else resources,
+    }
+    for name, table in tables.items():
+        if table:
+            lines.append(f"[{name}]")
+            lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
+    for point in points or []:
+        lines.append("[[points]]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in point.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def tiny_smoke(tmp_path: Path) -> Path:
+    """The smoke study's grid (2 optimizers x 2 learning rates) on the tiny net and data."""
+    return write_study(
+        tmp_path / "smoke.toml",
+        study={"name": "smoke", "sampler": "grid", "pruner": "median"},
+        space={"optimizer": ["sgd", "adam"], "lr": [0.05, 0.01]},
+    )
+
+
+def sweep_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "sweep", *args]
+
+
+def run_sweep(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the sweep CLI as a real subprocess; a hang fails the test after `timeout` seconds."""
+    return subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def sessions() -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes started in their own session; each session (jobs included) is killed at the end."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids of live processes whose command line contains `text` (e.g. a run dir)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if text in cmdline and state not in ("Z", "X"):
+            pids.append(int(proc.name))
+    return pids
+
+
+def wait_for(condition: Any, *, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

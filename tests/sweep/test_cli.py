@@ -1,0 +1,107 @@
+"""The `sweep` command: launch and status; one-line errors with exit 2 and nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sweep.cli import main
+from tests.sweep.conftest import ROOT, run_sweep, write_study
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_study_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    result = run_sweep("launch", "--study", "nosuch", "--results-dir", str(tmp_path / "r"))
+    _one_line_error(result, "no study named 'nosuch'", "smoke")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("study", "fragment"),
+    [
+        ({"name": "bad", "sampler": "grid", "bogus": 1}, "'bogus'"),
+        ({"name": "bad", "sampler": "annealing"}, "sampler"),
+    ],
+)
+def test_bad_study_file_is_one_line_and_writes_nothing(tmp_path: Path, study: dict, fragment: str) -> None:
+    study_file = write_study(tmp_path / "bad.toml", study=study, space={"lr": [0.1]})
+    result = run_sweep(
+        "launch", "--study", str(study_file), "--executor", "debug", "--results-dir", str(tmp_path / "r")
+    )
+    _one_line_error(result, str(study_file), fragment)
+    assert not (tmp_path / "r").exists()
+
+
+def test_unreachable_storage_is_one_line_and_creates_no_database(tiny_smoke: Path, tmp_path: Path) -> None:
+    result = run_sweep(
+        "launch",
+        "--study",
+        str(tiny_smoke),
+        "--executor",
+        "debug",
+        "--results-dir",
+        str(tmp_path / "r"),
+        "--storage",
+        "sqlite:////nonexistent/dir/x.db",
+    )
+    _one_line_error(result, "sqlite:////nonexistent/dir/x.db")
+    assert not Path("/nonexistent").exists() and not (tmp_path / "r").exists()
+
+
+def test_status_without_a_database_is_an_error_and_creates_none(tmp_path: Path) -> None:
+    _one_line_error(run_sweep("status", "--results-dir", str(tmp_path)), "no database at")
+    assert not (tmp_path / "sweep.db").exists()
+
+
+def test_launch_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study_file = write_study(
+        tmp_path / "one.toml", study={"name": "one", "sampler": "grid"}, space={"lr": [0.05, 0.02]}
+    )
+    results = str(tmp_path / "r")
+    assert main(["launch", "--study", str(study_file), "--executor", "debug", "--results-dir", results]) == 0
+    capsys.readouterr()
+    assert main(["status", "--results-dir", results]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "study one (val_acc)"
+    assert lines[1].startswith("  #0   COMPLETE lr=0.05  epochs 2/2  best 0.")
+    assert "job debug-" in lines[1]
+    assert lines[2].startswith("  #1   COMPLETE lr=0.02  epochs 2/2")
+    assert lines[3] == "  2 trials: 2 complete"
+    assert main(["status", "--study", str(study_file), "--results-dir", results]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "study one (val_acc)"
+    assert main(["status", "--study", "other", "--results-dir", results]) == 2
+    assert "no study named 'other'; stored studies: one" in capsys.readouterr().err
+
+
+def test_parallel_must_be_positive(tiny_smoke: Path, tmp_path: Path) -> None:
+    result = run_sweep(
+        "launch", "--study", str(tiny_smoke), "--parallel", "0", "--results-dir", str(tmp_path)
+    )
+    _one_line_error(result, "--parallel must be 1 or more")
+
+
+def test_module_entry_points_and_no_torch_in_the_launcher() -> None:
+    code = (
+        "import sys, sweep.cli, sweep.launch, sweep.executors, sweep.job, sweep.status;"
+        "assert 'torch' not in sys.modules, 'the launcher imported torch'"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+    for module in ("sweep", "sweep.cli"):
+        result = subprocess.run(
+            [sys.executable, "-m", module, "launch", "--help"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0 and "--executor {auto,slurm,local,debug}" in result.stdout

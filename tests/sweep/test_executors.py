@@ -1,0 +1,145 @@
+"""Executors: debug in process, local as real subprocesses (outcome, cancel, re-attach), slurm options."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from submitit.slurm.slurm import _make_sbatch_string
+
+from sweep.errors import SweepError
+from sweep.executors import (
+    DebugExecutor,
+    LocalExecutor,
+    SlurmExecutor,
+    make_executor,
+    slurm_parameters,
+)
+from sweep.study import Resources
+from tests.sweep.conftest import processes_mentioning, wait_for
+
+
+def succeed(config: dict[str, Any], run_dir: str) -> str:
+    (Path(run_dir) / "out.txt").write_text(config["text"])
+    return config["text"]
+
+
+def explode(config: dict[str, Any], run_dir: str) -> None:
+    raise ValueError(f"bad value {config['text']}")
+
+
+def sleep(config: dict[str, Any], run_dir: str) -> None:
+    (Path(run_dir) / "started").write_text("")
+    time.sleep(config["seconds"])
+
+
+def test_debug_runs_in_process_at_submit(tmp_path: Path) -> None:
+    job = DebugExecutor().submit(succeed, {"text": "hi"}, tmp_path)
+    assert job.done() and job.outcome().status == "success"
+    assert (tmp_path / "out.txt").read_text() == "hi"
+
+
+def test_debug_keeps_the_traceback(tmp_path: Path) -> None:
+    outcome = DebugExecutor().submit(explode, {"text": "x"}, tmp_path).outcome()
+    assert outcome.status == "error"
+    assert "Traceback" in outcome.detail and "ValueError: bad value x" in outcome.detail
+
+
+def test_debug_job_is_lost_after_a_restart(tmp_path: Path) -> None:
+    assert DebugExecutor().attach("debug-1-1", tmp_path).outcome().status == "lost"
+
+
+def test_local_job_succeeds_in_a_subprocess(tmp_path: Path) -> None:
+    job = LocalExecutor(Resources(gpus=0)).submit(succeed, {"text": "hello"}, tmp_path)
+    wait_for(job.done, timeout=60, what="the local job")
+    assert job.outcome().status == "success"
+    assert (tmp_path / "out.txt").read_text() == "hello"
+    assert list((tmp_path / "submitit").glob(f"{job.job_id}_0_log.out"))
+
+
+def test_local_job_error_has_the_traceback(tmp_path: Path) -> None:
+    job = LocalExecutor(Resources(gpus=0)).submit(explode, {"text": "y"}, tmp_path)
+    wait_for(job.done, timeout=60, what="the local job")
+    outcome = job.outcome()
+    assert outcome.status == "error" and "ValueError: bad value y" in outcome.detail
+
+
+def test_local_job_is_reattached_by_id_and_cancelled(tmp_path: Path) -> None:
+    job = LocalExecutor(Resources(gpus=0)).submit(sleep, {"seconds": 60}, tmp_path)
+    wait_for((tmp_path / "started").exists, timeout=60, what="the job to start")
+    again = LocalExecutor(Resources(gpus=0)).attach(job.job_id, tmp_path)  # as a restarted launcher would
+    assert not again.done()
+    again.cancel()
+    assert again.done() and job.done()
+    assert processes_mentioning(str(tmp_path)) == []
+    assert again.outcome().status == "lost"
+
+
+def test_local_job_that_never_existed_is_done_and_lost(tmp_path: Path) -> None:
+    job = LocalExecutor(Resources(gpus=0)).attach("999999999", tmp_path)
+    assert job.done() and job.outcome().status == "lost"
+
+
+def test_auto_is_local_without_sbatch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    assert make_executor("auto", Resources()).name == "local"
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/sbatch")
+    assert make_executor("auto", Resources()).name == "slurm"
+
+
+def test_unknown_executor_is_an_error() -> None:
+    with pytest.raises(SweepError, match="unknown executor 'k8s'"):
+        make_executor("k8s", Resources())
+
+
+def test_local_uses_the_resources_timeout_and_gpus() -> None:
+    assert LocalExecutor(Resources(gpus=2, timeout_min=30)).parameters == {
+        "timeout_min": 30,
+        "gpus_per_node": 2,
+    }
+    assert LocalExecutor(Resources()).parameters["timeout_min"] > 24 * 60  # not submitit's 2 minutes
+
+
+def test_slurm_parameters_from_resources() -> None:
+    resources = Resources(
+        gpus=1,
+        cpus=5,
+        mem_gb=16,
+        timeout_min=240,
+        partition="gpu",
+        slurm={"qos": "high", "reservation": "r1"},
+    )
+    assert slurm_parameters(resources) == {
+        "nodes": 1,
+        "ntasks_per_node": 1,
+        "cpus_per_task": 5,
+        "gpus_per_node": 1,
+        "mem": "16384MB",
+        "time": 240,
+        "partition": "gpu",
+        "qos": "high",
+        "additional_parameters": {"reservation": "r1"},
+    }
+    sbatch = _make_sbatch_string(command="CMD", folder="/f", **slurm_parameters(resources))
+    for line in (
+        "--gpus-per-node=1",
+        "--cpus-per-task=5",
+        "--mem=16384MB",
+        "--time=240",
+        "--partition=gpu",
+        "--qos=high",
+        "--reservation=r1",
+    ):
+        assert f"#SBATCH {line}\n" in sbatch
+
+
+def test_slurm_cpu_only_asks_no_gpus() -> None:
+    assert "gpus_per_node" not in slurm_parameters(Resources(gpus=0, cpus=2))
+
+
+def test_slurm_without_srun_is_a_sweep_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(SweepError, match="executor 'slurm'"):
+        SlurmExecutor(Resources()).submit(succeed, {"text": "x"}, tmp_path)

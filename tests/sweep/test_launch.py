@@ -1,0 +1,362 @@
+"""The launcher: whole studies through the debug and local executors, failures, pruning, restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.executors import DebugExecutor
+from sweep.launch import Launcher, best_value, dry_run, launch, make_pruner, plan
+from sweep.storage import default_url, open_storage, open_study
+from sweep.study import load_study
+from tests.sweep.conftest import (
+    ROOT,
+    TINY_TRAIN,
+    processes_mentioning,
+    run_sweep,
+    sweep_cmd,
+    wait_for,
+    write_study,
+)
+from trainer.metrics import EpochMetrics, read_metrics
+
+TUNING_POINTS = [
+    {"batch_size": 64, "num_workers": 2, "weight_decay": 5e-4},
+    {"batch_size": 128, "num_workers": 4, "weight_decay": 5e-4},
+    {"batch_size": 256, "num_workers": 2, "weight_decay": 5e-4},
+    {"batch_size": 128, "num_workers": 2, "weight_decay": 1e-4},
+    {"batch_size": 128, "num_workers": 4, "weight_decay": 1e-4},
+    {"batch_size": 256, "num_workers": 4, "weight_decay": 1e-4},
+    {"batch_size": 128, "num_workers": 6, "weight_decay": 1e-4},
+]
+
+
+def _stored(results: Path, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=default_url(results))
+
+
+def _assert_all_complete(results: Path, name: str, count: int) -> list[optuna.trial.FrozenTrial]:
+    trials = _stored(results, name).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * count
+    for trial in trials:
+        run_dir = Path(trial.user_attrs["run_dir"])
+        assert run_dir == results / "runs" / name / str(trial.number)
+        records = read_metrics(run_dir / "metrics.jsonl")
+        assert trial.value == max(record.val_acc for record in records)
+        assert sorted(trial.intermediate_values) == [record.epoch for record in records]
+        assert (run_dir / "config.json").is_file() and (run_dir / "result.json").is_file()
+        assert {"job_id", "run_dir", "executor"} <= set(trial.user_attrs)
+    return trials
+
+
+# -- planning ---------------------------------------------------------------------------------------------
+
+
+def test_tuning_plan_is_the_seven_points() -> None:
+    spec = load_study("tuning")
+    planned = plan(spec)
+    assert [item.params for item in planned] == TUNING_POINTS
+    assert [(item.config, item.repeat) for item in planned] == [(i, 0) for i in range(7)]
+
+
+def test_tuning_asks_seven_trials_with_exactly_those_params(tmp_path: Path) -> None:
+    spec = load_study("tuning")
+    url = default_url(tmp_path)
+    study = open_study(
+        spec.name,
+        open_storage(url, create=True),
+        direction=spec.direction,
+        sampler=optuna.samplers.RandomSampler(),
+        pruner=make_pruner(spec),
+        url=url,
+    )
+    launcher = Launcher(spec, study, DebugExecutor(), results_dir=tmp_path)
+    launcher.reconcile()
+    asked = [launcher.ask() for _ in range(8)]
+    assert asked[7] is None
+    assert [trial.params for trial in asked[:7] if trial is not None] == TUNING_POINTS
+    for trial in asked[:7]:
+        assert trial is not None
+        config = spec.train_config(trial.params)
+        assert (config.optimizer, config.lr, config.epochs, config.depth) == ("sgd_nesterov", 0.1, 50, 164)
+
+
+def test_tuning_dry_run_prints_seven_trials_and_writes_nothing(tmp_path: Path) -> None:
+    result = run_sweep("launch", "--study", "tuning", "--dry-run", "--results-dir", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("config ")]
+    assert lines == [
+        f"config {i} repeat 0  batch_size={p['batch_size']} num_workers={p['num_workers']} "
+        f"weight_decay={p['weight_decay']:g}"
+        for i, p in enumerate(TUNING_POINTS)
+    ]
+    assert not (tmp_path / "r").exists()
+
+
+def test_dry_run_of_a_search_names_the_sampled_trials() -> None:
+    lines: list[str] = []
+    assert dry_run(load_study("search"), out=lines.append) == []
+    assert lines[0] == "then 40 configurations x 1 repeats suggested by the tpe sampler"
+
+
+def test_best_value_follows_the_direction() -> None:
+    pairs = [(2.0, 0.3), (1.0, 0.5), (3.0, 0.4)]  # (val_loss, val_acc) per epoch
+    records = [
+        EpochMetrics(epoch, 1.0, 0.1, loss, acc, 0.1, 1.0, 1.0) for epoch, (loss, acc) in enumerate(pairs, 1)
+    ]
+    assert best_value(records, "val_acc", "maximize") == 0.5
+    assert best_value(records, "val_loss", "minimize") == 1.0
+
+
+def test_make_pruner_follows_the_study() -> None:
+    assert isinstance(make_pruner(load_study("smoke")), optuna.pruners.MedianPruner)
+    assert isinstance(make_pruner(load_study("search")), optuna.pruners.HyperbandPruner)
+    assert isinstance(make_pruner(load_study("tuning")), optuna.pruners.NopPruner)
+
+
+# -- whole studies ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("executor", ["debug", "local"])
+def test_smoke_study_completes(executor: str, tiny_smoke: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    result = run_sweep(
+        "launch",
+        "--study",
+        str(tiny_smoke),
+        "--executor",
+        executor,
+        "--parallel",
+        "2",
+        "--results-dir",
+        str(results),
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    trials = _assert_all_complete(results, "smoke", 4)
+    assert [t.params for t in trials] == [
+        {"optimizer": o, "lr": lr} for o in ("sgd", "adam") for lr in (0.05, 0.01)
+    ]
+    assert {t.user_attrs["executor"] for t in trials} == {executor}
+    lines = result.stdout.splitlines()
+    assert sum("submitted" in line for line in lines) == 4
+    assert sum(line.endswith("(best of 2 epochs)") for line in lines) == 4
+    assert lines[-1].startswith("smoke: 4 trials (4 complete); best trial ")
+    if executor == "local":
+        assert (results / "runs" / "smoke" / "0" / "submitit").is_dir()
+
+
+def test_launch_again_on_a_finished_study_runs_nothing(tmp_path: Path) -> None:
+    study_file = write_study(
+        tmp_path / "s.toml",
+        study={"name": "again", "sampler": "grid"},
+        space={"lr": [0.05]},
+        train={**_tiny(), "epochs": 1},
+    )
+    results = tmp_path / "results"
+    lines: list[str] = []
+    launch(load_study(study_file), results_dir=results, executor="debug", out=lines.append)
+    lines.clear()
+    summary = launch(load_study(study_file), results_dir=results, executor="debug", out=lines.append)
+    assert lines == [
+        "again: 1 trials (1 complete); best trial 0 val_acc " + f"{summary.best.value:.4f} lr=0.05"
+    ]
+
+
+def test_failing_job_is_fail_with_traceback_and_the_study_goes_on(tmp_path: Path) -> None:
+    missing = tmp_path / "no-data"
+    study_file = write_study(
+        tmp_path / "fails.toml",
+        study={"name": "fails", "sampler": "grid"},
+        points=[
+            {"dataset": "cifar10", "data_dir": str(missing)},
+            {"dataset": "fake", "data_dir": "data"},
+        ],
+        train={k: v for k, v in _tiny().items() if k != "dataset"} | {"epochs": 1},
+    )
+    results = tmp_path / "results"
+    result = run_sweep(
+        "launch", "--study", str(study_file), "--executor", "local", "--results-dir", str(results)
+    )
+    assert result.returncode == 0, result.stderr
+    failed, complete = _stored(results, "fails").trials
+    assert failed.state == TrialState.FAIL
+    assert "Traceback" in failed.user_attrs["traceback"]
+    assert "SweepError" in failed.user_attrs["traceback"] and str(missing) in failed.user_attrs["traceback"]
+    assert complete.state == TrialState.COMPLETE
+    assert "trial 0 failed: " in result.stdout
+
+
+def test_a_configuration_that_cannot_learn_is_pruned_and_its_job_stopped(tmp_path: Path) -> None:
+    study_file = write_study(
+        tmp_path / "prune.toml",
+        study={"name": "prune", "sampler": "grid", "pruner": "median"},
+        points=[{"lr": 0.05, "epochs": 2}, {"lr": 0.03, "epochs": 2}, {"lr": 10.0, "epochs": 40}],
+        train={k: v for k, v in _tiny().items() if k != "epochs"} | {"val_size": 64},
+    )
+    results = tmp_path / "results"
+    lines: list[str] = []
+    # Optuna's default waits for 5 finished trials; two are enough here. Prune from epoch 2 on.
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
+    launch(
+        load_study(study_file),
+        results_dir=results,
+        executor="local",
+        pruner=pruner,
+        poll_s=0.1,
+        out=lines.append,
+    )
+    good, also_good, bad = _stored(results, "prune").trials
+    assert (good.state, also_good.state, bad.state) == (
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+    )
+    run_dir = Path(bad.user_attrs["run_dir"])
+    assert processes_mentioning(str(run_dir)) == []
+    done = len(read_metrics(run_dir / "metrics.jsonl"))
+    assert 2 <= done < 40
+    assert not (run_dir / "result.json").exists()
+    assert any(line.startswith("trial 2 pruned at epoch") for line in lines)
+
+
+# -- restarts ---------------------------------------------------------------------------------------------
+
+
+def _tiny() -> dict[str, Any]:
+    return dict(TINY_TRAIN)
+
+
+def _start_launcher(study_file: Path, results: Path, executor: str, sessions: list) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        sweep_cmd(
+            "launch", "--study", str(study_file), "--executor", executor, "--results-dir", str(results)
+        ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    sessions.append(proc)
+    return proc
+
+
+def _read_until(proc: subprocess.Popen[str], marker: str, *, timeout: float) -> list[str]:
+    import selectors
+    import time
+
+    assert proc.stdout is not None
+    seen: list[str] = []
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if selector.select(timeout=0.5):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line.rstrip("\n"))
+            if marker in line:
+                return seen
+    raise AssertionError(f"no line with {marker!r} within {timeout}s; got {seen}")
+
+
+@pytest.fixture
+def four_points(tmp_path: Path) -> Path:
+    return write_study(
+        tmp_path / "restart.toml",
+        study={"name": "restart", "sampler": "grid"},
+        space={"lr": [0.05, 0.04, 0.03, 0.02]},
+        train={**_tiny(), "epochs": 3},
+    )
+
+
+def test_sigkilled_launcher_restarts_and_completes_each_point_once(
+    four_points: Path, tmp_path: Path, sessions: list
+) -> None:
+    results = tmp_path / "results"
+    first = _start_launcher(four_points, results, "local", sessions)
+    _read_until(first, "trial 1 epoch 1/3", timeout=120)  # trial 0 complete, trial 1 running
+    first.kill()  # SIGKILL: the launcher only; its job keeps running
+    first.wait(timeout=10)
+    before = {t.number: t.value for t in _stored(results, "restart").trials if t.state == TrialState.COMPLETE}
+    assert 0 in before
+
+    second = run_sweep(
+        "launch",
+        "--study",
+        str(four_points),
+        "--executor",
+        "local",
+        "--results-dir",
+        str(results),
+        timeout=180,
+    )
+    assert second.returncode == 0, second.stderr
+    assert "trial 1 re-attached" in second.stdout
+    trials = _assert_all_complete(results, "restart", 4)
+    assert Counter(t.params["lr"] for t in trials) == Counter({0.05: 1, 0.04: 1, 0.03: 1, 0.02: 1})
+    assert all(trials[number].value == value for number, value in before.items())
+
+
+def test_dead_job_is_resubmitted_on_its_run_dir_and_resumes(
+    four_points: Path, tmp_path: Path, sessions: list
+) -> None:
+    results = tmp_path / "results"
+    first = _start_launcher(four_points, results, "debug", sessions)
+    metrics = results / "runs" / "restart" / "1" / "metrics.jsonl"
+    wait_for(lambda: len(read_metrics(metrics)) >= 1, timeout=120, what="trial 1's first epoch")
+    os.killpg(first.pid, signal.SIGKILL)  # the launcher and its in-process job
+    first.wait(timeout=10)
+
+    second = run_sweep(
+        "launch",
+        "--study",
+        str(four_points),
+        "--executor",
+        "debug",
+        "--results-dir",
+        str(results),
+        timeout=180,
+    )
+    assert second.returncode == 0, second.stderr
+    assert "trial 1 submitted again" in second.stdout  # same trial, same run dir
+    trials = _assert_all_complete(results, "restart", 4)
+    assert trials[1].user_attrs["submissions"] == 2
+    assert "resuming at epoch" in (results / "runs" / "restart" / "1" / "debug.log").read_text()
+    assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == [1, 2, 3]
+
+
+def test_tpe_study_samples_up_to_n_trials_and_runs_each_repeat(tmp_path: Path) -> None:
+    study_file = write_study(
+        tmp_path / "tpe.toml",
+        study={"name": "tpe", "sampler": "tpe", "pruner": "hyperband", "n_trials": 3, "repeats": 2},
+        space={"lr": {"low": 0.01, "high": 0.1, "log": True}},
+        points=[{"lr": 0.05}],
+        train={**_tiny(), "epochs": 1},
+    )
+    results = tmp_path / "results"
+    launch(load_study(study_file), results_dir=results, executor="debug", out=lambda line: None)
+    trials = _assert_all_complete(results, "tpe", 6)
+    by_config: dict[int, list[optuna.trial.FrozenTrial]] = {}
+    for trial in trials:
+        by_config.setdefault(trial.user_attrs["config"], []).append(trial)
+    assert sorted(by_config) == [0, 1, 2]
+    assert by_config[0][0].params == {"lr": 0.05}
+    for pair in by_config.values():
+        assert [t.user_attrs["repeat"] for t in pair] == [0, 1]
+        assert pair[0].params == pair[1].params
+        seeds = [
+            json.loads((Path(t.user_attrs["run_dir"]) / "config.json").read_text())["seed"] for t in pair
+        ]
+        assert seeds == [0, 1]
