@@ -40,7 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import storage as storage_mod
 from sweep.errors import SweepError
-from sweep.executors import Executor, Job, make_executor
+from sweep.executors import Executor, Job, JobFn, make_executor
 from sweep.job import TrainJob
 from sweep.status import params_text
 from sweep.study import Categorical, Dimension, FloatRange, StudySpec
@@ -172,6 +172,7 @@ class Launcher:
         parallel: int = 1,
         poll_s: float = POLL_SECONDS,
         out: Printer = _print,
+        job: JobFn | None = None,
     ) -> None:
         if parallel < 1:
             raise SweepError(f"--parallel must be 1 or more, got {parallel}")
@@ -182,6 +183,7 @@ class Launcher:
         self.parallel = parallel
         self.poll_s = poll_s
         self.out = out
+        self.job: JobFn = job or TrainJob()
         self.distributions = distributions(spec)
         self.running: dict[int, Running] = {}
 
@@ -287,7 +289,7 @@ class Launcher:
         trial.set_user_attr("executor", self.executor.name)
         trial.set_user_attr("launcher", LAUNCHER_ID)
         trial.set_user_attr("submissions", attrs.get("submissions", 0) + 1)
-        job = self.executor.submit(TrainJob(), config.to_dict(), run_dir)
+        job = self.executor.submit(self.job, config.to_dict(), run_dir)
         trial.set_user_attr("job_id", job.job_id)
         self.running[trial.number] = Running(trial, job, config, run_dir, reported)
         again = " again" if attrs.get("submissions") else ""
@@ -376,6 +378,7 @@ def launch(
     poll_s: float = POLL_SECONDS,
     pruner: optuna.pruners.BasePruner | None = None,
     out: Printer = _print,
+    job: JobFn | None = None,
 ) -> Summary:
     """Run (or continue) the study `spec` to the end and print one line per trial event and a summary.
 
@@ -388,6 +391,8 @@ def launch(
         poll_s: Seconds between reads of the running trials' metrics files.
         pruner: Replaces the study file's pruner (for tests and the Python API).
         out: Where progress lines go.
+        job: What each trial's job calls, `job(config_dict, run_dir)`; default `TrainJob()` (the trainer).
+            Benchmarks pass a no-op here to measure the launcher alone.
 
     Raises:
         SweepError: Unreachable storage, an unknown executor, a study stored with another direction.
@@ -409,7 +414,14 @@ def launch(
     if "metric" not in study.user_attrs:
         study.set_user_attr("metric", spec.metric)
     launcher = Launcher(
-        spec, study, job_executor, results_dir=Path(results_dir), parallel=parallel, poll_s=poll_s, out=out
+        spec,
+        study,
+        job_executor,
+        results_dir=Path(results_dir),
+        parallel=parallel,
+        poll_s=poll_s,
+        out=out,
+        job=job,
     )
     with storage_mod.storage_errors(storage_url):
         summary = launcher.run()
