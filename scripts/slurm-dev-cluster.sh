@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# A single-node SLURM cluster on this machine, for the test suite, CI and trying `--executor slurm`
+# on a laptop. Debian/Ubuntu, as root, no systemd needed.
+#
+#   scripts/slurm-dev-cluster.sh start    install what is missing, write the configs, start the daemons,
+#                                         wait until the node is idle; a no-op when it already runs
+#   scripts/slurm-dev-cluster.sh stop     stop the daemons by their PID files (reverse start order)
+#   scripts/slurm-dev-cluster.sh status   each daemon's pid, and the node as sinfo sees it; exit 1 if down
+#
+# Daemons: munged -> mariadbd -> slurmdbd (sacct needs accounting: submitit reads job states from it)
+#          -> slurmctld -> slurmd.
+# Environment:
+#   SWEEP_SLURM_DIR  the directory this script owns: configs, spool, logs, pid files, the accounting
+#                    database (default /var/lib/sweep-slurm)
+#   SLURM_CPUS       CPUs the node offers (default: nproc; more is allowed, the node then oversubscribes)
+#   FAKE_GPUS        fake GPUs the node offers as gres/gpu (default 1): char devices /dev/sweep-fakegpuK
+#                    (the same device as /dev/null), so jobs asking --gpus-per-node are scheduled here
+# /etc/slurm/{slurm,gres,slurmdbd}.conf are written (the client commands read them from there), but only
+# where absent or written by this script before: a real cluster's config is never overwritten.
+set -euo pipefail
+
+DIR=${SWEEP_SLURM_DIR:-/var/lib/sweep-slurm}
+CPUS=${SLURM_CPUS:-$(nproc)}
+FAKE_GPUS=${FAKE_GPUS:-1}
+HOST=$(hostname -s)
+MARK="# written by sweep scripts/slurm-dev-cluster.sh"
+PACKAGES=(munge slurm-client slurmctld slurmd slurmdbd mariadb-server mariadb-client)
+RUN=$DIR/run
+# start order; stop goes the other way. mariadbd's socket stays where the client library looks for it.
+DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)
+
+log() { echo "slurm-dev-cluster: $*"; }
+die() { echo "slurm-dev-cluster: error: $*" >&2; exit 1; }
+pidfile() {  # mariadbd writes its own as user mysql: in its runtime dir
+  if [ "$1" = mariadbd ]; then echo /run/mysqld/mariadbd.pid; else echo "$RUN/$1.pid"; fi
+}
+alive() { local pf; pf=$(pidfile "$1"); [ -s "$pf" ] && kill -0 "$(cat "$pf")" 2>/dev/null; }
+waitfor() {  # waitfor SECONDS WHAT CMD...: poll CMD every 0.1 s
+  local tries=$(( $1 * 10 )) what=$2; shift 2
+  for _ in $(seq "$tries"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  die "timed out waiting for $what; logs in $DIR/log"
+}
+node_state() { sinfo -h -n "$HOST" -o %t 2>/dev/null | head -1; }
+node_ready() { case "$(node_state)" in idle|mix|alloc|comp) return 0;; *) return 1;; esac; }
+
+install_packages() {
+  local missing=() pkg
+  for pkg in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "missing packages ${missing[*]} and no apt-get to install them"
+  [ "$(id -u)" -eq 0 ] || die "missing packages ${missing[*]}; run as root to install them"
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  # no recommends: every plugin used here is in slurm-wlm-basic-plugins (+ the mysql plugin of slurmdbd)
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+write_conf() {  # write_conf PATH MODE < text: refuse to replace a config this script did not write
+  local path=$1 mode=$2
+  if [ -e "$path" ] && ! grep -qxF "$MARK" "$path"; then
+    die "$path exists and was not written by this script; not touching a real cluster's config"
+  fi
+  { echo "$MARK"; cat; } > "$path.tmp"
+  chmod "$mode" "$path.tmp"
+  mv "$path.tmp" "$path"
+}
+
+write_configs() {  # write_configs FIRST_JOB_ID
+  local mem gres_node="" gres_types="" first_job_id=$1
+  mem=$(( $(free -m | awk '/^Mem:/{print $2}') * 90 / 100 ))
+  mkdir -p /etc/slurm
+  if [ "$FAKE_GPUS" -gt 0 ]; then
+    for i in $(seq 0 $((FAKE_GPUS - 1))); do
+      [ -e "/dev/sweep-fakegpu$i" ] || mknod "/dev/sweep-fakegpu$i" c 1 3  # == /dev/null
+    done
+    # a GPU without a device file is dropped by slurmd and the node drains (count 0 < configured)
+    write_conf /etc/slurm/gres.conf 644 <<CONF
+AutoDetect=off
+NodeName=$HOST Name=gpu Type=fake File=/dev/sweep-fakegpu[0-$((FAKE_GPUS - 1))]
+CONF
+    gres_node="Gres=gpu:fake:$FAKE_GPUS"
+    gres_types="GresTypes=gpu"
+  else
+    write_conf /etc/slurm/gres.conf 644 </dev/null
+  fi
+  write_conf /etc/slurm/slurm.conf 644 <<CONF
+ClusterName=sweepdev
+SlurmctldHost=$HOST(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+# a requeued job is eligible again cred_expire+1 s after the requeue (default 120 s)
+AuthInfo=cred_expire=5
+# submitit jobs ignore SIGTERM: a cancelled job stays COMPLETING for KillWait s (default 30)
+KillWait=5
+StateSaveLocation=$DIR/spool/slurmctld
+SlurmdSpoolDir=$DIR/spool/slurmd
+SlurmctldPidFile=$(pidfile slurmctld)
+SlurmdPidFile=$(pidfile slurmd)
+SlurmctldLogFile=$DIR/log/slurmctld.log
+SlurmdLogFile=$DIR/log/slurmd.log
+# no cgroups: works in containers, on cgroup v1 and without systemd
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/linux
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStorageTRES=gres/gpu
+# the defaults (batch_sched_delay=3, sched_interval=60, bf_interval=30) start jobs seconds late
+SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0,sched_interval=2,bf_interval=1
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+# without it a job with no --mem takes the whole node's memory: one job at a time
+DefMemPerCPU=1024
+ReturnToService=2
+# job ids go on from the accounting database's last one: the spool is wiped on start, and a reused id
+# would let sacct answer for the old job of that id
+FirstJobId=$first_job_id
+SlurmdParameters=config_overrides
+MpiDefault=none
+MailProg=/bin/true
+$gres_types
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$mem $gres_node State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+  # slurmdbd refuses a config that is not mode 600
+  write_conf /etc/slurm/slurmdbd.conf 600 <<CONF
+AuthType=auth/munge
+DbdHost=localhost
+SlurmUser=root
+PidFile=$(pidfile slurmdbd)
+LogFile=$DIR/log/slurmdbd.log
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=root
+StorageLoc=slurm_acct_db
+CONF
+}
+
+start_munged() {
+  mkdir -p /run/munge && chown munge:munge /run/munge
+  [ -s /etc/munge/munge.key ] || mungekey --create  # Debian's postinst normally made it
+  chown munge:munge /etc/munge/munge.key && chmod 0400 /etc/munge/munge.key
+  touch "$(pidfile munged)" && chown munge:munge "$(pidfile munged)"
+  runuser -u munge -- /usr/sbin/munged --pid-file="$(pidfile munged)" --force
+  waitfor 10 munged sh -c 'munge -n | unmunge'
+}
+
+start_mariadbd() {
+  mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+  if [ ! -d "$DIR/mysql/mysql" ]; then
+    mkdir -p "$DIR/mysql" && chown mysql:mysql "$DIR/mysql"
+    mariadb-install-db --user=mysql --datadir="$DIR/mysql" --auth-root-authentication-method=socket \
+      --skip-test-db >>"$DIR/log/mariadb.log" 2>&1 || die "mariadb-install-db failed; see $DIR/log/mariadb.log"
+  fi
+  # it does not daemonize: its own session, so nothing that kills the caller's process group takes it along
+  setsid /usr/sbin/mariadbd --user=mysql --datadir="$DIR/mysql" --skip-networking --skip-log-bin \
+    --innodb-buffer-pool-size=128M --innodb-lock-wait-timeout=900 \
+    --pid-file="$(pidfile mariadbd)" --socket=/run/mysqld/mysqld.sock \
+    >>"$DIR/log/mariadb.log" 2>&1 </dev/null &
+  waitfor 60 mariadbd mariadb -uroot --socket=/run/mysqld/mysqld.sock -e 'select 1'
+}
+
+start_slurmdbd() {
+  /usr/sbin/slurmdbd  # daemonizes; creates slurm_acct_db on its first start
+  waitfor 60 slurmdbd bash -c 'exec 3<>/dev/tcp/127.0.0.1/6819'
+}
+
+start_slurmctld() {
+  local last
+  last=$(mariadb -uroot -N -e 'select max(id_job) from slurm_acct_db.sweepdev_job_table' 2>/dev/null || true)
+  write_configs $(( ${last//[^0-9]/} + 1 ))
+  /usr/sbin/slurmctld  # daemonizes; registers the cluster with slurmdbd
+  waitfor 60 slurmctld sh -c 'scontrol ping | grep -q UP'
+}
+
+start_slurmd() {
+  /usr/sbin/slurmd
+  waitfor 60 "node $HOST idle" sh -c "sinfo -h -n $HOST -o %t | grep -qx idle"
+  waitfor 30 sacct sacct -n -X
+}
+
+start() {
+  if all_alive && node_ready; then
+    log "already running (node $HOST $(node_state)); nothing to do"
+    return 0
+  fi
+  [ "$(id -u)" -eq 0 ] || die "start needs root (it installs packages and starts daemons)"
+  stop quiet  # whatever half of it runs: start every daemon fresh
+  install_packages
+  # fresh scheduler state every start: a drained or INVAL node would otherwise survive restarts
+  # (job ids restart at 1; keep submitit folders per cluster)
+  rm -rf "$DIR/spool"
+  mkdir -p "$DIR/spool/slurmctld" "$DIR/spool/slurmd" "$DIR/log" "$RUN"
+  write_configs 1  # slurmctld's start writes them again with the first free job id
+  local t0 name
+  t0=$(date +%s.%N)
+  for name in "${DAEMONS[@]}"; do "start_$name"; done
+  log "started in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f s", b-a}'); $DIR"
+  sinfo -N -o '%N %P %t %c %m %G'
+}
+
+all_alive() {
+  local name
+  for name in "${DAEMONS[@]}"; do alive "$name" || return 1; done
+}
+
+stop() {
+  local quiet=${1:-} i name pf pid
+  for (( i=${#DAEMONS[@]}-1; i>=0; i-- )); do
+    name=${DAEMONS[$i]}
+    pf=$(pidfile "$name")
+    if ! alive "$name"; then rm -f "$pf"; continue; fi
+    pid=$(cat "$pf")
+    kill -TERM "$pid"
+    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then log "$name (pid $pid) ignored SIGTERM for 15 s; SIGKILL"; kill -KILL "$pid"; fi
+    rm -f "$pf"
+    [ -n "$quiet" ] || log "stopped $name (pid $pid)"
+  done
+}
+
+status() {
+  local name down=0
+  for name in "${DAEMONS[@]}"; do
+    if alive "$name"; then echo "$name: running (pid $(cat "$(pidfile "$name")"))"
+    else echo "$name: stopped"; down=1; fi
+  done
+  if [ "$down" -eq 0 ]; then
+    sinfo -N -o '%N %P %t %c %m %G'
+    node_ready || down=1
+  fi
+  return "$down"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
