@@ -116,24 +116,63 @@ def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The study's pruner with Optuna's defaults (median: prune below the median of 5+ finished trials)."""
+    """The study's pruner; unset settings keep Optuna's defaults (median: 5 finished trials first)."""
+    warmup = spec.pruner_warmup_epochs or 0
     if spec.pruner == "median":
-        return optuna.pruners.MedianPruner()
+        startup = 5 if spec.pruner_startup_trials is None else spec.pruner_startup_trials
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
     if spec.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource="auto")
+        # every epoch count is a resource; a trial always runs `warmup` epochs (at least one)
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource="auto")
     return optuna.pruners.NopPruner()
 
 
-def dry_run(spec: StudySpec, *, out: Printer = _print) -> list[PlannedTrial]:
-    """Print the trials a launch of a new study would submit; touches no storage and no files."""
-    planned = plan(spec)
-    for item in planned:
+def dry_run(
+    spec: StudySpec, *, study: optuna.Study | None = None, out: Printer = _print
+) -> list[PlannedTrial]:
+    """Print what `sweep launch` would do next, and return the trials it would submit; writes nothing.
+
+    Args:
+        spec: The validated study.
+        study: The stored study when it exists: then only what is left is listed (running trials that
+            would be re-attached, planned trials not yet complete, pruned or failed for good).
+        out: Where the lines go.
+    """
+    trials = study.get_trials(deepcopy=False) if study is not None else []
+    for trial in trials:
+        if trial.state == TrialState.RUNNING:
+            job = trial.user_attrs.get("job_id", "none yet")
+            out(f"trial {trial.number} running  job {job}  {params_text(trial.params)}: would be re-attached")
+    waiting = [t for t in trials if t.state == TrialState.WAITING]  # enqueued: params are the fixed ones
+    todo = [
+        PlannedTrial(*_key(t), params=dict(t.system_attrs.get("fixed_params", {}))) for t in waiting
+    ] + missing_trials(spec, trials)
+    for item in todo:
         out(f"config {item.config} repeat {item.repeat}  {params_text(item.params)}")
-    extra = sampled_configs(spec)
+    used = {_key(t)[0] for t in trials if _is_sampled(t, spec)}
+    extra = max(0, sampled_configs(spec) - len(used))
     if extra:
         out(f"then {extra} configurations x {spec.repeats} repeats suggested by the {spec.sampler} sampler")
-    out(f"{spec.name}: {len(planned)} planned trials, {extra * spec.repeats} sampled; nothing submitted")
-    return planned
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    already = f", {done} already finished" if trials else ""
+    out(
+        f"{spec.name}: {len(todo)} planned trials, {extra * spec.repeats} sampled to submit{already}; "
+        "nothing submitted"
+    )
+    return todo
+
+
+def missing_trials(spec: StudySpec, trials: list[FrozenTrial]) -> list[PlannedTrial]:
+    """Each planned (config, repeat), and each repeat of a sampled config, that no trial has taken yet.
+
+    A trial WAITING, RUNNING, COMPLETE or PRUNED takes its (config, repeat); a FAILed one does not, so a
+    planned configuration that failed is planned again.
+    """
+    taken = {_key(t) for t in trials if t.state in TAKEN_STATES}
+    wanted = plan(spec)
+    sampled = {t.user_attrs["config"]: t.params for t in trials if _key(t)[1] == 0 and _is_sampled(t, spec)}
+    wanted += [PlannedTrial(c, r, params) for c, params in sampled.items() for r in range(1, spec.repeats)]
+    return [item for item in wanted if (item.config, item.repeat) not in taken]
 
 
 # -- the launcher -----------------------------------------------------------------------------------------
@@ -229,20 +268,8 @@ class Launcher:
 
     def enqueue_missing(self) -> None:
         """Enqueue each planned (config, repeat), and each repeat of a sampled config, not yet taken."""
-        trials = self.study.get_trials(deepcopy=False)
-        taken = {_key(t) for t in trials if t.state in TAKEN_STATES}
-        wanted = plan(self.spec)
-        sampled = {
-            t.user_attrs["config"]: t.params for t in trials if _key(t)[1] == 0 and _is_sampled(t, self.spec)
-        }
-        wanted += [
-            PlannedTrial(c, r, params) for c, params in sampled.items() for r in range(1, self.spec.repeats)
-        ]
-        for item in wanted:
-            if (item.config, item.repeat) not in taken:
-                self.study.enqueue_trial(
-                    item.params, user_attrs={"config": item.config, "repeat": item.repeat}
-                )
+        for item in missing_trials(self.spec, self.study.get_trials(deepcopy=False)):
+            self.study.enqueue_trial(item.params, user_attrs={"config": item.config, "repeat": item.repeat})
 
     # -- ask and submit ---------------------------------------------------------------------------------
 

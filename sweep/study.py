@@ -2,7 +2,8 @@
 
 A study file has five parts (DESIGN.md):
 
-    [study]           name, metric, direction, sampler, pruner, n_trials, repeats
+    [study]           name, metric, direction, sampler, pruner, n_trials, repeats,
+                      pruner_startup_trials, pruner_warmup_epochs
     [train]           TrainConfig fields fixed for every trial
     [space]           searched TrainConfig fields: a list = categorical choices; a table
                       {low, high, log, step} = a range (integers when low and high are, `step` for those)
@@ -29,6 +30,10 @@ Decisions the design leaves open:
 * Validation builds a TrainConfig for every categorical choice, both ends of every range, every point
   and, for grid studies, every grid configuration, so TrainConfig's own checks run at parse time.
   Combinations a tpe/random sampler may draw are not enumerated.
+* Pruner settings: `pruner_warmup_epochs` (default 0) is the epochs a trial always runs before it can be
+  pruned (median: n_warmup_steps; hyperband: its min_resource, at least 1); `pruner_startup_trials`
+  (median only, default 5 as in Optuna) is how many trials must finish before the median prunes at all.
+  A study of 4 trials that wants pruning must therefore lower it. Either key without a pruner is an error.
 * [resources.slurm] holds scalar SLURM options without the `slurm_` prefix (qos = "high"); options that
   duplicate a generic [resources] key (partition, time, mem, gres, ...) are errors.
 """
@@ -58,7 +63,17 @@ PRUNERS = ("none", "median", "hyperband")
 DIRECTIONS = ("maximize", "minimize")
 METRICS = {"val_acc": "maximize", "val_loss": "minimize", "train_acc": "maximize", "train_loss": "minimize"}
 SECTIONS = ("study", "train", "space", "points", "resources")
-STUDY_KEYS = ("name", "metric", "direction", "sampler", "pruner", "n_trials", "repeats")
+STUDY_KEYS = (
+    "name",
+    "metric",
+    "direction",
+    "sampler",
+    "pruner",
+    "n_trials",
+    "repeats",
+    "pruner_startup_trials",
+    "pruner_warmup_epochs",
+)
 RANGE_KEYS = ("low", "high", "log", "step")
 RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "timeout_min", "partition", "array_parallelism", "slurm")
 # SLURM options that the generic [resources] keys already set: option -> the key to use instead.
@@ -165,6 +180,8 @@ class StudySpec:
     direction: str = "maximize"
     pruner: str = "none"  # none | median | hyperband
     repeats: int = 1  # seeds per configuration: seed, seed + 1, ...
+    pruner_startup_trials: int | None = None  # median: finished trials before pruning starts (None: 5)
+    pruner_warmup_epochs: int | None = None  # epochs every trial runs before it can be pruned (None: 0)
     train: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     space: Mapping[str, Dimension] = field(default_factory=lambda: MappingProxyType({}))
     points: tuple[Mapping[str, Any], ...] = ()
@@ -425,7 +442,28 @@ def _parse_header(table: Mapping[str, Any], source: str, default_name: str | Non
         "pruner": _choice(table, "pruner", PRUNERS, "none", source),
         "n_trials": _optional_int(table, "n_trials", minimum=1, section="study", source=source),
         "repeats": _int(table, "repeats", default=1, minimum=1, section="study", source=source),
+        **_pruner_settings(table, source),
     }
+
+
+def _pruner_settings(table: Mapping[str, Any], source: str) -> dict[str, int | None]:
+    pruner = table.get("pruner", "none")
+    settings = {
+        key: _optional_int(table, key, minimum=0, section="study", source=source)
+        for key in ("pruner_startup_trials", "pruner_warmup_epochs")
+    }
+    for key, value in settings.items():
+        if value is None:
+            continue
+        if pruner == "none":
+            raise _error(
+                source, f"[study] key '{key}'", 'has no pruner to set; add pruner = "median" or drop it'
+            )
+        if key == "pruner_startup_trials" and pruner != "median":
+            raise _error(
+                source, f"[study] key '{key}'", f"only applies to the median pruner, not '{pruner}'; drop it"
+            )
+    return settings
 
 
 def _parse_train(table: Mapping[str, Any], source: str) -> dict[str, Any]:

@@ -77,7 +77,7 @@ def tiny_smoke(tmp_path: Path) -> Path:
     """The smoke study's grid (2 optimizers x 2 learning rates) on the tiny net and data."""
     return write_study(
         tmp_path / "smoke.toml",
-        study={"name": "smoke", "sampler": "grid", "pruner": "median"},
+        study={"name": "smoke", "sampler": "grid"},
         space={"optimizer": ["sgd", "adam"], "lr": [0.05, 0.01]},
     )
 

@@ -15,7 +15,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.executors import DebugExecutor
-from sweep.launch import Launcher, best_value, dry_run, launch, make_pruner, plan
+from sweep.launch import Launcher, best_value, dry_run, launch, make_pruner, make_sampler, plan
 from sweep.storage import default_url, open_storage, open_study
 from sweep.study import load_study
 from tests.sweep.conftest import (
@@ -102,6 +102,39 @@ def test_tuning_dry_run_prints_seven_trials_and_writes_nothing(tmp_path: Path) -
     assert not (tmp_path / "r").exists()
 
 
+def test_dry_run_of_a_started_study_lists_only_what_is_left(tiny_smoke: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    spec = load_study(tiny_smoke)
+    url = default_url(results)
+    study = open_study(
+        spec.name,
+        open_storage(url, create=True),
+        direction=spec.direction,
+        sampler=make_sampler(spec),
+        pruner=make_pruner(spec),
+        url=url,
+    )
+    launcher = Launcher(spec, study, DebugExecutor(), results_dir=results)
+    launcher.reconcile()  # enqueues the 4 grid points
+    finished, running = launcher.ask(), launcher.ask()
+    assert finished is not None and running is not None
+    study.tell(finished, 0.5)
+    running.set_user_attr("job_id", "12345")
+    db = (results / "sweep.db").read_bytes()
+
+    result = run_sweep("launch", "--study", str(tiny_smoke), "--dry-run", "--results-dir", str(results))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == [
+        "trial 1 running  job 12345  optimizer=sgd lr=0.01: would be re-attached",
+        "config 2 repeat 0  optimizer=adam lr=0.05",
+        "config 3 repeat 0  optimizer=adam lr=0.01",
+        "smoke: 2 planned trials, 0 sampled to submit, 1 already finished; nothing submitted",
+    ]
+    assert (results / "sweep.db").read_bytes() == db
+
+
 def test_dry_run_of_a_search_names_the_sampled_trials() -> None:
     lines: list[str] = []
     assert dry_run(load_study("search"), out=lines.append) == []
@@ -118,7 +151,7 @@ def test_best_value_follows_the_direction() -> None:
 
 
 def test_make_pruner_follows_the_study() -> None:
-    assert isinstance(make_pruner(load_study("smoke")), optuna.pruners.MedianPruner)
+    assert isinstance(make_pruner(load_study("smoke")), optuna.pruners.NopPruner)
     assert isinstance(make_pruner(load_study("search")), optuna.pruners.HyperbandPruner)
     assert isinstance(make_pruner(load_study("tuning")), optuna.pruners.NopPruner)
 
@@ -199,19 +232,23 @@ def test_failing_job_is_fail_with_traceback_and_the_study_goes_on(tmp_path: Path
 def test_a_configuration_that_cannot_learn_is_pruned_and_its_job_stopped(tmp_path: Path) -> None:
     study_file = write_study(
         tmp_path / "prune.toml",
-        study={"name": "prune", "sampler": "grid", "pruner": "median"},
+        # Optuna's default waits for 5 finished trials; two are enough here. Prune from epoch 2 on.
+        study={
+            "name": "prune",
+            "sampler": "grid",
+            "pruner": "median",
+            "pruner_startup_trials": 2,
+            "pruner_warmup_epochs": 2,
+        },
         points=[{"lr": 0.05, "epochs": 2}, {"lr": 0.03, "epochs": 2}, {"lr": 10.0, "epochs": 40}],
         train={k: v for k, v in _tiny().items() if k != "epochs"} | {"val_size": 64},
     )
     results = tmp_path / "results"
     lines: list[str] = []
-    # Optuna's default waits for 5 finished trials; two are enough here. Prune from epoch 2 on.
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=2)
     launch(
         load_study(study_file),
         results_dir=results,
         executor="local",
-        pruner=pruner,
         poll_s=0.1,
         out=lines.append,
     )

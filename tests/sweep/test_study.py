@@ -51,6 +51,21 @@ ERROR_CASES = [
     ("n-trials-bool", GRID + "n_trials = true\n", ["[study] key 'n_trials'"]),
     ("repeats-zero", GRID + "n_trials = 1\nrepeats = 0\n", ["[study] key 'repeats'"]),
     ("bad-name", GRID + 'name = "my study"\n', ["[study] key 'name'"]),
+    (
+        "pruner-setting-without-pruner",
+        GRID + "pruner_warmup_epochs = 2\n",
+        ["'pruner_warmup_epochs'", "median"],
+    ),
+    (
+        "startup-trials-for-hyperband",
+        TPE + 'pruner = "hyperband"\npruner_startup_trials = 2\n[space]\nlr = [0.1, 0.2]\n',
+        ["'pruner_startup_trials'", "only applies to the median pruner"],
+    ),
+    (
+        "negative-warmup",
+        GRID + 'pruner = "median"\npruner_warmup_epochs = -1\n',
+        ["'pruner_warmup_epochs'", ">= 0"],
+    ),
     ("train-unknown-field", GRID + "[train]\nlrr = 0.1\n", ["[train] key 'lrr'", "did you mean 'lr'"]),
     ("train-wrong-type", GRID + '[train]\nlr = "fast"\n', ["[train]", "'lr'", "a number"]),
     ("train-bad-value", GRID + '[train]\noptimizer = "sgdd"\n', ["[train]", "sgdd", "sgd_nesterov"]),
@@ -449,3 +464,22 @@ def test_from_dict_validates_like_the_file(tmp_path: Path) -> None:
 
 def test_train_config_of_a_shipped_study_is_a_train_config() -> None:
     assert isinstance(load_study("final").train_config(), TrainConfig)
+
+
+def test_pruner_settings_reach_the_optuna_pruner(tmp_path: Path) -> None:
+    import optuna
+
+    from sweep.launch import make_pruner
+
+    text = (
+        GRID + 'pruner = "median"\npruner_startup_trials = 2\npruner_warmup_epochs = 3\n[space]\nlr = [0.1]\n'
+    )
+    spec = load_study(write(tmp_path, text))
+    assert (spec.pruner_startup_trials, spec.pruner_warmup_epochs) == (2, 3)
+    pruner = make_pruner(spec)
+    assert isinstance(pruner, optuna.pruners.MedianPruner)
+    assert (pruner._n_startup_trials, pruner._n_warmup_steps) == (2, 3)
+    default = make_pruner(load_study(write(tmp_path, GRID + 'pruner = "median"\n[space]\nlr = [0.1]\n', "d")))
+    assert (default._n_startup_trials, default._n_warmup_steps) == (5, 0)  # Optuna's own defaults
+    hyper = TPE + 'pruner = "hyperband"\npruner_warmup_epochs = 4\n[space]\nlr = [0.1, 0.2]\n'
+    assert make_pruner(load_study(write(tmp_path, hyper, "h")))._min_resource == 4
