@@ -51,6 +51,10 @@ from trainer.paths import RunPaths
 POLL_SECONDS = 0.5  # how often running trials' metrics files are read
 MAX_SUBMISSIONS = 3  # a trial whose job vanishes (killed, out of memory) this often is FAILed
 LAUNCHER_ID = f"{socket.gethostname()}:{os.getpid()}"  # who watches a RUNNING trial (user attr "launcher")
+# A launcher stamps its running trials (user attr "heartbeat", Unix time) this often; a launcher on
+# another host whose stamp is older than HEARTBEAT_STALE_S is presumed dead and its trials are taken over.
+HEARTBEAT_SECONDS = 30.0
+HEARTBEAT_STALE_S = 4 * HEARTBEAT_SECONDS
 TAKEN_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
 
 Printer = Callable[[str], None]
@@ -228,6 +232,7 @@ class Launcher:
 
     def run(self) -> Summary:
         self.reconcile()
+        stamped = time.monotonic()
         while True:
             self.fill()
             if not self.running:
@@ -235,7 +240,16 @@ class Launcher:
             time.sleep(self.poll_s)
             for number in list(self.running):
                 self.poll(self.running[number])
+            if time.monotonic() - stamped >= HEARTBEAT_SECONDS:
+                self.heartbeat()
+                stamped = time.monotonic()
         return self.summary()
+
+    def heartbeat(self) -> None:
+        """Tell launchers on other hosts that this one still watches its running trials."""
+        now = time.time()
+        for item in self.running.values():
+            item.trial.set_user_attr("heartbeat", now)
 
     # -- reconcile --------------------------------------------------------------------------------------
 
@@ -244,11 +258,12 @@ class Launcher:
         self.enqueue_missing()
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = frozen.user_attrs.get("launcher")
-            if owner is not None and _launcher_alive(owner):
+            if owner is not None and _launcher_alive(owner, frozen.user_attrs.get("heartbeat")):
                 self.out(f"trial {frozen.number} is watched by the running launcher {owner}; leaving it")
                 continue
             trial = optuna.Trial(self.study, frozen._trial_id)
             trial.set_user_attr("launcher", LAUNCHER_ID)
+            trial.set_user_attr("heartbeat", time.time())
             job_id = frozen.user_attrs.get("job_id")
             if job_id is None:  # the launcher stopped before its job id was stored (or a debug job ran)
                 self.submit(trial, reported=max(frozen.intermediate_values, default=0))
@@ -315,6 +330,7 @@ class Launcher:
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("executor", self.executor.name)
         trial.set_user_attr("launcher", LAUNCHER_ID)
+        trial.set_user_attr("heartbeat", time.time())
         trial.set_user_attr("submissions", attrs.get("submissions", 0) + 1)
         job = self.executor.submit(self.job, config.to_dict(), run_dir)
         trial.set_user_attr("job_id", job.job_id)
@@ -477,11 +493,16 @@ def _is_sampled(trial: FrozenTrial, spec: StudySpec) -> bool:
     return config is not None and config >= len(spec.planned_trials())
 
 
-def _launcher_alive(owner: str) -> bool:
-    """Whether the launcher `host:pid` is another live process on this host (one elsewhere is not known:
-    its trials are taken over, so two launchers sharing a study should not be restarted at once)."""
+def _launcher_alive(owner: str, heartbeat: float | None) -> bool:
+    """Whether the launcher `host:pid` that stamped a trial at `heartbeat` is another live process.
+
+    On this host the process table says; a launcher elsewhere counts as alive while its heartbeat is
+    fresh (hosts sharing a study need roughly synchronised clocks, as any NTP-run cluster has).
+    """
     host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+    if host != socket.gethostname():
+        return heartbeat is not None and time.time() - heartbeat < HEARTBEAT_STALE_S
+    if not pid.isdigit() or int(pid) == os.getpid():
         return False
     try:
         os.kill(int(pid), 0)

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,17 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.executors import DebugExecutor
-from sweep.launch import Launcher, best_value, dry_run, launch, make_pruner, make_sampler, plan
+from sweep.launch import (
+    HEARTBEAT_STALE_S,
+    LAUNCHER_ID,
+    Launcher,
+    best_value,
+    dry_run,
+    launch,
+    make_pruner,
+    make_sampler,
+    plan,
+)
 from sweep.storage import default_url, open_storage, open_study
 from sweep.study import load_study
 from tests.sweep.conftest import (
@@ -397,3 +408,36 @@ def test_tpe_study_samples_up_to_n_trials_and_runs_each_repeat(tmp_path: Path) -
             json.loads((Path(t.user_attrs["run_dir"]) / "config.json").read_text())["seed"] for t in pair
         ]
         assert seeds == [0, 1]
+
+
+@pytest.mark.parametrize(("age_s", "taken_over"), [(5.0, False), (HEARTBEAT_STALE_S + 5.0, True)])
+def test_a_trial_of_a_launcher_on_another_host_is_left_while_its_heartbeat_is_fresh(
+    tiny_smoke: Path, tmp_path: Path, age_s: float, taken_over: bool
+) -> None:
+    spec = load_study(tiny_smoke)
+    url = default_url(tmp_path)
+    study = open_study(
+        spec.name,
+        open_storage(url, create=True),
+        direction=spec.direction,
+        sampler=make_sampler(spec),
+        pruner=make_pruner(spec),
+        url=url,
+    )
+    first = Launcher(spec, study, DebugExecutor(), results_dir=tmp_path)
+    first.reconcile()
+    trial = first.ask()
+    assert trial is not None
+    trial.set_user_attr("launcher", "another-host.example:4242")
+    trial.set_user_attr("heartbeat", time.time() - age_s)
+    trial.set_user_attr("job_id", "debug-1-1")
+    trial.set_user_attr("run_dir", str(tmp_path / "runs" / "smoke" / "0"))
+
+    lines: list[str] = []
+    second = Launcher(spec, study, DebugExecutor(), results_dir=tmp_path, out=lines.append)
+    second.reconcile()
+    stored = study.trials[trial.number]
+    assert (trial.number in second.running) is taken_over
+    assert (stored.user_attrs["launcher"] == LAUNCHER_ID) is taken_over
+    if not taken_over:
+        assert lines == ["trial 0 is watched by the running launcher another-host.example:4242; leaving it"]
