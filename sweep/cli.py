@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from sweep import __version__
 from trainer.errors import SweepError
+
+if TYPE_CHECKING:
+    import optuna
 
 DEFAULT_RESULTS = Path("results")
 
@@ -24,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_launch(commands)
     _add_status(commands)
+    _add_report(commands)
+    _add_dashboard(commands)
     return parser
 
 
@@ -70,7 +75,7 @@ def _launch(args: argparse.Namespace) -> int:
     if args.parallel < 1:
         raise SweepError(f"--parallel must be 1 or more, got {args.parallel}")
     if args.dry_run:
-        dry_run(spec)
+        dry_run(spec, study=_stored_study(spec.name, args))
         return 0
     launch(
         spec,
@@ -80,6 +85,21 @@ def _launch(args: argparse.Namespace) -> int:
         parallel=args.parallel,
     )
     return 0
+
+
+def _stored_study(name: str, args: argparse.Namespace) -> optuna.Study | None:
+    """The study `name` if the storage exists and holds it (read only: a dry run creates nothing)."""
+    from sweep import storage
+
+    url = args.storage or storage.default_url(args.results_dir)
+    path = storage.sqlite_path(url)
+    if path is not None and not path.is_file():
+        return None
+    rdb = storage.open_storage(url, create=False)
+    with storage.storage_errors(url):
+        if name not in storage.study_names(rdb):
+            return None
+        return storage.load_existing(name, rdb, url=url)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -100,6 +120,54 @@ def _status(args: argparse.Namespace) -> int:
             print("\n".join(render(study_name, metric, trial_rows(study))))
     if not names:
         print(f"no studies in {url}")
+    return 0
+
+
+def _add_report(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "report", help="a study's comparison table (markdown), its plots (HTML) and README block"
+    )
+    which = command.add_mutually_exclusive_group(required=True)
+    which.add_argument("--study", help="a stored study's name (or its .toml file)")
+    which.add_argument("--all", action="store_true", help="every study in the storage")
+    _add_storage_args(command)
+    command.add_argument(
+        "--readme", type=Path, help="replace the <!-- sweep:NAME --> block of this file (added if missing)"
+    )
+    command.add_argument(
+        "--format", choices=("md", "csv", "json"), default="md", help="what is printed (default: md)"
+    )
+    command.set_defaults(handler=_report)
+
+
+def _add_dashboard(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("dashboard", help="serve optuna-dashboard on the study storage")
+    _add_storage_args(command)
+    command.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback)")
+    command.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    command.set_defaults(handler=_dashboard)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from sweep.report import report
+
+    text = report(
+        study=args.study,
+        all_studies=args.all,
+        results_dir=args.results_dir,
+        storage_url=args.storage,
+        readme=args.readme,
+        fmt=args.format,
+    )
+    print(text, end="")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> int:
+    from sweep import storage
+    from sweep.dashboard import serve
+
+    serve(args.storage or storage.default_url(args.results_dir), host=args.host, port=args.port)
     return 0
 
 

@@ -1,0 +1,78 @@
+"""`sweep dashboard`: optuna-dashboard's WSGI app on the study storage, served until SIGINT or SIGTERM.
+
+The server is made here rather than by `optuna_dashboard.run_server` so that a taken port is a
+one-line error before anything is printed, the URL is printed once the socket listens, and both
+signals end the server the same clean way (exit status 0).
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import socketserver
+from collections.abc import Callable
+from types import FrameType
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from sweep import storage as storage_mod
+from sweep.errors import SweepError
+
+
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    """One thread per request: the page loads its 6 MB bundle while the API answers."""
+
+    daemon_threads = True  # a browser holding a connection open does not keep the process alive
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log: a page load makes dozens of requests that would bury the URL line."""
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+class _Stop(Exception):
+    """Raised by the signal handler to leave `serve_forever`."""
+
+
+def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080, out: Callable[[str], None] = print) -> None:
+    """Serve optuna-dashboard for the storage at `url` on `host:port` until SIGINT or SIGTERM.
+
+    Raises:
+        SweepError: The storage does not exist or cannot be opened, or the port cannot be bound.
+    """
+    import optuna_dashboard  # here, not at the top: only this command needs it and bottle
+
+    storage = storage_mod.open_storage(url, create=False)
+    with storage_mod.storage_errors(url):
+        app = optuna_dashboard.wsgi(storage)
+    server = _bind(app, host, port)
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    shown = f"[{host}]" if ":" in host else host
+    out(f"optuna-dashboard for {url} at http://{shown}:{server.server_port}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except (_Stop, KeyboardInterrupt):
+        pass
+    finally:
+        server.server_close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    out("dashboard stopped")
+
+
+def _bind(app: object, host: str, port: int) -> WSGIServer:
+    try:
+        return make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)  # type: ignore[arg-type]
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            raise SweepError(f"port {port} on {host} is already in use; pick another with --port") from None
+        raise SweepError(
+            f"cannot listen on {host}:{port} ({err.strerror}); check --host and --port"
+        ) from None
+    except OverflowError:  # a port outside 0-65535
+        raise SweepError(f"port {port} is not a valid port; use 1-65535") from None
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)

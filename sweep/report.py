@@ -1,0 +1,129 @@
+"""`sweep report`: read studies, render their table and page, then write every file at the end.
+
+Everything is computed before the first write, so an error (unknown study, bad README markers, a
+broken storage) leaves no file half-done or changed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from sweep import storage as storage_mod
+from sweep.atomic import write_atomic
+from sweep.errors import SweepError
+from sweep.readme_block import read_readme, replace_block
+from sweep.report_data import ReportData, collect
+from sweep.report_html import html_page
+from sweep.report_table import csv_text, json_text, markdown_block, markdown_document
+from sweep.study import STUDIES_DIR, StudySpec, load_study
+
+FORMATS = ("md", "csv", "json")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One study's report, ready to write."""
+
+    data: ReportData
+    markdown: str  # NAME.md
+    page: str  # NAME.html
+
+
+def report(
+    *,
+    study: str | None,
+    all_studies: bool = False,
+    results_dir: Path,
+    storage_url: str | None = None,
+    readme: Path | None = None,
+    fmt: str = "md",
+    studies_dir: Path = STUDIES_DIR,
+) -> str:
+    """Report one study (or all of them) and return what `sweep report` prints.
+
+    Writes `results_dir/NAME.md` and `NAME.html` (and `NAME.csv` / `NAME.json` for those formats) and,
+    with `readme`, that file's block of each study.
+
+    Args:
+        study: A stored study's name, or a study file (.toml) whose name is looked up in the storage.
+        all_studies: Report every study in the storage instead.
+        results_dir: Where the files go; holds the default storage.
+        storage_url: Any SQLAlchemy URL; default `sqlite:///<results_dir>/sweep.db`.
+        readme: A markdown file whose `<!-- sweep:NAME -->` block is replaced (or added at its end).
+        fmt: What is printed: md, csv or json.
+        studies_dir: Where study names are looked up for [resources] and the param order.
+
+    Raises:
+        SweepError: An unknown study or format, a missing storage, a bad README; nothing is written then.
+    """
+    if fmt not in FORMATS:
+        raise SweepError(f"--format {fmt!r} is unknown; use one of {', '.join(FORMATS)}")
+    if (study is None) == (not all_studies):
+        raise SweepError("give either --study NAME or --all")
+    spec = load_study(study, studies_dir=studies_dir) if study and study.endswith(".toml") else None
+    url = storage_url or storage_mod.default_url(results_dir)
+    storage = storage_mod.open_storage(url, create=False)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with storage_mod.storage_errors(url):
+        names = storage_mod.study_names(storage) if all_studies else [spec.name if spec else str(study)]
+        rendered = [_render(name, storage, url, spec, studies_dir) for name in names]
+    if not rendered:
+        return f"no studies in {url}\n"
+    readme_text = _readme_text(readme, rendered) if readme else None
+    _write(results_dir, rendered, fmt)
+    if readme is not None and readme_text is not None:
+        write_atomic(readme, readme_text)
+    return _stdout(rendered, fmt)
+
+
+def _render(
+    name: str, storage: optuna.storages.BaseStorage, url: str, spec: StudySpec | None, studies_dir: Path
+) -> Rendered:
+    study = storage_mod.load_existing(name, storage, url=url)
+    spec = spec or _find_spec(name, studies_dir)
+    data = collect(study, spec)
+    return Rendered(data=data, markdown=markdown_document(data), page=html_page(data, study))
+
+
+def _find_spec(name: str, studies_dir: Path) -> StudySpec | None:
+    """The study file of a stored study, when studies_dir has one; else None (the storage alone)."""
+    path = Path(studies_dir) / f"{name}.toml"
+    return load_study(path, studies_dir=studies_dir) if path.is_file() else None
+
+
+def _readme_text(readme: Path, rendered: list[Rendered]) -> str:
+    text = read_readme(readme)
+    for item in rendered:
+        text = replace_block(text, item.data.info.name, markdown_block(item.data), source=str(readme))
+    return text
+
+
+def _write(results_dir: Path, rendered: list[Rendered], fmt: str) -> None:
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for item in rendered:
+        name = file_stem(item.data.info.name)
+        write_atomic(results_dir / f"{name}.md", item.markdown)
+        write_atomic(results_dir / f"{name}.html", item.page)
+        if fmt != "md":
+            write_atomic(results_dir / f"{name}.{fmt}", _machine([item], fmt))
+
+
+def file_stem(name: str) -> str:
+    """The study name as a file name: a storage-only study may be named anything, 'a/b' included."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip(".") or "study"
+
+
+def _machine(rendered: list[Rendered], fmt: str) -> str:
+    datas = [item.data for item in rendered]
+    return csv_text(datas) if fmt == "csv" else json_text(datas)
+
+
+def _stdout(rendered: list[Rendered], fmt: str) -> str:
+    if fmt == "md":
+        return "\n".join(item.markdown for item in rendered)
+    return _machine(rendered, fmt)

@@ -1,0 +1,173 @@
+"""Report text: the comparison table as markdown (the README's form), CSV or JSON, from `ReportData`."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from typing import Any
+
+import pandas as pd
+
+from sweep.report_data import ACCURACIES, METRICS, PARAM, ReportData, Totals
+
+# Column headers of the original README; params not listed get "Snake case" -> "Snake case".
+PARAM_NAMES = {"num_workers": "Workers", "lr": "LR", "amp": "AMP"}
+METRIC_NAMES = {
+    "train_loss": "Training loss",
+    "train_acc": "Train Best Acc",
+    "val_loss": "Val loss",
+    "val_acc": "Val Best Acc",
+    "test_loss": "Test loss",
+    "test_acc": "Test Best Acc",
+}
+VALUE_NAMES = {
+    "sgd": "SGD",
+    "sgd_nesterov": "SGD+Nesterov",
+    "adagrad": "Adagrad",
+    "adadelta": "Adadelta",
+    "adam": "Adam",
+    "adamw": "AdamW",
+}
+MISSING = "—"
+
+
+def param_name(key: str) -> str:
+    """The column header of a param: optimizer -> Optimizer, num_workers -> Workers."""
+    return PARAM_NAMES.get(key) or key.replace("_", " ").capitalize()
+
+
+def format_value(value: Any) -> str:
+    """A param value as the README writes it: sgd_nesterov -> SGD+Nesterov, 0.0001 -> 1e-4."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return VALUE_NAMES.get(value, value)
+    if isinstance(value, float):
+        if value != 0 and abs(value) < 1e-3:  # weight decays: 5e-4, not 0.0005
+            mantissa, exponent = f"{value:.2e}".split("e")
+            return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+        return f"{value:.4g}"
+    return str(value)
+
+
+def format_metric(metric: str, mean: float, std: float, *, with_std: bool) -> str:
+    """A loss with 5 decimals, an accuracy in % with 2; `mean ± std` when `with_std` and std is known."""
+    if math.isnan(mean):
+        return MISSING
+    scale, digits, unit = (100.0, 2, "%") if metric in ACCURACIES else (1.0, 5, "")
+    if with_std and not math.isnan(std):
+        return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}{unit}"
+    return f"{mean * scale:.{digits}f}{unit}"
+
+
+def table_metrics(data: ReportData) -> tuple[str, ...]:
+    """The metric columns: train and val always, test when the study evaluates on test."""
+    return METRICS if data.info.evaluates_test else METRICS[:4]
+
+
+def markdown_block(data: ReportData) -> str:
+    """The table, its notes and the totals line: what goes into the README block."""
+    lines: list[str] = []
+    if len(data.rows):
+        lines += _table_lines(data)
+        lines += ["", _best_note(data)]
+    else:
+        lines.append(
+            f"No complete trials yet in study `{data.info.name}`; the table fills in as trials finish."
+        )
+    lines += ["", totals_line(data.totals)]
+    return "\n".join(lines) + "\n"
+
+
+def markdown_document(data: ReportData) -> str:
+    """The whole `NAME.md`: a heading and the block."""
+    return f"## Study `{data.info.name}`\n\n{markdown_block(data)}"
+
+
+def _table_lines(data: ReportData) -> list[str]:
+    metrics = table_metrics(data)
+    headers = [param_name(key) for key in data.shown] or ["Study"]
+    align = ["---"] * len(headers)
+    if data.repeats:
+        headers.append("n")
+        align.append("---:")
+    headers += [METRIC_NAMES[metric] for metric in metrics]
+    align += ["---:"] * len(metrics)
+    lines = [_row_line(headers), "|" + "|".join(align) + "|"]
+    for row in data.rows.to_dict("records"):
+        cells = [format_value(row[PARAM + key]) for key in data.shown] or [data.info.name]
+        if data.repeats:
+            cells.append(str(row["n"]))
+        cells += [format_metric(m, row[m], row[f"{m}_std"], with_std=data.repeats) for m in metrics]
+        if row["best"]:
+            cells = [cell if cell == MISSING else f"**{cell}**" for cell in cells]
+        lines.append(_row_line(cells))
+    return lines
+
+
+def _row_line(cells: list[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def _best_note(data: ReportData) -> str:
+    which = "highest" if data.info.direction == "maximize" else "lowest"
+    mean = "mean " if data.repeats else ""
+    note = f"**Bold**: the best configuration ({which} {mean}{data.info.metric})."
+    if data.repeats:
+        note += " Mean ± standard deviation over the n trials (seeds) of a configuration."
+    return note + " Losses at the last finished epoch, accuracies at the best epoch."
+
+
+def totals_line(totals: Totals) -> str:
+    """Trials complete / pruned / failed / running, epochs run and GPU-hours."""
+    counts = f"{totals.complete} complete, {totals.pruned} pruned, {totals.failed} failed"
+    counts += f", {totals.running} running"
+    if totals.waiting:
+        counts += f", {totals.waiting} waiting"
+    gpus = f"{totals.gpus} GPU{'s' if totals.gpus != 1 else ''} per trial"
+    if not totals.gpus_known:
+        gpus = "assuming 1 GPU per trial: the study file was not found"
+    return (
+        f"Trials: {counts}. Epochs run: {totals.epochs}. "
+        f"GPU-hours: {totals.gpu_hours:.2f} ({gpus}; {totals.epoch_seconds / 3600:.2f} h of epochs)."
+    )
+
+
+def machine_frame(data: ReportData) -> pd.DataFrame:
+    """The rows with plain column names (study, params, n, metrics, <metric>_std, best) for CSV/JSON."""
+    metrics = list(table_metrics(data))
+    params = {PARAM + key: key for key in data.info.params}
+    frame = data.rows.rename(columns=params)
+    frame.insert(0, "study", data.info.name)
+    columns = ["study", *params.values(), "n", *metrics, *(f"{m}_std" for m in metrics), "value", "best"]
+    return frame[columns]
+
+
+def csv_text(datas: list[ReportData]) -> str:
+    """One CSV of every study's rows (a `study` column tells them apart)."""
+    if not datas:
+        return ""
+    buffer = io.StringIO()
+    pd.concat([machine_frame(data) for data in datas], ignore_index=True).to_csv(buffer, index=False)
+    return buffer.getvalue()
+
+
+def json_text(datas: list[ReportData]) -> str:
+    """A JSON list with one object per study: name, metric, direction, rows and totals."""
+    studies = []
+    for data in datas:
+        frame = machine_frame(data).drop(columns=["study"])
+        totals = data.totals
+        studies.append(
+            {
+                "study": data.info.name,
+                "metric": data.info.metric,
+                "direction": data.info.direction,
+                "rows": json.loads(frame.to_json(orient="records")),  # NaN -> null, numpy -> plain
+                "totals": {**totals.__dict__, "gpu_hours": totals.gpu_hours},
+            }
+        )
+    return json.dumps(studies, indent=2) + "\n"

@@ -1,0 +1,264 @@
+"""`sweep report`: the expected tables, derived by hand from hand-written metrics; CSV/JSON; bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from sweep.cli import main
+from sweep.report_table import format_value
+from tests.sweep.conftest import run_sweep, write_study
+from tests.sweep.report_studies import Trial, epoch, make_study
+
+COMPLETE, PRUNED, FAIL, RUNNING = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING
+
+
+@pytest.fixture
+def optimizers(tmp_path: Path) -> Path:
+    """Study `cmp`: 3 optimizers complete (3 epochs), one failed, one running, one pruned; 2 GPUs a trial."""
+    study_file = write_study(
+        tmp_path / "cmp.toml",
+        study={"name": "cmp", "sampler": "grid"},
+        space={"optimizer": ["sgd", "sgd_nesterov", "adam"]},
+        resources={"gpus": 2},
+    )
+    make_study(
+        tmp_path / "results",
+        "cmp",
+        [
+            Trial(
+                {"optimizer": "sgd"},
+                epochs=[
+                    epoch(1, 1.2, 0.55, 1.1, 0.6),
+                    epoch(2, 0.9, 0.7, 0.95, 0.71),
+                    epoch(3, 0.7123456, 0.7588, 1.0012344, 0.7),
+                ],
+            ),
+            Trial(
+                {"optimizer": "sgd_nesterov"},
+                epochs=[
+                    epoch(1, 1.1, 0.6, 1.0, 0.65),
+                    epoch(2, 0.8, 0.72, 0.85, 0.74),
+                    epoch(3, 0.6, 0.8125, 0.8, 0.7825),
+                ],
+            ),
+            Trial(
+                {"optimizer": "adam"},
+                epochs=[
+                    epoch(1, 1.3, 0.5, 1.2, 0.55),
+                    epoch(2, 1.0, 0.66, 1.05, 0.69),
+                    epoch(3, 0.85, 0.705, 0.99, 0.68),
+                ],
+            ),
+            Trial({"optimizer": "sgd"}, FAIL, epochs=[epoch(1, 2.0, 0.1, 2.0, 0.1)]),
+            Trial({"optimizer": "sgd_nesterov"}, RUNNING, epochs=[epoch(1, 2.0, 0.1, 2.0, 0.1)] * 2),
+            Trial({"optimizer": "adam"}, PRUNED, epochs=[epoch(1, 2.0, 0.1, 2.0, 0.1)]),
+        ],
+    )
+    return study_file
+
+
+# Derived by hand: losses are epoch 3's, accuracies the best epoch's (sgd: train 75.88 at epoch 3, val
+# 71.00 at epoch 2). Best: sgd_nesterov (val 78.25). Epochs: 3 + 3 + 3 + 1 + 2 + 1 = 13, at 600 s each:
+# 7,800 s = 2.17 h; 2 GPUs per trial: 4.33 GPU-hours.
+OPTIMIZERS_MD = """\
+## Study `cmp`
+
+| Optimizer | Training loss | Train Best Acc | Val loss | Val Best Acc |
+|---|---:|---:|---:|---:|
+| SGD | 0.71235 | 75.88% | 1.00123 | 71.00% |
+| **SGD+Nesterov** | **0.60000** | **81.25%** | **0.80000** | **78.25%** |
+| Adam | 0.85000 | 70.50% | 0.99000 | 69.00% |
+
+**Bold**: the best configuration (highest val_acc). Losses at the last finished epoch, accuracies at the best epoch.
+
+Trials: 3 complete, 1 pruned, 1 failed, 1 running. Epochs run: 13. GPU-hours: 4.33 (2 GPUs per trial; 2.17 h of epochs).
+"""  # noqa: E501 (a markdown table row is one line)
+
+
+def test_optimizer_table_is_exactly_the_hand_derived_markdown(
+    optimizers: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    assert main(["report", "--study", str(optimizers), "--results-dir", str(results)]) == 0
+    assert capsys.readouterr().out == OPTIMIZERS_MD
+    assert (results / "cmp.md").read_text() == OPTIMIZERS_MD
+    assert (results / "cmp.html").is_file()
+
+
+@pytest.fixture
+def seeds(tmp_path: Path) -> Path:
+    """Study `seeds`: 2 learning rates x 3 seeds, evaluated on test; one lr=0.05 seed failed."""
+    study_file = write_study(
+        tmp_path / "seeds.toml",
+        study={"name": "seeds", "sampler": "grid", "repeats": 3},
+        train={"dataset": "fake", "epochs": 2, "evaluate_test": True},
+        space={"lr": [0.1, 0.05]},
+        resources={"gpus": 1},
+    )
+    first = epoch(1, 1.0, 0.5, 1.0, 0.5, seconds=30.0)
+
+    def last(tl: float, ta: float, vl: float, va: float, test_loss: float, test_acc: float) -> dict:
+        return epoch(2, tl, ta, vl, va, test_loss=test_loss, test_acc=test_acc, seconds=30.0)
+
+    make_study(
+        tmp_path / "results",
+        "seeds",
+        [
+            Trial({"lr": 0.1}, epochs=[first, last(0.3, 0.90, 0.6, 0.90, 0.5, 0.88)], repeat=0),
+            Trial({"lr": 0.1}, epochs=[first, last(0.4, 0.92, 0.7, 0.92, 0.6, 0.90)], repeat=1),
+            Trial({"lr": 0.1}, epochs=[first, last(0.5, 0.94, 0.8, 0.94, 0.7, 0.92)], repeat=2),
+            Trial({"lr": 0.05}, epochs=[first, last(0.6, 0.80, 0.9, 0.80, 0.95, 0.79)], repeat=0),
+            Trial({"lr": 0.05}, epochs=[first, last(0.8, 0.84, 1.1, 0.82, 1.05, 0.81)], repeat=1),
+            Trial({"lr": 0.05}, FAIL, epochs=[first], repeat=2),
+        ],
+    )
+    return study_file
+
+
+# By hand, sample std (n - 1): lr 0.1: 0.3/0.4/0.5 -> 0.4 ± 0.1; 90/92/94 -> 92 ± 2.
+# lr 0.05: 0.6/0.8 -> 0.7 ± 0.14142 (0.1·√2); 80/84 -> 82 ± 2.83; 80/82 -> 81 ± 1.41;
+# 0.95/1.05 -> 1 ± 0.07071.
+# Epochs: 5 x 2 + 1 = 11 at 30 s = 330 s = 0.09 h; 1 GPU per trial.
+SEEDS_MD = """\
+## Study `seeds`
+
+| LR | n | Training loss | Train Best Acc | Val loss | Val Best Acc | Test loss | Test Best Acc |
+|---|---:|---:|---:|---:|---:|---:|---:|
+| **0.1** | **3** | **0.40000 ± 0.10000** | **92.00 ± 2.00%** | **0.70000 ± 0.10000** | **92.00 ± 2.00%** | **0.60000 ± 0.10000** | **90.00 ± 2.00%** |
+| 0.05 | 2 | 0.70000 ± 0.14142 | 82.00 ± 2.83% | 1.00000 ± 0.14142 | 81.00 ± 1.41% | 1.00000 ± 0.07071 | 80.00 ± 1.41% |
+
+**Bold**: the best configuration (highest mean val_acc). Mean ± standard deviation over the n trials (seeds) of a configuration. Losses at the last finished epoch, accuracies at the best epoch.
+
+Trials: 5 complete, 0 pruned, 1 failed, 0 running. Epochs run: 11. GPU-hours: 0.09 (1 GPU per trial; 0.09 h of epochs).
+"""  # noqa: E501 (a markdown table row is one line)
+
+
+def test_repeats_give_mean_std_and_n_and_test_columns(
+    seeds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "--study", str(seeds), "--results-dir", str(tmp_path / "results")]) == 0
+    assert capsys.readouterr().out == SEEDS_MD
+
+
+@pytest.fixture
+def storage_only(tmp_path: Path) -> Path:
+    """Study `adhoc`, with no study file: 3 params of which 2 differ; intermediate values only."""
+    results = tmp_path / "results"
+    make_study(
+        results,
+        "adhoc",
+        [
+            Trial(
+                {"batch_size": 128, "weight_decay": 1e-4, "num_workers": 4}, intermediate={1: 0.5, 2: 0.61}
+            ),
+            Trial(
+                {"batch_size": 256, "weight_decay": 5e-4, "num_workers": 4},
+                intermediate={1: 0.55, 2: 0.6, 3: 0.58},
+            ),
+            Trial({"batch_size": 128, "weight_decay": 5e-4, "num_workers": 4}, PRUNED, intermediate={1: 0.3}),
+        ],
+    )
+    return results
+
+
+ADHOC_MD = """\
+## Study `adhoc`
+
+| Batch size | Weight decay | Training loss | Train Best Acc | Val loss | Val Best Acc |
+|---|---|---:|---:|---:|---:|
+| **128** | **1e-4** | — | — | — | **61.00%** |
+| 256 | 5e-4 | — | — | — | 60.00% |
+
+**Bold**: the best configuration (highest val_acc). Losses at the last finished epoch, accuracies at the best epoch.
+
+Trials: 2 complete, 1 pruned, 0 failed, 0 running. Epochs run: 6. GPU-hours: 0.00 (assuming 1 GPU per trial: the study file was not found; 0.00 h of epochs).
+"""  # noqa: E501
+
+
+def test_study_only_in_storage_falls_back_to_trial_params_and_values(
+    storage_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "--study", "adhoc", "--results-dir", str(storage_only)]) == 0
+    assert capsys.readouterr().out == ADHOC_MD
+
+
+def test_study_without_complete_trials_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    results = tmp_path / "results"
+    make_study(results, "young", [Trial({"lr": 0.1}, RUNNING, epochs=[epoch(1, 2.0, 0.1, 2.0, 0.1)])])
+    assert main(["report", "--study", "young", "--results-dir", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "No complete trials yet in study `young`" in out
+    assert "Trials: 0 complete, 0 pruned, 0 failed, 1 running. Epochs run: 1." in out
+    assert (results / "young.html").is_file()
+
+
+def test_all_reports_every_stored_study(
+    optimizers: Path, storage_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", "--all", "--results-dir", str(storage_only)]) == 0
+    out = capsys.readouterr().out
+    assert "## Study `adhoc`" in out and "## Study `cmp`" in out
+    assert {p.name for p in storage_only.glob("*.md")} == {"adhoc.md", "cmp.md"}
+
+
+def test_csv_and_json_carry_the_same_rows(
+    seeds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    assert main(["report", "--study", str(seeds), "--results-dir", str(results), "--format", "json"]) == 0
+    (study,) = json.loads(capsys.readouterr().out)
+    assert study["study"] == "seeds" and study["totals"]["complete"] == 5
+    first, second = study["rows"]
+    assert (first["lr"], first["n"], first["best"]) == (0.1, 3, True)
+    assert first["val_acc"] == pytest.approx(0.92) and first["val_acc_std"] == pytest.approx(0.02)
+    assert (second["lr"], second["n"], second["best"]) == (0.05, 2, False)
+    assert main(["report", "--study", str(seeds), "--results-dir", str(results), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("study,lr,n,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,")
+    assert len(lines) == 3 and (results / "seeds.csv").read_text().splitlines() == lines
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("sgd_nesterov", "SGD+Nesterov"),
+        ("adam", "Adam"),
+        (1e-4, "1e-4"),
+        (5e-4, "5e-4"),
+        (0.1, "0.1"),
+        (128, "128"),
+        (True, "yes"),
+        ("cosine", "cosine"),
+        (None, "—"),
+    ],
+)
+def test_param_values_are_written_like_the_original(value: object, text: str) -> None:
+    assert format_value(value) == text
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_study_is_one_line_and_writes_nothing(optimizers: Path, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    before = sorted(results.rglob("*"))
+    _one_line_error(
+        run_sweep("report", "--study", "nosuch", "--results-dir", str(results)), "'nosuch'", "cmp"
+    )
+    assert sorted(results.rglob("*")) == before
+
+
+def test_missing_storage_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    result = run_sweep("report", "--study", "cmp", "--results-dir", str(tmp_path / "r"))
+    _one_line_error(result, "no database", "sweep launch")
+    assert not (tmp_path / "r").exists()
