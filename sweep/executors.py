@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import submitit
-from submitit.core.utils import JobPaths, pickle_load
+from submitit.core.utils import FailedJobError, JobPaths, pickle_load
 
 from sweep.errors import SweepError
+from sweep.job import MAX_REQUEUES
+from sweep.slurm import GONE, JobState, SlurmUnavailable, StateCache, require_slurm, scancel
 from sweep.study import Resources
 
 EXECUTORS = ("auto", "slurm", "local", "debug")
@@ -263,20 +265,44 @@ def slurm_parameters(resources: Resources) -> dict[str, Any]:
 
 
 class SlurmJob(Job):
-    def __init__(self, job: submitit.Job[Any]) -> None:
-        self._job = job
-        self.job_id = job.job_id
-        self.folder = Path(job.paths.folder)
+    """A SLURM job, submitted by this launcher or re-attached by id; its state comes from squeue/sacct
+    (sweep.slurm), shared with the other jobs of the executor in one cached query."""
+
+    def __init__(self, job_id: str, folder: Path, states: StateCache) -> None:
+        self.job_id = job_id
+        self.folder = folder
+        self._states = states
+
+    def state(self, *, fresh: bool = False) -> JobState | None:
+        """What SLURM says of the job now; None when squeue/sacct do not answer."""
+        try:
+            return self._states.get(self.job_id, fresh=fresh)
+        except SlurmUnavailable:
+            return None
 
     def done(self) -> bool:
-        return bool(self._job.done())
+        if JobPaths(self.folder, self.job_id, task_id=0).result_pickle.exists():
+            return True
+        state = self.state()
+        return state is not None and not state.live  # pending, running, requeued: not done
 
     def cancel(self) -> None:
-        self._job.cancel(check=False)
-        _wait_gone(lambda: not self._job.done(force_check=True), CANCEL_DEADLINE_S)
+        scancel([self.job_id])
+        _wait_gone(lambda: (self.state(fresh=True) or _UNKNOWN).live, CANCEL_DEADLINE_S)
 
     def outcome(self) -> Outcome:
-        return _pickled_outcome(self.folder, self.job_id) or _lost(self.folder, self.job_id)
+        self._states.forget(self.job_id)
+        pickled = _pickled_outcome(self.folder, self.job_id)
+        if pickled is not None:
+            return pickled
+        state = self.state()
+        known = state is not None and state.state != GONE
+        said = f"ended {state.state}" if known and state is not None else "is unknown to squeue and sacct"
+        logs = JobPaths(self.folder, self.job_id, task_id=0)
+        return Outcome("lost", f"SLURM job {self.job_id} {said} without a result; see {logs.stderr}")
+
+
+_UNKNOWN = JobState("", "UNKNOWN", "none")
 
 
 class SlurmExecutor(Executor):
@@ -284,14 +310,19 @@ class SlurmExecutor(Executor):
 
     def __init__(self, resources: Resources) -> None:
         self.parameters = slurm_parameters(resources)
+        self.states = StateCache()
 
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
-        try:
-            executor = submitit.SlurmExecutor(folder=run_dir / SUBMITIT_DIR)
-        except RuntimeError as err:  # submitit checks for srun
-            raise SweepError(f"executor 'slurm': {err}; use --executor local off the cluster") from None
+        require_slurm()
+        # submitit's own requeue bound (timeouts only, default 3) is raised to ours, which counts all requeues
+        executor = submitit.SlurmExecutor(folder=run_dir / SUBMITIT_DIR, max_num_timeout=MAX_REQUEUES)
         executor.update_parameters(job_name=f"sweep-{run_dir.parent.name}-{run_dir.name}", **self.parameters)
-        return SlurmJob(executor.submit(fn, config, str(run_dir)))
+        try:
+            job = executor.submit(fn, config, str(run_dir))
+        except FailedJobError as err:  # sbatch refused: bad partition, more GPUs than a node has, ...
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else "no message"
+            raise SweepError(f"sbatch refused the job for {run_dir}: {reason}") from None
+        return SlurmJob(job.job_id, Path(job.paths.folder), self.states)
 
     def attach(self, job_id: str, run_dir: Path) -> Job:
-        return SlurmJob(submitit.SlurmJob(folder=run_dir / SUBMITIT_DIR, job_id=job_id))
+        return SlurmJob(job_id, run_dir / SUBMITIT_DIR, self.states)
