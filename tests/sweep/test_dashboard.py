@@ -1,0 +1,130 @@
+"""`sweep dashboard` as a real subprocess: chromium finds the study and its trials; SIGTERM stops it."""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from optuna.trial import TrialState
+
+from tests.sweep.browser import TIMEOUT_MS, chromium, save_screenshot, watched_page
+from tests.sweep.conftest import ROOT, run_sweep, sweep_cmd
+from tests.sweep.report_studies import Trial, epoch, make_study
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
+
+STUDY = "dash-optimizers"
+START_TIMEOUT = 30.0  # seconds for the server to answer its API
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as browser:
+        yield browser
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the kernel's pick for port 0)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _results(tmp_path: Path) -> Path:
+    results = tmp_path / "results"
+    trials = [
+        Trial(
+            {"optimizer": name},
+            epochs=[epoch(e, 1.0 / e, 0.5 + e / 10, 1.1 / e, 0.45 + e / 10) for e in (1, 2)],
+        )
+        for name in ("sgd", "sgd_nesterov", "adam")
+    ]
+    trials.append(Trial({"optimizer": "adagrad"}, TrialState.PRUNED, epochs=[epoch(1, 2.0, 0.1, 2.0, 0.1)]))
+    make_study(results, STUDY, trials)
+    return results
+
+
+def _wait_until_serving(proc: subprocess.Popen[str], base: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the dashboard exited with {proc.returncode}: {proc.communicate()}"
+        try:
+            with urllib.request.urlopen(f"{base}/api/studies", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the dashboard did not answer {base}/api/studies within {START_TIMEOUT}s")
+
+
+def test_dashboard_shows_the_study_and_its_trials_and_stops_on_sigterm(
+    browser: Browser, tmp_path: Path
+) -> None:
+    results = _results(tmp_path)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = sweep_cmd("dashboard", "--results-dir", str(results), "--port", str(port))
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_until_serving(proc, base)
+        page, errors = watched_page(browser)
+        page.goto(f"{base}/dashboard")
+        link = page.locator("a[href='/dashboard/studies/1']")
+        link.get_by_text(STUDY).wait_for()
+        link.click()
+        page.wait_for_url("**/dashboard/studies/1", timeout=TIMEOUT_MS)
+        page.get_by_text(f"{STUDY} (id=1)").wait_for()
+        page.locator(".js-plotly-plot").first.wait_for()
+        page.get_by_role("link", name="Trials (List)").click()
+        page.get_by_text("4 Trials", exact=True).wait_for()
+        trials = page.locator(".MuiListItemText-primary").filter(has_text=re.compile(r"^Trial \d+$"))
+        trials.nth(3).wait_for()
+        assert trials.all_inner_texts() == ["Trial 0", "Trial 1", "Trial 2", "Trial 3"]
+        save_screenshot(page, "dashboard-trials.png", tmp_path)
+        page.close()
+        assert errors == []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert out.splitlines()[0].endswith(f"at {base}/ (Ctrl-C to stop)")
+    assert out.splitlines()[-1] == "dashboard stopped"
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{base}/api/studies", timeout=2)
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_taken_port_is_one_line_exit_2(tmp_path: Path) -> None:
+    results = _results(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_sweep("dashboard", "--results-dir", str(results), "--port", str(port), timeout=60)
+    _one_line_error(result, f"port {port}", "--port")
+
+
+def test_missing_storage_is_one_line_exit_2(tmp_path: Path) -> None:
+    result = run_sweep(
+        "dashboard", "--results-dir", str(tmp_path / "none"), "--port", str(free_port()), timeout=60
+    )
+    _one_line_error(result, "no database")
+    assert not (tmp_path / "none").exists()
