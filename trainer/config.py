@@ -15,7 +15,7 @@ from trainer.errors import SweepError
 DATASETS = ("cifar10", "fake")
 OPTIMIZERS = ("sgd", "sgd_nesterov", "adagrad", "adadelta", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "multistep")
-LOADERS = ("torch",)
+LOADERS = ("torch", "gpu")
 CIFAR10_VAL_SIZE = 5000  # images held out of the 50,000 training images for validation
 
 # Fields that may change when a run is resumed: where the data lives and how it is fed,
@@ -43,7 +43,9 @@ class TrainConfig:
     split_seed: int = 0  # the validation split; fixed by default so trials compare on the same images
     evaluate_test: bool = False  # evaluate the 10,000 test images after the last epoch
     seed: int = 0  # model init, shuffling and augmentation
-    loader: str = "torch"  # torch: DataLoader, per-image augmentation in worker processes
+    # auto: gpu on CUDA, else torch. torch: DataLoader, per-image augmentation in worker processes;
+    # gpu: the split as uint8 on the device, whole batches augmented there (trainer/gpu_loader.py)
+    loader: str = "auto"
     amp: bool = True  # bf16 autocast on CUDA; always off on the CPU
     channels_last: bool = True  # NHWC memory format on CUDA; always off on the CPU
     compile: bool = False  # torch.compile the model
@@ -100,8 +102,12 @@ class TrainConfig:
         val_size = self.val_size
         if val_size is None:
             val_size = CIFAR10_VAL_SIZE if self.dataset == "cifar10" else max(1, self.fake_train_size // 10)
+        loader = self.loader
+        if loader == "auto":
+            loader = "gpu" if on_cuda else "torch"
         return self.replace(
             device=device,
+            loader=loader,
             amp=self.amp and on_cuda,
             channels_last=self.channels_last and on_cuda,
             val_size=val_size,
@@ -157,7 +163,10 @@ def _validate(config: TrainConfig) -> None:
         config.schedule in SCHEDULES,
         f"unknown schedule '{config.schedule}'; choose one of {', '.join(SCHEDULES)}",
     )
-    check(config.loader in LOADERS, f"unknown loader '{config.loader}'; choose one of {', '.join(LOADERS)}")
+    check(
+        config.loader == "auto" or config.loader in LOADERS,
+        f"unknown loader '{config.loader}'; choose auto or one of {', '.join(LOADERS)}",
+    )
     check(
         block_kind(config.depth) is not None,
         f"depth {config.depth} is neither 6n+2 nor 9n+2 (e.g. 20, 56, 164)",

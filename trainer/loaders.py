@@ -1,14 +1,17 @@
 """Batches for training and evaluation.
 
 `loader = "torch"` is the classic path the original runs used: a DataLoader whose worker processes augment
-image by image, so `num_workers` matters. The augmentation is torchvision's RandomCrop(32, padding=4),
-RandomHorizontalFlip, ToTensor and Normalize, written out here: torchvision's PyPI wheels are CUDA builds
-that cannot be imported beside a CPU-only torch, and the trainer must run on both.
+image by image, so `num_workers` matters. `loader = "gpu"` (trainer/gpu_loader.py) serves the same
+interface from tensors on the device; `EpochBatches` is what the training loop needs of either.
+The augmentation is torchvision's RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor and Normalize,
+written out here: torchvision's PyPI wheels are CUDA builds that cannot be imported beside a CPU-only
+torch, and the trainer must run on both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -23,6 +26,21 @@ CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 
 PAD = 4  # pixels of zero padding around the image before the random 32x32 crop
+
+
+class EpochBatches(Protocol):
+    """Training batches: `epoch(e)` yields (inputs, labels) for epoch e, a function of (seed, e) only."""
+
+    images: int  # training images per epoch
+
+    def __len__(self) -> int: ...  # steps per epoch
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's shuffling and augmentation: a function of (seed, epoch), not of RNG history."""
+    return seed * 100_003 + epoch
 _MEAN = torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
 _STD = torch.tensor(CIFAR10_STD).view(3, 1, 1)
 
@@ -80,9 +98,9 @@ class TrainBatches:
         return len(self.loader)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        epoch_seed = self.seed * 100_003 + epoch
-        self.generator.manual_seed(epoch_seed)  # shuffling, and the workers' seeds
-        torch.manual_seed(epoch_seed)  # augmentation when it runs in this process (num_workers = 0)
+        seed = epoch_seed(self.seed, epoch)
+        self.generator.manual_seed(seed)  # shuffling, and the workers' seeds
+        torch.manual_seed(seed)  # augmentation when it runs in this process (num_workers = 0)
         return iter(self.loader)
 
 

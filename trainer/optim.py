@@ -17,16 +17,20 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     """The optimizer a config names; weight decay applies to every parameter, as in the original runs."""
     params = model.parameters()
     # Fused kernels exist for these on CUDA: one launch per step instead of one per parameter tensor.
-    fused: dict[str, Any] = {"fused": True} if config.device.startswith("cuda") else {}
+    on_cuda = config.device.startswith("cuda")
+    fused: dict[str, Any] = {"fused": True} if on_cuda else {}
+    # Adagrad's fused kernel is CPU-only and Adadelta has none: on CUDA they take the multi-tensor
+    # (foreach) path, a few launches per step for all parameters rather than several per parameter.
+    foreach: dict[str, Any] = {"foreach": True} if on_cuda else {}
     name, lr, wd = config.optimizer, config.lr, config.weight_decay
     if name in ("sgd", "sgd_nesterov"):
         return torch.optim.SGD(
             params, lr=lr, momentum=config.momentum, weight_decay=wd, nesterov=name == "sgd_nesterov", **fused
         )
     if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adagrad(params, lr=lr, weight_decay=wd, **foreach)
     if name == "adadelta":
-        return torch.optim.Adadelta(params, lr=lr, weight_decay=wd)
+        return torch.optim.Adadelta(params, lr=lr, weight_decay=wd, **foreach)
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=wd, **fused)
     if name == "adamw":

@@ -19,10 +19,10 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.config import RESUMABLE_CHANGES, TrainConfig
-from trainer.data import load_splits
+from trainer.data import DataSplits, ImageSet, load_splits
 from trainer.errors import SweepError
 from trainer.files import append_line, atomic_write_text
-from trainer.loaders import EvalBatches, TrainBatches
+from trainer.loaders import EpochBatches, EvalBatches, TrainBatches
 from trainer.metrics import EpochMetrics, TrainResult
 from trainer.model import PreActResNet, count_parameters
 from trainer.optim import build_optimizer, build_schedule
@@ -71,6 +71,9 @@ def _check_same_run(previous: TrainConfig, config: TrainConfig, paths: RunPaths)
 
 def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progress) -> TrainResult:
     device = torch.device(config.device)
+    if device.type == "cuda":
+        # cuDNN picks the fastest convolution algorithms for the (fixed) batch shapes once, at the start.
+        torch.backends.cudnn.benchmark = True
     data = load_splits(config)
     torch.manual_seed(config.seed)  # model initialisation
     model = PreActResNet(config.depth).to(device)
@@ -87,10 +90,7 @@ def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progre
     atomic_write_text(paths.metrics, "".join(record.to_json() + "\n" for record in history))
     parameters = count_parameters(model)
     step_model: nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
-    train_batches = TrainBatches(data.train, config)
-    eval_batch_size = max(256, config.batch_size)  # evaluation holds no activations for backward
-    val_batches = EvalBatches(data.val, eval_batch_size)
-    test_batches = EvalBatches(data.test, eval_batch_size) if data.test is not None else None
+    train_batches, val_batches, test_batches = build_batches(data, config)
     log.start(
         config, parameters=parameters, train=len(data.train), val=len(data.val), done_epochs=len(history)
     )
@@ -118,13 +118,34 @@ def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progre
     return result
 
 
+def build_batches(data: DataSplits, config: TrainConfig) -> tuple[EpochBatches, Batches, Batches | None]:
+    """(train, validation, test or None) batches from the loader `config.loader` names."""
+    eval_batch_size = max(256, config.batch_size)  # evaluation holds no activations for backward
+    train: EpochBatches
+    if config.loader == "gpu":
+        from trainer.gpu_loader import GpuEvalBatches, GpuTrainBatches
+
+        train = GpuTrainBatches(data.train, config)
+
+        def eval_batches(images: ImageSet) -> Batches:
+            return GpuEvalBatches(images, eval_batch_size, config)
+    else:
+        train = TrainBatches(data.train, config)
+
+        def eval_batches(images: ImageSet) -> Batches:
+            return EvalBatches(images, eval_batch_size)
+
+    test = eval_batches(data.test) if data.test is not None else None
+    return train, eval_batches(data.val), test
+
+
 def _run_epoch(
     epoch: int,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    train_batches: TrainBatches,
-    val_batches: EvalBatches,
-    test_batches: EvalBatches | None,
+    train_batches: EpochBatches,
+    val_batches: Batches,
+    test_batches: Batches | None,
     config: TrainConfig,
     log: Progress,
 ) -> EpochMetrics:

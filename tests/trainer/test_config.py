@@ -81,6 +81,15 @@ def test_resolution_on_a_cpu_machine() -> None:
         TrainConfig(device="cuda").resolved(cuda_available=False)
 
 
+def test_the_loader_resolves_to_gpu_on_cuda_and_torch_elsewhere() -> None:
+    assert TrainConfig().loader == "auto"
+    assert TrainConfig().resolved(cuda_available=False).loader == "torch"
+    assert TrainConfig().resolved(cuda_available=True).loader == "gpu"
+    assert TrainConfig(device="cpu").resolved(cuda_available=True).loader == "torch"
+    assert TrainConfig(loader="gpu").resolved(cuda_available=False).loader == "gpu"  # same code on the CPU
+    assert TrainConfig(loader="torch").resolved(cuda_available=True).loader == "torch"
+
+
 def test_every_documented_optimizer_is_accepted() -> None:
     assert set(OPTIMIZERS) == {"sgd", "sgd_nesterov", "adagrad", "adadelta", "adam", "adamw"}
     for name in OPTIMIZERS:
