@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,14 @@ def train(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
     return dataclasses.asdict(result)
 
 
+def _exit_at_sigterm(signum: int, frame: Any) -> None:
+    """SLURM's SIGTERM (scancel, scontrol requeue, preemption): exit now, with no result pickle, so
+    that a requeued run starts afresh from checkpoint.pt. submitit ignores SIGTERM, which would keep a
+    pruned or requeued job training for KillWait seconds (30 by default) until its SIGKILL."""
+    print("sweep: SIGTERM; stopping (a requeued run resumes from checkpoint.pt)", flush=True)
+    os._exit(128 + signal.SIGTERM)  # files are written atomically: nothing is left half-written
+
+
 def restarts() -> int:
     """How often SLURM has started this job again (0 on its first run, and outside SLURM)."""
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
@@ -46,6 +55,8 @@ class TrainJob(submitit.helpers.Checkpointable):
     same call again and resumes the same way. At most MAX_REQUEUES requeues per job."""
 
     def __call__(self, config: dict[str, Any], run_dir: str) -> dict[str, Any]:
+        if os.environ.get("SLURM_JOB_ID"):
+            signal.signal(signal.SIGTERM, _exit_at_sigterm)
         count = restarts()
         if count > MAX_REQUEUES:
             raise RuntimeError(f"job requeued {count} times (MAX_REQUEUES={MAX_REQUEUES}); giving up")

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -21,14 +23,16 @@ import pytest
 
 from sweep import storage
 from sweep.executors import SlurmExecutor
-from sweep.study import Resources
-from tests.sweep.conftest import ROOT, TINY_TRAIN, run_sweep, wait_for
+from sweep.launch import launch
+from sweep.slurm import job_states, squeue_states
+from sweep.study import Resources, load_study
+from tests.sweep.conftest import ROOT, TINY_TRAIN, run_sweep, sweep_cmd, wait_for, write_study
 
 SCRIPT = ROOT / "scripts" / "slurm-dev-cluster.sh"
 START_TIMEOUT_S = 900  # a first start installs the Debian packages (about a minute here)
 JOB_TIMEOUT_S = 120  # one short job, from sbatch to its end, on a loaded 2-core machine
 # Trains for several seconds: enough epochs left to requeue, prune or kill the launcher mid-run.
-LONG_TRAIN: dict[str, Any] = {**TINY_TRAIN, "epochs": 6, "fake_train_size": 480}
+LONG_TRAIN: dict[str, Any] = {**TINY_TRAIN, "epochs": 12, "fake_train_size": 480}
 
 
 def _cluster_up() -> bool:
@@ -169,3 +173,117 @@ def test_gpu_job_is_scheduled_on_the_fake_gpu(tmp_path: Path, slurm_cluster: Non
         timeout=30,
         what="sacct to record the job's gres/gpu",
     )
+
+
+def test_pruned_trials_job_leaves_squeue(tmp_path: Path, study_jobs: list[str]) -> None:
+    study_jobs.append("prune")
+    path = write_study(
+        tmp_path / "prune.toml",
+        study={"name": "prune", "sampler": "grid"},
+        train=LONG_TRAIN,
+        space={"lr": [0.1]},
+    )
+    lines: list[str] = []
+    # every value is below 2.0: the trial is pruned at its first reported epoch, its job still running
+    launch(
+        load_study(str(path)),
+        results_dir=tmp_path / "results",
+        executor="slurm",
+        pruner=optuna.pruners.ThresholdPruner(lower=2.0),
+        out=lines.append,
+    )
+    pruned_at = time.monotonic()
+    (trial,) = stored_trials(tmp_path / "results", "prune")
+    assert trial.state.name == "PRUNED", lines
+    job_id = str(trial.user_attrs["job_id"])
+    wait_for(lambda: job_id not in squeue_states([job_id]) or _left_squeue(job_id), timeout=15,
+             what="the pruned trial's job to leave squeue")  # fmt: skip
+    print(f"job {job_id} out of squeue {time.monotonic() - pruned_at:.1f} s after the launcher returned")
+    assert len(epochs_of(trial.user_attrs["run_dir"])) < LONG_TRAIN["epochs"]  # stopped early
+    wait_for(lambda: job_states([job_id])[job_id].state == "CANCELLED", timeout=30, what="state CANCELLED")
+
+
+def _left_squeue(job_id: str) -> bool:
+    """Whether plain `squeue` (pending, running, completing jobs) no longer lists the job."""
+    listed = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30)
+    return job_id not in listed.stdout.split()
+
+
+def test_restarted_launcher_reattaches_to_its_slurm_jobs(
+    tmp_path: Path, study_jobs: list[str], sessions: list[subprocess.Popen[str]]
+) -> None:
+    study_jobs.append("restart")
+    since = now_for_sacct()
+    path = write_study(
+        tmp_path / "restart.toml",
+        study={"name": "restart", "sampler": "grid"},
+        train=LONG_TRAIN,
+        space={"lr": [0.05, 0.02, 0.01]},
+    )
+    results = tmp_path / "results"
+    args = ("launch", "--study", str(path), "--executor", "slurm", "--parallel", "2",
+            "--results-dir", str(results))  # fmt: skip
+    log = tmp_path / "first.log"
+    with log.open("w") as out:
+        first = subprocess.Popen(sweep_cmd(*args), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                 text=True, start_new_session=True)  # fmt: skip
+    sessions.append(first)
+    wait_for(lambda: log.read_text().count(" submitted ") == 2 and " epoch 1/" in log.read_text(),
+             timeout=JOB_TIMEOUT_S, what="two jobs submitted and one training")  # fmt: skip
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    lines = log.read_text().splitlines()
+    running = [line.split(" job ")[1].split()[0] for line in lines if " submitted " in line]
+    assert all(job_states(running)[job_id].live for job_id in running)  # the jobs outlive their launcher
+
+    again = run_sweep(*args, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.count("re-attached") == 2, again.stdout
+    trials = stored_trials(results, "restart")
+    assert [trial.state.name for trial in trials] == ["COMPLETE"] * 3
+    assert sorted(trial.params["lr"] for trial in trials) == [0.01, 0.02, 0.05]  # each point once
+    assert all(trial.user_attrs["submissions"] == 1 for trial in trials)
+    assert {str(trial.user_attrs["job_id"]) for trial in trials[:2]} == set(running)
+    submitted = [job for job in sacct_jobs(since, "JobName") if job["JobName"].startswith("sweep-restart-")]
+    assert sorted(job["JobName"] for job in submitted) == [f"sweep-restart-{n}" for n in range(3)]
+
+
+def test_requeued_job_resumes_from_its_checkpoint(tmp_path: Path, study_jobs: list[str]) -> None:
+    study_jobs.append("requeue")
+    train = LONG_TRAIN
+    path = write_study(
+        tmp_path / "requeue.toml",
+        study={"name": "requeue", "sampler": "grid"},
+        train=train,
+        space={"lr": [0.1]},
+    )
+    results = tmp_path / "results"
+    log = tmp_path / "launcher.log"
+    with log.open("w") as out:
+        launcher = subprocess.Popen(
+            sweep_cmd("launch", "--study", str(path), "--executor", "slurm", "--results-dir", str(results)),
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    try:
+        run_dir = results / "runs" / "requeue" / "0"
+        wait_for(lambda: (run_dir / "metrics.jsonl").exists() and len(epochs_of(run_dir)) >= 1,
+                 timeout=JOB_TIMEOUT_S, what="the first epoch")  # fmt: skip
+        job_id = log.read_text().split(" job ")[1].split()[0]
+        subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
+        at_requeue = len(epochs_of(run_dir))
+        launcher.wait(timeout=300)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, log.read_text()
+    (trial,) = stored_trials(results, "requeue")
+    assert trial.state.name == "COMPLETE", log.read_text()
+    assert str(trial.user_attrs["job_id"]) == job_id and trial.user_attrs["submissions"] == 1
+    epochs = epochs_of(run_dir)
+    assert epochs == list(range(1, train["epochs"] + 1)), epochs  # no epoch repeated, none missing
+    job_log = (run_dir / "submitit" / f"{job_id}_0_log.out").read_text()
+    assert "sweep: restart 1 of this job" in job_log, job_log
+    resumed = [line for line in job_log.splitlines() if "resuming at epoch" in line]
+    assert resumed and at_requeue < train["epochs"], job_log
+    records = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-o", "JobID,State", "-j", job_id],
+                             capture_output=True, text=True, timeout=30).stdout  # fmt: skip
+    assert "REQUEUED" in records, records
