@@ -71,9 +71,7 @@ def _check_same_run(previous: TrainConfig, config: TrainConfig, paths: RunPaths)
 
 def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progress) -> TrainResult:
     device = torch.device(config.device)
-    if device.type == "cuda":
-        # cuDNN picks the fastest convolution algorithms for the (fixed) batch shapes once, at the start.
-        torch.backends.cudnn.benchmark = True
+    configure_backends(device)
     data = load_splits(config)
     torch.manual_seed(config.seed)  # model initialisation
     model = PreActResNet(config.depth).to(device)
@@ -116,6 +114,13 @@ def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progre
     atomic_write_text(paths.result, result.to_json())
     log.done(result, str(paths.run_dir))
     return result
+
+
+def configure_backends(device: torch.device) -> None:
+    """Process-wide settings of the fast step on CUDA."""
+    if device.type == "cuda":
+        # cuDNN times the convolution algorithms once per input shape and keeps the fastest.
+        torch.backends.cudnn.benchmark = True
 
 
 def build_batches(data: DataSplits, config: TrainConfig) -> tuple[EpochBatches, Batches, Batches | None]:
