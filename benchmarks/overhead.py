@@ -1,0 +1,167 @@
+"""Per-trial overhead of `sweep launch` on a no-op job, against a plain Optuna `study.optimize` loop.
+
+    python benchmarks/overhead.py                          # debug and local executors, poll 0.5 s and 0.01 s
+    python benchmarks/overhead.py --trials 50 --executors debug --poll-s 0.01 --profile
+
+Every trial runs `benchmarks.noop_job.noop` (one metrics line, no training), so what is timed is the
+machinery around a job: the launcher's ask / submit / poll / tell with SQLite storage and, for `local`,
+a submitit subprocess per trial. The reference is the same no-op in a plain `study.optimize` loop on a
+GridSampler over the same points, with SQLite storage (the launcher's) and in memory. The study is
+a grid of --trials points built with `sweep.study.load_study` from a TOML file written to a temp dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import os
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is then not importable by itself
+    sys.path.insert(0, str(ROOT))
+
+import optuna  # noqa: E402
+
+from benchmarks.noop_job import noop  # noqa: E402
+from sweep.launch import POLL_SECONDS, launch  # noqa: E402
+from sweep.study import StudySpec, load_study  # noqa: E402
+
+STUDY_TOML = """\
+[study]
+name = "overhead"
+metric = "val_acc"
+direction = "maximize"
+sampler = "grid"
+pruner = "none"
+repeats = 1
+
+[train]
+dataset = "fake"
+depth = 8
+epochs = 1
+device = "cpu"
+
+[space]
+lr = [{values}]
+"""
+
+
+def grid_values(trials: int) -> list[float]:
+    return [round(0.001 * (i + 1), 6) for i in range(trials)]
+
+
+def study_spec(trials: int, folder: Path) -> StudySpec:
+    """A grid study of `trials` points over lr, parsed from a study file like any other."""
+    path = folder / "overhead.toml"
+    path.write_text(STUDY_TOML.format(values=", ".join(repr(v) for v in grid_values(trials))))
+    return load_study(path)
+
+
+def time_launcher(trials: int, executor: str, poll_s: float, *, profile: bool = False) -> float:
+    """Seconds per trial of `launch` over a fresh grid study of `trials` no-op trials."""
+    with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
+        spec = study_spec(trials, Path(tmp))
+
+        def go() -> None:
+            summary = launch(
+                spec, results_dir=Path(tmp) / "results", executor=executor, parallel=1, poll_s=poll_s,
+                job=noop, out=lambda line: None,
+            )  # fmt: skip
+            if summary.states.get("COMPLETE") != trials:
+                raise RuntimeError(f"expected {trials} complete trials, got {dict(summary.states)}")
+
+        return _timed(go, profile=profile, label=f"launch, {executor} executor, poll {poll_s} s") / trials
+
+
+def time_plain_optuna(trials: int, *, sqlite: bool) -> float:
+    """Seconds per trial of `study.optimize` calling the same no-op on the same grid."""
+    values = grid_values(trials)
+    with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
+        storage = f"sqlite:///{tmp}/optuna.db" if sqlite else None
+
+        def objective(trial: optuna.Trial) -> float:
+            lr = trial.suggest_categorical("lr", values)
+            run_dir = Path(tmp) / "runs" / str(trial.number)
+            run_dir.mkdir(parents=True)
+            return noop({"lr": lr}, str(run_dir))["best_val_acc"]
+
+        def go() -> None:
+            sampler = optuna.samplers.GridSampler({"lr": values}, seed=0)
+            study = optuna.create_study(storage=storage, sampler=sampler, direction="maximize")
+            study.optimize(objective, n_trials=trials)
+
+        return _timed(go) / trials
+
+
+def _median(repeats: int, measure: Callable[[], float]) -> float:
+    return statistics.median(measure() for _ in range(repeats))
+
+
+def _timed(fn: Callable[[], None], *, profile: bool = False, label: str = "") -> float:
+    profiler = cProfile.Profile() if profile else None
+    start = time.perf_counter()
+    if profiler is not None:
+        profiler.runcall(fn)
+    else:
+        fn()
+    seconds = time.perf_counter() - start
+    if profiler is not None:
+        print(f"\n-- cProfile of {label}: top 25 by cumulative time")
+        pstats.Stats(profiler, stream=sys.stdout).sort_stats("cumulative").print_stats(25)
+    return seconds
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/overhead.py",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[1:]),
+    )
+    parser.add_argument("--trials", type=int, default=20, help="grid points, one trial each (default 20)")
+    parser.add_argument(
+        "--executors", default="debug,local", help="comma-separated: debug, local (default both)"
+    )
+    parser.add_argument(
+        "--poll-s", default=f"{POLL_SECONDS},0.01",
+        help=f"comma-separated poll intervals in seconds (default {POLL_SECONDS}, the launcher's, and 0.01)",
+    )  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each, median taken (default 3)")
+    parser.add_argument("--profile", action="store_true", help="cProfile one more run of each launch")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # A local job is a fresh Python process: it must import benchmarks.noop_job, whatever its cwd.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials, repeats = args.trials, args.repeats
+    print(
+        f"no-op trials: {trials}, one at a time (parallel 1); ms per trial = whole run / trials, "
+        f"median of {repeats} runs"
+    )
+    reference = _median(repeats, lambda: time_plain_optuna(trials, sqlite=True))
+    in_memory = _median(repeats, lambda: time_plain_optuna(trials, sqlite=False))
+    print(f"{'plain optuna, sqlite':34} {1000 * reference:8.1f} ms/trial   1.00x (reference)")
+    print(f"{'plain optuna, in memory':34} {1000 * in_memory:8.1f} ms/trial   {in_memory / reference:5.2f}x")
+    for executor in args.executors.split(","):
+        for poll_s in (float(p) for p in args.poll_s.split(",")):
+            per_trial = _median(repeats, functools.partial(time_launcher, trials, executor, poll_s))
+            if args.profile:
+                time_launcher(trials, executor, poll_s, profile=True)
+            label = f"sweep launch, {executor}, poll {poll_s:g} s"
+            print(f"{label:34} {1000 * per_trial:8.1f} ms/trial  {per_trial / reference:5.2f}x", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
