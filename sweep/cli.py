@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status(commands)
     _add_report(commands)
     _add_dashboard(commands)
+    _add_cancel(commands)
+    _add_sbatch(commands)
     return parser
 
 
@@ -104,6 +106,7 @@ def _stored_study(name: str, args: argparse.Namespace) -> optuna.Study | None:
 
 def _status(args: argparse.Namespace) -> int:
     from sweep import storage
+    from sweep.slurm import with_slurm_states
     from sweep.status import render, trial_rows
     from sweep.study import load_study
 
@@ -117,7 +120,8 @@ def _status(args: argparse.Namespace) -> int:
         for study_name in names:
             study = storage.load_existing(study_name, rdb, url=url)
             metric = str(study.user_attrs.get("metric", "value"))
-            print("\n".join(render(study_name, metric, trial_rows(study))))
+            rows = with_slurm_states(trial_rows(study))  # RUNNING trials checked against SLURM
+            print("\n".join(render(study_name, metric, rows)))
     if not names:
         print(f"no studies in {url}")
     return 0
@@ -168,6 +172,57 @@ def _dashboard(args: argparse.Namespace) -> int:
     from sweep.dashboard import serve
 
     serve(args.storage or storage.default_url(args.results_dir), host=args.host, port=args.port)
+    return 0
+
+
+def _add_cancel(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "cancel", help="cancel a study's live jobs (scancel, or kill local ones) and mark their trials FAIL"
+    )
+    command.add_argument("--study", required=True, help="a stored study's name (or its .toml file)")
+    _add_storage_args(command)
+    command.set_defaults(handler=_cancel)
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from sweep import storage
+    from sweep.cancel import cancel_study
+    from sweep.study import load_study
+
+    name = load_study(args.study).name if args.study.endswith(".toml") else args.study
+    url = args.storage or storage.default_url(args.results_dir)
+    rdb = storage.open_storage(url, create=False)
+    with storage.storage_errors(url):
+        cancel_study(storage.load_existing(name, rdb, url=url))
+    return 0
+
+
+def _add_sbatch(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser(
+        "sbatch", help="print a trial's job as a plain sbatch script (slurm_templates/train.sbatch)"
+    )
+    command.add_argument("--study", required=True, help="a study name in studies/ or a .toml file")
+    which = command.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, help="a stored trial's number")
+    which.add_argument("--config", type=int, help="a planned configuration (0-based), before any launch")
+    command.add_argument("--repeat", type=int, default=0, help="with --config: the seed offset (default 0)")
+    _add_storage_args(command)
+    command.set_defaults(handler=_sbatch)
+
+
+def _sbatch(args: argparse.Namespace) -> int:
+    from sweep.sbatch import sbatch_script
+    from sweep.study import load_study
+
+    script = sbatch_script(
+        load_study(args.study),
+        results_dir=args.results_dir,
+        storage_url=args.storage,
+        trial=args.trial,
+        config=args.config,
+        repeat=args.repeat,
+    )
+    print(script, end="")
     return 0
 
 

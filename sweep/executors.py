@@ -70,6 +70,10 @@ class Job(abc.ABC):
     def outcome(self) -> Outcome:
         """How the job ended; call once `done()` is true."""
 
+    def describe(self) -> str:
+        """The job's state in a word or two, for the launcher's lines."""
+        return "ended" if self.done() else "running"
+
 
 class Executor(abc.ABC):
     """Submits jobs of one kind and re-attaches to them by id."""
@@ -178,7 +182,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _wait_gone(alive: Callable[[], bool], deadline_s: float) -> bool:
+def wait_gone(alive: Callable[[], bool], deadline_s: float) -> bool:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if not alive():
@@ -211,7 +215,7 @@ class LocalJob(Job):
                 return
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._pid, sig)
-            if _wait_gone(self._alive, CANCEL_DEADLINE_S / 3):
+            if wait_gone(self._alive, CANCEL_DEADLINE_S / 3):
                 return
 
     def outcome(self) -> Outcome:
@@ -280,6 +284,12 @@ class SlurmJob(Job):
         except SlurmUnavailable:
             return None
 
+    def describe(self) -> str:
+        state = self.state()
+        if state is None:
+            return "slurm does not answer"
+        return f"slurm {state.state}" + ("" if state.live else ", ended")
+
     def done(self) -> bool:
         if JobPaths(self.folder, self.job_id, task_id=0).result_pickle.exists():
             return True
@@ -288,7 +298,7 @@ class SlurmJob(Job):
 
     def cancel(self) -> None:
         scancel([self.job_id])
-        _wait_gone(lambda: (self.state(fresh=True) or _UNKNOWN).live, CANCEL_DEADLINE_S)
+        wait_gone(lambda: (self.state(fresh=True) or _UNKNOWN).live, CANCEL_DEADLINE_S)
 
     def outcome(self) -> Outcome:
         self._states.forget(self.job_id)

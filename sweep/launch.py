@@ -278,7 +278,7 @@ class Launcher:
             reported = max(frozen.intermediate_values, default=0)
             self.running[trial.number] = Running(trial, job, config, run_dir, reported)
             self.out(
-                f"trial {trial.number} re-attached  job {job_id} ({'running' if not job.done() else 'ended'})"
+                f"trial {trial.number} re-attached  job {job_id} ({job.describe()})"
             )
 
     def enqueue_missing(self) -> None:

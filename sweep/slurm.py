@@ -15,9 +15,10 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sweep.errors import SweepError
+from sweep.status import TrialRow
 
 COMMAND_TIMEOUT_S = 30.0  # one squeue/sacct/scancel call; slurmctld answers in milliseconds when healthy
 GONE = "GONE"  # unknown to squeue and to sacct
@@ -154,3 +155,24 @@ class StateCache:
     def forget(self, job_id: str) -> None:
         """Stop querying a job whose end the launcher has dealt with."""
         self.watched.discard(job_id)
+
+
+def with_slurm_states(rows: list[TrialRow]) -> list[TrialRow]:
+    """`sweep status` rows, the RUNNING SLURM trials' with their job's state (one squeue call).
+
+    Read only: an ended job is shown as such, and the next `sweep launch` resumes or fails its trial.
+    """
+    ids = [row.job_id for row in rows if row.state == "RUNNING" and row.executor == "slurm" and row.job_id]
+    if not ids or shutil.which("squeue") is None:
+        return rows
+    try:
+        states = {job_id: _status_text(state) for job_id, state in job_states(ids).items()}
+    except SlurmUnavailable as err:
+        states = dict.fromkeys(ids, f"slurm: {err}")
+    return [replace(row, job_state=states[row.job_id]) if row.job_id in states else row for row in rows]
+
+
+def _status_text(state: JobState) -> str:
+    if state.live:
+        return f"slurm {state.state}"
+    return f"slurm {state.state}: job ended; sweep launch resumes or fails the trial"

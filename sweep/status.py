@@ -29,6 +29,8 @@ class TrialRow:
     epochs: int | None  # the run's configured epochs, from its config.json
     best: float | None  # the trial's value; for a running or pruned trial, its best reported epoch
     job_id: str | None
+    executor: str | None = None  # slurm | local | debug
+    job_state: str | None = None  # what the scheduler says of a RUNNING trial's job (sweep.slurm)
 
 
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
@@ -57,6 +59,7 @@ def _row(trial: FrozenTrial, maximize: bool) -> TrialRow:
         epochs=epochs,
         best=best,
         job_id=None if job_id is None else str(job_id),
+        executor=trial.user_attrs.get("executor"),
     )
 
 
@@ -75,7 +78,7 @@ def render(name: str, metric: str, rows: list[TrialRow]) -> list[str]:
         params = params_text(row.params) or "-"
         epochs = f"{row.epochs_done}/{row.epochs}" if row.epochs is not None else str(row.epochs_done)
         best = "-" if row.best is None else f"{row.best:.4f}"
-        job = row.job_id or "-"
+        job = (row.job_id or "-") + (f" ({row.job_state})" if row.job_state else "")
         lines.append(f"  #{row.number:<3} {row.state:<8} {params}  epochs {epochs}  best {best}  job {job}")
     counts = Counter(row.state for row in rows)
     totals = ", ".join(f"{count} {state.lower()}" for state, count in sorted(counts.items()))

@@ -287,3 +287,88 @@ def test_requeued_job_resumes_from_its_checkpoint(tmp_path: Path, study_jobs: li
     records = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-o", "JobID,State", "-j", job_id],
                              capture_output=True, text=True, timeout=30).stdout  # fmt: skip
     assert "REQUEUED" in records, records
+
+
+def _start_launcher(args: tuple[str, ...], log: Path) -> subprocess.Popen[str]:
+    """`sweep launch ARGS` in its own session, its output in `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen(sweep_cmd("launch", *args), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                text=True, start_new_session=True)  # fmt: skip
+
+
+def test_cancelled_job_is_resumed_from_its_checkpoint_by_the_next_launch(
+    tmp_path: Path, study_jobs: list[str], sessions: list[subprocess.Popen[str]]
+) -> None:
+    study_jobs.append("gone")
+    study = {"name": "gone", "sampler": "grid"}
+    path = write_study(tmp_path / "gone.toml", study=study, train=LONG_TRAIN, space={"lr": [0.1]})
+    results = tmp_path / "results"
+    args = ("--study", str(path), "--executor", "slurm", "--results-dir", str(results))
+    first = _start_launcher(args, tmp_path / "first.log")
+    sessions.append(first)
+    run_dir = results / "runs" / "gone" / "0"
+    wait_for(lambda: (run_dir / "metrics.jsonl").exists() and len(epochs_of(run_dir)) >= 2,
+             timeout=JOB_TIMEOUT_S, what="two epochs")  # fmt: skip
+    os.killpg(first.pid, signal.SIGKILL)  # the launcher dies, then its job is cancelled behind its back
+    first.wait(timeout=30)
+    job_id = (tmp_path / "first.log").read_text().split(" job ")[1].split()[0]
+    subprocess.run(["scancel", job_id], check=True, timeout=30)
+    wait_for(lambda: not job_states([job_id])[job_id].live, timeout=30, what="the cancelled job to end")
+
+    again = run_sweep("launch", *args, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"re-attached  job {job_id} (slurm CANCELLED, ended)" in again.stdout, again.stdout
+    assert f"SLURM job {job_id} ended CANCELLED" in again.stdout or "gone without a result" in again.stdout
+    (trial,) = stored_trials(results, "gone")
+    assert trial.state.name == "COMPLETE" and trial.user_attrs["submissions"] == 2
+    assert str(trial.user_attrs["job_id"]) != job_id
+    assert epochs_of(run_dir) == list(range(1, LONG_TRAIN["epochs"] + 1))
+    new_log = (run_dir / "submitit" / f"{trial.user_attrs['job_id']}_0_log.out").read_text()
+    assert "resuming at epoch" in new_log, new_log
+
+
+def test_sweep_cancel_stops_the_launcher_and_its_jobs(
+    tmp_path: Path, study_jobs: list[str], sessions: list[subprocess.Popen[str]]
+) -> None:
+    study_jobs.append("stop")
+    path = write_study(
+        tmp_path / "stop.toml",
+        study={"name": "stop", "sampler": "grid"},
+        train=LONG_TRAIN,
+        space={"lr": [0.1, 0.2]},
+    )
+    results = tmp_path / "results"
+    log = tmp_path / "launcher.log"
+    launcher = _start_launcher(
+        ("--study", str(path), "--executor", "slurm", "--parallel", "2", "--results-dir", str(results)), log
+    )
+    sessions.append(launcher)
+    wait_for(lambda: log.read_text().count(" submitted ") == 2, timeout=JOB_TIMEOUT_S, what="two jobs")
+    done = run_sweep("cancel", "--study", "stop", "--results-dir", str(results), timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "stop: 2 running trials cancelled" in done.stdout, done.stdout
+    assert launcher.wait(timeout=30) is not None  # stopped first: it resubmits nothing
+    trials = stored_trials(results, "stop")
+    assert [trial.state.name for trial in trials] == ["FAIL", "FAIL"]
+    assert all(trial.user_attrs["traceback"] == "cancelled by sweep cancel" for trial in trials)
+    job_ids = [str(trial.user_attrs["job_id"]) for trial in trials]
+    assert all(_left_squeue(job_id) for job_id in job_ids)
+    assert all(trial.user_attrs["submissions"] == 1 for trial in trials)
+
+
+def test_rendered_sbatch_script_runs_on_the_cluster(tmp_path: Path, study_jobs: list[str]) -> None:
+    study_jobs.append("byhand")
+    study = {"name": "byhand", "sampler": "grid"}
+    path = write_study(tmp_path / "byhand.toml", study=study, space={"lr": [0.1]})
+    results = tmp_path / "results"
+    rendered = run_sweep("sbatch", "--study", str(path), "--config", "0", "--results-dir", str(results))
+    assert rendered.returncode == 0, rendered.stderr
+    script = tmp_path / "train.sbatch"
+    script.write_text(rendered.stdout)
+    submitted = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True,
+                               timeout=30, check=True)  # fmt: skip
+    job_id = submitted.stdout.strip().split(";")[0]
+    wait_for(lambda: not job_states([job_id])[job_id].live, timeout=JOB_TIMEOUT_S, what="the sbatch job")
+    run_dir = results / "runs" / "byhand" / "config0-repeat0"
+    assert job_states([job_id])[job_id].state == "COMPLETED", (run_dir / f"slurm-{job_id}.out").read_text()
+    assert (run_dir / "result.json").exists() and epochs_of(run_dir) == [1, 2]

@@ -1,0 +1,134 @@
+"""`sweep sbatch`: a trial's job as a plain sbatch script (slurm_templates/train.sbatch), for users who
+submit by hand.
+
+The #SBATCH options are the ones submitit writes for `sweep launch --executor slurm` (the same
+`slurm_parameters(resources)`, rendered by submitit itself), less submitit's own plumbing (its log
+files, its USR2 signal, its wckey); the command is `python -m trainer` on the trial's run dir, which
+resumes from checkpoint.pt when the job is requeued or submitted again.
+"""
+
+from __future__ import annotations
+
+import shlex
+import string
+import sys
+from pathlib import Path
+from typing import Any
+
+from submitit.slurm.slurm import _make_sbatch_string
+
+from sweep import storage
+from sweep.errors import SweepError
+from sweep.executors import slurm_parameters
+from sweep.study import Resources, StudySpec
+from trainer.paths import RunPaths
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "slurm_templates" / "train.sbatch"
+# Options submitit adds for its own machinery; the plain script has its own log file and no USR2 handler.
+SUBMITIT_ONLY = ("--output=", "--error=", "--signal=", "--wckey=", "--open-mode=")
+
+
+def job_name(study: str, trial: int | str) -> str:
+    """The job name `sweep launch` gives a trial's SLURM job (sweep.executors.SlurmExecutor)."""
+    return f"sweep-{study}-{trial}"
+
+
+def sbatch_options(resources: Resources, *, name: str) -> list[str]:
+    """The `#SBATCH` lines submitit writes for `resources`, without its own log/signal options."""
+    params = slurm_parameters(resources)
+    text = _make_sbatch_string(command="true", folder="/submitit", job_name=name, **params)
+    lines = [line for line in text.splitlines() if line.startswith("#SBATCH ")]
+    return [line for line in lines if not line.removeprefix("#SBATCH ").startswith(SUBMITIT_ONLY)]
+
+
+def render(
+    *,
+    study: str,
+    trial: int | str,
+    resources: Resources,
+    run_dir: Path,
+    workdir: Path,
+    python: str = sys.executable,
+    template: Path = TEMPLATE,
+) -> str:
+    """The sbatch script that trains `run_dir/config.json` in `run_dir` as trial `trial` of `study`."""
+    try:
+        text = template.read_text()
+    except OSError as err:
+        raise SweepError(f"sbatch template {template}: {err.strerror}") from None
+    values = {
+        "study": study,
+        "trial": str(trial),
+        "sbatch_options": "\n".join(sbatch_options(resources, name=job_name(study, trial))),
+        "run_dir": str(run_dir),
+        "run_dir_arg": shlex.quote(str(run_dir)),
+        "config": shlex.quote(str(run_dir / "config.json")),
+        "workdir": str(workdir),
+        "python": shlex.quote(python),
+    }
+    try:
+        return string.Template(text).substitute(values)
+    except (KeyError, ValueError) as err:
+        raise SweepError(f"sbatch template {template}: bad placeholder {err}") from None
+
+
+def sbatch_script(
+    spec: StudySpec,
+    *,
+    results_dir: Path,
+    storage_url: str | None = None,
+    trial: int | None = None,
+    config: int | None = None,
+    repeat: int = 0,
+) -> str:
+    """The script for stored trial `trial`, or for planned configuration `config` (seed offset `repeat`)
+    when no trial exists yet; writes the run dir's config.json when it is missing.
+
+    Raises:
+        SweepError: No such study, trial or planned configuration.
+    """
+    if trial is not None:
+        label, params, repeat, run_dir = _stored_trial(spec, trial, results_dir, storage_url)
+    elif config is not None:
+        label, params, run_dir = _planned(spec, config, repeat, results_dir)
+    else:
+        raise SweepError("sweep sbatch needs --trial N or --config I")
+    paths = RunPaths(run_dir)
+    if not paths.config.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        paths.config.write_text(spec.train_config(params, repeat=repeat).to_json())
+    return render(
+        study=spec.name, trial=label, resources=spec.resources, run_dir=run_dir, workdir=Path.cwd()
+    )
+
+
+def _stored_trial(
+    spec: StudySpec, number: int, results_dir: Path, storage_url: str | None
+) -> tuple[str, dict[str, Any], int, Path]:
+    url = storage_url or storage.default_url(results_dir)
+    with storage.storage_errors(url):
+        study = storage.load_existing(spec.name, storage.open_storage(url, create=False), url=url)
+        trials = study.get_trials(deepcopy=False)
+    found = [t for t in trials if t.number == number]
+    if not found:
+        raise SweepError(f"study '{spec.name}' has no trial {number} (it has {len(trials)} trials)")
+    attrs = found[0].user_attrs
+    run_dir = Path(attrs.get("run_dir") or Path(results_dir) / "runs" / spec.name / str(number))
+    return str(number), dict(found[0].params), int(attrs.get("repeat", 0)), run_dir.resolve()
+
+
+def _planned(
+    spec: StudySpec, config: int, repeat: int, results_dir: Path
+) -> tuple[str, dict[str, Any], Path]:
+    from sweep.launch import plan
+
+    planned = {(item.config, item.repeat): item for item in plan(spec)}
+    if (config, repeat) not in planned:
+        configs = len({key[0] for key in planned})
+        raise SweepError(
+            f"study '{spec.name}' plans configurations 0-{configs - 1} with repeats 0-{spec.repeats - 1};"
+            f" no config {config} repeat {repeat}"
+        )
+    label = f"config{config}-repeat{repeat}"
+    run_dir = (Path(results_dir) / "runs" / spec.name / label).resolve()
+    return label, dict(planned[(config, repeat)].params), run_dir
