@@ -319,11 +319,11 @@ class SlurmExecutor(Executor):
     name = "slurm"
 
     def __init__(self, resources: Resources) -> None:
+        require_slurm()  # before the launcher touches the study: one clear line, exit 2
         self.parameters = slurm_parameters(resources)
         self.states = StateCache()
 
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
-        require_slurm()
         # submitit's own requeue bound (timeouts only, default 3) is raised to ours, which counts all requeues
         executor = submitit.SlurmExecutor(folder=run_dir / SUBMITIT_DIR, max_num_timeout=MAX_REQUEUES)
         executor.update_parameters(job_name=f"sweep-{run_dir.parent.name}-{run_dir.name}", **self.parameters)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +20,9 @@ from sweep.executors import (
     make_executor,
     slurm_parameters,
 )
+from sweep.slurm import GONE, job_states
 from sweep.study import Resources
-from tests.sweep.conftest import processes_mentioning, wait_for
+from tests.sweep.conftest import ROOT, processes_mentioning, wait_for, write_study
 
 
 def succeed(config: dict[str, Any], run_dir: str) -> str:
@@ -143,3 +147,79 @@ def test_slurm_without_srun_is_a_sweep_error(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SweepError, match="executor 'slurm'"):
         SlurmExecutor(Resources()).submit(succeed, {"text": "x"}, tmp_path)
+
+
+# -- slurm job states, against stand-in squeue/sacct/scancel scripts (the real cluster: test_slurm.py) -------
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """squeue/sacct/scancel/sbatch on PATH that print bin/<name>.out (and exit with bin/<name>.rc)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("squeue", "sacct", "scancel", "sbatch", "srun"):
+        script = bin_dir / name
+        script.write_text(
+            f'#!/bin/sh\necho "$@" >> {bin_dir}/{name}.calls\n'
+            f"cat {bin_dir}/{name}.out 2>/dev/null; cat {bin_dir}/{name}.err >&2 2>/dev/null\n"
+            f"exit $(cat {bin_dir}/{name}.rc 2>/dev/null || echo 0)\n"
+        )
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return bin_dir
+
+
+def test_slurm_states_come_from_squeue_then_sacct(fake_slurm: Path) -> None:
+    (fake_slurm / "squeue.out").write_text("11|RUNNING\n12|PENDING\n13|REQUEUED\n14|COMPLETED\n")
+    (fake_slurm / "sacct.out").write_text("15|CANCELLED by 0\n15.batch|CANCELLED\n16|OUT_OF_MEMORY\n")
+    states = job_states(["11", "12", "13", "14", "15", "16", "17"])
+    assert {key: (s.state, s.live) for key, s in states.items()} == {
+        "11": ("RUNNING", True),
+        "12": ("PENDING", True),
+        "13": ("REQUEUED", True),  # `scontrol requeue`: the same id runs again, it is not gone
+        "14": ("COMPLETED", False),
+        "15": ("CANCELLED", False),
+        "16": ("OUT_OF_MEMORY", False),
+        "17": (GONE, False),
+    }
+    assert "15,16,17" in (fake_slurm / "sacct.calls").read_text()  # sacct only for what squeue lacks
+
+
+def test_squeue_that_knows_none_of_the_jobs(fake_slurm: Path) -> None:
+    (fake_slurm / "squeue.err").write_text("slurm_load_jobs error: Invalid job id specified\n")
+    (fake_slurm / "squeue.rc").write_text("1")
+    assert job_states(["9"])["9"].state == GONE
+
+
+def test_slurm_job_waits_through_a_requeue_then_ends_lost_with_its_state(
+    fake_slurm: Path, tmp_path: Path
+) -> None:
+    executor = SlurmExecutor(Resources(gpus=0))
+    job = executor.attach("21", tmp_path)
+    (fake_slurm / "squeue.out").write_text("21|REQUEUED\n")
+    assert not job.done() and job.describe() == "slurm REQUEUED"
+    executor.states.max_age_s = 0
+    (fake_slurm / "squeue.out").write_text("21|NODE_FAIL\n")
+    assert job.done()
+    outcome = job.outcome()
+    assert outcome.status == "lost" and "SLURM job 21 ended NODE_FAIL without a result" in outcome.detail
+
+
+def test_slurm_job_is_not_done_while_slurm_does_not_answer(fake_slurm: Path, tmp_path: Path) -> None:
+    (fake_slurm / "squeue.err").write_text("slurm_load_jobs error: Unable to contact slurm controller\n")
+    (fake_slurm / "squeue.rc").write_text("1")
+    assert not SlurmExecutor(Resources(gpus=0)).attach("5", tmp_path).done()
+
+
+def test_launch_with_slurm_and_no_sbatch_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # python, but no SLURM commands
+    study = write_study(tmp_path / "s.toml", study={"name": "s", "sampler": "grid"}, space={"lr": [0.1]})
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep", "launch", "--study", str(study), "--executor", "slurm",
+         "--results-dir", str(tmp_path / "r")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: executor 'slurm' needs the SLURM commands sbatch, squeue")
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "sweep.db").exists()  # nothing was touched

@@ -235,6 +235,8 @@ def test_restarted_launcher_reattaches_to_its_slurm_jobs(
     lines = log.read_text().splitlines()
     running = [line.split(" job ")[1].split()[0] for line in lines if " submitted " in line]
     assert all(job_states(running)[job_id].live for job_id in running)  # the jobs outlive their launcher
+    status = run_sweep("status", "--study", "restart", "--results-dir", str(results))
+    assert status.returncode == 0 and status.stdout.count("(slurm RUNNING)") == 2, status.stdout
 
     again = run_sweep(*args, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
