@@ -65,14 +65,16 @@ def study_spec(trials: int, folder: Path) -> StudySpec:
     return load_study(path)
 
 
-def time_launcher(trials: int, executor: str, poll_s: float, *, profile: bool = False) -> float:
+def time_launcher(
+    trials: int, executor: str, poll_s: float, *, parallel: int = 1, profile: bool = False
+) -> float:
     """Seconds per trial of `launch` over a fresh grid study of `trials` no-op trials."""
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
         spec = study_spec(trials, Path(tmp))
 
         def go() -> None:
             summary = launch(
-                spec, results_dir=Path(tmp) / "results", executor=executor, parallel=1, poll_s=poll_s,
+                spec, results_dir=Path(tmp) / "results", executor=executor, parallel=parallel, poll_s=poll_s,
                 job=noop, out=lambda line: None,
             )  # fmt: skip
             if summary.states.get("COMPLETE") != trials:
@@ -99,6 +101,34 @@ def time_plain_optuna(trials: int, *, sqlite: bool) -> float:
             study.optimize(objective, n_trials=trials)
 
         return _timed(go) / trials
+
+
+class SqlCounter:
+    """SQL commits and statements of every SQLAlchemy engine in this process (optuna's SQLite storage)."""
+
+    def __init__(self) -> None:
+        self.commits = self.statements = 0
+        self.enabled = False
+
+    def install(self) -> None:
+        import sqlalchemy.event
+        from sqlalchemy.engine import Engine
+
+        sqlalchemy.event.listen(Engine, "commit", self._commit)
+        sqlalchemy.event.listen(Engine, "before_cursor_execute", self._statement)
+        self.enabled = True
+
+    def _commit(self, *args: object) -> None:
+        self.commits += 1
+
+    def _statement(self, *args: object) -> None:
+        self.statements += 1
+
+    def take(self, trials: int) -> str:
+        """The counts per trial since the last take, as a suffix for a result line."""
+        text = f"  {self.commits / trials:5.1f} commits, {self.statements / trials:5.1f} statements/trial"
+        self.commits = self.statements = 0
+        return text if self.enabled else ""
 
 
 def _median(repeats: int, measure: Callable[[], float]) -> float:
@@ -134,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--poll-s", default=f"{POLL_SECONDS},0.01",
         help=f"comma-separated poll intervals in seconds (default {POLL_SECONDS}, the launcher's, and 0.01)",
     )  # fmt: skip
+    parser.add_argument("--parallel", type=int, default=1, help="the launcher's jobs at once (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each, median taken (default 3)")
     parser.add_argument("--profile", action="store_true", help="cProfile one more run of each launch")
+    parser.add_argument("--count-sql", action="store_true", help="SQL commits and statements per trial")
     return parser
 
 
@@ -146,20 +178,27 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     trials, repeats = args.trials, args.repeats
     print(
-        f"no-op trials: {trials}, one at a time (parallel 1); ms per trial = whole run / trials, "
+        f"no-op trials: {trials}, launcher --parallel {args.parallel}; ms per trial = whole run / trials, "
         f"median of {repeats} runs"
     )
+    sql = SqlCounter()
+    if args.count_sql:
+        sql.install()
     reference = _median(repeats, lambda: time_plain_optuna(trials, sqlite=True))
+    print(f"{'plain optuna, sqlite':34} {1000 * reference:8.1f} ms/trial   1.00x{sql.take(trials * repeats)}")
     in_memory = _median(repeats, lambda: time_plain_optuna(trials, sqlite=False))
-    print(f"{'plain optuna, sqlite':34} {1000 * reference:8.1f} ms/trial   1.00x (reference)")
-    print(f"{'plain optuna, in memory':34} {1000 * in_memory:8.1f} ms/trial   {in_memory / reference:5.2f}x")
+    print(f"{'plain optuna, in memory':34} {1000 * in_memory:8.1f} ms/trial  {in_memory / reference:5.2f}x")
+    sql.take(1)
     for executor in args.executors.split(","):
         for poll_s in (float(p) for p in args.poll_s.split(",")):
-            per_trial = _median(repeats, functools.partial(time_launcher, trials, executor, poll_s))
-            if args.profile:
-                time_launcher(trials, executor, poll_s, profile=True)
+            one_run = functools.partial(time_launcher, trials, executor, poll_s, parallel=args.parallel)
+            per_trial = _median(repeats, one_run)
             label = f"sweep launch, {executor}, poll {poll_s:g} s"
-            print(f"{label:34} {1000 * per_trial:8.1f} ms/trial  {per_trial / reference:5.2f}x", flush=True)
+            line = f"{label:34} {1000 * per_trial:8.1f} ms/trial  {per_trial / reference:5.2f}x"
+            print(line + sql.take(trials * repeats), flush=True)
+            if args.profile:
+                time_launcher(trials, executor, poll_s, parallel=args.parallel, profile=True)
+                sql.take(1)
     return 0
 
 
