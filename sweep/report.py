@@ -66,7 +66,7 @@ def report(
         raise SweepError("give either --study NAME or --all")
     spec = load_study(study, studies_dir=studies_dir) if study and study.endswith(".toml") else None
     url = storage_url or storage_mod.default_url(results_dir)
-    storage = storage_mod.open_storage(url, create=False)
+    storage = storage_mod.open_storage(url, create=False, check_schema=False)  # read only; see storage
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with storage_mod.storage_errors(url):
         names = storage_mod.study_names(storage) if all_studies else [spec.name if spec else str(study)]
@@ -85,8 +85,8 @@ def _render(
 ) -> Rendered:
     study = storage_mod.load_existing(name, storage, url=url)
     spec = spec or _find_spec(name, studies_dir)
-    data = collect(study, spec)
-    return Rendered(data=data, markdown=markdown_document(data), page=html_page(data, study))
+    data = collect(study, spec, storage=storage)
+    return Rendered(data=data, markdown=markdown_document(data), page=html_page(data))
 
 
 def _find_spec(name: str, studies_dir: Path) -> StudySpec | None:

@@ -1,7 +1,7 @@
 """Report data: a study's trials and their metrics files as pandas frames; no formatting here.
 
-`collect` reads the storage once (`get_trials(deepcopy=False)`) and each trial's metrics.jsonl, and
-returns plain frames that `report_table` and `report_html` only draw:
+`collect` reads the stored trials once (`report_source`: one query per table) and each trial's
+metrics.jsonl, and returns plain frames that `report_table` and `report_html` only draw:
 
     trials  one row per trial: number, state, value, epochs run, epoch seconds, and per metric the
             number the table shows (losses at the last finished epoch, accuracies at the best epoch)
@@ -14,6 +14,7 @@ to its intermediate values, which hold the study's metric per epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -23,8 +24,8 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.trial import FrozenTrial
 
+from sweep.report_source import StoredTrials, load_trials
 from sweep.study import StudySpec
 from trainer.metrics import EpochMetrics, read_metrics
 from trainer.paths import RunPaths
@@ -75,28 +76,33 @@ class ReportData:
     info: StudyInfo
     trials: pd.DataFrame  # one row per trial (see the module docstring)
     curves: pd.DataFrame  # columns number, epoch, val_acc
+    params: pd.DataFrame  # the stored params, one row per (trial, param): number, name, value, distribution
     rows: pd.DataFrame  # one row per configuration: PARAM columns, n, <metric>, <metric>_std, value, best
     shown: tuple[str, ...]  # the params that get a table column: those that differ between rows
     repeats: bool  # some configuration has several trials: show mean ± std and n
     totals: Totals
 
 
-def collect(study: optuna.Study, spec: StudySpec | None) -> ReportData:
+def collect(
+    study: optuna.Study, spec: StudySpec | None, *, storage: optuna.storages.BaseStorage | None = None
+) -> ReportData:
     """Read `study` (and the run dirs its trials name) into frames.
 
     Args:
         study: The stored study.
         spec: Its study file, or None for a study found only in the storage.
+        storage: The study's RDBStorage, for the fast read (see `report_source`); None: `get_trials`.
     """
-    trials = study.get_trials(deepcopy=False)
-    info = _info(study, spec, trials)
-    frame, curves = trial_frames(trials, info)
-    info = StudyInfo(**{**info.__dict__, "evaluates_test": info.evaluates_test or _has_test(frame)})
+    stored = load_trials(study, storage)
+    info = _info(study, spec, stored)
+    frame, curves = trial_frames(stored, info)
+    info = dataclasses.replace(info, evaluates_test=info.evaluates_test or _has_test(frame))
     rows = config_rows(frame, info)
     return ReportData(
         info=info,
         trials=frame,
         curves=curves,
+        params=stored.params,
         rows=rows,
         shown=shown_params(rows, info.params),
         repeats=bool(len(rows)) and int(rows["n"].max()) > 1,
@@ -104,52 +110,56 @@ def collect(study: optuna.Study, spec: StudySpec | None) -> ReportData:
     )
 
 
-def _info(study: optuna.Study, spec: StudySpec | None, trials: list[FrozenTrial]) -> StudyInfo:
+def _info(study: optuna.Study, spec: StudySpec | None, stored: StoredTrials) -> StudyInfo:
     metric = str(study.user_attrs.get("metric") or (spec.metric if spec else "value"))
-    seen: dict[str, None] = dict.fromkeys(spec.varied_keys if spec else ())
-    for trial in trials:
-        seen.update(dict.fromkeys(trial.params))
+    names = dict.fromkeys([*(spec.varied_keys if spec else ()), *stored.params["name"].unique()])
     return StudyInfo(
         name=study.study_name,
         metric=metric,
         direction=study.direction.name.lower(),
-        params=tuple(seen),
+        params=tuple(names),
         evaluates_test=bool(spec and spec.train.get("evaluate_test", False)),
         gpus=spec.resources.gpus if spec else 1,
         gpus_known=spec is not None,
     )
 
 
-def trial_frames(trials: list[FrozenTrial], info: StudyInfo) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The per-trial frame and the per-epoch validation-accuracy frame."""
-    records: list[dict[str, Any]] = []
-    curve_numbers: list[int] = []
-    curve_epochs: list[int] = []
-    curve_values: list[float] = []
-    for trial in trials:
-        history = _history(trial)
-        record: dict[str, Any] = {"number": trial.number, "state": trial.state.name, "value": trial.value}
-        record.update({PARAM + key: trial.params.get(key) for key in info.params})
-        if history:
-            record.update(_summary(history))
-            epochs, values = [m.epoch for m in history], [m.val_acc for m in history]
-        else:
-            record.update(_summary_from_intermediate(trial, info.metric))
-            epochs, values = _intermediate_curve(trial, info.metric)
-        records.append(record)
-        curve_numbers += [trial.number] * len(epochs)
-        curve_epochs += epochs
-        curve_values += values
-    columns = ["number", "state", "value", *(PARAM + k for k in info.params), "epochs", "epoch_seconds"]
-    frame = pd.DataFrame.from_records(records, columns=[*columns, *METRICS])
-    frame[["value", "epoch_seconds", *METRICS]] = frame[["value", "epoch_seconds", *METRICS]].astype(float)
-    curves = pd.DataFrame({"number": curve_numbers, "epoch": curve_epochs, "val_acc": curve_values})
+def trial_frames(stored: StoredTrials, info: StudyInfo) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-trial frame and the per-epoch validation-accuracy frame.
+
+    A trial with a metrics file gets its numbers from it; the others from their intermediate values.
+    """
+    frame = stored.trials[["number", "state", "value"]].copy()
+    wide = stored.params.pivot(index="number", columns="name", values="value")
+    for key in info.params:
+        column = wide[key] if key in wide else pd.Series(dtype=object)
+        frame[PARAM + key] = column.reindex(frame["number"]).to_numpy()
+    from_files, file_curves = _from_metrics_files(stored.trials)
+    steps = stored.steps[~stored.steps["number"].isin(from_files.index)]
+    from_steps = _from_steps(steps, info.metric)
+    summary = pd.concat([from_files, from_steps]).reindex(frame["number"])
+    frame["epochs"] = summary["epochs"].fillna(0).astype(int).to_numpy()
+    frame["epoch_seconds"] = summary["epoch_seconds"].fillna(0.0).to_numpy(dtype=float)
+    for metric in METRICS:
+        frame[metric] = summary[metric].to_numpy(dtype=float) if metric in summary else math.nan
+    step_curves = steps.rename(columns={"step": "epoch", "value": "val_acc"})
+    curves = pd.concat([file_curves, step_curves if info.metric == "val_acc" else step_curves.iloc[:0]])
+    curves = curves.sort_values(["number", "epoch"], ignore_index=True)
     return frame, curves
 
 
-def _history(trial: FrozenTrial) -> list[EpochMetrics]:
-    run_dir = trial.user_attrs.get("run_dir")
-    return read_metrics(RunPaths(Path(run_dir)).metrics) if run_dir else []
+def _from_metrics_files(trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-trial summaries (indexed by number) and curves of the trials whose run dir has metrics."""
+    summaries: dict[int, dict[str, Any]] = {}
+    curves: list[tuple[int, int, float]] = []
+    with_dirs = trials[trials["run_dir"].notna()]
+    for number, run_dir in zip(with_dirs["number"], with_dirs["run_dir"], strict=True):
+        history = read_metrics(RunPaths(Path(run_dir)).metrics)
+        if history:
+            summaries[int(number)] = _summary(history)
+            curves += [(int(number), m.epoch, m.val_acc) for m in history]
+    summary = pd.DataFrame.from_dict(summaries, orient="index", columns=["epochs", "epoch_seconds", *METRICS])
+    return summary, pd.DataFrame.from_records(curves, columns=["number", "epoch", "val_acc"])
 
 
 def _summary(history: list[EpochMetrics]) -> dict[str, Any]:
@@ -167,20 +177,13 @@ def _summary(history: list[EpochMetrics]) -> dict[str, Any]:
     }
 
 
-def _summary_from_intermediate(trial: FrozenTrial, metric: str) -> dict[str, Any]:
-    values = trial.intermediate_values
-    out: dict[str, Any] = {"epochs": len(values), "epoch_seconds": 0.0}
-    if values and metric in METRICS:
-        last = values[max(values)]
-        out[metric] = max(values.values()) if metric in ACCURACIES else last
-    return out
-
-
-def _intermediate_curve(trial: FrozenTrial, metric: str) -> tuple[list[int], list[float]]:
-    if metric != "val_acc":
-        return [], []
-    steps = sorted(trial.intermediate_values)
-    return steps, [trial.intermediate_values[step] for step in steps]
+def _from_steps(steps: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per-trial summaries from intermediate values, which hold the study's metric each epoch."""
+    grouped = steps.groupby("number")["value"]  # rows are sorted by (number, step): last() is the last epoch
+    summary = pd.DataFrame({"epochs": grouped.size(), "epoch_seconds": 0.0})
+    if metric in METRICS:
+        summary[metric] = grouped.max() if metric in ACCURACIES else grouped.last()
+    return summary
 
 
 def _has_test(frame: pd.DataFrame) -> bool:

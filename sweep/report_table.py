@@ -97,15 +97,26 @@ def _table_lines(data: ReportData) -> list[str]:
     headers += [METRIC_NAMES[metric] for metric in metrics]
     align += ["---:"] * len(metrics)
     lines = [_row_line(headers), "|" + "|".join(align) + "|"]
-    for row in data.rows.to_dict("records"):
-        cells = [format_value(row[PARAM + key]) for key in data.shown] or [data.info.name]
-        if data.repeats:
-            cells.append(str(row["n"]))
-        cells += [format_metric(m, row[m], row[f"{m}_std"], with_std=data.repeats) for m in metrics]
-        if row["best"]:
-            cells = [cell if cell == MISSING else f"**{cell}**" for cell in cells]
-        lines.append(_row_line(cells))
+    rows = data.rows
+    columns = [_formatted_values(rows[PARAM + key]) for key in data.shown] or [[data.info.name] * len(rows)]
+    if data.repeats:
+        columns.append([str(n) for n in rows["n"].tolist()])
+    for m in metrics:
+        means, stds = rows[m].tolist(), rows[f"{m}_std"].tolist()
+        columns.append(
+            [format_metric(m, a, b, with_std=data.repeats) for a, b in zip(means, stds, strict=True)]
+        )
+    for cells, best in zip(zip(*columns, strict=True), rows["best"].tolist(), strict=True):
+        if best:
+            cells = tuple(cell if cell == MISSING else f"**{cell}**" for cell in cells)
+        lines.append(_row_line(list(cells)))
     return lines
+
+
+def _formatted_values(column: pd.Series) -> list[str]:
+    """`format_value` of each cell, each distinct value formatted once (a grid has a handful)."""
+    texts = {value: format_value(value) for value in column.dropna().unique()}
+    return column.map(texts).fillna(MISSING).tolist()
 
 
 def _row_line(cells: list[str]) -> str:

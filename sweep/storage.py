@@ -56,12 +56,13 @@ def storage_errors(url: str) -> Iterator[None]:
         raise SweepError(f"storage '{url}': the database driver is missing ({err}); install it") from None
 
 
-def open_storage(url: str, *, create: bool) -> RDBStorage:
+def open_storage(url: str, *, create: bool, check_schema: bool = True) -> RDBStorage:
     """Open the storage at `url`.
 
     Args:
         url: A SQLAlchemy URL.
         create: Create a missing SQLite file (launch); otherwise a missing file is an error (status).
+        check_schema: Check the schema version with alembic (0.3 s of imports); readers may skip it.
 
     Raises:
         SweepError: The database cannot be opened, or does not exist and `create` is false.
@@ -74,12 +75,13 @@ def open_storage(url: str, *, create: bool) -> RDBStorage:
             f"storage '{url}': the folder {path.parent} does not exist; create it or fix the URL"
         )
     with storage_errors(url):
-        return RDBStorage(url, skip_compatibility_check=False)
+        return RDBStorage(url, skip_compatibility_check=not check_schema)
 
 
 def study_names(storage: RDBStorage) -> list[str]:
     """The names of the studies in `storage`, sorted."""
-    return sorted(summary.study_name for summary in optuna.get_all_study_summaries(storage))
+    # not get_all_study_summaries: that loads every trial of every study (9 s for 10,000 trials)
+    return sorted(optuna.get_all_study_names(storage))
 
 
 def load_existing(name: str, storage: RDBStorage, *, url: str) -> optuna.Study:
