@@ -177,7 +177,7 @@ def json_text(datas: list[ReportData]) -> str:
                 "study": data.info.name,
                 "metric": data.info.metric,
                 "direction": data.info.direction,
-                "rows": json.loads(frame.to_json(orient="records")),  # NaN -> null, numpy -> plain
+                "rows": json.loads(frame.to_json(orient="records", double_precision=15)),  # NaN -> null
                 "totals": {**totals.__dict__, "gpu_hours": totals.gpu_hours},
             }
         )
