@@ -70,7 +70,8 @@ def report(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with storage_mod.storage_errors(url):
         names = storage_mod.study_names(storage) if all_studies else [spec.name if spec else str(study)]
-        rendered = [_render(name, storage, url, spec, studies_dir) for name in names]
+        datas = [_collect(name, storage, url, spec, studies_dir) for name in names]
+    rendered = [Rendered(data=data, markdown=markdown_document(data), page=html_page(data)) for data in datas]
     if not rendered:
         return f"no studies in {url}\n"
     readme_text = _readme_text(readme, rendered) if readme else None
@@ -80,13 +81,11 @@ def report(
     return _stdout(rendered, fmt)
 
 
-def _render(
+def _collect(
     name: str, storage: optuna.storages.BaseStorage, url: str, spec: StudySpec | None, studies_dir: Path
-) -> Rendered:
+) -> ReportData:
     study = storage_mod.load_existing(name, storage, url=url)
-    spec = spec or _find_spec(name, studies_dir)
-    data = collect(study, spec, storage=storage)
-    return Rendered(data=data, markdown=markdown_document(data), page=html_page(data))
+    return collect(study, spec or _find_spec(name, studies_dir), storage=storage)
 
 
 def _find_spec(name: str, studies_dir: Path) -> StudySpec | None:

@@ -7,6 +7,7 @@ Figures are built as plain dicts from `ReportData` frames and written with `vali
 from __future__ import annotations
 
 import html
+import warnings
 from typing import Any
 
 import numpy as np
@@ -132,7 +133,7 @@ def history_figure(data: ReportData) -> dict[str, Any] | str:
 
 
 def importance_figure(data: ReportData) -> dict[str, Any] | str:
-    """Optuna's fANOVA importance of each param, on a seeded sample of trials for big studies."""
+    """Optuna's PED-ANOVA importance of each param, on a seeded sample of trials for big studies."""
     done = data.trials[(data.trials["state"] == "COMPLETE") & data.trials["value"].notna()]
     if len(done) < 3:
         return f"Needs 3 or more complete trials; the study has {len(done)}."
@@ -140,8 +141,15 @@ def importance_figure(data: ReportData) -> dict[str, Any] | str:
         done if len(done) <= IMPORTANCE_MAX_TRIALS else done.sample(IMPORTANCE_MAX_TRIALS, random_state=0)
     )
     try:
-        importances = optuna.importance.get_param_importances(_study_of(data, sample))
-    except (ValueError, RuntimeError) as err:  # e.g. params that no complete trial has in common
+        with warnings.catch_warnings():  # "few trials" warnings would clutter the report's output
+            warnings.simplefilter("ignore")
+            # PED-ANOVA, Optuna's default since 5.0, named so that the title holds with Optuna 4 too
+            # (whose default, fANOVA, needs scikit-learn); it is deterministic: the same page twice
+            evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+            importances = optuna.importance.get_param_importances(
+                _study_of(data, sample), evaluator=evaluator
+            )
+    except (ValueError, RuntimeError, ImportError) as err:  # e.g. no param common to the complete trials
         return f"Not available for this study: {err}"
     if not importances:
         return "Not available: no param varies among the complete trials."
@@ -152,7 +160,7 @@ def importance_figure(data: ReportData) -> dict[str, Any] | str:
         "x": [importances[key] for key in keys],
         "y": [param_name(key) for key in keys],
     }
-    title = "Parameter importance (fANOVA)"
+    title = "Parameter importance (PED-ANOVA)"
     if len(sample) < len(done):
         title += f", on {len(sample):,} of {len(done):,} complete trials"
     return {"data": [trace], "layout": _layout(title, "importance", "")}

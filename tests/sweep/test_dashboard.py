@@ -96,7 +96,12 @@ def test_dashboard_shows_the_study_and_its_trials_and_stops_on_sigterm(
         assert errors == []
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
+        try:
+            out, err = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # a server that ignores SIGTERM fails the test, and is not left running
+            proc.communicate(timeout=15)
+            raise
     assert proc.returncode == 0, err
     assert out.splitlines()[0].endswith(f"at {base}/ (Ctrl-C to stop)")
     assert out.splitlines()[-1] == "dashboard stopped"
