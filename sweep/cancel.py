@@ -12,6 +12,7 @@ launcher would have.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -76,7 +77,7 @@ def _stop_launchers(trials: list[FrozenTrial], out: Printer) -> None:
         pid = int(pid_text)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        if wait_gone(lambda pid=pid: _is_launcher(pid), LAUNCHER_STOP_S):
+        if wait_gone(functools.partial(_is_launcher, pid), LAUNCHER_STOP_S):
             out(f"launcher {owner} stopped")
 
 

@@ -32,7 +32,7 @@ from submitit.core.utils import FailedJobError, JobPaths, pickle_load
 
 from sweep.errors import SweepError
 from sweep.job import MAX_REQUEUES
-from sweep.slurm import GONE, JobState, SlurmUnavailable, StateCache, require_slurm, scancel
+from sweep.slurm import GONE, JobState, SlurmUnavailable, StateCache, job_states, require_slurm, scancel
 from sweep.study import Resources
 
 EXECUTORS = ("auto", "slurm", "local", "debug")
@@ -87,6 +87,11 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def attach(self, job_id: str, run_dir: Path) -> Job:
         """The job `job_id` that ran for `run_dir`, submitted by an earlier launcher."""
+
+    def orphan(self, run_dir: Path, *, after: str | None = None) -> str | None:
+        """A live job for `run_dir` submitted after job `after` (or at all, when None): a launcher that
+        died between submitting a job and storing its id leaves one. None when there is none."""
+        return None
 
 
 def make_executor(name: str, resources: Resources) -> Executor:
@@ -336,3 +341,17 @@ class SlurmExecutor(Executor):
 
     def attach(self, job_id: str, run_dir: Path) -> Job:
         return SlurmJob(job_id, run_dir / SUBMITIT_DIR, self.states)
+
+    def orphan(self, run_dir: Path, *, after: str | None = None) -> str | None:
+        # submitit names each submission's script <job id>_submission.sh as soon as sbatch has answered
+        ids = [path.name.split("_")[0] for path in (run_dir / SUBMITIT_DIR).glob("*_submission.sh")]
+        last = int(after) if after is not None and str(after).isdigit() else -1
+        newer = sorted((i for i in ids if i.isdigit() and int(i) > last), key=int)
+        if not newer:
+            return None
+        try:
+            states = job_states(newer)
+        except SlurmUnavailable:
+            return None
+        live = [job_id for job_id in newer if states[job_id].live]
+        return live[-1] if live else None

@@ -64,7 +64,8 @@ class TrainJob(submitit.helpers.Checkpointable):
             print(f"sweep: restart {count} of this job; resuming from {run_dir}/checkpoint.pt", flush=True)
         return train(config, run_dir)
 
-    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission | None:
+    # submitit's own code accepts None here (no requeue); its annotation does not say so
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission | None:  # type: ignore[override]
         """Requeue the same call, unless this job has been requeued MAX_REQUEUES times already."""
         if restarts() >= MAX_REQUEUES:
             return None  # submitit then ends the job with "checkpoint function returned None"

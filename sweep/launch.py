@@ -265,6 +265,11 @@ class Launcher:
             trial.set_user_attr("launcher", LAUNCHER_ID)
             trial.set_user_attr("heartbeat", time.time())
             job_id = frozen.user_attrs.get("job_id")
+            if "run_dir" in frozen.user_attrs:  # a job whose launcher died before storing its id
+                orphan = self.executor.orphan(Path(frozen.user_attrs["run_dir"]), after=job_id)
+                if orphan is not None:
+                    job_id = orphan
+                    trial.set_user_attr("job_id", orphan)
             if job_id is None:  # the launcher stopped before its job id was stored (or a debug job ran)
                 self.submit(trial, reported=max(frozen.intermediate_values, default=0))
                 continue

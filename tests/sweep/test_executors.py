@@ -223,3 +223,17 @@ def test_launch_with_slurm_and_no_sbatch_is_one_line_and_exit_2(tmp_path: Path) 
     assert done.stderr.startswith("error: executor 'slurm' needs the SLURM commands sbatch, squeue")
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "sweep.db").exists()  # nothing was touched
+
+
+def test_slurm_orphan_is_the_newest_live_job_of_the_run_dir(fake_slurm: Path, tmp_path: Path) -> None:
+    # a launcher that died between sbatch and storing the id left job 32 running, unrecorded
+    folder = tmp_path / "run" / "submitit"
+    folder.mkdir(parents=True)
+    for job_id in ("30", "32"):
+        (folder / f"{job_id}_submission.sh").write_text("#!/bin/bash\n")
+    (fake_slurm / "squeue.out").write_text("30|COMPLETED\n32|RUNNING\n")
+    executor = SlurmExecutor(Resources(gpus=0))
+    assert executor.orphan(tmp_path / "run", after=None) == "32"
+    assert executor.orphan(tmp_path / "run", after="30") == "32"
+    assert executor.orphan(tmp_path / "run", after="32") is None
+    assert executor.orphan(tmp_path / "elsewhere") is None
