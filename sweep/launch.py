@@ -149,7 +149,12 @@ def dry_run(
             out(f"trial {trial.number} running  job {job}  {params_text(trial.params)}: would be re-attached")
     waiting = [t for t in trials if t.state == TrialState.WAITING]  # enqueued: params are the fixed ones
     todo = [
-        PlannedTrial(*_key(t), params=dict(t.system_attrs.get("fixed_params", {}))) for t in waiting
+        PlannedTrial(
+            config=int(t.user_attrs.get("config", -1)),
+            repeat=int(t.user_attrs.get("repeat", 0)),
+            params=dict(t.system_attrs.get("fixed_params", {})),
+        )
+        for t in waiting
     ] + missing_trials(spec, trials)
     for item in todo:
         out(f"config {item.config} repeat {item.repeat}  {params_text(item.params)}")
