@@ -152,3 +152,28 @@ def test_a_run_with_the_gpu_loader_on_the_cpu_learns_like_the_torch_loader(tmp_p
     # Seeds 0-3 gave 40-75% (torch) and 52-86% (gpu) validation accuracy; chance is 10%.
     assert torch_result.final_val_acc >= 0.3 and gpu_result.final_val_acc >= 0.3
     assert abs(gpu_result.final_train_loss - torch_result.final_train_loss) < 0.3  # seeds 0-3: < 0.15
+
+
+def test_a_run_with_the_gpu_loader_resumes_with_the_numbers_of_an_uninterrupted_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trainer.train
+
+    config = tiny_config(loader="gpu", epochs=2)
+    reference = run(config, tmp_path / "reference", progress=False)
+    run_epoch = trainer.train._run_epoch
+
+    def dies_in_epoch_2(epoch: int, *args: object, **kwargs: object) -> object:
+        if epoch == 2:
+            raise KeyboardInterrupt  # as a kill would, after epoch 1's checkpoint
+        return run_epoch(epoch, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trainer.train, "_run_epoch", dies_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path / "resumed", progress=False)
+    monkeypatch.setattr(trainer.train, "_run_epoch", run_epoch)
+    resumed = run(config, tmp_path / "resumed", progress=False)
+    timings = {"train_seconds"}
+    assert {k: v for k, v in vars(resumed).items() if k not in timings} == {
+        k: v for k, v in vars(reference).items() if k not in timings
+    }
