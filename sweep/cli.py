@@ -54,7 +54,11 @@ def _add_launch(commands: argparse._SubParsersAction) -> None:
     command.add_argument(
         "--executor", choices=EXECUTORS, default="auto", help="where jobs run (default: auto)"
     )
-    command.add_argument("--parallel", type=int, default=1, help="jobs running at once (default: 1)")
+    command.add_argument(
+        "--parallel",
+        type=int,
+        help="jobs running at once (default: the study's [resources] array_parallelism, else 1)",
+    )
     _add_storage_args(command)
     command.add_argument(
         "--dry-run", action="store_true", help="print the trials it would submit; write nothing"
@@ -74,8 +78,9 @@ def _launch(args: argparse.Namespace) -> int:
     from sweep.study import load_study
 
     spec = load_study(args.study)  # a bad study stops here, before any storage is touched
-    if args.parallel < 1:
-        raise SweepError(f"--parallel must be 1 or more, got {args.parallel}")
+    parallel = args.parallel if args.parallel is not None else spec.resources.array_parallelism or 1
+    if parallel < 1:
+        raise SweepError(f"--parallel must be 1 or more, got {parallel}")
     if args.dry_run:
         dry_run(spec, study=_stored_study(spec.name, args))
         return 0
@@ -84,7 +89,7 @@ def _launch(args: argparse.Namespace) -> int:
         results_dir=args.results_dir,
         storage_url=args.storage,
         executor=args.executor,
-        parallel=args.parallel,
+        parallel=parallel,
     )
     return 0
 

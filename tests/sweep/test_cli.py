@@ -105,3 +105,22 @@ def test_module_entry_points_and_no_torch_in_the_launcher() -> None:
             timeout=60,
         )
         assert result.returncode == 0 and "--executor {auto,slurm,local,debug}" in result.stdout
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], 3), (["--parallel", "2"], 2)])
+def test_parallel_defaults_to_the_study_array_parallelism(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], expected: int
+) -> None:
+    import sweep.launch
+
+    seen: dict[str, int] = {}
+    monkeypatch.setattr(sweep.launch, "launch", lambda spec, **kwargs: seen.update(kwargs))
+    resources = {"gpus": 0, "cpus": 1, "array_parallelism": 3}
+    study_file = write_study(
+        tmp_path / "par.toml",
+        study={"name": "par", "sampler": "grid"},
+        space={"lr": [0.1]},
+        resources=resources,
+    )
+    assert main(["launch", "--study", str(study_file), "--results-dir", str(tmp_path), *flag]) == 0
+    assert seen["parallel"] == expected
