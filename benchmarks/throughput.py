@@ -68,7 +68,7 @@ class TorchvisionImages(Dataset[tuple[torch.Tensor, int]]):
 def baseline_dataset(images: ImageSet) -> tuple[Dataset[tuple[torch.Tensor, int]], str]:
     """torchvision's transforms when torchvision imports, else the trainer's own; and which one it is."""
     try:
-        from torchvision import transforms  # type: ignore[import-untyped]
+        from torchvision import transforms
     except Exception as err:  # ImportError, or a CUDA build of torchvision beside a CPU torch
         why = f"{type(err).__name__}: {err}".splitlines()[0]
         return AugmentedImages(images), f"trainer.loaders.augment (torchvision not importable: {why})"
