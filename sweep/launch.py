@@ -2,9 +2,10 @@
 
 The loop (DESIGN.md) is a few named steps:
 
-    reconcile  once at start: enqueue the planned trials not yet in the study; re-attach RUNNING trials
+    reconcile  once at start: list the planned trials not yet in the study; re-attach RUNNING trials
                whose job is alive, resume those whose job is gone (same trial, same run dir)
-    ask        the next trial: an enqueued (planned) one, else one the tpe/random sampler suggests
+    ask        the next trial: a queued or planned one (enqueued just then), else one the tpe/random
+               sampler suggests
     submit     write the trial's config.json and start its job
     poll       read each running trial's metrics.jsonl
     report     `trial.report(metric, epoch)` for each new epoch; prune: cancel the job, tell PRUNED
@@ -23,7 +24,7 @@ import math
 import os
 import socket
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,6 +235,8 @@ class Launcher:
         self.job: JobFn = job or TrainJob()
         self.distributions = distributions(spec)
         self.running: dict[int, Running] = {}
+        self.pending: deque[PlannedTrial] = deque()  # planned trials not yet enqueued (see `ask`)
+        self.waiting = 0  # WAITING trials in the study's queue, known to this launcher
 
     def run(self) -> Summary:
         self.reconcile()
@@ -242,9 +245,12 @@ class Launcher:
             self.fill()
             if not self.running:
                 break
-            time.sleep(self.poll_s)
-            for number in list(self.running):
-                self.poll(self.running[number])
+            # Poll at once: a job may be done already (the debug executor's always is). Sleep only
+            # when a pass over the running trials found nothing new, so a finished trial's slot is
+            # refilled without waiting a poll interval.
+            changed = [self.poll(self.running[number]) for number in list(self.running)]
+            if not any(changed):
+                time.sleep(self.poll_s)
             if time.monotonic() - stamped >= HEARTBEAT_SECONDS:
                 self.heartbeat()
                 stamped = time.monotonic()
@@ -259,11 +265,13 @@ class Launcher:
     # -- reconcile --------------------------------------------------------------------------------------
 
     def reconcile(self) -> None:
-        """Enqueue missing planned trials and take over the RUNNING trials a previous launcher left."""
-        self.enqueue_missing()
+        """List the planned trials still to run and take over the RUNNING trials a previous launcher left."""
+        trials = self.study.get_trials(deepcopy=False)
+        self.pending = deque(missing_trials(self.spec, trials))
+        self.waiting = sum(t.state == TrialState.WAITING for t in trials)
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             owner = frozen.user_attrs.get("launcher")
-            if owner is not None and _launcher_alive(owner, frozen.user_attrs.get("heartbeat")):
+            if owner is not None and _launcher_alive(owner, _heartbeat(frozen)):
                 self.out(f"trial {frozen.number} is watched by the running launcher {owner}; leaving it")
                 continue
             trial = optuna.Trial(self.study, frozen._trial_id)
@@ -287,14 +295,11 @@ class Launcher:
             config = self.spec.train_config(trial.params, repeat=frozen.user_attrs.get("repeat", 0))
             reported = max(frozen.intermediate_values, default=0)
             self.running[trial.number] = Running(trial, job, config, run_dir, reported)
-            self.out(
-                f"trial {trial.number} re-attached  job {job_id} ({job.describe()})"
-            )
+            self.out(f"trial {trial.number} re-attached  job {job_id} ({job.describe()})")
 
-    def enqueue_missing(self) -> None:
-        """Enqueue each planned (config, repeat), and each repeat of a sampled config, not yet taken."""
-        for item in missing_trials(self.spec, self.study.get_trials(deepcopy=False)):
-            self.study.enqueue_trial(item.params, user_attrs={"config": item.config, "repeat": item.repeat})
+    def _enqueue_attrs(self, config: int, repeat: int) -> dict[str, Any]:
+        # Written with the trial in one transaction: `submit` then need not write them one by one.
+        return {"config": config, "repeat": repeat, "executor": self.executor.name, "launcher": LAUNCHER_ID}
 
     # -- ask and submit ---------------------------------------------------------------------------------
 
@@ -307,9 +312,28 @@ class Launcher:
             self.submit(trial)
 
     def ask(self) -> optuna.Trial | None:
-        """The next enqueued trial, else a new sampled configuration (tpe/random, within n_trials)."""
-        if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            return self.study.ask(self.distributions)
+        """The next queued or planned trial, else a new sampled configuration (tpe/random, within n_trials).
+
+        Planned trials are enqueued one at a time, just before they are asked, so the study's queue of
+        WAITING trials stays short: Optuna reads all of it on every ask, which made a long grid quadratic.
+        `self.waiting` counts the WAITING trials this launcher knows of (left by an earlier launcher, or
+        the other seeds of a sampled configuration) so that no ask needs a query to find them.
+        """
+        if self.waiting or self.pending:
+            if self.waiting:
+                self.waiting -= 1
+            else:
+                item = self.pending.popleft()
+                self.study.enqueue_trial(
+                    item.params, user_attrs=self._enqueue_attrs(item.config, item.repeat)
+                )
+            trial = self.study.ask(self.distributions)
+            if "config" in trial.user_attrs:
+                return trial
+            # Another launcher sharing the study emptied the queue first: Optuna made a fresh trial.
+            self.waiting = 0
+            self.fail(trial, "another launcher took this trial's queued configuration; nothing to run")
+            return self.ask()
         next_config = self._next_sampled_config()
         if next_config is None:
             return None
@@ -317,7 +341,8 @@ class Launcher:
         trial.set_user_attr("config", next_config)
         trial.set_user_attr("repeat", 0)
         for repeat in range(1, self.spec.repeats):  # the other seeds of this configuration run next
-            self.study.enqueue_trial(trial.params, user_attrs={"config": next_config, "repeat": repeat})
+            self.study.enqueue_trial(trial.params, user_attrs=self._enqueue_attrs(next_config, repeat))
+            self.waiting += 1
         return trial
 
     def _next_sampled_config(self) -> int | None:
@@ -337,10 +362,15 @@ class Launcher:
         run_dir = Path(attrs.get("run_dir") or self.runs_dir / str(trial.number))
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_atomic(RunPaths(run_dir).config, config.to_json())
-        trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("executor", self.executor.name)
-        trial.set_user_attr("launcher", LAUNCHER_ID)
-        trial.set_user_attr("heartbeat", time.time())
+        # One SQLite commit per attribute, so only what changed is written (an enqueued trial carries
+        # executor and launcher already; a first submission's heartbeat is its start time).
+        if attrs.get("run_dir") != str(run_dir):
+            trial.set_user_attr("run_dir", str(run_dir))
+        for key, value in (("executor", self.executor.name), ("launcher", LAUNCHER_ID)):
+            if attrs.get(key) != value:
+                trial.set_user_attr(key, value)
+        if attrs.get("submissions"):
+            trial.set_user_attr("heartbeat", time.time())
         trial.set_user_attr("submissions", attrs.get("submissions", 0) + 1)
         job = self.executor.submit(self.job, config.to_dict(), run_dir)
         trial.set_user_attr("job_id", job.job_id)
@@ -350,17 +380,22 @@ class Launcher:
 
     # -- poll, report/prune, tell -----------------------------------------------------------------------
 
-    def poll(self, item: Running) -> None:
-        """Report the trial's new epochs, prune it if the pruner says so, tell it once its job is done."""
+    def poll(self, item: Running) -> bool:
+        """Report the trial's new epochs, prune it if the pruner says so, tell it once its job is done.
+
+        Returns whether anything happened (a new epoch, a prune, an end).
+        """
         done = item.job.done()  # before reading: every epoch of a finished job is then in the file
         records = read_metrics(RunPaths(item.run_dir).metrics)
-        for record in records[item.reported :]:
+        new = records[item.reported :]
+        for record in new:
             self.report(item, record)
             if record.epoch < item.config.epochs and item.trial.should_prune():
                 self.prune(item, record)
-                return
+                return True
         if done:
             self.finish(item, records)
+        return done or bool(new)
 
     def report(self, item: Running, record: EpochMetrics) -> None:
         value = getattr(record, self.spec.metric)
@@ -501,6 +536,14 @@ def _key(trial: FrozenTrial) -> tuple[int | None, int]:
 def _is_sampled(trial: FrozenTrial, spec: StudySpec) -> bool:
     config = trial.user_attrs.get("config")
     return config is not None and config >= len(spec.planned_trials())
+
+
+def _heartbeat(trial: FrozenTrial) -> float | None:
+    """When the trial's launcher last said it was alive: its stamp, else the trial's start."""
+    stamp = trial.user_attrs.get("heartbeat")
+    if stamp is not None:
+        return float(stamp)
+    return trial.datetime_start.timestamp() if trial.datetime_start is not None else None
 
 
 def _launcher_alive(owner: str, heartbeat: float | None) -> bool:

@@ -360,7 +360,7 @@ def test_search_study_has_log_ranges_and_is_not_a_grid() -> None:
 
 def test_smoke_study_runs_small_fake_data_configs_on_the_cpu() -> None:
     spec = load_study("smoke")
-    assert spec.resources.gpus == 0 and spec.pruner == "median"
+    assert spec.resources.gpus == 0 and spec.pruner == "none"  # all 4 trials complete
     assert 2 <= spec.n_trials <= 4
     for params in spec.planned_trials():
         config = spec.train_config(params)
