@@ -12,10 +12,14 @@ import signal
 import socketserver
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from sweep import storage as storage_mod
 from sweep.errors import SweepError
+
+if TYPE_CHECKING:
+    from wsgiref.types import WSGIApplication
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
@@ -61,9 +65,9 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080, out: Callable[
     out("dashboard stopped")
 
 
-def _bind(app: object, host: str, port: int) -> WSGIServer:
+def _bind(app: WSGIApplication, host: str, port: int) -> WSGIServer:
     try:
-        return make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)  # type: ignore[arg-type]
+        return make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
             raise SweepError(f"port {port} on {host} is already in use; pick another with --port") from None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+from optuna.storages import RDBStorage
 
 from sweep import storage as storage_mod
 from sweep.atomic import write_atomic
@@ -66,7 +67,8 @@ def report(
         raise SweepError("give either --study NAME or --all")
     spec = load_study(study, studies_dir=studies_dir) if study and study.endswith(".toml") else None
     url = storage_url or storage_mod.default_url(results_dir)
-    storage = storage_mod.open_storage(url, create=False, check_schema=False)  # read only; see storage
+    # read only: no alembic schema check (0.3 s of imports); an unknown schema falls back to get_trials
+    storage = storage_mod.open_storage(url, create=False, check_schema=False)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with storage_mod.storage_errors(url):
         names = storage_mod.study_names(storage) if all_studies else [spec.name if spec else str(study)]
@@ -82,7 +84,7 @@ def report(
 
 
 def _collect(
-    name: str, storage: optuna.storages.BaseStorage, url: str, spec: StudySpec | None, studies_dir: Path
+    name: str, storage: RDBStorage, url: str, spec: StudySpec | None, studies_dir: Path
 ) -> ReportData:
     study = storage_mod.load_existing(name, storage, url=url)
     return collect(study, spec or _find_spec(name, studies_dir), storage=storage)

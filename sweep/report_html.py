@@ -173,7 +173,7 @@ def _study_of(data: ReportData, sample: pd.DataFrame) -> optuna.Study:
     for number, name, value, dist in params.itertuples(index=False):
         values, dists = by_trial.setdefault(int(number), ({}, {}))
         values[name], dists[name] = value, distribution(dist)
-    study = optuna.create_study(direction=data.info.direction)
+    study = optuna.create_study(direction=optuna.study.StudyDirection[data.info.direction.upper()])
     study.add_trials(
         [
             create_trial(
