@@ -104,14 +104,16 @@ def _bulk_add(storage: RDBStorage, study_id: int, trials: list[FrozenTrial]) -> 
                 tables["values"].append(
                     {"trial_id": trial_id, "objective": 0, "value": value, "value_type": kind}
                 )
-            for step, value in trial.intermediate_values.items():
-                value, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(value)
+            for step, reported in trial.intermediate_values.items():
+                stored, stored_kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(
+                    reported
+                )
                 tables["steps"].append(
                     {
                         "trial_id": trial_id,
                         "step": step,
-                        "intermediate_value": value,
-                        "intermediate_value_type": kind,
+                        "intermediate_value": stored,
+                        "intermediate_value_type": stored_kind,
                     }
                 )
             for key, value in trial.user_attrs.items():
