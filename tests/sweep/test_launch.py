@@ -28,7 +28,7 @@ from sweep.launch import (
     plan,
 )
 from sweep.storage import default_url, open_storage, open_study
-from sweep.study import load_study
+from sweep.study import StudySpec, load_study
 from tests.sweep.conftest import (
     ROOT,
     TINY_TRAIN,
@@ -53,6 +53,14 @@ TUNING_POINTS = [
 
 def _stored(results: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=default_url(results))
+
+
+def _new_study(spec: StudySpec, results: Path) -> optuna.Study:
+    """The study in `results`/sweep.db, made as `sweep launch` makes it."""
+    url = default_url(results)
+    storage = open_storage(url, create=True)
+    sampler, pruner = make_sampler(spec), make_pruner(spec)
+    return open_study(spec.name, storage, direction=spec.direction, sampler=sampler, pruner=pruner, url=url)
 
 
 def _assert_all_complete(results: Path, name: str, count: int) -> list[optuna.trial.FrozenTrial]:
@@ -81,15 +89,7 @@ def test_tuning_plan_is_the_seven_points() -> None:
 
 def test_tuning_asks_seven_trials_with_exactly_those_params(tmp_path: Path) -> None:
     spec = load_study("tuning")
-    url = default_url(tmp_path)
-    study = open_study(
-        spec.name,
-        open_storage(url, create=True),
-        direction=spec.direction,
-        sampler=optuna.samplers.RandomSampler(),
-        pruner=make_pruner(spec),
-        url=url,
-    )
+    study = _new_study(spec, tmp_path)
     launcher = Launcher(spec, study, DebugExecutor(), results_dir=tmp_path)
     launcher.reconcile()
     asked = [launcher.ask() for _ in range(8)]
@@ -117,15 +117,7 @@ def test_dry_run_of_a_started_study_lists_only_what_is_left(tiny_smoke: Path, tm
     results = tmp_path / "results"
     results.mkdir()
     spec = load_study(tiny_smoke)
-    url = default_url(results)
-    study = open_study(
-        spec.name,
-        open_storage(url, create=True),
-        direction=spec.direction,
-        sampler=make_sampler(spec),
-        pruner=make_pruner(spec),
-        url=url,
-    )
+    study = _new_study(spec, results)
     launcher = Launcher(spec, study, DebugExecutor(), results_dir=results)
     launcher.reconcile()  # enqueues the 4 grid points
     finished, running = launcher.ask(), launcher.ask()
@@ -415,15 +407,7 @@ def test_a_trial_of_a_launcher_on_another_host_is_left_while_its_heartbeat_is_fr
     tiny_smoke: Path, tmp_path: Path, age_s: float, taken_over: bool
 ) -> None:
     spec = load_study(tiny_smoke)
-    url = default_url(tmp_path)
-    study = open_study(
-        spec.name,
-        open_storage(url, create=True),
-        direction=spec.direction,
-        sampler=make_sampler(spec),
-        pruner=make_pruner(spec),
-        url=url,
-    )
+    study = _new_study(spec, tmp_path)
     first = Launcher(spec, study, DebugExecutor(), results_dir=tmp_path)
     first.reconcile()
     trial = first.ask()
