@@ -187,6 +187,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _controls(pid: int, folder: Path) -> bool:
+    """Whether `pid` is a live submitit controller of the jobs in `folder`."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        return os.fsencode(str(folder)) in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
 def wait_gone(alive: Callable[[], bool], deadline_s: float) -> bool:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -245,6 +255,15 @@ class LocalExecutor(Executor):
 
     def attach(self, job_id: str, run_dir: Path) -> Job:
         return LocalJob(run_dir / SUBMITIT_DIR, job_id)
+
+    def orphan(self, run_dir: Path, *, after: str | None = None) -> str | None:
+        # submitit writes <pid>_submitted.pkl once the controller process runs; its command line names
+        # the folder, so a live controller of this run dir is found even under a reused pid.
+        folder = (run_dir / SUBMITIT_DIR).absolute()  # as submitit passes it to the controller
+        submitted = sorted(folder.glob("*_submitted.pkl"), key=lambda path: path.stat().st_mtime)
+        pids = [path.name.split("_")[0] for path in submitted]
+        live = [pid for pid in pids if pid.isdigit() and pid != str(after) and _controls(int(pid), folder)]
+        return live[-1] if live else None
 
 
 # -- slurm: submitit's SlurmExecutor ----------------------------------------------------------------------

@@ -14,6 +14,7 @@ from submitit.slurm.slurm import _make_sbatch_string
 
 from sweep.errors import SweepError
 from sweep.executors import (
+    SUBMITIT_DIR,
     DebugExecutor,
     LocalExecutor,
     SlurmExecutor,
@@ -237,3 +238,20 @@ def test_slurm_orphan_is_the_newest_live_job_of_the_run_dir(fake_slurm: Path, tm
     assert executor.orphan(tmp_path / "run", after="30") == "32"
     assert executor.orphan(tmp_path / "run", after="32") is None
     assert executor.orphan(tmp_path / "elsewhere") is None
+
+
+def test_local_orphan_is_the_live_job_of_the_run_dir(tmp_path: Path) -> None:
+    import submitit
+
+    run_dir = tmp_path / "run"
+    executor = LocalExecutor(Resources())
+    assert executor.orphan(run_dir) is None
+    job = submitit.LocalExecutor(folder=run_dir / SUBMITIT_DIR).submit(time.sleep, 60)
+    try:
+        wait_for(lambda: executor.orphan(run_dir) is not None, timeout=30, what="the job's controller")
+        assert executor.orphan(run_dir) == job.job_id
+        assert executor.orphan(run_dir, after=job.job_id) is None  # the recorded job is no orphan
+        assert executor.orphan(tmp_path / "elsewhere") is None
+    finally:
+        job.cancel()
+    wait_for(lambda: executor.orphan(run_dir) is None, timeout=30, what="the cancelled job to end")

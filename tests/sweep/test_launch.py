@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections import Counter
@@ -425,3 +426,37 @@ def test_a_trial_of_a_launcher_on_another_host_is_left_while_its_heartbeat_is_fr
     assert (stored.user_attrs["launcher"] == LAUNCHER_ID) is taken_over
     if not taken_over:
         assert lines == ["trial 0 is watched by the running launcher another-host.example:4242; leaving it"]
+
+
+def test_a_job_started_but_not_recorded_is_re_attached_not_started_twice(
+    tiny_smoke: Path, tmp_path: Path
+) -> None:
+    import submitit
+
+    from sweep.executors import SUBMITIT_DIR, LocalExecutor
+
+    spec = load_study(tiny_smoke)
+    study = _new_study(spec, tmp_path)
+    first = Launcher(spec, study, LocalExecutor(spec.resources), results_dir=tmp_path)
+    first.reconcile()
+    trial = first.ask()
+    assert trial is not None
+    # What `submit` leaves when its launcher dies between starting the job and storing the job id:
+    run_dir = tmp_path / "runs" / "smoke" / str(trial.number)
+    trial.set_user_attr("run_dir", str(run_dir))
+    trial.set_user_attr("submissions", 1)
+    trial.set_user_attr("launcher", f"{socket.gethostname()}:999999999")  # no such process
+    job = submitit.LocalExecutor(folder=run_dir / SUBMITIT_DIR).submit(time.sleep, 60)
+    try:
+        wait_for(
+            lambda: (run_dir / SUBMITIT_DIR / f"{job.job_id}_submitted.pkl").exists(), timeout=30, what="job"
+        )
+        second = Launcher(
+            spec, study, LocalExecutor(spec.resources), results_dir=tmp_path, out=lambda _: None
+        )
+        second.reconcile()
+        assert second.running[trial.number].job.job_id == job.job_id
+        stored = study.trials[trial.number]
+        assert stored.user_attrs["job_id"] == job.job_id and stored.user_attrs["submissions"] == 1
+    finally:
+        job.cancel()
