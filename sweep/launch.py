@@ -50,6 +50,7 @@ from trainer.metrics import EpochMetrics, read_metrics
 from trainer.paths import RunPaths
 
 POLL_SECONDS = 0.5  # how often running trials' metrics files are read
+FIRST_POLL_SECONDS = 0.05  # the first sleep after something happened; doubled up to POLL_SECONDS
 MAX_SUBMISSIONS = 3  # a trial whose job vanishes (killed, out of memory) this often is FAILed
 LAUNCHER_ID = f"{socket.gethostname()}:{os.getpid()}"  # who watches a RUNNING trial (user attr "launcher")
 # A launcher stamps its running trials (user attr "heartbeat", Unix time) this often; a launcher on
@@ -241,16 +242,21 @@ class Launcher:
     def run(self) -> Summary:
         self.reconcile()
         stamped = time.monotonic()
+        first_pause = min(FIRST_POLL_SECONDS, self.poll_s)
+        pause = first_pause
         while True:
             self.fill()
             if not self.running:
                 break
-            # Poll at once: a job may be done already (the debug executor's always is). Sleep only
-            # when a pass over the running trials found nothing new, so a finished trial's slot is
-            # refilled without waiting a poll interval.
-            changed = [self.poll(self.running[number]) for number in list(self.running)]
-            if not any(changed):
-                time.sleep(self.poll_s)
+            # Poll at once: a job may be done already (the debug executor's always is), and a finished
+            # trial's slot is refilled without waiting. When nothing happened, sleep, backing off from a
+            # short pause to poll_s: a job that ends soon after it starts (a crash, a tiny job) is seen
+            # at once, and a long one costs one metrics read per poll_s.
+            if any([self.poll(self.running[number]) for number in list(self.running)]):
+                pause = first_pause
+            else:
+                time.sleep(pause)
+                pause = min(2 * pause, self.poll_s)
             if time.monotonic() - stamped >= HEARTBEAT_SECONDS:
                 self.heartbeat()
                 stamped = time.monotonic()
