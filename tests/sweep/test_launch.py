@@ -163,6 +163,18 @@ def test_make_pruner_follows_the_study() -> None:
 # -- whole studies ----------------------------------------------------------------------------------------
 
 
+def test_the_shipped_smoke_study_runs_as_a_new_user_types_it(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    result = run_sweep("launch", "--study", "smoke", "--executor", "local", "--results-dir", str(results))
+    assert result.returncode == 0, result.stderr
+    trials = _assert_all_complete(results, "smoke", 4)
+    for trial in trials:
+        config = json.loads((Path(trial.user_attrs["run_dir"]) / "config.json").read_text())
+        assert (config["dataset"], config["depth"], config["epochs"]) == ("fake", 20, 2)
+    # the data is learnable: the best trial is well above chance (10%) after 2 epochs
+    assert max(t.value for t in trials if t.value is not None) >= 0.25
+
+
 @pytest.mark.parametrize("executor", ["debug", "local"])
 def test_smoke_study_completes(executor: str, tiny_smoke: Path, tmp_path: Path) -> None:
     results = tmp_path / "results"
