@@ -72,10 +72,12 @@ def _varied(data: ReportData) -> list[str]:
     return [key for key in data.info.params if frame[PARAM + key].nunique(dropna=True) > 1]
 
 
-def _layout(title: str, x: str, y: str) -> dict[str, Any]:
+def _layout(title: str, x: str, y: str, *, x_max: float | None = None) -> dict[str, Any]:
+    # x counts epochs or trials: below 20 of them, one tick each (plotly's own ticks would read 0.5, 1.5)
+    ticks = {"dtick": 1} if x_max is not None and x_max <= 20 else {}
     return {
         "title": {"text": title},
-        "xaxis": {"title": {"text": x}, **GRID},
+        "xaxis": {"title": {"text": x}, **ticks, **GRID},
         "yaxis": {"title": {"text": y}, **GRID},
         "height": 480,
         **STYLE,
@@ -102,7 +104,9 @@ def curves_figure(data: ReportData) -> dict[str, Any] | str:
         }
         for start, end in zip(starts, ends, strict=True)
     ]
-    layout = _layout("Validation accuracy per epoch, one line per trial", "epoch", "val acc (%)")
+    layout = _layout(
+        "Validation accuracy per epoch, one line per trial", "epoch", "val acc (%)", x_max=max(epochs)
+    )
     return {"data": traces, "layout": layout}
 
 
@@ -129,7 +133,8 @@ def history_figure(data: ReportData) -> dict[str, Any] | str:
         {"type": "scatter", "mode": "markers", "x": numbers, "y": values.tolist(), "name": data.info.metric},
         {"type": "scatter", "mode": "lines", "x": numbers, "y": best.tolist(), "name": "best so far"},
     ]
-    return {"data": traces, "layout": _layout("Optimisation history", "trial", data.info.metric)}
+    layout = _layout("Optimisation history", "trial", data.info.metric, x_max=max(numbers))
+    return {"data": traces, "layout": layout}
 
 
 def importance_figure(data: ReportData) -> dict[str, Any] | str:

@@ -67,6 +67,10 @@ def test_page_loads_in_chromium_with_one_trace_per_trial(
     assert names[0] == "#0 optimizer=SGD lr=0.1" and names[4].startswith("#4 ")
     for div in ("history", "importance", "parallel"):
         page.wait_for_function(f"document.querySelector('#{div} .main-svg') !== null")
+    # few epochs and trials: one tick per whole number, none at 0.5
+    for div, ticks in (("curves", ["1", "2", "3"]), ("history", ["0", "1", "2", "3"])):
+        shown = page.evaluate(f"[...document.querySelectorAll('#{div} .xtick text')].map(t => t.textContent)")
+        assert shown == ticks, (div, shown)
     save_screenshot(page, "report-page.png", tmp_path)
     page.close()
     assert errors == []
