@@ -94,11 +94,18 @@ def _launch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _url(args: argparse.Namespace) -> str:
+    """The storage of a command: --storage, else RESULTS_DIR/sweep.db."""
+    from sweep import storage
+
+    return str(args.storage or storage.default_url(args.results_dir))
+
+
 def _stored_study(name: str, args: argparse.Namespace) -> optuna.Study | None:
     """The study `name` if the storage exists and holds it (read only: a dry run creates nothing)."""
     from sweep import storage
 
-    url = args.storage or storage.default_url(args.results_dir)
+    url = _url(args)
     path = storage.sqlite_path(url)
     if path is not None and not path.is_file():
         return None
@@ -113,20 +120,18 @@ def _status(args: argparse.Namespace) -> int:
     from sweep import storage
     from sweep.slurm import with_slurm_states
     from sweep.status import render, trial_rows
-    from sweep.study import load_study
+    from sweep.study import study_name
 
-    name = None
-    if args.study is not None:
-        name = load_study(args.study).name if args.study.endswith(".toml") else args.study
-    url = args.storage or storage.default_url(args.results_dir)
+    name = study_name(args.study) if args.study is not None else None
+    url = _url(args)
     rdb = storage.open_storage(url, create=False)
     with storage.storage_errors(url):
         names = [name] if name is not None else storage.study_names(rdb)
-        for study_name in names:
-            study = storage.load_existing(study_name, rdb, url=url)
+        for stored in names:
+            study = storage.load_existing(stored, rdb, url=url)
             metric = str(study.user_attrs.get("metric", "value"))
             rows = with_slurm_states(trial_rows(study))  # RUNNING trials checked against SLURM
-            print("\n".join(render(study_name, metric, rows)))
+            print("\n".join(render(stored, metric, rows)))
     if not names:
         print(f"no studies in {url}")
     return 0
@@ -173,10 +178,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from sweep import storage
     from sweep.dashboard import serve
 
-    serve(args.storage or storage.default_url(args.results_dir), host=args.host, port=args.port)
+    serve(_url(args), host=args.host, port=args.port)
     return 0
 
 
@@ -192,10 +196,10 @@ def _add_cancel(commands: argparse._SubParsersAction) -> None:
 def _cancel(args: argparse.Namespace) -> int:
     from sweep import storage
     from sweep.cancel import cancel_study
-    from sweep.study import load_study
+    from sweep.study import study_name
 
-    name = load_study(args.study).name if args.study.endswith(".toml") else args.study
-    url = args.storage or storage.default_url(args.results_dir)
+    name = study_name(args.study)
+    url = _url(args)
     rdb = storage.open_storage(url, create=False)
     with storage.storage_errors(url):
         cancel_study(storage.load_existing(name, rdb, url=url))

@@ -284,6 +284,15 @@ def load_study(name_or_path: str | Path, *, studies_dir: Path = STUDIES_DIR) -> 
     return parse_study(data, source=str(path), default_name=path.stem)
 
 
+def study_name(name_or_path: str) -> str:
+    """The stored study a `--study` argument means: a .toml file's study name, else the argument itself.
+
+    Raises:
+        SweepError: A .toml file that is missing or invalid.
+    """
+    return load_study(name_or_path).name if name_or_path.endswith(".toml") else name_or_path
+
+
 def list_studies(studies_dir: Path = STUDIES_DIR) -> list[str]:
     """The names of the studies in `studies_dir` (its *.toml files), sorted."""
     return sorted(path.stem for path in Path(studies_dir).glob("*.toml") if path.is_file())

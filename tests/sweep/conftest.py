@@ -119,6 +119,15 @@ def processes_mentioning(text: str) -> list[int]:
     return pids
 
 
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """The CLI's contract for errors a user causes: exit 2 and one `error:` line holding each fragment."""
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
 def wait_for(condition: Any, *, timeout: float, what: str) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -9,20 +9,12 @@ from pathlib import Path
 import pytest
 
 from sweep.cli import main
-from tests.sweep.conftest import ROOT, run_sweep, write_study
-
-
-def _one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, write_study
 
 
 def test_unknown_study_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     result = run_sweep("launch", "--study", "nosuch", "--results-dir", str(tmp_path / "r"))
-    _one_line_error(result, "no study named 'nosuch'", "smoke")
+    assert_one_line_error(result, "no study named 'nosuch'", "smoke")
     assert not (tmp_path / "r").exists()
 
 
@@ -38,7 +30,7 @@ def test_bad_study_file_is_one_line_and_writes_nothing(tmp_path: Path, study: di
     result = run_sweep(
         "launch", "--study", str(study_file), "--executor", "debug", "--results-dir", str(tmp_path / "r")
     )
-    _one_line_error(result, str(study_file), fragment)
+    assert_one_line_error(result, str(study_file), fragment)
     assert not (tmp_path / "r").exists()
 
 
@@ -54,12 +46,12 @@ def test_unreachable_storage_is_one_line_and_creates_no_database(tiny_smoke: Pat
         "--storage",
         "sqlite:////nonexistent/dir/x.db",
     )
-    _one_line_error(result, "sqlite:////nonexistent/dir/x.db")
+    assert_one_line_error(result, "sqlite:////nonexistent/dir/x.db")
     assert not Path("/nonexistent").exists() and not (tmp_path / "r").exists()
 
 
 def test_status_without_a_database_is_an_error_and_creates_none(tmp_path: Path) -> None:
-    _one_line_error(run_sweep("status", "--results-dir", str(tmp_path)), "no database at")
+    assert_one_line_error(run_sweep("status", "--results-dir", str(tmp_path)), "no database at")
     assert not (tmp_path / "sweep.db").exists()
 
 
@@ -87,7 +79,7 @@ def test_parallel_must_be_positive(tiny_smoke: Path, tmp_path: Path) -> None:
     result = run_sweep(
         "launch", "--study", str(tiny_smoke), "--parallel", "0", "--results-dir", str(tmp_path)
     )
-    _one_line_error(result, "--parallel must be 1 or more")
+    assert_one_line_error(result, "--parallel must be 1 or more")
 
 
 def test_module_entry_points_and_no_torch_in_the_launcher() -> None:

@@ -17,7 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.sweep.browser import TIMEOUT_MS, chromium, save_screenshot, watched_page
-from tests.sweep.conftest import ROOT, run_sweep, sweep_cmd
+from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd
 from tests.sweep.report_studies import Trial, epoch, make_study
 
 if TYPE_CHECKING:
@@ -109,14 +109,6 @@ def test_dashboard_shows_the_study_and_its_trials_and_stops_on_sigterm(
         urllib.request.urlopen(f"{base}/api/studies", timeout=2)
 
 
-def _one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
 def test_taken_port_is_one_line_exit_2(tmp_path: Path) -> None:
     results = _results(tmp_path)
     with socket.socket() as taken:
@@ -124,12 +116,12 @@ def test_taken_port_is_one_line_exit_2(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = run_sweep("dashboard", "--results-dir", str(results), "--port", str(port), timeout=60)
-    _one_line_error(result, f"port {port}", "--port")
+    assert_one_line_error(result, f"port {port}", "--port")
 
 
 def test_missing_storage_is_one_line_exit_2(tmp_path: Path) -> None:
     result = run_sweep(
         "dashboard", "--results-dir", str(tmp_path / "none"), "--port", str(free_port()), timeout=60
     )
-    _one_line_error(result, "no database")
+    assert_one_line_error(result, "no database")
     assert not (tmp_path / "none").exists()

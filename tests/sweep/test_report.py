@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.report_table import format_value
-from tests.sweep.conftest import run_sweep, write_study
+from tests.sweep.conftest import assert_one_line_error, run_sweep, write_study
 from tests.sweep.report_studies import Trial, epoch, make_study
 
 COMPLETE, PRUNED, FAIL, RUNNING = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING
@@ -241,18 +240,10 @@ def test_param_values_are_written_like_the_original(value: object, text: str) ->
     assert format_value(value) == text
 
 
-def _one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
 def test_unknown_study_is_one_line_and_writes_nothing(optimizers: Path, tmp_path: Path) -> None:
     results = tmp_path / "results"
     before = sorted(results.rglob("*"))
-    _one_line_error(
+    assert_one_line_error(
         run_sweep("report", "--study", "nosuch", "--results-dir", str(results)), "'nosuch'", "cmp"
     )
     assert sorted(results.rglob("*")) == before
@@ -260,5 +251,5 @@ def test_unknown_study_is_one_line_and_writes_nothing(optimizers: Path, tmp_path
 
 def test_missing_storage_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
     result = run_sweep("report", "--study", "cmp", "--results-dir", str(tmp_path / "r"))
-    _one_line_error(result, "no database", "sweep launch")
+    assert_one_line_error(result, "no database", "sweep launch")
     assert not (tmp_path / "r").exists()
