@@ -6,8 +6,10 @@
 Every trial runs `benchmarks.noop_job.noop` (one metrics line, no training), so what is timed is the
 machinery around a job: the launcher's ask / submit / poll / tell with SQLite storage and, for `local`,
 a submitit subprocess per trial. The reference is the same no-op in a plain `study.optimize` loop on a
-GridSampler over the same points, with SQLite storage (the launcher's) and in memory. The study is
-a grid of --trials points built with `sweep.study.load_study` from a TOML file written to a temp dir.
+GridSampler over the same points, with SQLite storage (the launcher's) and in memory. For `local` there is
+a second reference, the floor of any launcher on submitit's LocalExecutor: the plain loop whose objective
+submits the no-op to a LocalExecutor and blocks on its process (no polling). The study is a grid of
+--trials points built with `sweep.study.load_study` from a TOML file written to a temp dir.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from benchmarks.noop_job import noop  # noqa: E402
 from sweep.launch import POLL_SECONDS, launch  # noqa: E402
 from sweep.study import StudySpec, load_study  # noqa: E402
 
+REFERENCE = "plain optuna, sqlite"
+SUBMITIT_FLOOR = "plain optuna + submitit local"
 STUDY_TOML = """\
 [study]
 name = "overhead"
@@ -103,6 +107,36 @@ def time_plain_optuna(trials: int, *, sqlite: bool) -> float:
         return _timed(go) / trials
 
 
+def time_plain_submitit(trials: int) -> float:
+    """Seconds per trial of `study.optimize` (SQLite) whose objective runs the no-op as a submitit local job.
+
+    It waits on the job's controller process (waitpid, no polling), so what it measures is submitit's
+    own cost per job (two Python processes) plus plain Optuna's: the least any launcher on it can take.
+    """
+    import submitit
+
+    values = grid_values(trials)
+    with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
+
+        def objective(trial: optuna.Trial) -> float:
+            lr = trial.suggest_categorical("lr", values)
+            run_dir = Path(tmp) / "runs" / str(trial.number)
+            run_dir.mkdir(parents=True)
+            executor = submitit.LocalExecutor(folder=run_dir / "submitit")
+            executor.update_parameters(timeout_min=60)
+            job = executor.submit(noop, {"lr": lr}, str(run_dir))
+            job._process.wait()  # type: ignore[attr-defined]
+            return float(job.result()["best_val_acc"])
+
+        def go() -> None:
+            sampler = optuna.samplers.GridSampler({"lr": values}, seed=0)
+            storage = f"sqlite:///{tmp}/optuna.db"
+            study = optuna.create_study(storage=storage, sampler=sampler, direction="maximize")
+            study.optimize(objective, n_trials=trials)
+
+        return _timed(go) / trials
+
+
 class SqlCounter:
     """SQL commits and statements of every SQLAlchemy engine in this process (optuna's SQLite storage)."""
 
@@ -129,10 +163,6 @@ class SqlCounter:
         text = f"  {self.commits / trials:5.1f} commits, {self.statements / trials:5.1f} statements/trial"
         self.commits = self.statements = 0
         return text if self.enabled else ""
-
-
-def _median(repeats: int, measure: Callable[[], float]) -> float:
-    return statistics.median(measure() for _ in range(repeats))
 
 
 def _timed(fn: Callable[[], None], *, profile: bool = False, label: str = "") -> float:
@@ -179,26 +209,42 @@ def main(argv: list[str] | None = None) -> int:
     trials, repeats = args.trials, args.repeats
     print(
         f"no-op trials: {trials}, launcher --parallel {args.parallel}; ms per trial = whole run / trials, "
-        f"median of {repeats} runs"
+        f"median of {repeats} rounds (each round runs every line once, in turn)"
     )
     sql = SqlCounter()
     if args.count_sql:
         sql.install()
-    reference = _median(repeats, lambda: time_plain_optuna(trials, sqlite=True))
-    print(f"{'plain optuna, sqlite':34} {1000 * reference:8.1f} ms/trial   1.00x{sql.take(trials * repeats)}")
-    in_memory = _median(repeats, lambda: time_plain_optuna(trials, sqlite=False))
-    print(f"{'plain optuna, in memory':34} {1000 * in_memory:8.1f} ms/trial  {in_memory / reference:5.2f}x")
-    sql.take(1)
-    for executor in args.executors.split(","):
+    executors = args.executors.split(",")
+    measures: dict[str, Callable[[], float]] = {
+        REFERENCE: lambda: time_plain_optuna(trials, sqlite=True),
+        "plain optuna, in memory": lambda: time_plain_optuna(trials, sqlite=False),
+    }
+    if "local" in executors:
+        measures[SUBMITIT_FLOOR] = lambda: time_plain_submitit(trials)
+    for executor in executors:
         for poll_s in (float(p) for p in args.poll_s.split(",")):
-            one_run = functools.partial(time_launcher, trials, executor, poll_s, parallel=args.parallel)
-            per_trial = _median(repeats, one_run)
             label = f"sweep launch, {executor}, poll {poll_s:g} s"
-            line = f"{label:34} {1000 * per_trial:8.1f} ms/trial  {per_trial / reference:5.2f}x"
-            print(line + sql.take(trials * repeats), flush=True)
-            if args.profile:
+            run = functools.partial(time_launcher, trials, executor, poll_s, parallel=args.parallel)
+            measures[label] = run
+    # Rounds, not one line after another: the load of a shared machine drifts, and a ratio of two
+    # figures taken minutes apart would measure the drift.
+    times: dict[str, list[float]] = {label: [] for label in measures}
+    counts: dict[str, str] = {}
+    for _ in range(repeats):
+        for label, measure in measures.items():
+            times[label].append(measure())
+            counts[label] = sql.take(trials)
+    per_trial = {label: statistics.median(values) for label, values in times.items()}
+    reference = per_trial[REFERENCE]
+    for label, seconds in per_trial.items():
+        line = f"{label:34} {1000 * seconds:8.1f} ms/trial  {seconds / reference:5.2f}x"
+        if label.startswith("sweep launch, local") and SUBMITIT_FLOOR in per_trial:
+            line += f"  ({seconds / per_trial[SUBMITIT_FLOOR]:.2f}x plain submitit)"
+        print(line + ("" if "in memory" in label else counts[label]), flush=True)
+    if args.profile:
+        for executor in executors:
+            for poll_s in (float(p) for p in args.poll_s.split(",")):
                 time_launcher(trials, executor, poll_s, parallel=args.parallel, profile=True)
-                sql.take(1)
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -73,6 +74,20 @@ class Job(abc.ABC):
     def describe(self) -> str:
         """The job's state in a word or two, for the launcher's lines."""
         return "ended" if self.done() else "running"
+
+    def end_fd(self) -> int | None:
+        """A file descriptor that becomes readable when the job ends, for `wait_for_end`; None when the
+        job has none (a SLURM job ends on another machine: the launcher polls it)."""
+        return None
+
+
+def wait_for_end(jobs: list[Job], seconds: float) -> None:
+    """Sleep `seconds`, or less: until one of `jobs` that has an `end_fd` ends."""
+    fds = [fd for fd in (job.end_fd() for job in jobs) if fd is not None]
+    if fds:
+        select.select(fds, [], [], seconds)
+    else:
+        time.sleep(seconds)
 
 
 class Executor(abc.ABC):
@@ -214,6 +229,23 @@ class LocalJob(Job):
         self.job_id = job_id
         self._pid = int(job_id)
         self._process = process
+        self._pidfd: int | None = None
+
+    def end_fd(self) -> int | None:
+        # A pidfd turns readable when the process exits: the launcher sees a short job end at once
+        # instead of at its next poll (Linux 5.3 and later; elsewhere the launcher polls).
+        if self._pidfd is None and hasattr(os, "pidfd_open"):
+            with contextlib.suppress(OSError):  # gone already, or a kernel without pidfd
+                self._pidfd = os.pidfd_open(self._pid)
+        return self._pidfd
+
+    def _close_fd(self) -> None:
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+
+    def __del__(self) -> None:
+        self._close_fd()
 
     def _alive(self) -> bool:
         if self._process is not None:
@@ -221,7 +253,10 @@ class LocalJob(Job):
         return _pid_alive(self._pid)
 
     def done(self) -> bool:
-        return not self._alive()
+        if self._alive():
+            return False
+        self._close_fd()
+        return True
 
     def cancel(self) -> None:
         # SIGINT makes the controller kill its task (SIGINT, then SIGKILL a second later) and exit.

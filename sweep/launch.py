@@ -4,8 +4,8 @@ The loop (DESIGN.md) is a few named steps:
 
     reconcile  once at start: list the planned trials not yet in the study; re-attach RUNNING trials
                whose job is alive, resume those whose job is gone (same trial, same run dir)
-    ask        the next trial: a queued or planned one (enqueued just then), else one the tpe/random
-               sampler suggests
+    ask        the next trial: a queued one, a planned one (created running just then), else one the
+               tpe/random sampler suggests
     submit     write the trial's config.json and start its job
     poll       read each running trial's metrics.jsonl
     report     `trial.report(metric, epoch)` for each new epoch; prune: cancel the job, tell PRUNED
@@ -13,8 +13,8 @@ The loop (DESIGN.md) is a few named steps:
 
 Every Optuna trial is one (configuration, repeat): user attributes `config` (the index of the
 configuration: planned ones first, in file order, then sampled ones) and `repeat` (the seed offset)
-say which, so a restart never enqueues a configuration that is COMPLETE, PRUNED or still running. A
-planned configuration whose trial FAILed is enqueued again by the next launch (the cause may be fixed);
+say which, so a restart never starts a configuration that is COMPLETE, PRUNED or still running again. A
+planned configuration whose trial FAILed is run again by the next launch (the cause may be fixed);
 a sampled one is not (it used up its place in n_trials).
 """
 
@@ -27,6 +27,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import storage as storage_mod
 from sweep.errors import SweepError
-from sweep.executors import Executor, Job, JobFn, make_executor
+from sweep.executors import Executor, Job, JobFn, make_executor, wait_for_end
 from sweep.job import TrainJob
 from sweep.status import params_text
 from sweep.study import Categorical, Dimension, FloatRange, StudySpec
@@ -115,7 +116,7 @@ def _distribution(dim: Dimension) -> BaseDistribution:
 
 
 def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """TPE or random for a search; for a grid every trial is enqueued, so the sampler is never asked."""
+    """TPE or random for a search; a grid's trials are all planned, so its sampler is never asked."""
     if spec.sampler == "tpe":
         return optuna.samplers.TPESampler()
     return optuna.samplers.RandomSampler()
@@ -236,7 +237,7 @@ class Launcher:
         self.job: JobFn = job or TrainJob()
         self.distributions = distributions(spec)
         self.running: dict[int, Running] = {}
-        self.pending: deque[PlannedTrial] = deque()  # planned trials not yet enqueued (see `ask`)
+        self.pending: deque[PlannedTrial] = deque()  # planned trials not yet started (see `ask`)
         self.waiting = 0  # WAITING trials in the study's queue, known to this launcher
 
     def run(self) -> Summary:
@@ -251,11 +252,12 @@ class Launcher:
             # Poll at once: a job may be done already (the debug executor's always is), and a finished
             # trial's slot is refilled without waiting. When nothing happened, sleep, backing off from a
             # short pause to poll_s: a job that ends soon after it starts (a crash, a tiny job) is seen
-            # at once, and a long one costs one metrics read per poll_s.
+            # at once, and a long one costs one metrics read per poll_s. A local job's end wakes the
+            # sleep at once (wait_for_end).
             if any([self.poll(self.running[number]) for number in list(self.running)]):
                 pause = first_pause
             else:
-                time.sleep(pause)
+                wait_for_end([item.job for item in self.running.values()], pause)
                 pause = min(2 * pause, self.poll_s)
             if time.monotonic() - stamped >= HEARTBEAT_SECONDS:
                 self.heartbeat()
@@ -320,19 +322,12 @@ class Launcher:
     def ask(self) -> optuna.Trial | None:
         """The next queued or planned trial, else a new sampled configuration (tpe/random, within n_trials).
 
-        Planned trials are enqueued one at a time, just before they are asked, so the study's queue of
-        WAITING trials stays short: Optuna reads all of it on every ask, which made a long grid quadratic.
         `self.waiting` counts the WAITING trials this launcher knows of (left by an earlier launcher, or
-        the other seeds of a sampled configuration) so that no ask needs a query to find them.
+        the other seeds of a sampled configuration) so that no ask needs a query to find them. A planned
+        trial is not queued at all: `start_planned` creates it running.
         """
-        if self.waiting or self.pending:
-            if self.waiting:
-                self.waiting -= 1
-            else:
-                item = self.pending.popleft()
-                self.study.enqueue_trial(
-                    item.params, user_attrs=self._enqueue_attrs(item.config, item.repeat)
-                )
+        if self.waiting:
+            self.waiting -= 1
             trial = self.study.ask(self.distributions)
             if "config" in trial.user_attrs:
                 return trial
@@ -340,6 +335,8 @@ class Launcher:
             self.waiting = 0
             self.fail(trial, "another launcher took this trial's queued configuration; nothing to run")
             return self.ask()
+        if self.pending:
+            return self.start_planned(self.pending.popleft())
         next_config = self._next_sampled_config()
         if next_config is None:
             return None
@@ -350,6 +347,32 @@ class Launcher:
             self.study.enqueue_trial(trial.params, user_attrs=self._enqueue_attrs(next_config, repeat))
             self.waiting += 1
         return trial
+
+    def start_planned(self, item: PlannedTrial) -> optuna.Trial:
+        """The planned trial `item`, created RUNNING with its params and attributes in one transaction.
+
+        What `enqueue_trial` then `ask` store, in one commit instead of four (Optuna's queue is read
+        whole and rewritten on every ask): the same params, distributions and user attributes, the
+        trial started now. A launcher that stops before `submit` leaves it RUNNING with no job id, and
+        the next launch submits it (`reconcile`).
+        """
+        template = FrozenTrial(
+            number=-1,  # Optuna numbers the trial in the creating transaction
+            trial_id=-1,
+            state=TrialState.RUNNING,
+            value=None,
+            datetime_start=datetime.now(),  # naive local time, as Optuna's own ask stores
+            datetime_complete=None,
+            params=dict(item.params),
+            distributions={key: self.distributions[key] for key in item.params},
+            user_attrs=self._enqueue_attrs(item.config, item.repeat),
+            system_attrs={},
+            intermediate_values={},
+        )
+        # Study._storage and _study_id: the storage API (create_new_trial with a template, as
+        # Study.add_trial calls it) is public; Study has no public way to it that returns the trial.
+        trial_id = self.study._storage.create_new_trial(self.study._study_id, template_trial=template)
+        return optuna.Trial(self.study, trial_id)
 
     def _next_sampled_config(self) -> int | None:
         if self.spec.sampler == "grid":
@@ -412,7 +435,7 @@ class Launcher:
 
     def prune(self, item: Running, record: EpochMetrics) -> None:
         item.job.cancel()
-        self.study.tell(item.trial.number, state=TrialState.PRUNED)
+        self.study.tell(item.trial, state=TrialState.PRUNED)
         del self.running[item.trial.number]
         self.out(
             f"trial {item.trial.number} pruned at epoch {record.epoch}/{item.config.epochs}; job stopped"
@@ -429,7 +452,7 @@ class Launcher:
         del self.running[number]
         if outcome.status == "success" and records:
             value = best_value(records, self.spec.metric, self.spec.direction)
-            self.study.tell(number, value)
+            self.study.tell(item.trial, value)
             self.out(
                 f"trial {number} complete  {self.spec.metric} {value:.4f} (best of {len(records)} epochs)"
             )
@@ -442,7 +465,7 @@ class Launcher:
     def fail(self, trial: optuna.Trial, reason: str) -> None:
         number = trial.number
         trial.set_user_attr("traceback", reason)
-        self.study.tell(number, state=TrialState.FAIL)
+        self.study.tell(trial, state=TrialState.FAIL)
         last = reason.strip().splitlines()[-1] if reason.strip() else "unknown"
         self.out(f"trial {number} failed: {last} (full text in user attribute 'traceback')")
 

@@ -97,9 +97,7 @@ def sbatch_script(
     if not paths.config.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         paths.config.write_text(spec.train_config(params, repeat=repeat).to_json())
-    return render(
-        study=spec.name, trial=label, resources=spec.resources, run_dir=run_dir, workdir=Path.cwd()
-    )
+    return render(study=spec.name, trial=label, resources=spec.resources, run_dir=run_dir, workdir=Path.cwd())
 
 
 def _stored_trial(

@@ -20,6 +20,7 @@ from sweep.executors import (
     SlurmExecutor,
     make_executor,
     slurm_parameters,
+    wait_for_end,
 )
 from sweep.slurm import GONE, job_states
 from sweep.study import Resources
@@ -80,6 +81,26 @@ def test_local_job_is_reattached_by_id_and_cancelled(tmp_path: Path) -> None:
     assert again.done() and job.done()
     assert processes_mentioning(str(tmp_path)) == []
     assert again.outcome().status == "lost"
+
+
+def test_wait_for_end_wakes_when_a_local_job_ends(tmp_path: Path) -> None:
+    # Without the job's pidfd the wait would last its full 120 s; the job sleeps 1 s.
+    job = LocalExecutor(Resources(gpus=0)).submit(sleep, {"seconds": 1}, tmp_path / "own")
+    again = LocalExecutor(Resources(gpus=0)).attach(job.job_id, tmp_path / "own")  # not our child
+    for waited in (again, job):
+        start = time.monotonic()
+        wait_for_end([waited], 120)
+        assert time.monotonic() - start < 60
+        assert waited.done()
+    assert job.outcome().status == "success"
+
+
+def test_wait_for_end_sleeps_the_pause_for_jobs_without_an_end_fd(tmp_path: Path) -> None:
+    job = DebugExecutor().submit(succeed, {"text": "x"}, tmp_path)
+    assert job.end_fd() is None
+    start = time.monotonic()
+    wait_for_end([job], 0.2)
+    assert time.monotonic() - start >= 0.2
 
 
 def test_local_job_that_never_existed_is_done_and_lost(tmp_path: Path) -> None:

@@ -102,6 +102,29 @@ def test_tuning_asks_seven_trials_with_exactly_those_params(tmp_path: Path) -> N
         assert (config.optimizer, config.lr, config.epochs, config.depth) == ("sgd_nesterov", 0.1, 50, 164)
 
 
+def test_a_planned_trial_is_stored_as_enqueue_then_ask_would_store_it(tmp_path: Path) -> None:
+    # The launcher creates planned trials running in one transaction; Optuna's own way is
+    # enqueue_trial then ask. Both must leave the same trial for samplers, pruners and the dashboard.
+    spec = load_study("tuning")
+    study = _new_study(spec, tmp_path)
+    launcher = Launcher(spec, study, DebugExecutor(), results_dir=tmp_path)
+    launcher.reconcile()
+    created = launcher.ask()
+    assert created is not None
+    reference = optuna.create_study(direction="maximize")
+    reference.enqueue_trial(TUNING_POINTS[0], user_attrs=launcher._enqueue_attrs(0, 0))
+    asked = reference.ask(launcher.distributions)
+    mine, theirs = study.trials[0], reference.trials[0]
+    assert mine.state == theirs.state == TrialState.RUNNING
+    assert mine.params == theirs.params == TUNING_POINTS[0]
+    assert mine.distributions == theirs.distributions
+    assert mine.user_attrs == theirs.user_attrs
+    assert mine.datetime_start is not None and mine.datetime_complete is None
+    assert (created.number, asked.number) == (0, 0)
+    study.tell(created, 0.5)  # an ordinary trial to tell, too
+    assert study.trials[0].state == TrialState.COMPLETE and study.best_value == 0.5
+
+
 def test_tuning_dry_run_prints_seven_trials_and_writes_nothing(tmp_path: Path) -> None:
     result = run_sweep("launch", "--study", "tuning", "--dry-run", "--results-dir", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
