@@ -16,9 +16,12 @@ import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from sweep.errors import SweepError
-from sweep.status import TrialRow
+
+if TYPE_CHECKING:  # sweep.status imports optuna, which the commands that only parse need not load
+    from sweep.status import TrialRow
 
 COMMAND_TIMEOUT_S = 30.0  # one squeue/sacct/scancel call; slurmctld answers in milliseconds when healthy
 GONE = "GONE"  # unknown to squeue and to sacct
