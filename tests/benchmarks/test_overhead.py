@@ -34,7 +34,9 @@ def test_both_executors_and_plain_optuna_run_from_another_directory(
     assert labels == [
         "plain optuna, sqlite",
         "plain optuna, in memory",
+        "plain optuna + submitit local",
         "sweep launch, debug, poll 0.01 s",
         "sweep launch, local, poll 0.01 s",
     ]
     assert all("ms/trial" in line for line in lines[1:])
+    assert "x plain submitit)" in lines[-1]  # the local line is also compared with submitit's own cost
