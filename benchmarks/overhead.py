@@ -10,6 +10,9 @@ GridSampler over the same points, with SQLite storage (the launcher's) and in me
 a second reference, the floor of any launcher on submitit's LocalExecutor: the plain loop whose objective
 submits the no-op to a LocalExecutor and blocks on its process (no polling). The study is a grid of
 --trials points built with `sweep.study.load_study` from a TOML file written to a temp dir.
+
+Last, the time of the whole `sweep report` command on a study of --report-trials trials (10,000 by
+default; 0 skips it), made and timed by `benchmarks/report_speed.py`, which has the details.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is then not impor
 
 import optuna  # noqa: E402
 
+from benchmarks import report_speed  # noqa: E402
 from benchmarks.noop_job import noop  # noqa: E402
 from sweep.launch import POLL_SECONDS, launch  # noqa: E402
 from sweep.study import StudySpec, load_study  # noqa: E402
@@ -137,6 +141,15 @@ def time_plain_submitit(trials: int) -> float:
         return _timed(go) / trials
 
 
+def time_report(trials: int, repeats: int) -> str:
+    """A line with the wall time of `sweep report` on a study of `trials` trials, median of `repeats`."""
+    with tempfile.TemporaryDirectory(prefix="overhead-report-") as tmp:
+        report_speed.make_study(Path(tmp), trials)
+        walls = [report_speed.time_report(Path(tmp))[0] for _ in range(repeats)]
+    label = f"sweep report, {trials:,} trials"
+    return f"{label:34} {statistics.median(walls):8.2f} s (whole command, median of {repeats}; target <= 2 s)"
+
+
 class SqlCounter:
     """SQL commits and statements of every SQLAlchemy engine in this process (optuna's SQLite storage)."""
 
@@ -196,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--parallel", type=int, default=1, help="the launcher's jobs at once (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each, median taken (default 3)")
+    parser.add_argument(
+        "--report-trials", type=int, default=10_000,
+        help="trials of the study `sweep report` is timed on, once per round (default 10,000; 0: skip)",
+    )  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="cProfile one more run of each launch")
     parser.add_argument("--count-sql", action="store_true", help="SQL commits and statements per trial")
     return parser
@@ -241,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         if label.startswith("sweep launch, local") and SUBMITIT_FLOOR in per_trial:
             line += f"  ({seconds / per_trial[SUBMITIT_FLOOR]:.2f}x plain submitit)"
         print(line + ("" if "in memory" in label else counts[label]), flush=True)
+    if args.report_trials:
+        print(time_report(args.report_trials, repeats), flush=True)
     if args.profile:
         for executor in executors:
             for poll_s in (float(p) for p in args.poll_s.split(",")):

@@ -28,7 +28,7 @@ def test_both_executors_and_plain_optuna_run_from_another_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # a local job's subprocess must import benchmarks.noop_job all the same
     monkeypatch.setenv("PYTHONPATH", "")  # restored afterwards: main() puts the repository root there
-    assert main(["--trials", "2", "--repeats", "1", "--poll-s", "0.01"]) == 0
+    assert main(["--trials", "2", "--repeats", "1", "--poll-s", "0.01", "--report-trials", "30"]) == 0
     lines = capsys.readouterr().out.splitlines()
     labels = [line.split("  ")[0] for line in lines[1:]]
     assert labels == [
@@ -37,6 +37,8 @@ def test_both_executors_and_plain_optuna_run_from_another_directory(
         "plain optuna + submitit local",
         "sweep launch, debug, poll 0.01 s",
         "sweep launch, local, poll 0.01 s",
+        "sweep report, 30 trials",
     ]
-    assert all("ms/trial" in line for line in lines[1:])
-    assert "x plain submitit)" in lines[-1]  # the local line is also compared with submitit's own cost
+    assert all("ms/trial" in line for line in lines[1:-1])
+    assert "x plain submitit)" in lines[-2]  # the local line is also compared with submitit's own cost
+    assert lines[-1].endswith("target <= 2 s)")
