@@ -247,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     except SweepError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130  # what a shell reports for a command stopped by SIGINT
 
 
 if __name__ == "__main__":

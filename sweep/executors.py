@@ -4,7 +4,8 @@
   has finished when `submit` returns, so a pruner cannot stop a debug job early: the trial is still
   told PRUNED, but all its epochs ran. Its output goes to `<run_dir>/debug.log`.
 * `local`: submitit's LocalExecutor, one real subprocess per job; the job id is the pid of submitit's
-  controller process. Logs and pickles go to `<run_dir>/submitit/`.
+  controller process. Logs and pickles go to `<run_dir>/submitit/`, the controller's own output
+  to `controller.log` there.
 * `slurm`: submitit's SlurmExecutor; [resources] become sbatch options. Timeouts and preemptions
   requeue the job (sweep.job.TrainJob is checkpointable) and the trainer resumes from checkpoint.pt.
 * `auto`: slurm when `sbatch` is on PATH, local otherwise.
@@ -21,9 +22,10 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +41,7 @@ from sweep.study import Resources
 EXECUTORS = ("auto", "slurm", "local", "debug")
 SUBMITIT_DIR = "submitit"  # beside the run's files: <run_dir>/submitit/<job id>_0_log.out, ...
 DEBUG_LOG = "debug.log"  # a debug job's stdout and stderr
+CONTROLLER_LOG = "controller.log"  # in SUBMITIT_DIR: what a local job's submitit controller prints
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default is 2 minutes; a local job runs until done
 CANCEL_DEADLINE_S = 30.0  # how long `cancel` waits for a job's processes to be gone
 
@@ -212,6 +215,30 @@ def _controls(pid: int, folder: Path) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _output_to(path: Path) -> Iterator[None]:
+    """Point this process's stdout and stderr (fds 1 and 2) at `path` while a child process is started.
+
+    submitit's local controller inherits the launcher's terminal and has no option to change it; it
+    stops on SIGINT (how a job is cancelled, and what Ctrl-C sends) with a KeyboardInterrupt traceback,
+    which would land among the launcher's lines. The launcher is single-threaded, so nothing else
+    writes while the two descriptors point at the file.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with path.open("ab") as log:
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+
+
 def wait_gone(alive: Callable[[], bool], deadline_s: float) -> bool:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
@@ -285,7 +312,9 @@ class LocalExecutor(Executor):
         folder = run_dir / SUBMITIT_DIR
         executor = submitit.LocalExecutor(folder=folder)
         executor.update_parameters(**self.parameters)
-        job = executor.submit(fn, config, str(run_dir))
+        folder.mkdir(parents=True, exist_ok=True)
+        with _output_to(folder / CONTROLLER_LOG):
+            job = executor.submit(fn, config, str(run_dir))
         return LocalJob(folder, job.job_id, job._process)  # type: ignore[attr-defined]
 
     def attach(self, job_id: str, run_dir: Path) -> Job:

@@ -264,6 +264,18 @@ class Launcher:
                 stamped = time.monotonic()
         return self.summary()
 
+    def interrupted(self) -> str:
+        """The line for a launch stopped by Ctrl-C: the trials it watched, and what to do next."""
+        if not self.running:
+            return f"{self.spec.name}: launch interrupted; no trial was running"
+        jobs = ", ".join(f"trial {n} (job {item.job.job_id})" for n, item in sorted(self.running.items()))
+        count = len(self.running)
+        return (
+            f"{self.spec.name}: launch interrupted with {count} trial{'s' if count != 1 else ''} running: "
+            f"{jobs}. `sweep launch` again re-attaches live jobs and resumes stopped ones from their "
+            "checkpoints; `sweep cancel` stops them"
+        )
+
     def heartbeat(self) -> None:
         """Tell launchers on other hosts that this one still watches its running trials."""
         now = time.time()
@@ -541,7 +553,11 @@ def launch(
         job=job,
     )
     with storage_mod.storage_errors(storage_url):
-        summary = launcher.run()
+        try:
+            summary = launcher.run()
+        except KeyboardInterrupt:  # Ctrl-C: say what is left and how to go on; the CLI exits 130
+            out(launcher.interrupted())
+            raise
     out(summary_line(summary, spec.metric))
     return summary
 

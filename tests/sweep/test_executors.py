@@ -103,6 +103,21 @@ def test_wait_for_end_sleeps_the_pause_for_jobs_without_an_end_fd(tmp_path: Path
     assert time.monotonic() - start >= 0.2
 
 
+def test_a_cancelled_local_job_prints_nothing_on_the_launchers_terminal(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    job = LocalExecutor(Resources(gpus=0)).submit(sleep, {"seconds": 60}, tmp_path)
+    wait_for((tmp_path / "started").exists, timeout=60, what="the job to start")
+    job.cancel()
+    assert job.done()
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
+    # the controller's traceback went to its log, beside submitit's own files
+    assert "KeyboardInterrupt" in (tmp_path / "submitit" / "controller.log").read_text()
+    print("after")  # and this process's own output is back on its terminal
+    assert capfd.readouterr().out == "after\n"
+
+
 def test_local_job_that_never_existed_is_done_and_lost(tmp_path: Path) -> None:
     job = LocalExecutor(Resources(gpus=0)).attach("999999999", tmp_path)
     assert job.done() and job.outcome().status == "lost"

@@ -385,6 +385,29 @@ def test_sigkilled_launcher_restarts_and_completes_each_point_once(
     assert all(trials[number].value == value for number, value in before.items())
 
 
+def test_ctrl_c_stops_the_launcher_with_one_line_and_the_next_launch_completes_the_study(
+    four_points: Path, tmp_path: Path, sessions: list
+) -> None:
+    results = tmp_path / "results"
+    first = _start_launcher(four_points, results, "local", sessions)
+    _read_until(first, "trial 1 epoch 1/3", timeout=120)
+    os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the launcher and its jobs
+    rest, _ = first.communicate(timeout=60)
+    assert first.returncode == 130
+    assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
+    job = _stored(results, "restart").trials[1].user_attrs["job_id"]
+    assert f"restart: launch interrupted with 1 trial running: trial 1 (job {job})." in rest
+    assert rest.rstrip().endswith("interrupted")
+
+    second = run_sweep(
+        "launch", "--study", str(four_points), "--executor", "local", "--results-dir", str(results),
+        timeout=180,
+    )  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    trials = _assert_all_complete(results, "restart", 4)
+    assert Counter(t.params["lr"] for t in trials) == Counter({0.05: 1, 0.04: 1, 0.03: 1, 0.02: 1})
+
+
 def test_dead_job_is_resubmitted_on_its_run_dir_and_resumes(
     four_points: Path, tmp_path: Path, sessions: list
 ) -> None:
