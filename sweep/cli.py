@@ -118,6 +118,7 @@ def _stored_study(name: str, args: argparse.Namespace) -> optuna.Study | None:
 
 def _status(args: argparse.Namespace) -> int:
     from sweep import storage
+    from sweep.executors import with_local_states
     from sweep.slurm import with_slurm_states
     from sweep.status import render, trial_rows
     from sweep.study import study_name
@@ -130,7 +131,8 @@ def _status(args: argparse.Namespace) -> int:
         for stored in names:
             study = storage.load_existing(stored, rdb, url=url)
             metric = str(study.user_attrs.get("metric", "value"))
-            rows = with_slurm_states(trial_rows(study))  # RUNNING trials checked against SLURM
+            # RUNNING trials checked against SLURM, or the process table for local jobs
+            rows = with_local_states(with_slurm_states(trial_rows(study)))
             print("\n".join(render(stored, metric, rows)))
     if not names:
         print(f"no studies in {url}")

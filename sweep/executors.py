@@ -21,14 +21,15 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import submitit
 from submitit.core.utils import FailedJobError, JobPaths, pickle_load
@@ -37,6 +38,9 @@ from sweep.errors import SweepError
 from sweep.job import MAX_REQUEUES
 from sweep.slurm import GONE, JobState, SlurmUnavailable, StateCache, job_states, require_slurm, scancel
 from sweep.study import Resources
+
+if TYPE_CHECKING:
+    from sweep.status import TrialRow
 
 EXECUTORS = ("auto", "slurm", "local", "debug")
 SUBMITIT_DIR = "submitit"  # beside the run's files: <run_dir>/submitit/<job id>_0_log.out, ...
@@ -328,6 +332,26 @@ class LocalExecutor(Executor):
         pids = [path.name.split("_")[0] for path in submitted]
         live = [pid for pid in pids if pid.isdigit() and pid != str(after) and _controls(int(pid), folder)]
         return live[-1] if live else None
+
+
+def with_local_states(rows: list[TrialRow]) -> list[TrialRow]:
+    """`sweep status` rows, the RUNNING local trials' with whether their job's process still runs.
+
+    A local job runs on its launcher's host; started on another host it is shown as such, unchecked.
+    """
+    here = socket.gethostname()
+    states: dict[int, str] = {}
+    for row in rows:
+        if row.state != "RUNNING" or row.executor != "local" or not row.job_id or not row.run_dir:
+            continue
+        host = (row.launcher or "").rpartition(":")[0]
+        if host and host != here:
+            states[row.number] = f"local on {host}"
+            continue
+        folder = (Path(row.run_dir) / SUBMITIT_DIR).absolute()
+        alive = row.job_id.isdigit() and _controls(int(row.job_id), folder)
+        states[row.number] = "local: running" if alive else "local: ended; `sweep launch` resumes it"
+    return [replace(row, job_state=states[row.number]) if row.number in states else row for row in rows]
 
 
 # -- slurm: submitit's SlurmExecutor ----------------------------------------------------------------------

@@ -31,6 +31,8 @@ class TrialRow:
     job_id: str | None
     executor: str | None = None  # slurm | local | debug
     job_state: str | None = None  # what the scheduler says of a RUNNING trial's job (sweep.slurm)
+    run_dir: str | None = None
+    launcher: str | None = None  # host:pid of the launcher that watches (or last watched) the trial
 
 
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
@@ -60,6 +62,8 @@ def _row(trial: FrozenTrial, maximize: bool) -> TrialRow:
         best=best,
         job_id=None if job_id is None else str(job_id),
         executor=trial.user_attrs.get("executor"),
+        run_dir=run_dir,
+        launcher=trial.user_attrs.get("launcher"),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -21,8 +22,10 @@ from sweep.executors import (
     make_executor,
     slurm_parameters,
     wait_for_end,
+    with_local_states,
 )
 from sweep.slurm import GONE, job_states
+from sweep.status import TrialRow
 from sweep.study import Resources
 from tests.sweep.conftest import ROOT, processes_mentioning, wait_for, write_study
 
@@ -116,6 +119,23 @@ def test_a_cancelled_local_job_prints_nothing_on_the_launchers_terminal(
     assert "KeyboardInterrupt" in (tmp_path / "submitit" / "controller.log").read_text()
     print("after")  # and this process's own output is back on its terminal
     assert capfd.readouterr().out == "after\n"
+
+
+def test_status_rows_of_local_jobs_say_whether_the_process_runs(tmp_path: Path) -> None:
+    job = LocalExecutor(Resources(gpus=0)).submit(sleep, {"seconds": 60}, tmp_path)
+    wait_for((tmp_path / "started").exists, timeout=60, what="the job to start")
+    here = f"{socket.gethostname()}:1"
+
+    def row(number: int, state: str = "RUNNING", launcher: str = here) -> TrialRow:
+        return TrialRow(
+            number, state, {}, 0, 2, None, job.job_id, "local", run_dir=str(tmp_path), launcher=launcher
+        )
+
+    rows = [row(0), row(1, state="COMPLETE"), row(2, launcher="elsewhere:7")]
+    assert [r.job_state for r in with_local_states(rows)] == ["local: running", None, "local on elsewhere"]
+    job.cancel()
+    ended = with_local_states(rows)[0].job_state
+    assert ended is not None and ended.startswith("local: ended")
 
 
 def test_local_job_that_never_existed_is_done_and_lost(tmp_path: Path) -> None:
