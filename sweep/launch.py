@@ -239,6 +239,7 @@ class Launcher:
         self.running: dict[int, Running] = {}
         self.pending: deque[PlannedTrial] = deque()  # planned trials not yet started (see `ask`)
         self.waiting = 0  # WAITING trials in the study's queue, known to this launcher
+        self.starting: int | None = None  # the trial whose job `submit` is starting (a debug job runs there)
 
     def run(self) -> Summary:
         self.reconcile()
@@ -266,10 +267,13 @@ class Launcher:
 
     def interrupted(self) -> str:
         """The line for a launch stopped by Ctrl-C: the trials it watched, and what to do next."""
-        if not self.running:
+        watched = [f"trial {n} (job {item.job.job_id})" for n, item in sorted(self.running.items())]
+        if self.starting is not None:
+            started = "ran in this process" if self.executor.name == "debug" else "was being submitted"
+            watched.append(f"trial {self.starting} (its job {started})")
+        if not watched:
             return f"{self.spec.name}: launch interrupted; no trial was running"
-        jobs = ", ".join(f"trial {n} (job {item.job.job_id})" for n, item in sorted(self.running.items()))
-        count = len(self.running)
+        jobs, count = ", ".join(watched), len(watched)
         return (
             f"{self.spec.name}: launch interrupted with {count} trial{'s' if count != 1 else ''} running: "
             f"{jobs}. `sweep launch` again re-attaches live jobs and resumes stopped ones from their "
@@ -413,7 +417,9 @@ class Launcher:
         if attrs.get("submissions"):
             trial.set_user_attr("heartbeat", time.time())
         trial.set_user_attr("submissions", attrs.get("submissions", 0) + 1)
+        self.starting = trial.number
         job = self.executor.submit(self.job, config.to_dict(), run_dir)
+        self.starting = None
         trial.set_user_attr("job_id", job.job_id)
         self.running[trial.number] = Running(trial, job, config, run_dir, reported)
         again = " again" if attrs.get("submissions") else ""

@@ -410,6 +410,23 @@ def test_ctrl_c_stops_the_launcher_with_one_line_and_the_next_launch_completes_t
     assert Counter(t.params["lr"] for t in trials) == Counter({0.05: 1, 0.04: 1, 0.03: 1, 0.02: 1})
 
 
+def test_ctrl_c_during_a_debug_job_names_it_and_the_next_launch_runs_it(tmp_path: Path) -> None:
+    def ctrl_c(config: dict[str, Any], run_dir: str) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C arrives in the launcher while its in-process job trains
+
+    spec = load_study(
+        write_study(tmp_path / "one.toml", study={"name": "one", "sampler": "grid"}, space={"lr": [0.05]})
+    )
+    results, lines = tmp_path / "results", []
+    with pytest.raises(KeyboardInterrupt):
+        launch(spec, results_dir=results, executor="debug", out=lines.append, job=ctrl_c)
+    assert lines[-1].startswith("one: launch interrupted with 1 trial running: trial 0 (its job ran in this")
+    assert [t.state for t in _stored(results, "one").trials] == [TrialState.RUNNING]
+
+    launch(spec, results_dir=results, executor="debug", out=lines.append)
+    _assert_all_complete(results, "one", 1)
+
+
 def test_dead_job_is_resubmitted_on_its_run_dir_and_resumes(
     four_points: Path, tmp_path: Path, sessions: list
 ) -> None:
