@@ -398,6 +398,9 @@ def test_ctrl_c_stops_the_launcher_with_one_line_and_the_next_launch_completes_t
     job = _stored(results, "restart").trials[1].user_attrs["job_id"]
     assert f"restart: launch interrupted with 1 trial running: trial 1 (job {job})." in rest
     assert rest.rstrip().endswith("interrupted")
+    # submitit's controller gives its task a second after SIGINT before it kills it and exits
+    run_dir = str(results / "runs" / "restart" / "1")
+    wait_for(lambda: processes_mentioning(run_dir) == [], timeout=30, what="the job's processes to end")
     status = run_sweep("status", "--results-dir", str(results))
     assert f"job {job} (local: ended; `sweep launch` resumes it)" in status.stdout
 
