@@ -367,10 +367,10 @@ class Launcher:
     def start_planned(self, item: PlannedTrial) -> optuna.Trial:
         """The planned trial `item`, created RUNNING with its params and attributes in one transaction.
 
-        What `enqueue_trial` then `ask` store, in one commit instead of four (Optuna's queue is read
-        whole and rewritten on every ask): the same params, distributions and user attributes, the
-        trial started now. A launcher that stops before `submit` leaves it RUNNING with no job id, and
-        the next launch submits it (`reconcile`).
+        What `enqueue_trial` then `ask` store, in one commit instead of one per step (the enqueue, the
+        pop from the queue, which reads all of it, and one per param): the same params, distributions
+        and user attributes, the trial started now. A launcher that stops before `submit` leaves it
+        RUNNING with no job id, and the next launch submits it (`reconcile`).
         """
         template = FrozenTrial(
             number=-1,  # Optuna numbers the trial in the creating transaction
@@ -418,8 +418,10 @@ class Launcher:
             trial.set_user_attr("heartbeat", time.time())
         trial.set_user_attr("submissions", attrs.get("submissions", 0) + 1)
         self.starting = trial.number
-        job = self.executor.submit(self.job, config.to_dict(), run_dir)
-        self.starting = None
+        try:
+            job = self.executor.submit(self.job, config.to_dict(), run_dir)
+        finally:
+            self.starting = None
         trial.set_user_attr("job_id", job.job_id)
         self.running[trial.number] = Running(trial, job, config, run_dir, reported)
         again = " again" if attrs.get("submissions") else ""
