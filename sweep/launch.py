@@ -417,11 +417,9 @@ class Launcher:
         if attrs.get("submissions"):
             trial.set_user_attr("heartbeat", time.time())
         trial.set_user_attr("submissions", attrs.get("submissions", 0) + 1)
-        self.starting = trial.number
-        try:
-            job = self.executor.submit(self.job, config.to_dict(), run_dir)
-        finally:
-            self.starting = None
+        self.starting = trial.number  # kept if submit raises: `interrupted` names the trial
+        job = self.executor.submit(self.job, config.to_dict(), run_dir)
+        self.starting = None
         trial.set_user_attr("job_id", job.job_id)
         self.running[trial.number] = Running(trial, job, config, run_dir, reported)
         again = " again" if attrs.get("submissions") else ""
