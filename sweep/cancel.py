@@ -48,7 +48,7 @@ def cancel_study(study: optuna.Study, *, out: Printer = print) -> list[int]:
     for trial in running:
         if _kind(trial) == "local" and "job_id" in trial.user_attrs:
             run_dir = Path(trial.user_attrs["run_dir"])
-            LocalExecutor(Resources()).attach(str(trial.user_attrs["job_id"]), run_dir).cancel()
+            LocalExecutor(Resources(gpus=0)).attach(str(trial.user_attrs["job_id"]), run_dir).cancel()
     if slurm_ids:
         wait_gone(lambda: any(state.live for state in slurm.job_states(slurm_ids).values()), SLURM_CANCEL_S)
     for trial in running:

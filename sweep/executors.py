@@ -4,8 +4,8 @@
   has finished when `submit` returns, so a pruner cannot stop a debug job early: the trial is still
   told PRUNED, but all its epochs ran. Its output goes to `<run_dir>/debug.log`.
 * `local`: submitit's LocalExecutor, one real subprocess per job; the job id is the pid of submitit's
-  controller process. Logs and pickles go to `<run_dir>/submitit/`, the controller's own output
-  to `controller.log` there.
+  controller process. Parallel jobs get the GPUs the fewest live jobs hold (sweep.local_gpus). Logs
+  and pickles go to `<run_dir>/submitit/`, the controller's own output to `controller.log` there.
 * `slurm`: submitit's SlurmExecutor; [resources] become sbatch options. Timeouts and preemptions
   requeue the job (sweep.job.TrainJob is checkpointable) and the trainer resumes from checkpoint.pt.
 * `auto`: slurm when `sbatch` is on PATH, local otherwise.
@@ -36,6 +36,7 @@ from submitit.core.utils import FailedJobError, JobPaths, pickle_load
 
 from sweep.errors import SweepError
 from sweep.job import MAX_REQUEUES
+from sweep.local_gpus import GpuPool, job_gpus, machine_gpus
 from sweep.slurm import GONE, JobState, SlurmUnavailable, StateCache, job_states, require_slurm, scancel
 from sweep.study import Resources
 
@@ -309,20 +310,29 @@ class LocalExecutor(Executor):
     def __init__(self, resources: Resources) -> None:
         self.parameters: dict[str, Any] = {
             "timeout_min": resources.timeout_min or LOCAL_TIMEOUT_MIN,
-            "gpus_per_node": resources.gpus,  # sets CUDA_VISIBLE_DEVICES to the first `gpus` devices
+            "gpus_per_node": resources.gpus,  # CUDA_VISIBLE_DEVICES: `visible_gpus`, else the first ones
         }
+        self.gpus = resources.gpus
+        self.pool = _gpu_pool(resources.gpus)
 
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
         folder = run_dir / SUBMITIT_DIR
         executor = submitit.LocalExecutor(folder=folder)
-        executor.update_parameters(**self.parameters)
+        gpus = self.pool.take(self.gpus) if self.pool is not None else []
+        executor.update_parameters(**self.parameters, **({"visible_gpus": tuple(gpus)} if gpus else {}))
         folder.mkdir(parents=True, exist_ok=True)
         with _output_to(folder / CONTROLLER_LOG):
-            job = executor.submit(fn, config, str(run_dir))
-        return LocalJob(folder, job.job_id, job._process)  # type: ignore[attr-defined]
+            submitted = executor.submit(fn, config, str(run_dir))
+        job = LocalJob(folder, submitted.job_id, submitted._process)  # type: ignore[attr-defined]
+        if self.pool is not None:
+            self.pool.hold(job.job_id, gpus, lambda: not job.done())
+        return job
 
     def attach(self, job_id: str, run_dir: Path) -> Job:
-        return LocalJob(run_dir / SUBMITIT_DIR, job_id)
+        job = LocalJob(run_dir / SUBMITIT_DIR, job_id)
+        if self.pool is not None and not job.done():  # a restarted launcher's new jobs avoid its GPUs
+            self.pool.hold(job_id, job_gpus(int(job_id)), lambda: not job.done())
+        return job
 
     def orphan(self, run_dir: Path, *, after: str | None = None) -> str | None:
         # submitit writes <pid>_submitted.pkl once the controller process runs; its command line names
@@ -332,6 +342,21 @@ class LocalExecutor(Executor):
         pids = [path.name.split("_")[0] for path in submitted]
         live = [pid for pid in pids if pid.isdigit() and pid != str(after) and _controls(int(pid), folder)]
         return live[-1] if live else None
+
+
+def _gpu_pool(gpus: int) -> GpuPool | None:
+    """The pool local jobs of `gpus` GPUs each take theirs from; None without GPUs to spread over."""
+    if gpus == 0:
+        return None
+    machine = machine_gpus()
+    if not machine:  # no nvidia-smi (a CPU machine): submitit's default, the first `gpus` ids
+        return None
+    if gpus > len(machine):
+        raise SweepError(
+            f"[resources] gpus = {gpus}, but this machine has {len(machine)} GPU(s) for local jobs "
+            f"({', '.join(map(str, machine))}); lower gpus or run on SLURM"
+        )
+    return GpuPool(machine)
 
 
 def with_local_states(rows: list[TrialRow]) -> list[TrialRow]:

@@ -1,0 +1,89 @@
+"""Local jobs spread over the machine's GPUs: ids from CUDA_VISIBLE_DEVICES or nvidia-smi (a stand-in
+script here: no test machine has a GPU), the least-held GPUs for each new job, re-attached jobs' too."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sweep.errors import SweepError
+from sweep.executors import LocalExecutor
+from sweep.local_gpus import GpuPool, job_gpus, machine_gpus
+from sweep.study import Resources
+from tests.sweep.conftest import wait_for
+
+
+def record_gpus(config: dict[str, Any], run_dir: str) -> None:
+    """A local job that writes the GPUs it was given, then runs for `seconds`."""
+    (Path(run_dir) / "gpus.txt").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+    time.sleep(config["seconds"])
+
+
+def _given(run_dir: Path) -> str:
+    wait_for((run_dir / "gpus.txt").exists, timeout=60, what=f"the job in {run_dir} to start")
+    return (run_dir / "gpus.txt").read_text()
+
+
+def test_machine_gpus_are_the_launchers_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert machine_gpus() == [2, 3]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert machine_gpus() == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8a1b,GPU-77c0")  # UUIDs: submitit takes ints only
+    assert machine_gpus() == []
+
+
+def test_machine_gpus_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text('#!/bin/sh\n[ "$1" = "--query-gpu=index" ] && printf "0\\n1\\n2\\n"\n')
+    smi.chmod(0o755)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert machine_gpus() == [0, 1, 2]
+
+
+def test_the_pool_gives_the_least_held_gpus_and_frees_them_when_a_job_ends() -> None:
+    pool, live = GpuPool([0, 1, 2]), {"a": True, "b": True, "c": True, "d": True}
+    for job, want in (("a", [0]), ("b", [1]), ("c", [2]), ("d", [0])):  # the fourth shares
+        got = pool.take(1)
+        assert got == want
+        pool.hold(job, got, lambda job=job: live[job])
+    live["b"] = False
+    assert pool.take(1) == [1]
+    assert pool.take(2) == [1, 2]  # 0 is held twice, 2 once, 1 by none
+
+
+def test_parallel_local_jobs_get_different_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    executor = LocalExecutor(Resources(gpus=1))
+    first = executor.submit(record_gpus, {"seconds": 0}, tmp_path / "first")
+    second = executor.submit(record_gpus, {"seconds": 60}, tmp_path / "second")
+    assert {_given(tmp_path / "first"), _given(tmp_path / "second")} == {"0", "1"}
+    wait_for(first.done, timeout=60, what="the first job")
+    third = executor.submit(record_gpus, {"seconds": 0}, tmp_path / "third")  # takes the freed GPU
+    assert _given(tmp_path / "third") == _given(tmp_path / "first")
+
+    # A restarted launcher knows which GPU the running job holds, from its process's environment.
+    assert job_gpus(int(second.job_id)) == [int(_given(tmp_path / "second"))]
+    again = LocalExecutor(Resources(gpus=1))
+    again.attach(second.job_id, tmp_path / "second")
+    again.submit(record_gpus, {"seconds": 0}, tmp_path / "fourth")
+    assert _given(tmp_path / "fourth") != _given(tmp_path / "second")
+    second.cancel()
+    wait_for(third.done, timeout=60, what="the third job")
+
+
+def test_more_gpus_per_job_than_the_machine_has_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(SweepError, match=r"\[resources\] gpus = 2, but this machine has 1 GPU"):
+        LocalExecutor(Resources(gpus=2))
+
+
+def test_jobs_without_gpus_see_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    LocalExecutor(Resources(gpus=0)).submit(record_gpus, {"seconds": 0}, tmp_path)
+    assert _given(tmp_path) == ""
