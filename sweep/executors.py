@@ -374,8 +374,11 @@ def with_local_states(rows: list[TrialRow]) -> list[TrialRow]:
             states[row.number] = f"local on {host}"
             continue
         folder = (Path(row.run_dir) / SUBMITIT_DIR).absolute()
-        alive = row.job_id.isdigit() and _controls(int(row.job_id), folder)
-        states[row.number] = "local: running" if alive else "local: ended; `sweep launch` resumes it"
+        if not (row.job_id.isdigit() and _controls(int(row.job_id), folder)):
+            states[row.number] = "local: ended; `sweep launch` resumes it"
+            continue
+        gpus = job_gpus(int(row.job_id))
+        states[row.number] = "local: running" + (f" on GPU {','.join(map(str, gpus))}" if gpus else "")
     return [replace(row, job_state=states[row.number]) if row.number in states else row for row in rows]
 
 

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from sweep.errors import SweepError
-from sweep.executors import LocalExecutor
+from sweep.executors import LocalExecutor, with_local_states
 from sweep.local_gpus import GpuPool, job_gpus, machine_gpus
+from sweep.status import TrialRow
 from sweep.study import Resources
 from tests.sweep.conftest import wait_for
 
@@ -73,6 +74,8 @@ def test_parallel_local_jobs_get_different_gpus(tmp_path: Path, monkeypatch: pyt
     again.attach(second.job_id, tmp_path / "second")
     again.submit(record_gpus, {"seconds": 0}, tmp_path / "fourth")
     assert _given(tmp_path / "fourth") != _given(tmp_path / "second")
+    row = TrialRow(1, "RUNNING", {}, 0, 2, None, second.job_id, "local", run_dir=str(tmp_path / "second"))
+    assert with_local_states([row])[0].job_state == f"local: running on GPU {_given(tmp_path / 'second')}"
     second.cancel()
     wait_for(third.done, timeout=60, what="the third job")
 
