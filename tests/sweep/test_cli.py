@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.report_speed import make_study
 from sweep.cli import main
-from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, write_study
+from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd, write_study
 
 
 def test_unknown_study_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
@@ -116,3 +117,19 @@ def test_parallel_defaults_to_the_study_array_parallelism(
     )
     assert main(["launch", "--study", str(study_file), "--results-dir", str(tmp_path), *flag]) == 0
     assert seen["parallel"] == expected
+
+
+def test_status_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
+    make_study(tmp_path, 3000)  # ~300 KB of status lines: more than a pipe holds
+    proc = subprocess.Popen(
+        sweep_cmd("status", "--results-dir", str(tmp_path)),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith("study bench")  # `sweep status | head -1`
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == ""  # no BrokenPipeError traceback
