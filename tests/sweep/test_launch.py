@@ -386,31 +386,42 @@ def test_sigkilled_launcher_restarts_and_completes_each_point_once(
 
 
 def test_ctrl_c_stops_the_launcher_with_one_line_and_the_next_launch_completes_the_study(
-    four_points: Path, tmp_path: Path, sessions: list
+    tmp_path: Path, sessions: list
 ) -> None:
+    # trial 1 trains 30 epochs: it is surely still running when Ctrl-C comes after its first
+    study_file = write_study(
+        tmp_path / "ctrlc.toml",
+        study={"name": "ctrlc", "sampler": "grid"},
+        points=[{"lr": 0.05, "epochs": 2}, {"lr": 0.04, "epochs": 30}],
+        train={k: v for k, v in _tiny().items() if k != "epochs"},
+    )
     results = tmp_path / "results"
-    first = _start_launcher(four_points, results, "local", sessions)
-    _read_until(first, "trial 1 epoch 1/3", timeout=120)
+    first = _start_launcher(study_file, results, "local", sessions)
+    _read_until(first, "trial 1 epoch 1/30", timeout=120)
     os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the launcher and its jobs
     rest, _ = first.communicate(timeout=60)
     assert first.returncode == 130
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
-    job = _stored(results, "restart").trials[1].user_attrs["job_id"]
-    assert f"restart: launch interrupted with 1 trial running: trial 1 (job {job})." in rest
+    job = _stored(results, "ctrlc").trials[1].user_attrs["job_id"]
+    assert f"ctrlc: launch interrupted with 1 trial running: trial 1 (job {job})." in rest
     assert rest.rstrip().endswith("interrupted")
     # submitit's controller gives its task a second after SIGINT before it kills it and exits
-    run_dir = str(results / "runs" / "restart" / "1")
-    wait_for(lambda: processes_mentioning(run_dir) == [], timeout=30, what="the job's processes to end")
+    run_dir = results / "runs" / "ctrlc" / "1"
+    wait_for(lambda: processes_mentioning(str(run_dir)) == [], timeout=30, what="the job's processes to end")
+    stopped_at = len(read_metrics(run_dir / "metrics.jsonl"))
+    assert 1 <= stopped_at < 30  # the terminal's Ctrl-C stopped the local job too
     status = run_sweep("status", "--results-dir", str(results))
     assert f"job {job} (local: ended; `sweep launch` resumes it)" in status.stdout
 
     second = run_sweep(
-        "launch", "--study", str(four_points), "--executor", "local", "--results-dir", str(results),
+        "launch", "--study", str(study_file), "--executor", "local", "--results-dir", str(results),
         timeout=180,
     )  # fmt: skip
     assert second.returncode == 0, second.stderr
-    trials = _assert_all_complete(results, "restart", 4)
-    assert Counter(t.params["lr"] for t in trials) == Counter({0.05: 1, 0.04: 1, 0.03: 1, 0.02: 1})
+    assert "trial 1 job" in second.stdout and "resuming it" in second.stdout
+    _assert_all_complete(results, "ctrlc", 2)
+    epochs = [record.epoch for record in read_metrics(run_dir / "metrics.jsonl")]
+    assert epochs == list(range(1, 31))  # resumed from its checkpoint: no epoch twice
 
 
 def test_ctrl_c_during_a_debug_job_names_it_and_the_next_launch_runs_it(tmp_path: Path) -> None:
