@@ -257,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
         # Python would print another error flushing stdout at exit; send what is left nowhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # what a shell reports for a command stopped by SIGPIPE
+    except OSError as err:  # a path the user gave that cannot be written or read: a full disk, a file
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -533,10 +533,15 @@ def launch(
         SweepError: Unreachable storage, an unknown executor, a study stored with another direction.
     """
     job_executor = make_executor(executor, spec.resources)
+    # A launch that cannot write its run dirs must fail before it touches the storage, and one whose
+    # storage is unreachable before it creates any folder: check first, create after.
+    runs_dir = Path(results_dir) / "runs" / spec.name
+    _check_creatable(runs_dir, str(results_dir))
     if storage_url is None:
-        Path(results_dir).mkdir(parents=True, exist_ok=True)
+        _make_dir(runs_dir, str(results_dir))  # the default storage lives in the results folder
         storage_url = storage_mod.default_url(Path(results_dir))
     storage = storage_mod.open_storage(storage_url, create=True)
+    _make_dir(runs_dir, str(results_dir))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = storage_mod.open_study(
         spec.name,
@@ -566,6 +571,32 @@ def launch(
             raise
     out(summary_line(summary, spec.metric))
     return summary
+
+
+def _check_creatable(folder: Path, given: str) -> None:
+    """Raise a SweepError when `folder` cannot be made: its nearest existing ancestor is a file, or
+    not writable. Creates nothing."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = "is not a folder" if not existing.is_dir() else None
+    if problem is None and existing != folder and not os.access(existing, os.W_OK | os.X_OK):
+        problem = "is not writable"
+    if problem is not None:
+        raise SweepError(
+            f"--results-dir {given}: cannot create {folder} ({existing} {problem}); "
+            "choose a folder you can write to"
+        )
+
+
+def _make_dir(folder: Path, given: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SweepError(
+            f"--results-dir {given}: cannot create {folder} ({err.strerror}); "
+            "choose a folder you can write to"
+        ) from None
 
 
 def summary_line(summary: Summary, metric: str) -> str:

@@ -133,3 +133,22 @@ def test_status_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> N
     proc.stdout.close()
     assert proc.wait(timeout=60) == 141
     assert proc.stderr.read() == ""  # no BrokenPipeError traceback
+
+
+def test_a_results_dir_that_cannot_be_written_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a file where the results folder should be
+    db = tmp_path / "other.db"
+    result = run_sweep(
+        "launch", "--study", "smoke", "--executor", "local", "--results-dir", str(blocker),
+        "--storage", f"sqlite:///{db}",
+    )  # fmt: skip
+    assert_one_line_error(result, f"--results-dir {blocker}: cannot create", "is not a folder")
+    assert not db.exists()  # the storage was never opened: no study, no trial left RUNNING
+
+
+def test_file_system_errors_of_other_commands_are_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_sweep("sbatch", "--study", "smoke", "--config", "0", "--results-dir", str(blocker))
+    assert_one_line_error(result, str(blocker), "Not a directory")
