@@ -90,4 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; the same command resumes after the last finished epoch", file=sys.stderr)
         return 130
+    except OSError as err:  # a run dir or data dir the user gave that cannot be written or read
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     return 0

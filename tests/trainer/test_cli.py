@@ -42,6 +42,14 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], me
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
+def test_a_run_dir_that_cannot_be_made_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    result = _trainer(*TINY, "--run-dir", str(tmp_path / "a-file" / "run"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
+    assert str(tmp_path / "a-file") in result.stderr
+
+
 def test_print_model_depth_164(tmp_path: Path) -> None:
     result = _trainer("--print-model", "--depth", "164", cwd=tmp_path)
     assert result.returncode == 0
