@@ -352,7 +352,13 @@ class Launcher:
             self.fail(trial, "another launcher took this trial's queued configuration; nothing to run")
             return self.ask()
         if self.pending:
-            return self.start_planned(self.pending.popleft())
+            # Another launcher on this study may have started some of them since `reconcile`: a read
+            # of the trials that changed since the last one (Optuna's cached storage) skips those.
+            taken = {_key(t) for t in self.study.get_trials(deepcopy=False) if t.state in TAKEN_STATES}
+            while self.pending and (self.pending[0].config, self.pending[0].repeat) in taken:
+                self.pending.popleft()
+            if self.pending:
+                return self.start_planned(self.pending.popleft())
         next_config = self._next_sampled_config()
         if next_config is None:
             return None

@@ -125,6 +125,22 @@ def test_a_planned_trial_is_stored_as_enqueue_then_ask_would_store_it(tmp_path: 
     assert study.trials[0].state == TrialState.COMPLETE and study.best_value == 0.5
 
 
+def test_two_launchers_on_one_study_never_start_the_same_planned_trial(tmp_path: Path) -> None:
+    # Each launcher lists the planned trials once, at reconcile; each then skips those the other has
+    # started since. Two studies on one database file: two processes' views of it.
+    spec = load_study("tuning")
+    first, second = (
+        Launcher(spec, _new_study(spec, tmp_path), DebugExecutor(), results_dir=tmp_path) for _ in range(2)
+    )
+    first.reconcile()
+    second.reconcile()
+    asked = [launcher.ask() for launcher in (first, second, first, first, second, second, first, second)]
+    started = [trial.params for trial in asked if trial is not None]
+    assert sorted(map(str, started)) == sorted(map(str, TUNING_POINTS))  # all seven, each once
+    assert asked[-1] is None
+    assert len(_stored(tmp_path, spec.name).trials) == 7
+
+
 def test_tuning_dry_run_prints_seven_trials_and_writes_nothing(tmp_path: Path) -> None:
     result = run_sweep("launch", "--study", "tuning", "--dry-run", "--results-dir", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
