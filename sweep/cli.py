@@ -75,7 +75,7 @@ def _add_status(commands: argparse._SubParsersAction) -> None:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from sweep.launch import dry_run, launch
+    from sweep.launch import check_same_plan, dry_run, launch
     from sweep.study import load_study
 
     spec = load_study(args.study)  # a bad study stops here, before any storage is touched
@@ -83,7 +83,10 @@ def _launch(args: argparse.Namespace) -> int:
     if parallel < 1:
         raise SweepError(f"--parallel must be 1 or more, got {parallel}")
     if args.dry_run:
-        dry_run(spec, study=_stored_study(spec.name, args))
+        stored = _stored_study(spec.name, args)
+        if stored is not None:
+            check_same_plan(spec, stored, url=_url(args))
+        dry_run(spec, study=stored)
         return 0
     launch(
         spec,

@@ -20,6 +20,7 @@ a sampled one is not (it used up its place in n_trials).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
@@ -46,7 +47,7 @@ from sweep.executors import Executor, Job, JobFn, make_executor, wait_for_end
 from sweep.job import TrainJob
 from sweep.status import params_text
 from sweep.study import Categorical, Dimension, FloatRange, StudySpec
-from trainer.config import TrainConfig
+from trainer.config import RESUMABLE_CHANGES, TrainConfig
 from trainer.metrics import EpochMetrics, read_metrics
 from trainer.paths import RunPaths
 
@@ -58,6 +59,7 @@ LAUNCHER_ID = f"{socket.gethostname()}:{os.getpid()}"  # who watches a RUNNING t
 # another host whose stamp is older than HEARTBEAT_STALE_S is presumed dead and its trials are taken over.
 HEARTBEAT_SECONDS = 30.0
 HEARTBEAT_STALE_S = 4 * HEARTBEAT_SECONDS
+PLAN_ATTR = "plan"  # study user attribute: what the first launch planned (see plan_fingerprint)
 TAKEN_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
 
 Printer = Callable[[str], None]
@@ -557,8 +559,11 @@ def launch(
         pruner=pruner or make_pruner(spec),
         url=storage_url,
     )
+    check_same_plan(spec, study, url=storage_url)
     if "metric" not in study.user_attrs:
         study.set_user_attr("metric", spec.metric)
+    if PLAN_ATTR not in study.user_attrs:
+        study.set_user_attr(PLAN_ATTR, plan_fingerprint(spec))
     launcher = Launcher(
         spec,
         study,
@@ -603,6 +608,62 @@ def _make_dir(folder: Path, given: str) -> None:
             f"--results-dir {given}: cannot create {folder} ({err.strerror}); "
             "choose a folder you can write to"
         ) from None
+
+
+def plan_fingerprint(spec: StudySpec) -> dict[str, Any]:
+    """What fixes which trial is which configuration, stored with the study at its first launch.
+
+    Trials know their configuration by its position (`config`), so the sampler, [space], [[points]] and
+    the [train] fields that change results must stay as they were. n_trials, repeats, the pruner and
+    [resources] may change between launches; so may the [train] fields a resumed run may change.
+    """
+    data = spec.to_dict()
+    train = {key: value for key, value in data["train"].items() if key not in RESUMABLE_CHANGES}
+    plan = {"sampler": spec.sampler, "space": data["space"], "points": data["points"], "train": train}
+    return dict(json.loads(json.dumps(plan)))  # as the storage gives it back: lists, not tuples
+
+
+def check_same_plan(spec: StudySpec, study: optuna.Study, *, url: str) -> None:
+    """Raise a SweepError when the stored study was launched from a study file that planned otherwise."""
+    stored = study.user_attrs.get(PLAN_ATTR)
+    if stored is None:  # not launched yet, or by a sweep that stored no plan: its trials tell
+        _check_trials_match(spec, study, url=url)
+        return
+    now = plan_fingerprint(spec)
+    changed = [
+        f"[train] {key} ({stored['train'].get(key)!r} there, {now['train'].get(key)!r} now)"
+        for key in sorted(set(stored["train"]) | set(now["train"]))
+        if stored["train"].get(key) != now["train"].get(key)
+    ]
+    changed += [f"[{key}]" if key != "sampler" else "sampler" for key in ("sampler", "space", "points")
+                if stored.get(key) != now[key]]  # fmt: skip
+    if changed:
+        raise SweepError(
+            f"storage '{url}': study '{spec.name}' was launched from a study file with another "
+            f"{', '.join(changed)}; its trials are matched to configurations by position, so results "
+            "would mix. Restore those settings, or give the changed study a new [study] name"
+        )
+
+
+def _check_trials_match(spec: StudySpec, study: optuna.Study, *, url: str) -> None:
+    """Raise a SweepError when a stored trial's params or distributions are not the study file's."""
+    planned, now = spec.planned_trials(), distributions(spec)
+    for trial in study.get_trials(deepcopy=False):
+        config = trial.user_attrs.get("config")
+        if isinstance(config, int) and config < len(planned) and trial.params != planned[config]:
+            problem = (
+                f"trial {trial.number} ran configuration {config} as {params_text(trial.params)}, "
+                f"the study file now makes it {params_text(planned[config]) or 'the [train] defaults'}"
+            )
+        elif any(now.get(key) != dist for key, dist in trial.distributions.items()):
+            problem = f"trial {trial.number} searched another [space] ({', '.join(trial.distributions)})"
+        else:
+            continue
+        raise SweepError(
+            f"storage '{url}': study '{spec.name}': {problem}; its trials are matched to configurations "
+            "by position, so results would mix. Restore the study file, or give the changed study a new "
+            "[study] name"
+        )
 
 
 def summary_line(summary: Summary, metric: str) -> str:

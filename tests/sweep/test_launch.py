@@ -16,6 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep.errors import SweepError
 from sweep.executors import DebugExecutor
 from sweep.launch import (
     HEARTBEAT_STALE_S,
@@ -33,6 +34,7 @@ from sweep.study import StudySpec, load_study
 from tests.sweep.conftest import (
     ROOT,
     TINY_TRAIN,
+    assert_one_line_error,
     processes_mentioning,
     run_sweep,
     sweep_cmd,
@@ -139,6 +141,52 @@ def test_two_launchers_on_one_study_never_start_the_same_planned_trial(tmp_path:
     assert sorted(map(str, started)) == sorted(map(str, TUNING_POINTS))  # all seven, each once
     assert asked[-1] is None
     assert len(_stored(tmp_path, spec.name).trials) == 7
+
+
+def _two_points(folder: Path, lrs: list[float], **train: Any) -> Path:
+    return write_study(
+        folder / "plan.toml",
+        study={"name": "plan", "sampler": "grid"},
+        space={"lr": lrs},
+        train={**TINY_TRAIN, "epochs": 1, **train},
+    )
+
+
+def test_a_study_file_whose_plan_changed_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    launch(load_study(_two_points(tmp_path, [0.01, 0.02])), results_dir=results, executor="debug")
+    before = [(t.number, t.params, t.state) for t in _stored(results, "plan").trials]
+    for lrs, train, fragment in (
+        ([0.03, 0.01, 0.02], {}, "another [space]"),  # a new value first: configurations move
+        ([0.01, 0.02], {"epochs": 2}, "another [train] epochs (1 there, 2 now)"),
+    ):
+        study_file = _two_points(tmp_path, lrs, **train)
+        for dry in ([], ["--dry-run"]):
+            args = ["--study", str(study_file), "--executor", "debug", "--results-dir", str(results), *dry]
+            result = run_sweep("launch", *args)
+            assert_one_line_error(result, "study 'plan' was launched from a study file with", fragment)
+    assert [(t.number, t.params, t.state) for t in _stored(results, "plan").trials] == before
+
+    # what may change between launches: how the data is fed, repeats, n_trials, [resources]
+    study_file = write_study(
+        tmp_path / "plan.toml",
+        study={"name": "plan", "sampler": "grid", "repeats": 2},
+        space={"lr": [0.01, 0.02]},
+        train={**TINY_TRAIN, "epochs": 1, "num_workers": 1},
+        resources={"gpus": 0, "cpus": 2},
+    )
+    launch(load_study(study_file), results_dir=results, executor="debug")
+    _assert_all_complete(results, "plan", 4)
+
+
+def test_a_study_launched_before_plans_were_stored_is_checked_against_its_trials(tmp_path: Path) -> None:
+    spec = load_study(_two_points(tmp_path, [0.01, 0.02]))
+    Launcher(spec, _new_study(spec, tmp_path), DebugExecutor(), results_dir=tmp_path).run()  # stores no plan
+    assert "plan" not in _stored(tmp_path, "plan").user_attrs
+    with pytest.raises(SweepError, match="trial 0 ran configuration 0 as lr=0.01, the study file now makes"):
+        launch(load_study(_two_points(tmp_path, [0.03, 0.01])), results_dir=tmp_path, executor="debug")
+    launch(spec, results_dir=tmp_path, executor="debug")  # the same file: fine, and now stored
+    assert _stored(tmp_path, "plan").user_attrs["plan"]["space"] == {"lr": [0.01, 0.02]}
 
 
 def test_tuning_dry_run_prints_seven_trials_and_writes_nothing(tmp_path: Path) -> None:
