@@ -59,7 +59,6 @@ LAUNCHER_ID = f"{socket.gethostname()}:{os.getpid()}"  # who watches a RUNNING t
 # another host whose stamp is older than HEARTBEAT_STALE_S is presumed dead and its trials are taken over.
 HEARTBEAT_SECONDS = 30.0
 HEARTBEAT_STALE_S = 4 * HEARTBEAT_SECONDS
-PLAN_ATTR = "plan"  # study user attribute: what the first launch planned (see plan_fingerprint)
 TAKEN_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
 
 Printer = Callable[[str], None]
@@ -562,8 +561,10 @@ def launch(
     check_same_plan(spec, study, url=storage_url)
     if "metric" not in study.user_attrs:
         study.set_user_attr("metric", spec.metric)
-    if PLAN_ATTR not in study.user_attrs:
-        study.set_user_attr(PLAN_ATTR, plan_fingerprint(spec))
+    if storage_mod.PLAN_ATTR not in study.user_attrs:
+        study.set_user_attr(storage_mod.PLAN_ATTR, plan_fingerprint(spec))
+    if study.user_attrs.get(storage_mod.GPUS_ATTR) != spec.resources.gpus:
+        study.set_user_attr(storage_mod.GPUS_ATTR, spec.resources.gpus)
     launcher = Launcher(
         spec,
         study,
@@ -625,7 +626,7 @@ def plan_fingerprint(spec: StudySpec) -> dict[str, Any]:
 
 def check_same_plan(spec: StudySpec, study: optuna.Study, *, url: str) -> None:
     """Raise a SweepError when the stored study was launched from a study file that planned otherwise."""
-    stored = study.user_attrs.get(PLAN_ATTR)
+    stored = study.user_attrs.get(storage_mod.PLAN_ATTR)
     if stored is None:  # not launched yet, or by a sweep that stored no plan: its trials tell
         _check_trials_match(spec, study, url=url)
         return

@@ -26,6 +26,7 @@ import optuna
 import pandas as pd
 
 from sweep.report_source import StoredTrials, load_trials
+from sweep.storage import GPUS_ATTR, PLAN_ATTR
 from sweep.study import StudySpec
 from trainer.metrics import EpochMetrics, read_metrics
 from trainer.paths import RunPaths
@@ -45,8 +46,8 @@ class StudyInfo:
     direction: str  # maximize | minimize
     params: tuple[str, ...]  # every param of the trials, study-file order first
     evaluates_test: bool  # the study (or any trial) evaluates on the test set
-    gpus: int  # GPUs per trial from [resources]; 1 when the study file is not found
-    gpus_known: bool  # False: the study file was not found and `gpus` is an assumption
+    gpus: int  # GPUs per trial from [resources] (the file's, else the last launch's); else 1
+    gpus_known: bool  # False: neither the study file nor the storage says, and `gpus` is an assumption
 
 
 @dataclass(frozen=True)
@@ -113,14 +114,18 @@ def collect(
 def _info(study: optuna.Study, spec: StudySpec | None, stored: StoredTrials) -> StudyInfo:
     metric = str(study.user_attrs.get("metric") or (spec.metric if spec else "value"))
     names = dict.fromkeys([*(spec.varied_keys if spec else ()), *stored.params["name"].unique()])
+    # Without the study file, what `sweep launch` stored with the study says as much.
+    stored_gpus = study.user_attrs.get(GPUS_ATTR)
+    plan_train = (study.user_attrs.get(PLAN_ATTR) or {}).get("train", {})
+    train = spec.train if spec else plan_train
     return StudyInfo(
         name=study.study_name,
         metric=metric,
         direction=study.direction.name.lower(),
         params=tuple(names),
-        evaluates_test=bool(spec and spec.train.get("evaluate_test", False)),
-        gpus=spec.resources.gpus if spec else 1,
-        gpus_known=spec is not None,
+        evaluates_test=bool(train.get("evaluate_test", False)),
+        gpus=spec.resources.gpus if spec else stored_gpus if isinstance(stored_gpus, int) else 1,
+        gpus_known=spec is not None or isinstance(stored_gpus, int),
     )
 
 

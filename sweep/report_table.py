@@ -140,7 +140,7 @@ def totals_line(totals: Totals) -> str:
         counts += f", {totals.waiting} waiting"
     gpus = f"{totals.gpus} GPU{'s' if totals.gpus != 1 else ''} per trial"
     if not totals.gpus_known:
-        gpus = "assuming 1 GPU per trial: the study file was not found"
+        gpus = "assuming 1 GPU per trial: neither the study file nor the storage says"
     return (
         f"Trials: {counts}. Epochs run: {totals.epochs}. "
         f"GPU-hours: {totals.gpu_hours:.2f} ({gpus}; {totals.epoch_seconds / 3600:.2f} h of epochs)."

@@ -20,6 +20,9 @@ from sqlalchemy.engine import make_url
 from sweep.errors import SweepError
 
 DB_NAME = "sweep.db"
+# Study user attributes `sweep launch` stores, for the commands that read a study without its file:
+PLAN_ATTR = "plan"  # what the first launch planned (sweep.launch.plan_fingerprint)
+GPUS_ATTR = "gpus"  # [resources] gpus of the last launch: GPUs per trial, for the report's GPU-hours
 
 
 def default_url(results_dir: Path) -> str:

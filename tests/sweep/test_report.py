@@ -9,8 +9,10 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.cli import main
+from sweep.launch import launch
 from sweep.report_table import format_value
-from tests.sweep.conftest import assert_one_line_error, run_sweep, write_study
+from sweep.study import load_study
+from tests.sweep.conftest import TINY_TRAIN, assert_one_line_error, run_sweep, write_study
 from tests.sweep.report_studies import Trial, epoch, make_study
 
 COMPLETE, PRUNED, FAIL, RUNNING = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING
@@ -175,7 +177,7 @@ ADHOC_MD = """\
 
 **Bold**: the best configuration (highest val_acc). Losses at the last finished epoch, accuracies at the best epoch.
 
-Trials: 2 complete, 1 pruned, 0 failed, 0 running. Epochs run: 6. GPU-hours: 0.00 (assuming 1 GPU per trial: the study file was not found; 0.00 h of epochs).
+Trials: 2 complete, 1 pruned, 0 failed, 0 running. Epochs run: 6. GPU-hours: 0.00 (assuming 1 GPU per trial: neither the study file nor the storage says; 0.00 h of epochs).
 """  # noqa: E501
 
 
@@ -253,3 +255,22 @@ def test_missing_storage_is_one_line_and_creates_nothing(tmp_path: Path) -> None
     result = run_sweep("report", "--study", "cmp", "--results-dir", str(tmp_path / "r"))
     assert_one_line_error(result, "no database", "sweep launch")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_study_reported_by_name_without_its_file_takes_gpus_and_test_columns_from_the_storage(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study_file = write_study(
+        tmp_path / "elsewhere.toml",  # not in studies/: `--study elsewhere` cannot find it
+        study={"name": "elsewhere", "sampler": "grid"},
+        space={"lr": [0.05]},
+        train={**TINY_TRAIN, "epochs": 1, "evaluate_test": True},
+        resources={"gpus": 2, "cpus": 1},
+    )
+    results = tmp_path / "results"
+    launch(load_study(study_file), results_dir=results, executor="debug", out=lambda line: None)
+    study_file.unlink()
+    assert main(["report", "--study", "elsewhere", "--results-dir", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "(2 GPUs per trial;" in out and "assuming" not in out
+    assert "Test" in out.splitlines()[2]  # the header row has the test columns
