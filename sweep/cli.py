@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from sweep import __version__
-from trainer.errors import SweepError
+from trainer.errors import SweepError, os_error_line
 
 if TYPE_CHECKING:
     import optuna
@@ -261,8 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # what a shell reports for a command stopped by SIGPIPE
     except OSError as err:  # a path the user gave that cannot be written or read: a full disk, a file
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        print(os_error_line(err), file=sys.stderr)
         return 2
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from trainer.config import TrainConfig, field_types
-from trainer.errors import SweepError
+from trainer.errors import SweepError, os_error_line
 
 EXAMPLE = """examples:
   python -m trainer --dataset fake --depth 20 --epochs 3 --device cpu --num-workers 0 --run-dir runs/try
@@ -91,7 +91,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted; the same command resumes after the last finished epoch", file=sys.stderr)
         return 130
     except OSError as err:  # a run dir or data dir the user gave that cannot be written or read
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"error: {where}{err.strerror or err}", file=sys.stderr)
+        print(os_error_line(err), file=sys.stderr)
         return 2
     return 0

@@ -9,3 +9,10 @@ class SweepError(Exception):
     The message names the file or key at fault and the fix; command-line entry points print it on one
     line and exit with status 2. `sweep` re-exports this type, so trainer and launcher share it.
     """
+
+
+def os_error_line(err: OSError) -> str:
+    """An OSError from a path the user gave (unwritable, a file where a folder should be, a full disk)
+    as the one `error:` line the command-line entry points print."""
+    where = f"{err.filename}: " if err.filename else ""
+    return f"error: {where}{err.strerror or err}"
