@@ -558,13 +558,15 @@ def launch(
         pruner=pruner or make_pruner(spec),
         url=storage_url,
     )
-    check_same_plan(spec, study, url=storage_url)
-    if "metric" not in study.user_attrs:
-        study.set_user_attr("metric", spec.metric)
-    if storage_mod.PLAN_ATTR not in study.user_attrs:
-        study.set_user_attr(storage_mod.PLAN_ATTR, plan_fingerprint(spec))
-    if study.user_attrs.get(storage_mod.GPUS_ATTR) != spec.resources.gpus:
-        study.set_user_attr(storage_mod.GPUS_ATTR, spec.resources.gpus)
+    with storage_mod.storage_errors(storage_url):
+        check_same_plan(spec, study, url=storage_url)
+        attrs = study.user_attrs  # what the commands that read a study without its file use
+        if "metric" not in attrs:
+            study.set_user_attr("metric", spec.metric)
+        if storage_mod.PLAN_ATTR not in attrs:
+            study.set_user_attr(storage_mod.PLAN_ATTR, plan_fingerprint(spec))
+        if attrs.get(storage_mod.GPUS_ATTR) != spec.resources.gpus:
+            study.set_user_attr(storage_mod.GPUS_ATTR, spec.resources.gpus)
     launcher = Launcher(
         spec,
         study,
