@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from trainer import run
 from trainer.config import TrainConfig
 from trainer.data import ImageSet, load_splits
-from trainer.errors import SweepError
+from trainer.errors import UserError
 from trainer.gpu_loader import GpuTrainBatches
 from trainer.loaders import CIFAR10_MEAN, CIFAR10_STD, AugmentedImages, EpochBatches
 from trainer.model import PreActResNet, count_parameters
@@ -341,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         accuracy(args) if args.accuracy_epochs else throughput(args)
-    except SweepError as err:
+    except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -1,6 +1,6 @@
 """`sweep cancel`: stop every live job of a study and mark its trials FAIL.
 
-Cancelled trials are told FAIL (user attribute `traceback` = CANCEL_REASON), not PRUNED: a pruned
+Cancelled trials are told FAIL (their record's `traceback` = CANCEL_REASON), not PRUNED: a pruned
 trial counts as finished and feeds the pruner's statistics, while a failed planned configuration is
 enqueued again by the next `sweep launch`, so a cancelled study can be continued later.
 
@@ -15,16 +15,16 @@ import contextlib
 import functools
 import os
 import signal
-import socket
 from collections.abc import Callable
-from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import slurm
-from sweep.executors import LocalExecutor, wait_gone
-from sweep.study import Resources
+from sweep import procs, records
+from sweep._compat import trial_of
+from sweep.executors import attach, slurm, wait_gone
+from sweep.owners import Owner
+from sweep.records import TrialRecord
 
 CANCEL_REASON = "cancelled by sweep cancel"
 LAUNCHER_STOP_S = 15.0  # how long a launcher on this host gets to exit after SIGTERM
@@ -41,55 +41,43 @@ def cancel_study(study: optuna.Study, *, out: Printer = print) -> list[int]:
     """
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     _stop_launchers(running, out)
-    with_jobs = [trial for trial in running if "job_id" in trial.user_attrs]
-    slurm_ids = [str(trial.user_attrs["job_id"]) for trial in with_jobs if _kind(trial) == "slurm"]
+    jobs = [(trial, TrialRecord.of(trial)) for trial in running]
+    slurm_ids = [record.job_id for _, record in jobs if record.executor == "slurm" and record.job_id]
     if slurm_ids:
         slurm.scancel(slurm_ids)
-    for trial in running:
-        if _kind(trial) == "local" and "job_id" in trial.user_attrs:
-            run_dir = Path(trial.user_attrs["run_dir"])
-            LocalExecutor(Resources(gpus=0)).attach(str(trial.user_attrs["job_id"]), run_dir).cancel()
+    for _, record in jobs:
+        if record.executor == "local" and record.job_id and record.run_dir is not None:
+            attach("local", record.job_id, record.run_dir).cancel()
     if slurm_ids:
         wait_gone(lambda: any(state.live for state in slurm.job_states(slurm_ids).values()), SLURM_CANCEL_S)
-    for trial in running:
-        optuna.Trial(study, trial._trial_id).set_user_attr("traceback", CANCEL_REASON)
+    for trial, record in jobs:
+        records.write(trial_of(study, trial), traceback=CANCEL_REASON)
         study.tell(trial.number, state=TrialState.FAIL)
-        job = trial.user_attrs.get("job_id", "none")
-        out(f"trial {trial.number} cancelled  job {job} ({_kind(trial)}); marked FAIL")
+        job = f"job {record.job_id or 'none'} ({record.executor or 'unknown'})"
+        out(f"trial {trial.number} cancelled  {job}; marked FAIL")
     out(f"{study.study_name}: {len(running)} running trials cancelled")
     return [trial.number for trial in running]
 
 
-def _kind(trial: FrozenTrial) -> str:
-    return str(trial.user_attrs.get("executor", "unknown"))
-
-
 def _stop_launchers(trials: list[FrozenTrial], out: Printer) -> None:
     """SIGTERM the launchers on this host that watch `trials`; name the ones elsewhere."""
-    owners = {str(t.user_attrs["launcher"]) for t in trials if "launcher" in t.user_attrs}
-    for owner in sorted(owners):
-        host, _, pid_text = owner.rpartition(":")
-        if host != socket.gethostname():
-            out(f"launcher {owner} runs on another host: stop it too, or it resubmits the cancelled trials")
+    owners = {TrialRecord.of(t).launcher for t in trials} - {None}
+    for text in sorted(owner for owner in owners if owner is not None):
+        owner = Owner.parse(text)
+        if not owner.here:
+            out(f"launcher {text} runs on another host: stop it too, or it resubmits the cancelled trials")
             continue
-        if not pid_text.isdigit() or not _is_launcher(int(pid_text)):
+        if owner.pid is None or owner.is_me or not _is_launcher(owner.pid):
             continue
-        pid = int(pid_text)
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        if wait_gone(functools.partial(_is_launcher, pid), LAUNCHER_STOP_S):
-            out(f"launcher {owner} stopped")
+            os.kill(owner.pid, signal.SIGTERM)
+        if wait_gone(functools.partial(_is_launcher, owner.pid), LAUNCHER_STOP_S):
+            out(f"launcher {text} stopped")
 
 
 def _is_launcher(pid: int) -> bool:
-    """Whether `pid` is a live sweep process (not a zombie, not a reused pid of another program)."""
-    proc = Path(f"/proc/{pid}")
-    try:
-        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        cmdline = (proc / "cmdline").read_bytes()
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X") and b"sweep" in cmdline
+    # Only a process started as sweep is signalled: a launcher's pid may have been reused since.
+    return procs.runs(pid, b"sweep")
 
 
 __all__ = ["CANCEL_REASON", "cancel_study"]

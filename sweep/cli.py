@@ -1,18 +1,16 @@
-"""The `sweep` command: thin subcommands over the core modules; user errors become one line and exit 2."""
+"""The `sweep` command: argparse only. Each command's parser and its handler sit side by side; the work is
+done by the modules they call, and a user's error is one line and exit 2 (`trainer.errors.run_command`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from sweep import __version__
-from trainer.errors import SweepError, os_error_line
-
-if TYPE_CHECKING:
-    import optuna
+from sweep.errors import SweepError, run_command
 
 DEFAULT_RESULTS = Path("results")
 
@@ -26,13 +24,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sweep", description="Hyperparameter studies of training jobs on SLURM clusters.")
     parser.add_argument("--version", action="version", version=f"sweep {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_launch(commands)
-    _add_status(commands)
-    _add_report(commands)
-    _add_dashboard(commands)
-    _add_cancel(commands)
-    _add_sbatch(commands)
+    for add in (_add_launch, _add_status, _add_report, _add_dashboard, _add_cancel, _add_sbatch):
+        add(commands)
     return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return run_command(lambda: args.handler(args))
 
 
 def _add_storage_args(command: argparse.ArgumentParser) -> None:
@@ -45,13 +48,24 @@ def _add_storage_args(command: argparse.ArgumentParser) -> None:
     command.add_argument("--storage", help="any SQLAlchemy URL (default: sqlite:///RESULTS_DIR/sweep.db)")
 
 
+def _url(args: argparse.Namespace) -> str:
+    """The storage of a command: --storage, else RESULTS_DIR/sweep.db."""
+    from sweep import storage
+
+    return storage.url_of(args.storage, args.results_dir)
+
+
+STUDY_HELP = "a study name (./studies/NAME.toml, else a shipped study) or the path of a .toml file"
+
+
+# -- launch -----------------------------------------------------------------------------------------------
+
+
 def _add_launch(commands: argparse._SubParsersAction) -> None:
     from sweep.executors import EXECUTORS
 
     command = commands.add_parser("launch", help="run a study, or continue it where it stopped")
-    command.add_argument(
-        "--study", required=True, help="a study name in studies/ or the path of a .toml file"
-    )
+    command.add_argument("--study", required=True, help=STUDY_HELP)
     command.add_argument(
         "--executor", choices=EXECUTORS, default="auto", help="where jobs run (default: auto)"
     )
@@ -67,23 +81,18 @@ def _add_launch(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(handler=_launch)
 
 
-def _add_status(commands: argparse._SubParsersAction) -> None:
-    command = commands.add_parser("status", help="one line per trial of the stored studies, and totals")
-    command.add_argument("--study", help="a study name (or its .toml file); default: every stored study")
-    _add_storage_args(command)
-    command.set_defaults(handler=_status)
-
-
 def _launch(args: argparse.Namespace) -> int:
-    from sweep.launch import check_same_plan, dry_run, launch
-    from sweep.study import load_study
+    from sweep import storage
+    from sweep.launch import launch
+    from sweep.study.files import load_study
+    from sweep.study.plan import check_same_plan, dry_run
 
     spec = load_study(args.study)  # a bad study stops here, before any storage is touched
     parallel = args.parallel if args.parallel is not None else spec.resources.array_parallelism or 1
     if parallel < 1:
         raise SweepError(f"--parallel must be 1 or more, got {parallel}")
     if args.dry_run:
-        stored = _stored_study(spec.name, args)
+        stored = storage.stored_study(_url(args), spec.name)  # read only: a dry run creates nothing
         if stored is not None:
             check_same_plan(spec, stored, url=_url(args))
         dry_run(spec, study=stored)
@@ -98,49 +107,25 @@ def _launch(args: argparse.Namespace) -> int:
     return 0
 
 
-def _url(args: argparse.Namespace) -> str:
-    """The storage of a command: --storage, else RESULTS_DIR/sweep.db."""
-    from sweep import storage
-
-    return str(args.storage or storage.default_url(args.results_dir))
+# -- status -----------------------------------------------------------------------------------------------
 
 
-def _stored_study(name: str, args: argparse.Namespace) -> optuna.Study | None:
-    """The study `name` if the storage exists and holds it (read only: a dry run creates nothing)."""
-    from sweep import storage
-
-    url = _url(args)
-    path = storage.sqlite_path(url)
-    if path is not None and not path.is_file():
-        return None
-    rdb = storage.open_storage(url, create=False)
-    with storage.storage_errors(url):
-        if name not in storage.study_names(rdb):
-            return None
-        return storage.load_existing(name, rdb, url=url)
+def _add_status(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("status", help="one line per trial of the stored studies, and totals")
+    command.add_argument("--study", help="a study name (or its .toml file); default: every stored study")
+    _add_storage_args(command)
+    command.set_defaults(handler=_status)
 
 
 def _status(args: argparse.Namespace) -> int:
-    from sweep import storage
-    from sweep.executors import with_local_states
-    from sweep.slurm import with_slurm_states
-    from sweep.status import render, trial_rows
-    from sweep.study import study_name
+    from sweep.status import show
+    from sweep.study.files import study_name
 
-    name = study_name(args.study) if args.study is not None else None
-    url = _url(args)
-    rdb = storage.open_storage(url, create=False)
-    with storage.storage_errors(url):
-        names = [name] if name is not None else storage.study_names(rdb)
-        for stored in names:
-            study = storage.load_existing(stored, rdb, url=url)
-            metric = str(study.user_attrs.get("metric", "value"))
-            # RUNNING trials checked against SLURM, or the process table for local jobs
-            rows = with_local_states(with_slurm_states(trial_rows(study)))
-            print("\n".join(render(stored, metric, rows)))
-    if not names:
-        print(f"no studies in {url}")
+    show(_url(args), study_name(args.study) if args.study is not None else None)
     return 0
+
+
+# -- report -----------------------------------------------------------------------------------------------
 
 
 def _add_report(commands: argparse._SubParsersAction) -> None:
@@ -160,14 +145,6 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     command.set_defaults(handler=_report)
 
 
-def _add_dashboard(commands: argparse._SubParsersAction) -> None:
-    command = commands.add_parser("dashboard", help="serve optuna-dashboard on the study storage")
-    _add_storage_args(command)
-    command.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback)")
-    command.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
-    command.set_defaults(handler=_dashboard)
-
-
 def _report(args: argparse.Namespace) -> int:
     from sweep.report import report
 
@@ -183,11 +160,25 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- dashboard --------------------------------------------------------------------------------------------
+
+
+def _add_dashboard(commands: argparse._SubParsersAction) -> None:
+    command = commands.add_parser("dashboard", help="serve optuna-dashboard on the study storage")
+    _add_storage_args(command)
+    command.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback)")
+    command.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    command.set_defaults(handler=_dashboard)
+
+
 def _dashboard(args: argparse.Namespace) -> int:
     from sweep.dashboard import serve
 
     serve(_url(args), host=args.host, port=args.port)
     return 0
+
+
+# -- cancel -----------------------------------------------------------------------------------------------
 
 
 def _add_cancel(commands: argparse._SubParsersAction) -> None:
@@ -202,21 +193,23 @@ def _add_cancel(commands: argparse._SubParsersAction) -> None:
 def _cancel(args: argparse.Namespace) -> int:
     from sweep import storage
     from sweep.cancel import cancel_study
-    from sweep.study import study_name
+    from sweep.study.files import study_name
 
-    name = study_name(args.study)
     url = _url(args)
-    rdb = storage.open_storage(url, create=False)
+    study = storage.read_study(url, study_name(args.study))
     with storage.storage_errors(url):
-        cancel_study(storage.load_existing(name, rdb, url=url))
+        cancel_study(study)
     return 0
+
+
+# -- sbatch -----------------------------------------------------------------------------------------------
 
 
 def _add_sbatch(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser(
         "sbatch", help="print a trial's job as a plain sbatch script (slurm_templates/train.sbatch)"
     )
-    command.add_argument("--study", required=True, help="a study name in studies/ or a .toml file")
+    command.add_argument("--study", required=True, help=STUDY_HELP)
     which = command.add_mutually_exclusive_group(required=True)
     which.add_argument("--trial", type=int, help="a stored trial's number")
     which.add_argument("--config", type=int, help="a planned configuration (0-based), before any launch")
@@ -227,7 +220,7 @@ def _add_sbatch(commands: argparse._SubParsersAction) -> None:
 
 def _sbatch(args: argparse.Namespace) -> int:
     from sweep.sbatch import sbatch_script
-    from sweep.study import load_study
+    from sweep.study.files import load_study
 
     script = sbatch_script(
         load_study(args.study),
@@ -239,30 +232,6 @@ def _sbatch(args: argparse.Namespace) -> int:
     )
     print(script, end="")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        if args.command is None:
-            parser.print_help()
-            return 0
-        handler = args.handler
-        return int(handler(args) or 0)
-    except SweepError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130  # what a shell reports for a command stopped by SIGINT
-    except BrokenPipeError:  # `sweep status | head`: the reader has all it wanted
-        # Python would print another error flushing stdout at exit; send what is left nowhere.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # what a shell reports for a command stopped by SIGPIPE
-    except OSError as err:  # a path the user gave that cannot be written or read: a full disk, a file
-        print(os_error_line(err), file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

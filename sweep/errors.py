@@ -1,5 +1,10 @@
-"""The project's one user-facing exception, shared with trainer so both parts raise the same type."""
+"""The one error import of the sweep side: `SweepError`, the trainer's `UserError` under the launcher's name.
 
-from trainer.errors import SweepError
+It is the same type, so an error the trainer raises inside a debug job or a study parse (a bad
+TrainConfig field) is caught, printed and exited on like any of sweep's own.
+"""
 
-__all__ = ["SweepError"]
+from trainer.errors import UserError as SweepError
+from trainer.errors import run_command
+
+__all__ = ["SweepError", "run_command"]

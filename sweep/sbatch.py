@@ -1,5 +1,5 @@
-"""`sweep sbatch`: a trial's job as a plain sbatch script (slurm_templates/train.sbatch), for users who
-submit by hand.
+"""`sweep sbatch`: a trial's job as a plain sbatch script (the shipped slurm_templates/train.sbatch), for
+users who submit by hand.
 
 The #SBATCH options are the ones submitit writes for `sweep launch --executor slurm` (the same
 `slurm_parameters(resources)`, rendered by submitit itself), less submitit's own plumbing (its log
@@ -9,34 +9,32 @@ resumes from checkpoint.pt when the job is requeued or submitted again.
 
 from __future__ import annotations
 
+import importlib.resources
 import shlex
 import string
 import sys
 from pathlib import Path
 from typing import Any
 
-from submitit.slurm.slurm import _make_sbatch_string
-
 from sweep import storage
+from sweep._compat import sbatch_text
 from sweep.errors import SweepError
-from sweep.executors import slurm_parameters
-from sweep.study import Resources, StudySpec
+from sweep.executors.slurm import job_name, slurm_parameters
+from sweep.records import TrialRecord
+from sweep.study.plan import plan
+from sweep.study.spec import Resources, StudySpec
+from trainer.files import write_atomic
 from trainer.paths import RunPaths
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "slurm_templates" / "train.sbatch"
+TEMPLATE = Path(str(importlib.resources.files("sweep") / "shipped" / "slurm_templates" / "train.sbatch"))
 # Options submitit adds for its own machinery; the plain script has its own log file and no USR2 handler.
 SUBMITIT_ONLY = ("--output=", "--error=", "--signal=", "--wckey=", "--open-mode=")
-
-
-def job_name(study: str, trial: int | str) -> str:
-    """The job name `sweep launch` gives a trial's SLURM job (sweep.executors.SlurmExecutor)."""
-    return f"sweep-{study}-{trial}"
 
 
 def sbatch_options(resources: Resources, *, name: str) -> list[str]:
     """The `#SBATCH` lines submitit writes for `resources`, without its own log/signal options."""
     params = slurm_parameters(resources)
-    text = _make_sbatch_string(command="true", folder="/submitit", job_name=name, **params)
+    text = sbatch_text(command="true", folder="/submitit", job_name=name, **params)
     lines = [line for line in text.splitlines() if line.startswith("#SBATCH ")]
     return [line for line in lines if not line.removeprefix("#SBATCH ").startswith(SUBMITIT_ONLY)]
 
@@ -96,30 +94,28 @@ def sbatch_script(
     paths = RunPaths(run_dir)
     if not paths.config.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
-        paths.config.write_text(spec.train_config(params, repeat=repeat).to_json())
+        write_atomic(paths.config, spec.train_config(params, repeat=repeat).to_json())
     return render(study=spec.name, trial=label, resources=spec.resources, run_dir=run_dir, workdir=Path.cwd())
 
 
 def _stored_trial(
     spec: StudySpec, number: int, results_dir: Path, storage_url: str | None
 ) -> tuple[str, dict[str, Any], int, Path]:
-    url = storage_url or storage.default_url(results_dir)
+    url = storage.url_of(storage_url, results_dir)
+    study = storage.read_study(url, spec.name)
     with storage.storage_errors(url):
-        study = storage.load_existing(spec.name, storage.open_storage(url, create=False), url=url)
         trials = study.get_trials(deepcopy=False)
     found = [t for t in trials if t.number == number]
     if not found:
         raise SweepError(f"study '{spec.name}' has no trial {number} (it has {len(trials)} trials)")
-    attrs = found[0].user_attrs
-    run_dir = Path(attrs.get("run_dir") or Path(results_dir) / "runs" / spec.name / str(number))
-    return str(number), dict(found[0].params), int(attrs.get("repeat", 0)), run_dir.resolve()
+    record = TrialRecord.of(found[0])
+    run_dir = record.run_dir or storage.runs_dir(results_dir, spec.name) / str(number)
+    return str(number), dict(found[0].params), record.repeat, run_dir.resolve()
 
 
 def _planned(
     spec: StudySpec, config: int, repeat: int, results_dir: Path
 ) -> tuple[str, dict[str, Any], Path]:
-    from sweep.launch import plan
-
     planned = {(item.config, item.repeat): item for item in plan(spec)}
     if (config, repeat) not in planned:
         configs = len({key[0] for key in planned})
@@ -128,5 +124,5 @@ def _planned(
             f" no config {config} repeat {repeat}"
         )
     label = f"config{config}-repeat{repeat}"
-    run_dir = (Path(results_dir) / "runs" / spec.name / label).resolve()
+    run_dir = (storage.runs_dir(results_dir, spec.name) / label).resolve()
     return label, dict(planned[(config, repeat)].params), run_dir

@@ -1,19 +1,29 @@
 """`sweep status`: one line per trial of the stored studies, then each study's totals.
 
-`trial_rows` collects plain data from the storage and the run dirs; `render` only formats it.
+`trial_rows` collects plain data from the storage and the run dirs; `with_job_states` asks the
+scheduler (squeue) or the process table about RUNNING trials' jobs; `render` only formats.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 
+from sweep import storage as storage_mod
+from sweep.executors import local, slurm
+from sweep.executors.base import SUBMITIT_DIR
+from sweep.owners import Owner
+from sweep.records import StudyRecord, TrialRecord
+from sweep.study.spec import params_text
 from trainer.metrics import read_metrics
 from trainer.paths import RunPaths
 
@@ -30,9 +40,26 @@ class TrialRow:
     best: float | None  # the trial's value; for a running or pruned trial, its best reported epoch
     job_id: str | None
     executor: str | None = None  # slurm | local | debug
-    job_state: str | None = None  # what the scheduler says of a RUNNING trial's job (sweep.slurm)
+    job_state: str | None = None  # what the scheduler says of a RUNNING trial's job
     run_dir: str | None = None
     launcher: str | None = None  # host:pid of the launcher that watches (or last watched) the trial
+
+
+def show(url: str, name: str | None, *, out: Callable[[str], None] = print) -> None:
+    """Print the status of study `name` (every stored study when None) in the storage at `url`.
+
+    Raises:
+        SweepError: The storage or the study does not exist.
+    """
+    storage = storage_mod.open_storage(url, create=False)
+    with storage_mod.storage_errors(url):
+        names = [name] if name is not None else storage_mod.study_names(storage)
+        for stored in names:
+            study = storage_mod.load_existing(stored, storage, url=url)
+            metric = StudyRecord.of(study).metric or "value"
+            out("\n".join(render(stored, metric, with_job_states(trial_rows(study)))))
+    if not names:
+        out(f"no studies in {url}")
 
 
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
@@ -42,17 +69,16 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
 
 
 def _row(trial: FrozenTrial, maximize: bool) -> TrialRow:
-    run_dir = trial.user_attrs.get("run_dir")
+    record = TrialRecord.of(trial)
     epochs_done, epochs = len(trial.intermediate_values), None
-    if run_dir:
-        paths = RunPaths(Path(run_dir))
+    if record.run_dir is not None:
+        paths = RunPaths(record.run_dir)
         epochs_done = len(read_metrics(paths.metrics)) or epochs_done
         epochs = _configured_epochs(paths.config)
     best = trial.value
     if best is None and trial.intermediate_values:
         values = trial.intermediate_values.values()
         best = max(values) if maximize else min(values)
-    job_id = trial.user_attrs.get("job_id")
     return TrialRow(
         number=trial.number,
         state=trial.state.name,
@@ -60,10 +86,10 @@ def _row(trial: FrozenTrial, maximize: bool) -> TrialRow:
         epochs_done=epochs_done,
         epochs=epochs,
         best=best,
-        job_id=None if job_id is None else str(job_id),
-        executor=trial.user_attrs.get("executor"),
-        run_dir=run_dir,
-        launcher=trial.user_attrs.get("launcher"),
+        job_id=record.job_id,
+        executor=record.executor,
+        run_dir=None if record.run_dir is None else str(record.run_dir),
+        launcher=record.launcher,
     )
 
 
@@ -73,6 +99,55 @@ def _configured_epochs(path: Path) -> int | None:
     except (OSError, ValueError, AttributeError):
         return None
     return epochs if isinstance(epochs, int) else None
+
+
+def with_job_states(rows: list[TrialRow]) -> list[TrialRow]:
+    """The rows, RUNNING trials' with what SLURM or the process table says of their job."""
+    return with_local_states(with_slurm_states(rows))
+
+
+def with_slurm_states(rows: list[TrialRow]) -> list[TrialRow]:
+    """`sweep status` rows, the RUNNING SLURM trials' with their job's state (one squeue call).
+
+    Read only: an ended job is shown as such, and the next `sweep launch` resumes or fails its trial.
+    """
+    ids = [row.job_id for row in rows if row.state == "RUNNING" and row.executor == "slurm" and row.job_id]
+    if not ids or shutil.which("squeue") is None:
+        return rows
+    try:
+        states = {job_id: _slurm_text(state) for job_id, state in slurm.job_states(ids).items()}
+    except slurm.SlurmUnavailable as err:
+        states = dict.fromkeys(ids, f"slurm: {err}")
+    return [replace(row, job_state=states[row.job_id]) if row.job_id in states else row for row in rows]
+
+
+def _slurm_text(state: slurm.JobState) -> str:
+    if state.live:
+        return f"slurm {state.state}"
+    return f"slurm {state.state}: job ended; sweep launch resumes or fails the trial"
+
+
+def with_local_states(rows: list[TrialRow]) -> list[TrialRow]:
+    """`sweep status` rows, the RUNNING local trials' with whether their job's process still runs.
+
+    A local job runs on its launcher's host; started on another host it is shown as such, unchecked.
+    """
+    here = socket.gethostname()
+    states: dict[int, str] = {}
+    for row in rows:
+        if row.state != "RUNNING" or row.executor != "local" or not row.job_id or not row.run_dir:
+            continue
+        host = Owner.parse(row.launcher).host if row.launcher else ""
+        if host and host != here:
+            states[row.number] = f"local on {host}"
+            continue
+        folder = (Path(row.run_dir) / SUBMITIT_DIR).absolute()
+        if not (row.job_id.isdigit() and local.controls(int(row.job_id), folder)):
+            states[row.number] = "local: ended; `sweep launch` resumes it"
+            continue
+        gpus = local.job_gpus(int(row.job_id))
+        states[row.number] = "local: running" + (f" on GPU {','.join(map(str, gpus))}" if gpus else "")
+    return [replace(row, job_state=states[row.number]) if row.number in states else row for row in rows]
 
 
 def render(name: str, metric: str, rows: list[TrialRow]) -> list[str]:
@@ -88,8 +163,3 @@ def render(name: str, metric: str, rows: list[TrialRow]) -> list[str]:
     totals = ", ".join(f"{count} {state.lower()}" for state, count in sorted(counts.items()))
     lines.append(f"  {len(rows)} trials: {totals or 'none'}")
     return lines
-
-
-def params_text(params: dict[str, Any]) -> str:
-    """`key=value` pairs, floats in their shortest form (lr=0.05 weight_decay=0.0005)."""
-    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())

@@ -20,14 +20,22 @@ from sqlalchemy.engine import make_url
 from sweep.errors import SweepError
 
 DB_NAME = "sweep.db"
-# Study user attributes `sweep launch` stores, for the commands that read a study without its file:
-PLAN_ATTR = "plan"  # what the first launch planned (sweep.launch.plan_fingerprint)
-GPUS_ATTR = "gpus"  # [resources] gpus of the last launch: GPUs per trial, for the report's GPU-hours
+RUNS = "runs"  # <results_dir>/runs/<study>/<trial>/: the run dirs
 
 
 def default_url(results_dir: Path) -> str:
     """The SQLite database of all studies in `results_dir` (an absolute path, so the cwd does not matter)."""
     return f"sqlite:///{(Path(results_dir) / DB_NAME).resolve()}"
+
+
+def url_of(storage_url: str | None, results_dir: Path) -> str:
+    """The storage a command uses: `--storage` when given, else RESULTS_DIR/sweep.db."""
+    return storage_url or default_url(results_dir)
+
+
+def runs_dir(results_dir: Path, study: str) -> Path:
+    """The folder of a study's run dirs: `<results_dir>/runs/<study>`, one `<trial>/` per trial."""
+    return Path(results_dir) / RUNS / study
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -95,6 +103,32 @@ def load_existing(name: str, storage: RDBStorage, *, url: str) -> optuna.Study:
             f"storage '{url}': no study named '{name}'; stored studies: {', '.join(names) or 'none'}"
         )
     return optuna.load_study(study_name=name, storage=storage)
+
+
+def read_study(url: str, name: str, *, check_schema: bool = True) -> optuna.Study:
+    """The stored study `name`, opened to read (status, report, cancel, sbatch): nothing is created, not
+    even a missing SQLite file. `check_schema`: see `open_storage`; readers that only SELECT may skip it.
+
+    Raises:
+        SweepError: The storage cannot be opened, or it or the study does not exist.
+    """
+    storage = open_storage(url, create=False, check_schema=check_schema)
+    with storage_errors(url):
+        return load_existing(name, storage, url=url)
+
+
+def stored_study(url: str, name: str) -> optuna.Study | None:
+    """Like `read_study`, but None when the SQLite file or the study does not exist (a dry run).
+
+    Raises:
+        SweepError: The storage exists but cannot be opened.
+    """
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        return None
+    storage = open_storage(url, create=False)
+    with storage_errors(url):
+        return load_existing(name, storage, url=url) if name in study_names(storage) else None
 
 
 def open_study(

@@ -1,7 +1,8 @@
-"""Shared fixtures: small fake CIFAR-10 on disk and tiny CPU configs."""
+"""Shared fixtures: small fake CIFAR-10 on disk, tiny CPU configs, one scale for every test deadline."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,15 @@ import pytest
 from trainer.config import TrainConfig
 from trainer.data import write_batches
 from trainer.fake_data import generate
+
+# Every wait and subprocess timeout in the tests is `deadline(seconds)`: on a slow or busy machine,
+# SWEEP_TEST_TIMEOUT_SCALE=3 gives each three times as long, without editing a test.
+TIMEOUT_SCALE = float(os.environ.get("SWEEP_TEST_TIMEOUT_SCALE", "1") or 1)
+
+
+def deadline(seconds: float) -> float:
+    """`seconds` times SWEEP_TEST_TIMEOUT_SCALE (default 1): how long a test waits before it fails."""
+    return seconds * TIMEOUT_SCALE
 
 
 def tiny_config(**overrides: object) -> TrainConfig:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from trainer.config import TrainConfig
-from trainer.errors import SweepError
+from trainer.errors import UserError
 from trainer.metrics import EpochMetrics, TrainResult, read_metrics
 from trainer.paths import RunPaths
 
 if TYPE_CHECKING:
     from trainer.train import run
 
-__all__ = ["EpochMetrics", "RunPaths", "SweepError", "TrainConfig", "TrainResult", "read_metrics", "run"]
+__all__ = ["EpochMetrics", "RunPaths", "UserError", "TrainConfig", "TrainResult", "read_metrics", "run"]
 
 
 def __getattr__(name: str) -> Any:

@@ -11,7 +11,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
 from trainer.config import TrainConfig
-from trainer.errors import SweepError
+from trainer.errors import UserError
 from trainer.files import atomic_torch_save
 from trainer.metrics import EpochMetrics
 
@@ -51,11 +51,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         # weights_only: a checkpoint holds tensors, numbers, strings and lists; nothing executes on load.
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise SweepError(
+        raise UserError(
             f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise SweepError(
+        raise UserError(
             f"{path}: not a checkpoint of this trainer (format {FORMAT_VERSION}); delete it to start over"
         )
     return state

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import types
 import typing
 from pathlib import Path
 from typing import Any, NoReturn
 
 from trainer.config import TrainConfig, field_types
-from trainer.errors import SweepError, os_error_line
+from trainer.errors import UserError, run_command
 
 EXAMPLE = """examples:
   python -m trainer --dataset fake --depth 20 --epochs 3 --device cpu --num-workers 0 --run-dir runs/try
@@ -70,27 +69,24 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.print_model:
-            from trainer.summary import model_summary
+    return run_command(
+        lambda: _train(args),
+        interrupted="\ninterrupted; the same command resumes after the last finished epoch",
+    )
 
-            depth = getattr(args, "depth", None) or config_from_args(args).depth
-            print(model_summary(depth))
-            return 0
-        config = config_from_args(args)
-        run_dir = args.run_dir or (args.config.parent if args.config else None)
-        if run_dir is None:
-            raise SweepError("pass --run-dir DIR (or --config DIR/config.json): where the run's files go")
-        from trainer.train import run
 
-        run(config, run_dir, progress=not args.quiet)
-    except SweepError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted; the same command resumes after the last finished epoch", file=sys.stderr)
-        return 130
-    except OSError as err:  # a run dir or data dir the user gave that cannot be written or read
-        print(os_error_line(err), file=sys.stderr)
-        return 2
+def _train(args: argparse.Namespace) -> int:
+    if args.print_model:
+        from trainer.summary import model_summary
+
+        depth = getattr(args, "depth", None) or config_from_args(args).depth
+        print(model_summary(depth))
+        return 0
+    config = config_from_args(args)
+    run_dir = args.run_dir or (args.config.parent if args.config else None)
+    if run_dir is None:
+        raise UserError("pass --run-dir DIR (or --config DIR/config.json): where the run's files go")
+    from trainer.train import run
+
+    run(config, run_dir, progress=not args.quiet)
     return 0

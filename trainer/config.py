@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import SweepError
+from trainer.errors import UserError
 
 DATASETS = ("cifar10", "fake")
 OPTIMIZERS = ("sgd", "sgd_nesterov", "adagrad", "adadelta", "adam", "adamw")
@@ -66,26 +66,26 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> TrainConfig:
         """Build a config from parsed JSON/TOML, naming `source` and the key in any error."""
         if not isinstance(data, dict):
-            raise SweepError(f"{source}: expected a table of TrainConfig fields, got {type(data).__name__}")
+            raise UserError(f"{source}: expected a table of TrainConfig fields, got {type(data).__name__}")
         hints = field_types()
         for key, value in data.items():
             if key not in hints:
-                raise SweepError(f"{source}: unknown key '{key}'; known keys: {', '.join(hints)}")
+                raise UserError(f"{source}: unknown key '{key}'; known keys: {', '.join(hints)}")
             if not _is_instance(value, hints[key]):
-                raise SweepError(f"{source}: key '{key}' must be {_type_name(hints[key])}, got {value!r}")
+                raise UserError(f"{source}: key '{key}' must be {_type_name(hints[key])}, got {value!r}")
         try:
             return cls(**data)
-        except SweepError as err:
-            raise SweepError(f"{source}: {err}") from None
+        except UserError as err:
+            raise UserError(f"{source}: {err}") from None
 
     @classmethod
     def from_json_file(cls, path: Path) -> TrainConfig:
         try:
             data = json.loads(Path(path).read_text())
         except FileNotFoundError:
-            raise SweepError(f"{path}: config file not found") from None
+            raise UserError(f"{path}: config file not found") from None
         except json.JSONDecodeError as err:
-            raise SweepError(f"{path}: not valid JSON ({err})") from None
+            raise UserError(f"{path}: not valid JSON ({err})") from None
         return cls.from_dict(data, source=str(path))
 
     def replace(self, **changes: Any) -> TrainConfig:
@@ -98,7 +98,7 @@ class TrainConfig:
             device = "cuda" if cuda_available else "cpu"
         on_cuda = device.startswith("cuda")
         if on_cuda and not cuda_available:
-            raise SweepError(f"device '{device}' was asked for but CUDA is not available; use device = 'cpu'")
+            raise UserError(f"device '{device}' was asked for but CUDA is not available; use device = 'cpu'")
         val_size = self.val_size
         if val_size is None:
             val_size = CIFAR10_VAL_SIZE if self.dataset == "cifar10" else max(1, self.fake_train_size // 10)
@@ -150,7 +150,7 @@ def _type_name(hint: Any) -> str:
 def _validate(config: TrainConfig) -> None:
     def check(ok: bool, message: str) -> None:
         if not ok:
-            raise SweepError(message)
+            raise UserError(message)
 
     check(
         config.dataset in DATASETS, f"unknown dataset '{config.dataset}'; choose one of {', '.join(DATASETS)}"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.config import TrainConfig
-from trainer.errors import SweepError
+from trainer.errors import UserError
 
 BATCHES_DIR = "cifar-10-batches-py"
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -76,7 +76,7 @@ def split_indices(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A seeded permutation of range(n) cut into (train, validation) index arrays."""
     if not 0 < val_size < n:
-        raise SweepError(
+        raise UserError(
             f"val_size {val_size} must be between 1 and {n - 1}: {source} has {n} training images"
         )
     order = np.random.default_rng(seed).permutation(n)
@@ -97,14 +97,14 @@ def ensure_cifar10(data_dir: Path, *, download: bool) -> Path:
     if found is not None:
         return found
     if not download:
-        raise SweepError(
+        raise UserError(
             f"data dir '{data_dir}' has no {BATCHES_DIR} (data_batch_1..5, test_batch); set download = true, "
             f"point data_dir at a copy, or use dataset = 'fake'"
         )
     _download(data_dir)
     found = find_batches_dir(data_dir)
     if found is None:
-        raise SweepError(f"download into '{data_dir}' finished but {BATCHES_DIR} is still incomplete")
+        raise UserError(f"download into '{data_dir}' finished but {BATCHES_DIR} is still incomplete")
     return found
 
 
@@ -117,12 +117,12 @@ def _download(data_dir: Path) -> None:
         try:
             urllib.request.urlretrieve(CIFAR10_URL, archive)
         except OSError as err:
-            raise SweepError(
+            raise UserError(
                 f"could not download CIFAR-10 into '{data_dir}' ({err}); copy {BATCHES_DIR} there by hand"
             ) from None
         digest = hashlib.md5(archive.read_bytes()).hexdigest()
         if digest != CIFAR10_ARCHIVE_MD5:
-            raise SweepError(f"the downloaded archive has md5 {digest}, not {CIFAR10_ARCHIVE_MD5}; try again")
+            raise UserError(f"the downloaded archive has md5 {digest}, not {CIFAR10_ARCHIVE_MD5}; try again")
         with tarfile.open(archive) as tar:
             tar.extractall(data_dir, filter="data")
 
@@ -138,9 +138,9 @@ def read_batches(batches_dir: Path, names: tuple[str, ...]) -> ImageSet:
             data = np.asarray(batch[b"data"], dtype=np.uint8)
             batch_labels = np.asarray(batch[b"labels"], dtype=np.int64)
         except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
-            raise SweepError(f"{path}: not a CIFAR-10 batch file ({type(err).__name__}: {err})") from None
+            raise UserError(f"{path}: not a CIFAR-10 batch file ({type(err).__name__}: {err})") from None
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(batch_labels):
-            raise SweepError(f"{path}: expected N x 3072 image rows and N labels, got {data.shape}")
+            raise UserError(f"{path}: expected N x 3072 image rows and N labels, got {data.shape}")
         # Rows are the R, G and B planes of a 32x32 image one after the other: CHW, made HWC here.
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(batch_labels)

@@ -41,6 +41,8 @@ class EpochBatches(Protocol):
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch's shuffling and augmentation: a function of (seed, epoch), not of RNG history."""
     return seed * 100_003 + epoch
+
+
 _MEAN = torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
 _STD = torch.tensor(CIFAR10_STD).view(3, 1, 1)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import SweepError
+from trainer.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def read_metrics(path: Path) -> list[EpochMetrics]:
     try:
         return [EpochMetrics.from_dict(json.loads(line)) for line in lines if line.strip()]
     except (json.JSONDecodeError, TypeError) as err:
-        raise SweepError(f"{path}: not a metrics file ({err})") from None
+        raise UserError(f"{path}: not a metrics file ({err})") from None
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,4 @@ class TrainResult:
         try:
             return cls(**json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError, TypeError) as err:
-            raise SweepError(
-                f"{path}: not a result file ({err}); delete it to finish the run again"
-            ) from None
+            raise UserError(f"{path}: not a result file ({err}); delete it to finish the run again") from None

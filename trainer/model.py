@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from trainer.config import block_kind
-from trainer.errors import SweepError
+from trainer.errors import UserError
 
 STAGE_WIDTHS = (16, 32, 64)  # channels entering each stage's residual branch
 
@@ -70,7 +70,7 @@ class PreActResNet(nn.Module):
         super().__init__()
         kind = block_kind(depth)
         if kind is None:
-            raise SweepError(f"depth {depth} is neither 6n+2 nor 9n+2 (e.g. 20, 56, 164)")
+            raise UserError(f"depth {depth} is neither 6n+2 nor 9n+2 (e.g. 20, 56, 164)")
         block: type[PreActBasicBlock] | type[PreActBottleneck]
         if kind == "basic":
             block, blocks_per_stage = PreActBasicBlock, (depth - 2) // 6

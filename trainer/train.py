@@ -20,8 +20,8 @@ from trainer.checkpoint import (
 )
 from trainer.config import RESUMABLE_CHANGES, TrainConfig
 from trainer.data import DataSplits, ImageSet, load_splits
-from trainer.errors import SweepError
-from trainer.files import append_line, atomic_write_text
+from trainer.errors import UserError
+from trainer.files import append_line, write_atomic
 from trainer.loaders import EpochBatches, EvalBatches, TrainBatches
 from trainer.metrics import EpochMetrics, TrainResult
 from trainer.model import PreActResNet, count_parameters
@@ -41,7 +41,7 @@ def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainRe
         progress: print a header and one line per epoch to stdout.
 
     Raises:
-        SweepError: missing data, or a run_dir that holds a run of another config.
+        UserError: missing data, or a run_dir that holds a run of another config.
     """
     paths = RunPaths(Path(run_dir))
     config = config.resolved(cuda_available=torch.cuda.is_available())
@@ -53,7 +53,7 @@ def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainRe
     if paths.result.exists() and state is not None and state["epoch"] >= config.epochs:
         log.line(f"{paths.run_dir}: already complete ({config.epochs} epochs); nothing to do")
         return TrainResult.read(paths.result)
-    atomic_write_text(paths.config, config.to_json())
+    write_atomic(paths.config, config.to_json())
     return _train(config, paths, state, log)
 
 
@@ -63,7 +63,7 @@ def _check_same_run(previous: TrainConfig, config: TrainConfig, paths: RunPaths)
         detail = ", ".join(
             f"{n}: {getattr(previous, n)!r} there, {getattr(config, n)!r} now" for n in changed
         )
-        raise SweepError(
+        raise UserError(
             f"{paths.checkpoint} belongs to a run with another config ({detail}); "
             f"use another run dir or delete this one to start over"
         )
@@ -85,7 +85,7 @@ def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progre
         history = checkpoint_history(state)
     # metrics.jsonl may hold a line past the checkpoint, or miss one, if the last run died between the
     # two writes: the checkpoint's history is the truth.
-    atomic_write_text(paths.metrics, "".join(record.to_json() + "\n" for record in history))
+    write_atomic(paths.metrics, "".join(record.to_json() + "\n" for record in history))
     parameters = count_parameters(model)
     step_model: nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
     train_batches, val_batches, test_batches = build_batches(data, config)
@@ -111,7 +111,7 @@ def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progre
         append_line(paths.metrics, record.to_json())
         log.epoch(record, config.epochs)
     result = TrainResult.from_history(history, parameters=parameters)
-    atomic_write_text(paths.result, result.to_json())
+    write_atomic(paths.result, result.to_json())
     log.done(result, str(paths.run_dir))
     return result
 
@@ -222,7 +222,7 @@ def train_one_epoch(
         if on_step is not None:
             on_step(step)
     if seen == 0:
-        raise SweepError("the training split is empty; lower val_size")
+        raise UserError("the training split is empty; lower val_size")
     return (loss_sum / seen).item(), (correct.float() / seen).item()
 
 

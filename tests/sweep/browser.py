@@ -14,11 +14,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.conftest import deadline
+
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
-TIMEOUT_MS = 30_000  # every Playwright wait gives up after this; the dashboard's first load takes ~1.3 s
+TIMEOUT_MS = deadline(
+    30_000
+)  # every Playwright wait gives up after this; the dashboard's first load takes ~1.3 s
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"  # git-ignored; CI keeps it
 
 

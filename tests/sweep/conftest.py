@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import deadline
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Trains in about a second per epoch on a CPU (tests/conftest.py's tiny_config as study fields).
@@ -86,7 +88,7 @@ def sweep_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "sweep", *args]
 
 
-def run_sweep(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_sweep(*args: str, timeout: float = deadline(120)) -> subprocess.CompletedProcess[str]:
     """Run the sweep CLI as a real subprocess; a hang fails the test after `timeout` seconds."""
     return subprocess.run(sweep_cmd(*args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
@@ -100,7 +102,7 @@ def sessions() -> Iterator[list[subprocess.Popen[str]]]:
         with suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=10)
+            proc.wait(timeout=deadline(10))
 
 
 def processes_mentioning(text: str) -> list[int]:

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks.report_speed import make_study
 from sweep.cli import main
+from tests.conftest import deadline
 from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd, write_study
 
 
@@ -85,17 +86,17 @@ def test_parallel_must_be_positive(tiny_smoke: Path, tmp_path: Path) -> None:
 
 def test_module_entry_points_and_no_torch_in_the_launcher() -> None:
     code = (
-        "import sys, sweep.cli, sweep.launch, sweep.executors, sweep.job, sweep.status;"
+        "import sys, sweep.cli, sweep.launch, sweep.executors, sweep.executors.job, sweep.status;"
         "assert 'torch' not in sys.modules, 'the launcher imported torch'"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=deadline(60))
     for module in ("sweep", "sweep.cli"):
         result = subprocess.run(
             [sys.executable, "-m", module, "launch", "--help"],
             cwd=ROOT,
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=deadline(60),
         )
         assert result.returncode == 0 and "--executor {auto,slurm,local,debug}" in result.stdout
 
@@ -131,7 +132,7 @@ def test_status_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> N
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.readline().startswith("study bench")  # `sweep status | head -1`
     proc.stdout.close()
-    assert proc.wait(timeout=60) == 141
+    assert proc.wait(timeout=deadline(60)) == 141
     assert proc.stderr.read() == ""  # no BrokenPipeError traceback
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 from optuna.trial import TrialState
 
+from tests.conftest import deadline
 from tests.sweep.browser import TIMEOUT_MS, chromium, save_screenshot, watched_page
 from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd
 from tests.sweep.report_studies import Trial, epoch, make_study
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
 STUDY = "dash-optimizers"
-START_TIMEOUT = 30.0  # seconds for the server to answer its API
+START_TIMEOUT = deadline(30.0)  # seconds for the server to answer its API
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +56,11 @@ def _results(tmp_path: Path) -> Path:
 
 
 def _wait_until_serving(proc: subprocess.Popen[str], base: str) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
+    give_up_at = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < give_up_at:
         assert proc.poll() is None, f"the dashboard exited with {proc.returncode}: {proc.communicate()}"
         try:
-            with urllib.request.urlopen(f"{base}/api/studies", timeout=2) as response:
+            with urllib.request.urlopen(f"{base}/api/studies", timeout=deadline(2)) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
@@ -97,16 +98,16 @@ def test_dashboard_shows_the_study_and_its_trials_and_stops_on_sigterm(
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
-            out, err = proc.communicate(timeout=15)
+            out, err = proc.communicate(timeout=deadline(15))
         except subprocess.TimeoutExpired:
             proc.kill()  # a server that ignores SIGTERM fails the test, and is not left running
-            proc.communicate(timeout=15)
+            proc.communicate(timeout=deadline(15))
             raise
     assert proc.returncode == 0, err
     assert out.splitlines()[0].endswith(f"at {base}/ (Ctrl-C to stop)")
     assert out.splitlines()[-1] == "dashboard stopped"
     with pytest.raises(urllib.error.URLError):
-        urllib.request.urlopen(f"{base}/api/studies", timeout=2)
+        urllib.request.urlopen(f"{base}/api/studies", timeout=deadline(2))
 
 
 def test_taken_port_is_one_line_exit_2(tmp_path: Path) -> None:
@@ -115,13 +116,15 @@ def test_taken_port_is_one_line_exit_2(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = run_sweep("dashboard", "--results-dir", str(results), "--port", str(port), timeout=60)
+        result = run_sweep(
+            "dashboard", "--results-dir", str(results), "--port", str(port), timeout=deadline(60)
+        )
     assert_one_line_error(result, f"port {port}", "--port")
 
 
 def test_missing_storage_is_one_line_exit_2(tmp_path: Path) -> None:
     result = run_sweep(
-        "dashboard", "--results-dir", str(tmp_path / "none"), "--port", str(free_port()), timeout=60
+        "dashboard", "--results-dir", str(tmp_path / "none"), "--port", str(free_port()), timeout=deadline(60)
     )
     assert_one_line_error(result, "no database")
     assert not (tmp_path / "none").exists()

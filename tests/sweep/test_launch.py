@@ -17,20 +17,14 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.errors import SweepError
-from sweep.executors import DebugExecutor
-from sweep.launch import (
-    HEARTBEAT_STALE_S,
-    LAUNCHER_ID,
-    Launcher,
-    best_value,
-    dry_run,
-    launch,
-    make_pruner,
-    make_sampler,
-    plan,
-)
+from sweep.executors.debug import DebugExecutor
+from sweep.launch import launch
+from sweep.launcher import Launcher, best_value
+from sweep.owners import HEARTBEAT_STALE_S, launcher_id
 from sweep.storage import default_url, open_storage, open_study
 from sweep.study import StudySpec, load_study
+from sweep.study.plan import dry_run, make_pruner, make_sampler, plan
+from tests.conftest import deadline
 from tests.sweep.conftest import (
     ROOT,
     TINY_TRAIN,
@@ -275,7 +269,7 @@ def test_smoke_study_completes(executor: str, tiny_smoke: Path, tmp_path: Path) 
         "2",
         "--results-dir",
         str(results),
-        timeout=180,
+        timeout=deadline(180),
     )
     assert result.returncode == 0, result.stderr
     trials = _assert_all_complete(results, "smoke", 4)
@@ -327,7 +321,7 @@ def test_failing_job_is_fail_with_traceback_and_the_study_goes_on(tmp_path: Path
     failed, complete = _stored(results, "fails").trials
     assert failed.state == TrialState.FAIL
     assert "Traceback" in failed.user_attrs["traceback"]
-    assert "SweepError" in failed.user_attrs["traceback"] and str(missing) in failed.user_attrs["traceback"]
+    assert "UserError" in failed.user_attrs["traceback"] and str(missing) in failed.user_attrs["traceback"]
     assert complete.state == TrialState.COMPLETE
     assert "trial 0 failed: " in result.stdout
 
@@ -426,9 +420,9 @@ def test_sigkilled_launcher_restarts_and_completes_each_point_once(
 ) -> None:
     results = tmp_path / "results"
     first = _start_launcher(four_points, results, "local", sessions)
-    _read_until(first, "trial 1 epoch 1/3", timeout=120)  # trial 0 complete, trial 1 running
+    _read_until(first, "trial 1 epoch 1/3", timeout=deadline(120))  # trial 0 complete, trial 1 running
     first.kill()  # SIGKILL: the launcher only; its job keeps running
-    first.wait(timeout=10)
+    first.wait(timeout=deadline(10))
     before = {t.number: t.value for t in _stored(results, "restart").trials if t.state == TrialState.COMPLETE}
     assert 0 in before
 
@@ -440,7 +434,7 @@ def test_sigkilled_launcher_restarts_and_completes_each_point_once(
         "local",
         "--results-dir",
         str(results),
-        timeout=180,
+        timeout=deadline(180),
     )
     assert second.returncode == 0, second.stderr
     assert "trial 1 re-attached" in second.stdout
@@ -461,9 +455,9 @@ def test_ctrl_c_stops_the_launcher_with_one_line_and_the_next_launch_completes_t
     )
     results = tmp_path / "results"
     first = _start_launcher(study_file, results, "local", sessions)
-    _read_until(first, "trial 1 epoch 1/30", timeout=120)
+    _read_until(first, "trial 1 epoch 1/30", timeout=deadline(120))
     os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the launcher and its jobs
-    rest, _ = first.communicate(timeout=60)
+    rest, _ = first.communicate(timeout=deadline(60))
     assert first.returncode == 130
     assert "Traceback" not in rest and "KeyboardInterrupt" not in rest
     job = _stored(results, "ctrlc").trials[1].user_attrs["job_id"]
@@ -471,7 +465,11 @@ def test_ctrl_c_stops_the_launcher_with_one_line_and_the_next_launch_completes_t
     assert rest.rstrip().endswith("interrupted")
     # submitit's controller gives its task a second after SIGINT before it kills it and exits
     run_dir = results / "runs" / "ctrlc" / "1"
-    wait_for(lambda: processes_mentioning(str(run_dir)) == [], timeout=30, what="the job's processes to end")
+    wait_for(
+        lambda: processes_mentioning(str(run_dir)) == [],
+        timeout=deadline(30),
+        what="the job's processes to end",
+    )
     stopped_at = len(read_metrics(run_dir / "metrics.jsonl"))
     assert 1 <= stopped_at < 30  # the terminal's Ctrl-C stopped the local job too
     status = run_sweep("status", "--results-dir", str(results))
@@ -479,7 +477,7 @@ def test_ctrl_c_stops_the_launcher_with_one_line_and_the_next_launch_completes_t
 
     second = run_sweep(
         "launch", "--study", str(study_file), "--executor", "local", "--results-dir", str(results),
-        timeout=180,
+        timeout=deadline(180),
     )  # fmt: skip
     assert second.returncode == 0, second.stderr
     assert "trial 1 job" in second.stdout and "resuming it" in second.stdout
@@ -511,9 +509,9 @@ def test_dead_job_is_resubmitted_on_its_run_dir_and_resumes(
     results = tmp_path / "results"
     first = _start_launcher(four_points, results, "debug", sessions)
     metrics = results / "runs" / "restart" / "1" / "metrics.jsonl"
-    wait_for(lambda: len(read_metrics(metrics)) >= 1, timeout=120, what="trial 1's first epoch")
+    wait_for(lambda: len(read_metrics(metrics)) >= 1, timeout=deadline(120), what="trial 1's first epoch")
     os.killpg(first.pid, signal.SIGKILL)  # the launcher and its in-process job
-    first.wait(timeout=10)
+    first.wait(timeout=deadline(10))
 
     second = run_sweep(
         "launch",
@@ -523,7 +521,7 @@ def test_dead_job_is_resubmitted_on_its_run_dir_and_resumes(
         "debug",
         "--results-dir",
         str(results),
-        timeout=180,
+        timeout=deadline(180),
     )
     assert second.returncode == 0, second.stderr
     assert "trial 1 submitted again" in second.stdout  # same trial, same run dir
@@ -578,7 +576,7 @@ def test_a_trial_of_a_launcher_on_another_host_is_left_while_its_heartbeat_is_fr
     second.reconcile()
     stored = study.trials[trial.number]
     assert (trial.number in second.running) is taken_over
-    assert (stored.user_attrs["launcher"] == LAUNCHER_ID) is taken_over
+    assert (stored.user_attrs["launcher"] == launcher_id()) is taken_over
     if not taken_over:
         assert lines == ["trial 0 is watched by the running launcher another-host.example:4242; leaving it"]
 
@@ -588,7 +586,8 @@ def test_a_job_started_but_not_recorded_is_re_attached_not_started_twice(
 ) -> None:
     import submitit
 
-    from sweep.executors import SUBMITIT_DIR, LocalExecutor
+    from sweep.executors.base import SUBMITIT_DIR
+    from sweep.executors.local import LocalExecutor
 
     spec = load_study(tiny_smoke)
     study = _new_study(spec, tmp_path)
@@ -604,7 +603,9 @@ def test_a_job_started_but_not_recorded_is_re_attached_not_started_twice(
     job = submitit.LocalExecutor(folder=run_dir / SUBMITIT_DIR).submit(time.sleep, 60)
     try:
         wait_for(
-            lambda: (run_dir / SUBMITIT_DIR / f"{job.job_id}_submitted.pkl").exists(), timeout=30, what="job"
+            lambda: (run_dir / SUBMITIT_DIR / f"{job.job_id}_submitted.pkl").exists(),
+            timeout=deadline(30),
+            what="job",
         )
         second = Launcher(
             spec, study, LocalExecutor(spec.resources), results_dir=tmp_path, out=lambda _: None

@@ -9,13 +9,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import deadline
+
 TINY = ["--dataset", "fake", "--depth", "8", "--epochs", "1", "--fake-train-size", "96", "--val-size", "32",
         "--num-workers", "0", "--device", "cpu"]  # fmt: skip
 
 
 def _trainer(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "trainer", *args], capture_output=True, text=True, timeout=120, cwd=cwd
+        [sys.executable, "-m", "trainer", *args],
+        capture_output=True,
+        text=True,
+        timeout=deadline(120),
+        cwd=cwd,
     )
 
 
@@ -75,7 +81,7 @@ def test_flags_override_the_config_file_and_the_run_resumes_from_it(tmp_path: Pa
 def test_fake_data_then_a_cifar10_run_on_it(tmp_path: Path) -> None:
     made = subprocess.run(
         [sys.executable, "-m", "trainer.fake_data", str(tmp_path / "data"), "--train", "100", "--test", "20"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True, text=True, timeout=deadline(60),
     )  # fmt: skip
     assert made.returncode == 0 and "wrote 100 training and 20 test images" in made.stdout
     args = [a for a in TINY if a not in ("fake",)]

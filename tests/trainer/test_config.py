@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from trainer.config import OPTIMIZERS, TrainConfig
-from trainer.errors import SweepError
+from trainer.errors import UserError
 
 
 @pytest.mark.parametrize(
@@ -28,7 +28,7 @@ from trainer.errors import SweepError
     ],
 )
 def test_invalid_values_raise_one_error_naming_the_field(fields: dict, message: str) -> None:
-    with pytest.raises(SweepError, match=message.replace("+", r"\+")):
+    with pytest.raises(UserError, match=message.replace("+", r"\+")):
         TrainConfig(**fields)
 
 
@@ -45,7 +45,7 @@ def test_invalid_values_raise_one_error_naming_the_field(fields: dict, message: 
     ],
 )
 def test_from_dict_names_the_source_and_key(data: dict, message: str) -> None:
-    with pytest.raises(SweepError, match=message):
+    with pytest.raises(UserError, match=message):
         TrainConfig.from_dict(data, source="x.json")
 
 
@@ -58,10 +58,10 @@ def test_json_round_trip_and_int_for_float(tmp_path: Path) -> None:
 
 
 def test_missing_or_broken_config_file(tmp_path: Path) -> None:
-    with pytest.raises(SweepError, match="config file not found"):
+    with pytest.raises(UserError, match="config file not found"):
         TrainConfig.from_json_file(tmp_path / "nope.json")
     (tmp_path / "bad.json").write_text("{lr: 0.1")
-    with pytest.raises(SweepError, match="bad.json: not valid JSON"):
+    with pytest.raises(UserError, match="bad.json: not valid JSON"):
         TrainConfig.from_json_file(tmp_path / "bad.json")
 
 
@@ -77,7 +77,7 @@ def test_resolution_on_a_cpu_machine() -> None:
     assert fake.val_size == 70
     on_gpu = TrainConfig().resolved(cuda_available=True)
     assert (on_gpu.device, on_gpu.amp, on_gpu.channels_last) == ("cuda", True, True)
-    with pytest.raises(SweepError, match="CUDA is not available"):
+    with pytest.raises(UserError, match="CUDA is not available"):
         TrainConfig(device="cuda").resolved(cuda_available=False)
 
 

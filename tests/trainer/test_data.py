@@ -18,7 +18,7 @@ from trainer.data import (
     read_batches,
     split_indices,
 )
-from trainer.errors import SweepError
+from trainer.errors import UserError
 from trainer.fake_data import generate
 from trainer.fake_data import main as fake_data_main
 
@@ -53,13 +53,13 @@ def test_data_dir_may_be_the_parent_or_the_batches_dir(fake_cifar_dir: Path) -> 
 
 
 def test_missing_data_dir_is_a_user_error(tmp_path: Path) -> None:
-    with pytest.raises(SweepError, match=f"data dir '{tmp_path / 'nope'}' has no cifar-10-batches-py"):
+    with pytest.raises(UserError, match=f"data dir '{tmp_path / 'nope'}' has no cifar-10-batches-py"):
         ensure_cifar10(tmp_path / "nope", download=False)
 
 
 def test_corrupt_batch_file_names_the_file(fake_cifar_dir: Path) -> None:
     (fake_cifar_dir / BATCHES_DIR / "data_batch_3").write_bytes(b"not a pickle")
-    with pytest.raises(SweepError, match="data_batch_3: not a CIFAR-10 batch file"):
+    with pytest.raises(UserError, match="data_batch_3: not a CIFAR-10 batch file"):
         read_batches(fake_cifar_dir / BATCHES_DIR, TRAIN_FILES)
 
 
@@ -78,7 +78,7 @@ def test_failed_download_is_a_user_error(tmp_path: Path, monkeypatch: pytest.Mon
         raise OSError("Name or service not known")
 
     monkeypatch.setattr(data_module.urllib.request, "urlretrieve", offline)
-    with pytest.raises(SweepError, match="could not download CIFAR-10 .*Name or service not known"):
+    with pytest.raises(UserError, match="could not download CIFAR-10 .*Name or service not known"):
         ensure_cifar10(tmp_path / "data", download=True)
 
 
@@ -93,7 +93,7 @@ def test_split_is_seeded_disjoint_and_complete() -> None:
 
 
 def test_val_size_must_leave_training_images() -> None:
-    with pytest.raises(SweepError, match="val_size 300 must be between 1 and 299"):
+    with pytest.raises(UserError, match="val_size 300 must be between 1 and 299"):
         split_indices(300, 300, seed=0)
 
 
@@ -111,7 +111,7 @@ def test_load_splits_from_files_and_test_only_when_asked(fake_cifar_dir: Path) -
     # without evaluate_test the test batch is never opened: a broken one goes unnoticed
     (fake_cifar_dir / BATCHES_DIR / TEST_FILE).write_bytes(b"")
     assert load_splits(config).test is None
-    with pytest.raises(SweepError, match="test_batch: not a CIFAR-10 batch file"):
+    with pytest.raises(UserError, match="test_batch: not a CIFAR-10 batch file"):
         load_splits(config.replace(evaluate_test=True))
 
 

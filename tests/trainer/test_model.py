@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainer.errors import SweepError
+from trainer.errors import UserError
 from trainer.model import PreActBasicBlock, PreActBottleneck, PreActResNet, count_parameters
 from trainer.summary import model_summary
 
@@ -42,7 +42,7 @@ def test_small_depths_build_the_right_blocks_and_run(
 
 @pytest.mark.parametrize("depth", [0, 7, 15, 21, 165])
 def test_depths_that_fit_no_block_rule_are_refused(depth: int) -> None:
-    with pytest.raises(SweepError, match=f"depth {depth}"):
+    with pytest.raises(UserError, match=f"depth {depth}"):
         PreActResNet(depth)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from tests.conftest import deadline
 from trainer.paths import RunPaths
 
 FLAGS = [
@@ -19,7 +20,7 @@ FLAGS = [
     "--fake-train-size", "640", "--val-size", "64", "--num-workers", "0", "--device", "cpu", "--seed", "7",
 ]  # fmt: skip
 TIMING_KEYS = {"epoch_seconds", "images_per_second"}
-DEADLINE_SECONDS = 120
+DEADLINE_SECONDS = deadline(120)
 
 
 def _trainer(run_dir: Path) -> list[str]:
@@ -43,14 +44,14 @@ def test_sigkill_in_epoch_2_then_restart_resumes_at_epoch_2_with_identical_metri
     process = subprocess.Popen(
         _trainer(interrupted.run_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    deadline = time.monotonic() + DEADLINE_SECONDS
+    give_up_at = time.monotonic() + DEADLINE_SECONDS
     while _epochs_done(interrupted.metrics) < 1:
         assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
-        assert time.monotonic() < deadline, "epoch 1 never finished"
+        assert time.monotonic() < give_up_at, "epoch 1 never finished"
         time.sleep(0.01)
     time.sleep(0.2)  # well inside epoch 2, which takes about a second here
     os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=10)
+    process.wait(timeout=deadline(10))
     assert process.returncode == -signal.SIGKILL
     assert _epochs_done(interrupted.metrics) == 1, (
         "epoch 2 finished before the kill; the test did not kill mid-epoch"

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import tiny_config
+from tests.conftest import deadline, tiny_config
 from trainer import TrainConfig, TrainResult, read_metrics, run
 from trainer.config import OPTIMIZERS, SCHEDULES
-from trainer.errors import SweepError
+from trainer.errors import UserError
 from trainer.paths import RunPaths
 
 METRIC_KEYS = {
@@ -117,7 +117,7 @@ def test_a_finished_run_is_not_trained_again(tmp_path: Path, capsys: pytest.Capt
 
 def test_a_run_dir_of_another_config_is_refused(tmp_path: Path) -> None:
     run(tiny_config(epochs=2), tmp_path, progress=False)
-    with pytest.raises(SweepError, match=r"another config \(lr: 0.05 there, 0.2 now\)"):
+    with pytest.raises(UserError, match=r"another config \(lr: 0.05 there, 0.2 now\)"):
         run(tiny_config(epochs=2, lr=0.2), tmp_path, progress=False)
     # where the data lives may change between a run and its resumption
     run(tiny_config(epochs=2, data_dir="elsewhere"), tmp_path, progress=False)
@@ -154,6 +154,6 @@ def test_importing_the_data_types_does_not_import_torch() -> None:
         "import sys, trainer, trainer.config; assert 'torch' not in sys.modules; "
         "trainer.run; print('torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=deadline(60))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"  # and `run` itself brings torch in

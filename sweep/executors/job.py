@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import submitit.helpers
-from submitit.core.utils import DelayedSubmission
+from submitit.helpers import DelayedSubmission
 
 # Requeues one SLURM job may go through (time limits, preemptions, `scontrol requeue`), each resuming
 # from checkpoint.pt: a trial whose epochs outlast its time limit this often is failed, not requeued forever.

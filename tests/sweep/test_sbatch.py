@@ -35,7 +35,7 @@ def test_rendered_script_matches_the_golden_file() -> None:
         pytest.fail(
             f"the rendered sbatch script changed:\n{diff}\n"
             "if the change is intended, accept it with\n"
-            "  SWEEP_ACCEPT_GOLDEN=1 .venv/bin/python -m pytest tests/sweep/test_slurm_sbatch.py"
+            "  SWEEP_ACCEPT_GOLDEN=1 .venv/bin/python -m pytest tests/sweep/test_sbatch.py"
         )
 
 

@@ -1,5 +1,9 @@
 """`sweep report`: read studies, render their table and page, then write every file at the end.
 
+The parts: `source` reads the stored trials (one query per table), `data` turns them and the run
+dirs' metrics into frames, `table` writes the markdown/CSV/JSON, `html` the plotly page, `readme`
+replaces a study's block in a README.
+
 Everything is computed before the first write, so an error (unknown study, bad README markers, a
 broken storage) leaves no file half-done or changed.
 """
@@ -14,13 +18,14 @@ import optuna
 from optuna.storages import RDBStorage
 
 from sweep import storage as storage_mod
-from sweep.atomic import write_atomic
 from sweep.errors import SweepError
-from sweep.readme_block import read_readme, replace_block
-from sweep.report_data import ReportData, collect
-from sweep.report_html import html_page
-from sweep.report_table import csv_text, json_text, markdown_block, markdown_document
-from sweep.study import STUDIES_DIR, StudySpec, load_study
+from sweep.report.data import ReportData, collect
+from sweep.report.html import html_page
+from sweep.report.readme import read_readme, replace_block
+from sweep.report.table import csv_text, json_text, markdown_block, markdown_document
+from sweep.study.files import find_study, load_study
+from sweep.study.spec import StudySpec
+from trainer.files import write_atomic
 
 FORMATS = ("md", "csv", "json")
 
@@ -42,7 +47,7 @@ def report(
     storage_url: str | None = None,
     readme: Path | None = None,
     fmt: str = "md",
-    studies_dir: Path = STUDIES_DIR,
+    studies_dir: Path | None = None,
 ) -> str:
     """Report one study (or all of them) and return what `sweep report` prints.
 
@@ -56,7 +61,8 @@ def report(
         storage_url: Any SQLAlchemy URL; default `sqlite:///<results_dir>/sweep.db`.
         readme: A markdown file whose `<!-- sweep:NAME -->` block is replaced (or added at its end).
         fmt: What is printed: md, csv or json.
-        studies_dir: Where study names are looked up for [resources] and the param order.
+        studies_dir: Where study files are looked up for [resources] and the param order (default:
+            ./studies, then the shipped ones).
 
     Raises:
         SweepError: An unknown study or format, a missing storage, a bad README; nothing is written then.
@@ -66,7 +72,7 @@ def report(
     if (study is None) == (not all_studies):
         raise SweepError("give either --study NAME or --all")
     spec = load_study(study, studies_dir=studies_dir) if study and study.endswith(".toml") else None
-    url = storage_url or storage_mod.default_url(results_dir)
+    url = storage_mod.url_of(storage_url, results_dir)
     # read only: no alembic schema check (0.3 s of imports); an unknown schema falls back to get_trials
     storage = storage_mod.open_storage(url, create=False, check_schema=False)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -84,16 +90,16 @@ def report(
 
 
 def _collect(
-    name: str, storage: RDBStorage, url: str, spec: StudySpec | None, studies_dir: Path
+    name: str, storage: RDBStorage, url: str, spec: StudySpec | None, studies_dir: Path | None
 ) -> ReportData:
     study = storage_mod.load_existing(name, storage, url=url)
     return collect(study, spec or _find_spec(name, studies_dir), storage=storage)
 
 
-def _find_spec(name: str, studies_dir: Path) -> StudySpec | None:
-    """The study file of a stored study, when studies_dir has one; else None (the storage alone)."""
-    path = Path(studies_dir) / f"{name}.toml"
-    return load_study(path, studies_dir=studies_dir) if path.is_file() else None
+def _find_spec(name: str, studies_dir: Path | None) -> StudySpec | None:
+    """The study file of a stored study, when one is found; else None (the storage alone)."""
+    path = find_study(name, studies_dir)
+    return load_study(path) if path is not None else None
 
 
 def _readme_text(readme: Path, rendered: list[Rendered]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweep.report_data import ACCURACIES, METRICS, PARAM, ReportData, Totals
+from sweep.report.data import ACCURACIES, METRICS, PARAM, ReportData, Totals
 
 # Column headers of the original README; params not listed get "Snake case" -> "Snake case".
 PARAM_NAMES = {"num_workers": "Workers", "lr": "LR", "amp": "AMP"}

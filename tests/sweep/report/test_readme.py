@@ -8,7 +8,7 @@ import pytest
 
 from sweep.cli import main
 from sweep.errors import SweepError
-from sweep.readme_block import replace_block
+from sweep.report.readme import replace_block
 from tests.sweep.report_studies import Trial, epoch, make_study
 
 BEFORE = "# Project\r\n\r\nIntro with trailing spaces   \n\ttabs, ünïcödé, no final newline"

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from sweep.errors import SweepError
-from sweep.executors import LocalExecutor, with_local_states
-from sweep.local_gpus import GpuPool, job_gpus, machine_gpus
-from sweep.status import TrialRow
+from sweep.executors.local import GpuPool, LocalExecutor, job_gpus, machine_gpus
+from sweep.status import TrialRow, with_local_states
 from sweep.study import Resources
+from tests.conftest import deadline
 from tests.sweep.conftest import wait_for
 
 
@@ -25,7 +25,7 @@ def record_gpus(config: dict[str, Any], run_dir: str) -> None:
 
 
 def _given(run_dir: Path) -> str:
-    wait_for((run_dir / "gpus.txt").exists, timeout=60, what=f"the job in {run_dir} to start")
+    wait_for((run_dir / "gpus.txt").exists, timeout=deadline(60), what=f"the job in {run_dir} to start")
     return (run_dir / "gpus.txt").read_text()
 
 
@@ -64,7 +64,7 @@ def test_parallel_local_jobs_get_different_gpus(tmp_path: Path, monkeypatch: pyt
     first = executor.submit(record_gpus, {"seconds": 0}, tmp_path / "first")
     second = executor.submit(record_gpus, {"seconds": 60}, tmp_path / "second")
     assert {_given(tmp_path / "first"), _given(tmp_path / "second")} == {"0", "1"}
-    wait_for(first.done, timeout=60, what="the first job")
+    wait_for(first.done, timeout=deadline(60), what="the first job")
     third = executor.submit(record_gpus, {"seconds": 0}, tmp_path / "third")  # takes the freed GPU
     assert _given(tmp_path / "third") == _given(tmp_path / "first")
 
@@ -77,7 +77,7 @@ def test_parallel_local_jobs_get_different_gpus(tmp_path: Path, monkeypatch: pyt
     row = TrialRow(1, "RUNNING", {}, 0, 2, None, second.job_id, "local", run_dir=str(tmp_path / "second"))
     assert with_local_states([row])[0].job_state == f"local: running on GPU {_given(tmp_path / 'second')}"
     second.cancel()
-    wait_for(third.done, timeout=60, what="the third job")
+    wait_for(third.done, timeout=deadline(60), what="the third job")
 
 
 def test_more_gpus_per_job_than_the_machine_has_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

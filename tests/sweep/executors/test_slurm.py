@@ -22,22 +22,24 @@ import optuna
 import pytest
 
 from sweep import storage
-from sweep.executors import SlurmExecutor
+from sweep.executors.slurm import SlurmExecutor, job_states, squeue_states
 from sweep.launch import launch
-from sweep.slurm import job_states, squeue_states
 from sweep.study import Resources, load_study
+from tests.conftest import deadline
 from tests.sweep.conftest import ROOT, TINY_TRAIN, run_sweep, sweep_cmd, wait_for, write_study
 
 SCRIPT = ROOT / "scripts" / "slurm-dev-cluster.sh"
-START_TIMEOUT_S = 900  # a first start installs the Debian packages (about a minute here)
-JOB_TIMEOUT_S = 120  # one short job, from sbatch to its end, on a loaded 2-core machine
+START_TIMEOUT_S = deadline(900)  # a first start installs the Debian packages (about a minute here)
+JOB_TIMEOUT_S = deadline(120)  # one short job, from sbatch to its end, on a loaded 2-core machine
 # Trains for several seconds: enough epochs left to requeue, prune or kill the launcher mid-run.
 LONG_TRAIN: dict[str, Any] = {**TINY_TRAIN, "epochs": 12, "fake_train_size": 480}
 
 
 def _cluster_up() -> bool:
     try:
-        done = subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            ["bash", str(SCRIPT), "status"], capture_output=True, text=True, timeout=deadline(60)
+        )
     except subprocess.TimeoutExpired:
         return False
     return done.returncode == 0
@@ -64,14 +66,16 @@ def study_jobs(slurm_cluster: None) -> Iterator[list[str]]:
     """Names of the studies a test runs; their jobs still queued at the end are cancelled."""
     names: list[str] = []
     yield names
-    listed = subprocess.run(["squeue", "-h", "-o", "%i|%j"], capture_output=True, text=True, timeout=30)
+    listed = subprocess.run(
+        ["squeue", "-h", "-o", "%i|%j"], capture_output=True, text=True, timeout=deadline(30)
+    )
     leftovers = [
         line.split("|")[0]
         for line in listed.stdout.splitlines()
         if any(line.split("|")[-1].startswith(f"sweep-{name}-") for name in names)
     ]
     if leftovers:
-        subprocess.run(["scancel", *leftovers], timeout=30, check=False)
+        subprocess.run(["scancel", *leftovers], timeout=deadline(30), check=False)
 
 
 def sacct_jobs(since: str, *fields: str) -> list[dict[str, str]]:
@@ -81,7 +85,7 @@ def sacct_jobs(since: str, *fields: str) -> list[dict[str, str]]:
         ["sacct", "-X", "-n", "-P", "-S", since, "-o", ",".join(columns)],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=deadline(30),
         check=True,
     )
     return [dict(zip(columns, line.split("|"), strict=True)) for line in done.stdout.splitlines()]
@@ -120,7 +124,7 @@ def test_smoke_study_on_slurm_completes_with_job_ids(
     results = tmp_path / "results"
     done = run_sweep(
         "launch", "--study", str(tiny_smoke), "--executor", "slurm", "--parallel", "2",
-        "--results-dir", str(results), timeout=300,
+        "--results-dir", str(results), timeout=deadline(300),
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     trials = stored_trials(results, "smoke")
@@ -135,7 +139,7 @@ def test_smoke_study_on_slurm_completes_with_job_ids(
     # the launcher tells a trial once its result is written; sacct hears of the job's end a moment later
     wait_for(
         lambda: all(accounted().get(job_id, {}).get("State") == "COMPLETED" for job_id in job_ids),
-        timeout=30,
+        timeout=deadline(30),
         what="sacct to record every job COMPLETED",
     )
     jobs = accounted()
@@ -154,7 +158,7 @@ def test_gpu_job_is_scheduled_on_the_fake_gpu(tmp_path: Path, slurm_cluster: Non
     job = SlurmExecutor(resources).submit(job_env, {}, tmp_path)
     wait_for(lambda: job.state(fresh=True).state != "PENDING", timeout=JOB_TIMEOUT_S, what="the job to start")
     shown = subprocess.run(
-        ["scontrol", "show", "job", job.job_id], capture_output=True, text=True, timeout=30
+        ["scontrol", "show", "job", job.job_id], capture_output=True, text=True, timeout=deadline(30)
     ).stdout
     wait_for(job.done, timeout=JOB_TIMEOUT_S, what="the GPU job")
     assert job.outcome().status == "success"
@@ -170,7 +174,7 @@ def test_gpu_job_is_scheduled_on_the_fake_gpu(tmp_path: Path, slurm_cluster: Non
             j["JobID"] == job.job_id and "gres/gpu=1" in j["AllocTRES"]
             for j in sacct_jobs(since, "AllocTRES")
         ),
-        timeout=30,
+        timeout=deadline(30),
         what="sacct to record the job's gres/gpu",
     )
 
@@ -196,16 +200,22 @@ def test_pruned_trials_job_leaves_squeue(tmp_path: Path, study_jobs: list[str]) 
     (trial,) = stored_trials(tmp_path / "results", "prune")
     assert trial.state.name == "PRUNED", lines
     job_id = str(trial.user_attrs["job_id"])
-    wait_for(lambda: job_id not in squeue_states([job_id]) or _left_squeue(job_id), timeout=15,
+    wait_for(lambda: job_id not in squeue_states([job_id]) or _left_squeue(job_id), timeout=deadline(15),
              what="the pruned trial's job to leave squeue")  # fmt: skip
     print(f"job {job_id} out of squeue {time.monotonic() - pruned_at:.1f} s after the launcher returned")
     assert len(epochs_of(trial.user_attrs["run_dir"])) < LONG_TRAIN["epochs"]  # stopped early
-    wait_for(lambda: job_states([job_id])[job_id].state == "CANCELLED", timeout=30, what="state CANCELLED")
+    wait_for(
+        lambda: job_states([job_id])[job_id].state == "CANCELLED",
+        timeout=deadline(30),
+        what="state CANCELLED",
+    )
 
 
 def _left_squeue(job_id: str) -> bool:
     """Whether plain `squeue` (pending, running, completing jobs) no longer lists the job."""
-    listed = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=30)
+    listed = subprocess.run(
+        ["squeue", "-h", "-o", "%i"], capture_output=True, text=True, timeout=deadline(30)
+    )
     return job_id not in listed.stdout.split()
 
 
@@ -231,14 +241,14 @@ def test_restarted_launcher_reattaches_to_its_slurm_jobs(
     wait_for(lambda: log.read_text().count(" submitted ") == 2 and " epoch 1/" in log.read_text(),
              timeout=JOB_TIMEOUT_S, what="two jobs submitted and one training")  # fmt: skip
     os.killpg(first.pid, signal.SIGKILL)
-    first.wait(timeout=30)
+    first.wait(timeout=deadline(30))
     lines = log.read_text().splitlines()
     running = [line.split(" job ")[1].split()[0] for line in lines if " submitted " in line]
     assert all(job_states(running)[job_id].live for job_id in running)  # the jobs outlive their launcher
     status = run_sweep("status", "--study", "restart", "--results-dir", str(results))
     assert status.returncode == 0 and status.stdout.count("(slurm RUNNING)") == 2, status.stdout
 
-    again = run_sweep(*args, timeout=300)
+    again = run_sweep(*args, timeout=deadline(300))
     assert again.returncode == 0, again.stdout + again.stderr
     assert again.stdout.count("re-attached") == 2, again.stdout
     trials = stored_trials(results, "restart")
@@ -271,9 +281,9 @@ def test_requeued_job_resumes_from_its_checkpoint(tmp_path: Path, study_jobs: li
         wait_for(lambda: (run_dir / "metrics.jsonl").exists() and len(epochs_of(run_dir)) >= 1,
                  timeout=JOB_TIMEOUT_S, what="the first epoch")  # fmt: skip
         job_id = log.read_text().split(" job ")[1].split()[0]
-        subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=30)
+        subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=deadline(30))
         at_requeue = len(epochs_of(run_dir))
-        launcher.wait(timeout=300)
+        launcher.wait(timeout=deadline(300))
     finally:
         launcher.kill()
     assert launcher.returncode == 0, log.read_text()
@@ -287,7 +297,7 @@ def test_requeued_job_resumes_from_its_checkpoint(tmp_path: Path, study_jobs: li
     resumed = [line for line in job_log.splitlines() if "resuming at epoch" in line]
     assert resumed and at_requeue < train["epochs"], job_log
     records = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-o", "JobID,State", "-j", job_id],
-                             capture_output=True, text=True, timeout=30).stdout  # fmt: skip
+                             capture_output=True, text=True, timeout=deadline(30)).stdout  # fmt: skip
     assert "REQUEUED" in records, records
 
 
@@ -312,12 +322,14 @@ def test_cancelled_job_is_resumed_from_its_checkpoint_by_the_next_launch(
     wait_for(lambda: (run_dir / "metrics.jsonl").exists() and len(epochs_of(run_dir)) >= 2,
              timeout=JOB_TIMEOUT_S, what="two epochs")  # fmt: skip
     os.killpg(first.pid, signal.SIGKILL)  # the launcher dies, then its job is cancelled behind its back
-    first.wait(timeout=30)
+    first.wait(timeout=deadline(30))
     job_id = (tmp_path / "first.log").read_text().split(" job ")[1].split()[0]
-    subprocess.run(["scancel", job_id], check=True, timeout=30)
-    wait_for(lambda: not job_states([job_id])[job_id].live, timeout=30, what="the cancelled job to end")
+    subprocess.run(["scancel", job_id], check=True, timeout=deadline(30))
+    wait_for(
+        lambda: not job_states([job_id])[job_id].live, timeout=deadline(30), what="the cancelled job to end"
+    )
 
-    again = run_sweep("launch", *args, timeout=300)
+    again = run_sweep("launch", *args, timeout=deadline(300))
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"re-attached  job {job_id} (slurm CANCELLED, ended)" in again.stdout, again.stdout
     assert f"SLURM job {job_id} ended CANCELLED" in again.stdout or "gone without a result" in again.stdout
@@ -346,10 +358,10 @@ def test_sweep_cancel_stops_the_launcher_and_its_jobs(
     )
     sessions.append(launcher)
     wait_for(lambda: log.read_text().count(" submitted ") == 2, timeout=JOB_TIMEOUT_S, what="two jobs")
-    done = run_sweep("cancel", "--study", "stop", "--results-dir", str(results), timeout=120)
+    done = run_sweep("cancel", "--study", "stop", "--results-dir", str(results), timeout=deadline(120))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "stop: 2 running trials cancelled" in done.stdout, done.stdout
-    assert launcher.wait(timeout=30) is not None  # stopped first: it resubmits nothing
+    assert launcher.wait(timeout=deadline(30)) is not None  # stopped first: it resubmits nothing
     trials = stored_trials(results, "stop")
     assert [trial.state.name for trial in trials] == ["FAIL", "FAIL"]
     assert all(trial.user_attrs["traceback"] == "cancelled by sweep cancel" for trial in trials)
@@ -368,7 +380,7 @@ def test_rendered_sbatch_script_runs_on_the_cluster(tmp_path: Path, study_jobs: 
     script = tmp_path / "train.sbatch"
     script.write_text(rendered.stdout)
     submitted = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True,
-                               timeout=30, check=True)  # fmt: skip
+                               timeout=deadline(30), check=True)  # fmt: skip
     job_id = submitted.stdout.strip().split(";")[0]
     wait_for(lambda: not job_states([job_id])[job_id].live, timeout=JOB_TIMEOUT_S, what="the sbatch job")
     run_dir = results / "runs" / "byhand" / "config0-repeat0"

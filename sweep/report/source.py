@@ -29,6 +29,10 @@ from optuna.distributions import (
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
+from sweep import records
+from sweep._compat import rdb_models
+from sweep.records import TrialRecord
+
 TRIAL_COLUMNS = ["number", "state", "value", "run_dir"]
 PARAM_COLUMNS = ["number", "name", "value", "distribution"]
 STEP_COLUMNS = ["number", "step", "value"]
@@ -56,7 +60,7 @@ def load_trials(study: optuna.Study, storage: optuna.storages.BaseStorage | None
 
 def from_frozen(trials: list[FrozenTrial]) -> StoredTrials:
     """The frames of trials already loaded by Optuna."""
-    rows = [(t.number, t.state.name, _float(t.value), t.user_attrs.get("run_dir")) for t in trials]
+    rows = [(t.number, t.state.name, _float(t.value), _run_dir(t)) for t in trials]
     params = [
         (t.number, name, value, distribution_to_json(t.distributions[name]))
         for t in trials
@@ -68,6 +72,11 @@ def from_frozen(trials: list[FrozenTrial]) -> StoredTrials:
         params=_frame(params, PARAM_COLUMNS),
         steps=_frame(steps, STEP_COLUMNS),
     )
+
+
+def _run_dir(trial: FrozenTrial) -> str | None:
+    run_dir = TrialRecord.of(trial).run_dir
+    return None if run_dir is None else str(run_dir)
 
 
 def _float(value: float | None) -> float:
@@ -91,8 +100,7 @@ def _objects(values: list[Any]) -> np.ndarray:
 
 
 def _from_tables(storage: RDBStorage, study_id: int) -> StoredTrials:
-    from optuna.storages._rdb import models  # Optuna's table definitions: the schema is Optuna's to know
-
+    models = rdb_models()
     trials_t = models.TrialModel.__table__
     values_t = models.TrialValueModel.__table__
     params_t = models.TrialParamModel.__table__
@@ -112,7 +120,7 @@ def _from_tables(storage: RDBStorage, study_id: int) -> StoredTrials:
         .where(params_t.c.trial_id.in_(ids))
         .order_by(params_t.c.param_id),  # the order the trial set them in, as get_trials gives them
         "run_dirs": sa.select(attrs_t.c.trial_id, attrs_t.c.value_json).where(
-            attrs_t.c.trial_id.in_(ids), attrs_t.c.key == "run_dir"
+            attrs_t.c.trial_id.in_(ids), attrs_t.c.key == records.RUN_DIR
         ),
         "steps": sa.select(
             steps_t.c.trial_id,

@@ -16,9 +16,9 @@ import pandas as pd
 import plotly.io as pio
 from optuna.trial import create_trial
 
-from sweep.report_data import PARAM, ReportData
-from sweep.report_source import distribution
-from sweep.report_table import format_value, param_name, totals_line
+from sweep.report.data import PARAM, ReportData
+from sweep.report.source import distribution
+from sweep.report.table import format_value, param_name, totals_line
 
 IMPORTANCE_MAX_TRIALS = 300  # beyond this a seeded sample: each trial copied into a study costs ~0.3 ms
 # A light look (white, grey grid) set by hand: plotly's named templates live in plotly.graph_objs,

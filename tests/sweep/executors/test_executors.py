@@ -11,22 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from submitit.slurm.slurm import _make_sbatch_string
 
+from sweep._compat import sbatch_text
 from sweep.errors import SweepError
-from sweep.executors import (
-    SUBMITIT_DIR,
-    DebugExecutor,
-    LocalExecutor,
-    SlurmExecutor,
-    make_executor,
-    slurm_parameters,
-    wait_for_end,
-    with_local_states,
-)
-from sweep.slurm import GONE, job_states
-from sweep.status import TrialRow
+from sweep.executors import make_executor, wait_for_end
+from sweep.executors.base import SUBMITIT_DIR
+from sweep.executors.debug import DebugExecutor
+from sweep.executors.local import LocalExecutor
+from sweep.executors.slurm import GONE, SlurmExecutor, job_states, slurm_parameters
+from sweep.status import TrialRow, with_local_states
 from sweep.study import Resources
+from tests.conftest import deadline
 from tests.sweep.conftest import ROOT, processes_mentioning, wait_for, write_study
 
 
@@ -62,7 +57,7 @@ def test_debug_job_is_lost_after_a_restart(tmp_path: Path) -> None:
 
 def test_local_job_succeeds_in_a_subprocess(tmp_path: Path) -> None:
     job = LocalExecutor(Resources(gpus=0)).submit(succeed, {"text": "hello"}, tmp_path)
-    wait_for(job.done, timeout=60, what="the local job")
+    wait_for(job.done, timeout=deadline(60), what="the local job")
     assert job.outcome().status == "success"
     assert (tmp_path / "out.txt").read_text() == "hello"
     assert list((tmp_path / "submitit").glob(f"{job.job_id}_0_log.out"))
@@ -70,14 +65,14 @@ def test_local_job_succeeds_in_a_subprocess(tmp_path: Path) -> None:
 
 def test_local_job_error_has_the_traceback(tmp_path: Path) -> None:
     job = LocalExecutor(Resources(gpus=0)).submit(explode, {"text": "y"}, tmp_path)
-    wait_for(job.done, timeout=60, what="the local job")
+    wait_for(job.done, timeout=deadline(60), what="the local job")
     outcome = job.outcome()
     assert outcome.status == "error" and "ValueError: bad value y" in outcome.detail
 
 
 def test_local_job_is_reattached_by_id_and_cancelled(tmp_path: Path) -> None:
     job = LocalExecutor(Resources(gpus=0)).submit(sleep, {"seconds": 60}, tmp_path)
-    wait_for((tmp_path / "started").exists, timeout=60, what="the job to start")
+    wait_for((tmp_path / "started").exists, timeout=deadline(60), what="the job to start")
     again = LocalExecutor(Resources(gpus=0)).attach(job.job_id, tmp_path)  # as a restarted launcher would
     assert not again.done()
     again.cancel()
@@ -110,7 +105,7 @@ def test_a_cancelled_local_job_prints_nothing_on_the_launchers_terminal(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     job = LocalExecutor(Resources(gpus=0)).submit(sleep, {"seconds": 60}, tmp_path)
-    wait_for((tmp_path / "started").exists, timeout=60, what="the job to start")
+    wait_for((tmp_path / "started").exists, timeout=deadline(60), what="the job to start")
     job.cancel()
     assert job.done()
     out, err = capfd.readouterr()
@@ -123,7 +118,7 @@ def test_a_cancelled_local_job_prints_nothing_on_the_launchers_terminal(
 
 def test_status_rows_of_local_jobs_say_whether_the_process_runs(tmp_path: Path) -> None:
     job = LocalExecutor(Resources(gpus=0)).submit(sleep, {"seconds": 60}, tmp_path)
-    wait_for((tmp_path / "started").exists, timeout=60, what="the job to start")
+    wait_for((tmp_path / "started").exists, timeout=deadline(60), what="the job to start")
     here = f"{socket.gethostname()}:1"
 
     def row(number: int, state: str = "RUNNING", launcher: str = here) -> TrialRow:
@@ -183,7 +178,7 @@ def test_slurm_parameters_from_resources() -> None:
         "qos": "high",
         "additional_parameters": {"reservation": "r1"},
     }
-    sbatch = _make_sbatch_string(command="CMD", folder="/f", **slurm_parameters(resources))
+    sbatch = sbatch_text(command="CMD", folder="/f", **slurm_parameters(resources))
     for line in (
         "--gpus-per-node=1",
         "--cpus-per-task=5",
@@ -274,7 +269,7 @@ def test_launch_with_slurm_and_no_sbatch_is_one_line_and_exit_2(tmp_path: Path) 
     done = subprocess.run(
         [sys.executable, "-m", "sweep", "launch", "--study", str(study), "--executor", "slurm",
          "--results-dir", str(tmp_path / "r")],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, env=env,
+        cwd=ROOT, capture_output=True, text=True, timeout=deadline(60), env=env,
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.startswith("error: executor 'slurm' needs the SLURM commands sbatch, squeue")
@@ -304,10 +299,12 @@ def test_local_orphan_is_the_live_job_of_the_run_dir(tmp_path: Path) -> None:
     assert executor.orphan(run_dir) is None
     job = submitit.LocalExecutor(folder=run_dir / SUBMITIT_DIR).submit(time.sleep, 60)
     try:
-        wait_for(lambda: executor.orphan(run_dir) is not None, timeout=30, what="the job's controller")
+        wait_for(
+            lambda: executor.orphan(run_dir) is not None, timeout=deadline(30), what="the job's controller"
+        )
         assert executor.orphan(run_dir) == job.job_id
         assert executor.orphan(run_dir, after=job.job_id) is None  # the recorded job is no orphan
         assert executor.orphan(tmp_path / "elsewhere") is None
     finally:
         job.cancel()
-    wait_for(lambda: executor.orphan(run_dir) is None, timeout=30, what="the cancelled job to end")
+    wait_for(lambda: executor.orphan(run_dir) is None, timeout=deadline(30), what="the cancelled job to end")

@@ -11,7 +11,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState, create_trial
 
 from sweep import storage
-from sweep.report_source import from_frozen, load_trials
+from sweep.report.source import from_frozen, load_trials
 
 DISTRIBUTIONS = {
     "optimizer": CategoricalDistribution(["sgd", "adam", None, True]),

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.launch import launch
-from sweep.report_table import format_value
+from sweep.report.table import format_value
 from sweep.study import load_study
 from tests.sweep.conftest import TINY_TRAIN, assert_one_line_error, run_sweep, write_study
 from tests.sweep.report_studies import Trial, epoch, make_study

@@ -1,7 +1,7 @@
 """Report data: a study's trials and their metrics files as pandas frames; no formatting here.
 
-`collect` reads the stored trials once (`report_source`: one query per table) and each trial's
-metrics.jsonl, and returns plain frames that `report_table` and `report_html` only draw:
+`collect` reads the stored trials once (`source`: one query per table) and each trial's
+metrics.jsonl, and returns plain frames that `table` and `html` only draw:
 
     trials  one row per trial: number, state, value, epochs run, epoch seconds, and per metric the
             number the table shows (losses at the last finished epoch, accuracies at the best epoch)
@@ -25,9 +25,9 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from sweep.report_source import StoredTrials, load_trials
-from sweep.storage import GPUS_ATTR, PLAN_ATTR
-from sweep.study import StudySpec
+from sweep.records import StudyRecord
+from sweep.report.source import StoredTrials, load_trials
+from sweep.study.spec import StudySpec
 from trainer.metrics import EpochMetrics, read_metrics
 from trainer.paths import RunPaths
 
@@ -92,7 +92,7 @@ def collect(
     Args:
         study: The stored study.
         spec: Its study file, or None for a study found only in the storage.
-        storage: The study's RDBStorage, for the fast read (see `report_source`); None: `get_trials`.
+        storage: The study's RDBStorage, for the fast read (see `sweep.report.source`); None: `get_trials`.
     """
     stored = load_trials(study, storage)
     info = _info(study, spec, stored)
@@ -112,12 +112,12 @@ def collect(
 
 
 def _info(study: optuna.Study, spec: StudySpec | None, stored: StoredTrials) -> StudyInfo:
-    metric = str(study.user_attrs.get("metric") or (spec.metric if spec else "value"))
+    record = StudyRecord.of(study)
+    metric = record.metric or (spec.metric if spec else "value")
     names = dict.fromkeys([*(spec.varied_keys if spec else ()), *stored.params["name"].unique()])
     # Without the study file, what `sweep launch` stored with the study says as much.
-    stored_gpus = study.user_attrs.get(GPUS_ATTR)
-    plan_train = (study.user_attrs.get(PLAN_ATTR) or {}).get("train", {})
-    train = spec.train if spec else plan_train
+    stored_gpus = record.gpus
+    train = spec.train if spec else (record.plan or {}).get("train", {})
     return StudyInfo(
         name=study.study_name,
         metric=metric,

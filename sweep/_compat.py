@@ -1,0 +1,65 @@
+"""Every use of Optuna's and submitit's private API, each with the reason no public one serves.
+
+pyproject.toml bounds both packages to the majors these were tested with; a new major may move any
+of them, and this module is then the one place to look.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from types import ModuleType
+from typing import Any
+
+import optuna
+import submitit
+from optuna.trial import FrozenTrial
+
+
+def trial_of(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
+    """A live Trial for a stored trial, to write to it: FrozenTrial has only the private `_trial_id`."""
+    return optuna.Trial(study, frozen._trial_id)
+
+
+def create_trial(study: optuna.Study, template: FrozenTrial) -> optuna.Trial:
+    """Create `template` in the study in one transaction and return it as a live Trial.
+
+    `Study.add_trial` does the same through the public storage API but returns nothing; the storage
+    and the study id are only reachable as `Study._storage` and `Study._study_id`.
+    """
+    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    return optuna.Trial(study, trial_id)
+
+
+def enqueued_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The params a WAITING trial was enqueued with: Optuna keeps them in its own system attribute
+    `fixed_params` until the trial is asked for, and offers no accessor."""
+    return dict(trial.system_attrs.get("fixed_params", {}))
+
+
+def rdb_models() -> ModuleType:
+    """Optuna's SQLAlchemy table definitions, for the report's one-query-per-table read: the schema is
+    Optuna's to know, and it publishes no other description of it."""
+    from optuna.storages._rdb import models
+
+    return models
+
+
+def local_process(job: submitit.Job[Any]) -> subprocess.Popen[bytes]:
+    """The controller process of a submitit local job: submitit keeps it as `LocalJob._process`, and it
+    is the only handle that tells its end without polling /proc."""
+    process: subprocess.Popen[bytes] = job._process  # type: ignore[attr-defined]
+    return process
+
+
+def slurm_parameter_names() -> set[str]:
+    """The SlurmExecutor parameters submitit knows (the rest go to `additional_parameters`); submitit
+    validates against this private list itself."""
+    return set(submitit.SlurmExecutor._valid_parameters())
+
+
+def sbatch_text(**parameters: Any) -> str:
+    """The sbatch script submitit would write for `parameters`: `sweep sbatch` shows the same #SBATCH
+    lines `sweep launch` submits, and submitit renders them only in this private function."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    return str(_make_sbatch_string(**parameters))

@@ -1,0 +1,72 @@
+"""Executors: where a trial's job runs. One small interface (`base`), the backends side by side.
+
+* `debug`: in the launcher's process, synchronously inside `submit` (tests and debugging).
+* `local`: submitit's LocalExecutor, one real subprocess per job, spread over the machine's GPUs.
+* `slurm`: submitit's SlurmExecutor; [resources] become sbatch options; requeued jobs resume.
+* `auto`: slurm when `sbatch` is on PATH, local otherwise.
+
+A job is re-attached after a launcher restart from what its trial stored, (kind, job_id, run_dir),
+with `attach`, no executor needed (`sweep cancel` does so for any study's jobs).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from sweep.errors import SweepError
+from sweep.executors import debug, local, slurm
+from sweep.executors.base import Executor, Job, JobFn, Outcome, wait_for_end, wait_gone
+from sweep.study.spec import Resources
+
+# name -> the executor for a study's [resources]
+REGISTRY: dict[str, Callable[[Resources], Executor]] = {
+    "slurm": slurm.SlurmExecutor,
+    "local": local.LocalExecutor,
+    "debug": lambda resources: debug.DebugExecutor(),
+}
+EXECUTORS = ("auto", *REGISTRY)
+_ATTACH: dict[str, Callable[[str, Path], Job]] = {
+    "slurm": slurm.attach,
+    "local": local.attach,
+    "debug": debug.attach,
+}
+
+
+def resolve(name: str) -> str:
+    """The executor `auto` stands for here: slurm when `sbatch` is on PATH, else local."""
+    if name == "auto":
+        return "slurm" if shutil.which("sbatch") else "local"
+    return name
+
+
+def make_executor(name: str, resources: Resources) -> Executor:
+    """The executor called `name` (auto | slurm | local | debug), requesting `resources` per job."""
+    name = resolve(name)
+    if name not in REGISTRY:
+        raise SweepError(f"unknown executor '{name}'; choose one of {', '.join(EXECUTORS)}")
+    return REGISTRY[name](resources)
+
+
+def attach(kind: str, job_id: str, run_dir: Path) -> Job:
+    """The job `job_id` that a `kind` executor started for `run_dir`, by any launcher."""
+    if kind not in _ATTACH:
+        raise SweepError(
+            f"unknown executor '{kind}' stored with job {job_id}; choose one of {', '.join(REGISTRY)}"
+        )
+    return _ATTACH[kind](job_id, run_dir)
+
+
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "Job",
+    "JobFn",
+    "Outcome",
+    "attach",
+    "make_executor",
+    "resolve",
+    "wait_for_end",
+    "wait_gone",
+]

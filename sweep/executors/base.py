@@ -1,0 +1,112 @@
+"""What every executor is: a `Job` the launcher polls, cancels and asks how it ended, and an `Executor`
+that submits jobs and re-attaches to them by id (submitit's shape).
+
+The backends sit beside this module (`debug`, `local`, `slurm`); `sweep.executors` holds the registry.
+A job's files go to `<run_dir>/submitit/` for the submitit-based backends, whose result pickles are
+read here.
+"""
+
+from __future__ import annotations
+
+import abc
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from submitit.core.utils import JobPaths, pickle_load
+
+SUBMITIT_DIR = "submitit"  # beside the run's files: <run_dir>/submitit/<job id>_0_log.out, ...
+CANCEL_DEADLINE_S = 30.0  # how long `cancel` waits for a job's processes to be gone
+
+JobFn = Callable[[dict[str, Any], str], Any]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a finished job ended: success, error (with the job's traceback), or lost (no result at all:
+    killed, out of memory, or an in-process job whose launcher died)."""
+
+    status: Literal["success", "error", "lost"]
+    detail: str = ""  # the traceback of an error; what is known of a lost job
+
+
+class Job(abc.ABC):
+    """A submitted job, as the launcher sees it."""
+
+    job_id: str
+
+    @abc.abstractmethod
+    def done(self) -> bool:
+        """Whether the job has stopped (finished, failed, cancelled or vanished)."""
+
+    @abc.abstractmethod
+    def cancel(self) -> None:
+        """Stop the job and return once it is gone (or CANCEL_DEADLINE_S has passed)."""
+
+    @abc.abstractmethod
+    def outcome(self) -> Outcome:
+        """How the job ended; call once `done()` is true."""
+
+    def describe(self) -> str:
+        """The job's state in a word or two, for the launcher's lines."""
+        return "ended" if self.done() else "running"
+
+    def end_fd(self) -> int | None:
+        """A file descriptor that becomes readable when the job ends, for `wait_for_end`; None when the
+        job has none (a SLURM job ends on another machine: the launcher polls it)."""
+        return None
+
+
+class Executor(abc.ABC):
+    """Submits jobs of one kind and re-attaches to them by id."""
+
+    name: str
+
+    @abc.abstractmethod
+    def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
+        """Start `fn(config, str(run_dir))`."""
+
+    @abc.abstractmethod
+    def attach(self, job_id: str, run_dir: Path) -> Job:
+        """The job `job_id` that ran for `run_dir`, submitted by an earlier launcher."""
+
+    def orphan(self, run_dir: Path, *, after: str | None = None) -> str | None:
+        """A live job for `run_dir` submitted after job `after` (or at all, when None): a launcher that
+        died between submitting a job and storing its id leaves one. None when there is none."""
+        return None
+
+
+def wait_for_end(jobs: list[Job], seconds: float) -> None:
+    """Sleep `seconds`, or less: until one of `jobs` that has an `end_fd` ends."""
+    fds = [fd for fd in (job.end_fd() for job in jobs) if fd is not None]
+    if fds:
+        select.select(fds, [], [], seconds)
+    else:
+        time.sleep(seconds)
+
+
+def wait_gone(alive: Callable[[], bool], deadline_s: float) -> bool:
+    """Wait until `alive()` is false, at most `deadline_s`; whether it became false."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if not alive():
+            return True
+        time.sleep(0.05)
+    return not alive()
+
+
+def log_paths(folder: Path, job_id: str) -> JobPaths:
+    """submitit's files of task 0 of `job_id` in `folder`: result pickle, stdout, stderr."""
+    return JobPaths(folder, job_id, task_id=0)
+
+
+def pickled_outcome(folder: Path, job_id: str) -> Outcome | None:
+    """The outcome submitit pickled for task 0 of `job_id`, None when it left none."""
+    path = log_paths(folder, job_id).result_pickle
+    if not path.exists():
+        return None
+    status, value = pickle_load(path)
+    return Outcome("success") if status == "success" else Outcome("error", str(value))

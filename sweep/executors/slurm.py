@@ -1,0 +1,298 @@
+"""The `slurm` executor: submitit's SlurmExecutor, and what SLURM says of our jobs (squeue, sacct, scancel).
+
+[resources] become sbatch options. Timeouts and preemptions requeue the job (`TrainJob` is
+checkpointable) and the trainer resumes from checkpoint.pt.
+
+`squeue -t all` asks slurmctld itself: it knows every pending, running or requeued job at once, and
+keeps an ended job (COMPLETED, FAILED, CANCELLED, ...) for MinJobAge (300 s by default). sacct is only
+asked about jobs squeue no longer lists: slurmdbd learns of states a second or so late, and a job
+that slurmctld has forgotten is no longer alive whatever sacct last recorded.
+
+A `scontrol requeue` (or a preemption, or submitit's requeue at a time limit) puts the same job id
+back to PENDING: such a job is live, never gone.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import submitit
+from submitit.core.utils import FailedJobError
+
+from sweep._compat import slurm_parameter_names
+from sweep.errors import SweepError
+from sweep.executors.base import (
+    CANCEL_DEADLINE_S,
+    SUBMITIT_DIR,
+    Executor,
+    Job,
+    JobFn,
+    Outcome,
+    log_paths,
+    pickled_outcome,
+    wait_gone,
+)
+from sweep.executors.job import MAX_REQUEUES
+from sweep.study.spec import Resources
+
+COMMAND_TIMEOUT_S = 30.0  # one squeue/sacct/scancel call; slurmctld answers in milliseconds when healthy
+GONE = "GONE"  # unknown to squeue and to sacct
+# States in which SLURM may still run the job (again): the launcher keeps watching these.
+LIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "CONFIGURING",
+        "RUNNING",
+        "COMPLETING",
+        "SUSPENDED",
+        "REQUEUED",
+        "REQUEUE_FED",
+        "REQUEUE_HOLD",
+        "RESIZING",
+        "SIGNALING",
+        "STAGE_OUT",
+        "STOPPED",
+        "SPECIAL_EXIT",
+        "RESV_DEL_HOLD",
+    }
+)
+
+
+class SlurmUnavailable(SweepError):
+    """squeue or sacct could not be run or did not answer."""
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A job's state as SLURM reports it (`CANCELLED by 0` -> `CANCELLED`), and who said so."""
+
+    job_id: str
+    state: str  # PENDING, RUNNING, REQUEUED, COMPLETED, FAILED, CANCELLED, NODE_FAIL, OUT_OF_MEMORY, GONE...
+    source: str  # squeue | sacct | none
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES and self.source == "squeue"
+
+
+def require_slurm() -> None:
+    """Raise a one-line SweepError when the SLURM client commands are not on PATH."""
+    missing = [name for name in ("sbatch", "squeue", "sacct", "scancel") if shutil.which(name) is None]
+    if missing:
+        raise SweepError(
+            f"executor 'slurm' needs the SLURM commands {', '.join(missing)} on PATH; "
+            "use --executor local off the cluster (or scripts/slurm-dev-cluster.sh start for a test cluster)"
+        )
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise SlurmUnavailable(f"{args[0]} failed: {err}") from None
+
+
+def _parse(lines: str) -> dict[str, str]:
+    """`ID|STATE` lines -> {id: first word of the state}; sacct's `.batch`/`.0` step lines are skipped."""
+    states: dict[str, str] = {}
+    for line in lines.splitlines():
+        job_id, _, state = line.strip().partition("|")
+        if job_id and state and "." not in job_id:
+            states[job_id] = state.split()[0].rstrip("+")
+    return states
+
+
+def squeue_states(job_ids: list[str]) -> dict[str, str]:
+    """The jobs slurmctld knows, with their states (recently ended ones included)."""
+    if not job_ids:
+        return {}
+    done = _run(["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j", ",".join(job_ids)])
+    if done.returncode != 0:
+        if "Invalid job id" in done.stderr:  # none of them is known any more
+            return {}
+        raise SlurmUnavailable(f"squeue failed: {done.stderr.strip() or done.returncode}")
+    return _parse(done.stdout)
+
+
+def sacct_states(job_ids: list[str]) -> dict[str, str]:
+    """The last recorded state of each job the accounting database knows."""
+    if not job_ids:
+        return {}
+    done = _run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)])
+    if done.returncode != 0:
+        raise SlurmUnavailable(f"sacct failed: {done.stderr.strip() or done.returncode}")
+    return _parse(done.stdout)
+
+
+def job_states(job_ids: Iterable[str]) -> dict[str, JobState]:
+    """Each job's state: squeue's when slurmctld knows it, else sacct's, else GONE.
+
+    Raises:
+        SlurmUnavailable: squeue or sacct did not answer.
+    """
+    ids = sorted({str(job_id) for job_id in job_ids})
+    known = squeue_states(ids)
+    states = {job_id: JobState(job_id, state, "squeue") for job_id, state in known.items()}
+    rest = [job_id for job_id in ids if job_id not in known]
+    recorded = sacct_states(rest)
+    for job_id in rest:
+        state = recorded.get(job_id)
+        states[job_id] = JobState(job_id, state, "sacct") if state else JobState(job_id, GONE, "none")
+    return states
+
+
+def scancel(job_ids: Iterable[str]) -> None:
+    """Ask SLURM to cancel the jobs (it answers at once; the jobs end KillWait seconds later at most)."""
+    ids = [str(job_id) for job_id in job_ids]
+    if ids:
+        _run(["scancel", *ids])
+
+
+class StateCache:
+    """The states of the jobs one launcher watches, refreshed together (one squeue call) at most every
+    `max_age_s` seconds, so polling many trials does not mean one squeue per trial per poll."""
+
+    def __init__(self, max_age_s: float = 1.0) -> None:
+        self.max_age_s = max_age_s
+        self.watched: set[str] = set()
+        self._states: dict[str, JobState] = {}
+        self._at = -float("inf")
+
+    def get(self, job_id: str, *, fresh: bool = False) -> JobState:
+        """The job's state; `fresh` forces a query now."""
+        self.watched.add(job_id)
+        stale = time.monotonic() - self._at > self.max_age_s
+        if fresh or stale or job_id not in self._states:
+            self._states = job_states(self.watched)
+            self._at = time.monotonic()
+        return self._states[job_id]
+
+    def forget(self, job_id: str) -> None:
+        """Stop querying a job whose end the launcher has dealt with."""
+        self.watched.discard(job_id)
+
+
+# -- the executor -----------------------------------------------------------------------------------------
+
+
+def job_name(study: str, trial: int | str) -> str:
+    """The name of a trial's SLURM job, as squeue shows it (`sweep sbatch` gives its scripts the same)."""
+    return f"sweep-{study}-{trial}"
+
+
+def slurm_parameters(resources: Resources) -> dict[str, Any]:
+    """[resources] as submitit SlurmExecutor parameters (gpus -> gpus_per_node, mem_gb -> mem, ...).
+
+    Extras from [resources.slurm] that submitit has no parameter for go to `additional_parameters`,
+    which submitit writes as `#SBATCH --name=value` lines.
+    """
+    params: dict[str, Any] = {"nodes": 1, "ntasks_per_node": 1, "cpus_per_task": resources.cpus}
+    if resources.gpus:
+        params["gpus_per_node"] = resources.gpus
+    if resources.mem_gb is not None:
+        params["mem"] = f"{round(resources.mem_gb * 1024)}MB"
+    if resources.timeout_min is not None:
+        params["time"] = resources.timeout_min  # minutes
+    if resources.partition is not None:
+        params["partition"] = resources.partition
+    known = slurm_parameter_names()
+    extras = {key: value for key, value in resources.slurm.items() if key not in known}
+    params.update({key: value for key, value in resources.slurm.items() if key in known})
+    if extras:
+        params["additional_parameters"] = extras
+    return params
+
+
+class SlurmJob(Job):
+    """A SLURM job, submitted by this launcher or re-attached by id; its state comes from squeue/sacct,
+    shared with the other jobs of the executor in one cached query."""
+
+    def __init__(self, job_id: str, folder: Path, states: StateCache) -> None:
+        self.job_id = job_id
+        self.folder = folder
+        self._states = states
+
+    def state(self, *, fresh: bool = False) -> JobState | None:
+        """What SLURM says of the job now; None when squeue/sacct do not answer."""
+        try:
+            return self._states.get(self.job_id, fresh=fresh)
+        except SlurmUnavailable:
+            return None
+
+    def describe(self) -> str:
+        state = self.state()
+        if state is None:
+            return "slurm does not answer"
+        return f"slurm {state.state}" + ("" if state.live else ", ended")
+
+    def done(self) -> bool:
+        if log_paths(self.folder, self.job_id).result_pickle.exists():
+            return True
+        state = self.state()
+        return state is not None and not state.live  # pending, running, requeued: not done
+
+    def cancel(self) -> None:
+        scancel([self.job_id])
+        wait_gone(lambda: (self.state(fresh=True) or _UNKNOWN).live, CANCEL_DEADLINE_S)
+
+    def outcome(self) -> Outcome:
+        self._states.forget(self.job_id)
+        pickled = pickled_outcome(self.folder, self.job_id)
+        if pickled is not None:
+            return pickled
+        state = self.state()
+        known = state is not None and state.state != GONE
+        said = f"ended {state.state}" if known and state is not None else "is unknown to squeue and sacct"
+        logs = log_paths(self.folder, self.job_id)
+        return Outcome("lost", f"SLURM job {self.job_id} {said} without a result; see {logs.stderr}")
+
+
+_UNKNOWN = JobState("", "UNKNOWN", "none")
+
+
+def attach(job_id: str, run_dir: Path, states: StateCache | None = None) -> SlurmJob:
+    """The SLURM job `job_id` of `run_dir`, submitted by any launcher."""
+    return SlurmJob(job_id, run_dir / SUBMITIT_DIR, states or StateCache())
+
+
+class SlurmExecutor(Executor):
+    name = "slurm"
+
+    def __init__(self, resources: Resources) -> None:
+        require_slurm()  # before the launcher touches the study: one clear line, exit 2
+        self.parameters = slurm_parameters(resources)
+        self.states = StateCache()
+
+    def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
+        # submitit's own requeue bound (timeouts only, default 3) is raised to ours, which counts all requeues
+        executor = submitit.SlurmExecutor(folder=run_dir / SUBMITIT_DIR, max_num_timeout=MAX_REQUEUES)
+        executor.update_parameters(job_name=job_name(run_dir.parent.name, run_dir.name), **self.parameters)
+        try:
+            job = executor.submit(fn, config, str(run_dir))
+        except FailedJobError as err:  # sbatch refused: bad partition, more GPUs than a node has, ...
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else "no message"
+            raise SweepError(f"sbatch refused the job for {run_dir}: {reason}") from None
+        return SlurmJob(job.job_id, Path(job.paths.folder), self.states)
+
+    def attach(self, job_id: str, run_dir: Path) -> Job:
+        return attach(job_id, run_dir, self.states)
+
+    def orphan(self, run_dir: Path, *, after: str | None = None) -> str | None:
+        # submitit names each submission's script <job id>_submission.sh as soon as sbatch has answered
+        ids = [path.name.split("_")[0] for path in (run_dir / SUBMITIT_DIR).glob("*_submission.sh")]
+        last = int(after) if after is not None and str(after).isdigit() else -1
+        newer = sorted((i for i in ids if i.isdigit() and int(i) > last), key=int)
+        if not newer:
+            return None
+        try:
+            states = job_states(newer)
+        except SlurmUnavailable:
+            return None
+        live = [job_id for job_id in newer if states[job_id].live]
+        return live[-1] if live else None

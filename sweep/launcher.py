@@ -1,0 +1,383 @@
+"""The launcher loop: runs a study's trials through an executor; the only writer of the trials it watches.
+
+The loop is a few named steps:
+
+    reconcile  once at start: list the planned trials not yet in the study; re-attach RUNNING trials
+               whose job is alive, resume those whose job is gone (same trial, same run dir)
+    ask        the next trial: a queued one, a planned one (created running just then), else one the
+               tpe/random sampler suggests
+    submit     write the trial's config.json and start its job
+    poll       read each running trial's metrics.jsonl
+    report     `trial.report(metric, epoch)` for each new epoch; prune: cancel the job, tell PRUNED
+    tell       a finished job: its best metric (COMPLETE), or FAIL with the traceback kept
+
+Which trial is which configuration, and what is left to run, is `sweep.study.plan`'s; who may watch a
+running trial is `sweep.owners`'; what is stored of a trial is `sweep.records`'.
+"""
+
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep import owners, records
+from sweep import storage as storage_mod
+from sweep._compat import create_trial, trial_of
+from sweep.errors import SweepError
+from sweep.executors import Executor, Job, JobFn, attach, wait_for_end
+from sweep.executors.job import TrainJob
+from sweep.records import TrialRecord
+from sweep.study.plan import (
+    PlannedTrial,
+    distributions,
+    missing_trials,
+    next_sampled_config,
+    taken,
+)
+from sweep.study.spec import StudySpec, params_text
+from trainer.config import TrainConfig
+from trainer.files import write_atomic
+from trainer.metrics import EpochMetrics, read_metrics
+from trainer.paths import RunPaths
+
+POLL_SECONDS = 0.5  # how often running trials' metrics files are read
+FIRST_POLL_SECONDS = 0.05  # the first sleep after something happened; doubled up to POLL_SECONDS
+MAX_SUBMISSIONS = 3  # a trial whose job vanishes (killed, out of memory) this often is FAILed
+
+Printer = Callable[[str], None]
+
+
+def print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+# -- the launcher -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    """A trial whose job the launcher watches."""
+
+    trial: optuna.Trial
+    job: Job
+    config: TrainConfig
+    run_dir: Path
+    reported: int = 0  # epochs already reported to the trial
+
+
+@dataclass
+class Summary:
+    """How a launch ended: trial counts by state and the best trial."""
+
+    study: str
+    states: Counter[str] = field(default_factory=Counter)
+    best: FrozenTrial | None = None
+
+
+class Launcher:
+    """Runs one study; `run()` returns when every trial is finished.
+
+    About 280 lines, over the project's 250 for a class, on purpose: its steps (reconcile, fill, ask,
+    submit, poll, report, prune, finish) all read and change the same running set, pending plan and
+    study, and split over classes they would hand those three around at every call.
+    """
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        study: optuna.Study,
+        executor: Executor,
+        *,
+        results_dir: Path,
+        parallel: int = 1,
+        poll_s: float = POLL_SECONDS,
+        out: Printer = print_line,
+        job: JobFn | None = None,
+    ) -> None:
+        if parallel < 1:
+            raise SweepError(f"--parallel must be 1 or more, got {parallel}")
+        self.spec = spec
+        self.study = study
+        self.executor = executor
+        self.runs_dir = storage_mod.runs_dir(results_dir, spec.name)
+        self.parallel = parallel
+        self.poll_s = poll_s
+        self.out = out
+        self.job: JobFn = job or TrainJob()
+        self.distributions = distributions(spec)
+        self.running: dict[int, Running] = {}
+        self.pending: deque[PlannedTrial] = deque()  # planned trials not yet started (see `ask`)
+        self.waiting = 0  # WAITING trials in the study's queue, known to this launcher
+        self.starting: int | None = None  # the trial whose job `submit` is starting (a debug job runs there)
+        self.id = owners.launcher_id()  # stored as each watched trial's `launcher`
+
+    def run(self) -> Summary:
+        self.reconcile()
+        stamped = time.monotonic()
+        first_pause = min(FIRST_POLL_SECONDS, self.poll_s)
+        pause = first_pause
+        while True:
+            self.fill()
+            if not self.running:
+                break
+            # Poll at once: a job may be done already (the debug executor's always is), and a finished
+            # trial's slot is refilled without waiting. When nothing happened, sleep, backing off from a
+            # short pause to poll_s: a job that ends soon after it starts (a crash, a tiny job) is seen
+            # at once, and a long one costs one metrics read per poll_s. A local job's end wakes the
+            # sleep at once (wait_for_end).
+            if any([self.poll(self.running[number]) for number in list(self.running)]):
+                pause = first_pause
+            else:
+                wait_for_end([item.job for item in self.running.values()], pause)
+                pause = min(2 * pause, self.poll_s)
+            if time.monotonic() - stamped >= owners.HEARTBEAT_SECONDS:
+                self.heartbeat()
+                stamped = time.monotonic()
+        return self.summary()
+
+    def interrupted(self) -> str:
+        """The line for a launch stopped by Ctrl-C: the trials it watched, and what to do next."""
+        watched = [f"trial {n} (job {item.job.job_id})" for n, item in sorted(self.running.items())]
+        if self.starting is not None:
+            started = "ran in this process" if self.executor.name == "debug" else "was being submitted"
+            watched.append(f"trial {self.starting} (its job {started})")
+        if not watched:
+            return f"{self.spec.name}: launch interrupted; no trial was running"
+        jobs, count = ", ".join(watched), len(watched)
+        return (
+            f"{self.spec.name}: launch interrupted with {count} trial{'s' if count != 1 else ''} running: "
+            f"{jobs}. `sweep launch` again re-attaches live jobs and resumes stopped ones from their "
+            "checkpoints; `sweep cancel` stops them"
+        )
+
+    def heartbeat(self) -> None:
+        """Tell launchers on other hosts that this one still watches its running trials."""
+        now = time.time()
+        for item in self.running.values():
+            records.write(item.trial, heartbeat=now)
+
+    # -- reconcile --------------------------------------------------------------------------------------
+
+    def reconcile(self) -> None:
+        """List the planned trials still to run and take over the RUNNING trials a previous launcher left."""
+        trials = self.study.get_trials(deepcopy=False)
+        self.pending = deque(missing_trials(self.spec, trials))
+        self.waiting = sum(t.state == TrialState.WAITING for t in trials)
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.take_over(frozen)
+
+    def take_over(self, frozen: FrozenTrial) -> None:
+        """Watch a RUNNING trial whose launcher is gone: re-attach its live job, or submit it again."""
+        record = TrialRecord.of(frozen)
+        if not owners.may_take_over(record.launcher, _heartbeat(frozen, record)):
+            self.out(
+                f"trial {frozen.number} is watched by the running launcher {record.launcher}; leaving it"
+            )
+            return
+        trial = trial_of(self.study, frozen)
+        records.write(trial, launcher=self.id, heartbeat=time.time())
+        job_id = record.job_id
+        if record.run_dir is not None:  # a job whose launcher died before storing its id
+            orphan = self.executor.orphan(record.run_dir, after=job_id)
+            if orphan is not None:
+                job_id = orphan
+                records.write(trial, job_id=orphan)
+        reported = max(frozen.intermediate_values, default=0)
+        if job_id is None or record.run_dir is None:  # stopped before its job id was stored
+            self.submit(trial, reported=reported)
+            return
+        kind = record.executor or self.executor.name
+        job = (
+            self.executor.attach(job_id, record.run_dir)
+            if kind == self.executor.name
+            else attach(kind, job_id, record.run_dir)
+        )
+        config = self.spec.train_config(trial.params, repeat=record.repeat)
+        self.running[trial.number] = Running(trial, job, config, record.run_dir, reported)
+        self.out(f"trial {trial.number} re-attached  job {job_id} ({job.describe()})")
+
+    def _enqueue_attrs(self, config: int, repeat: int) -> dict[str, Any]:
+        # Written with the trial in one transaction: `submit` then need not write them one by one.
+        return records.trial_attrs(
+            config=config, repeat=repeat, executor=self.executor.name, launcher=self.id
+        )
+
+    # -- ask and submit ---------------------------------------------------------------------------------
+
+    def fill(self) -> None:
+        """Ask and submit trials until `parallel` run or none is left to ask."""
+        while len(self.running) < self.parallel:
+            trial = self.ask()
+            if trial is None:
+                return
+            self.submit(trial)
+
+    def ask(self) -> optuna.Trial | None:
+        """The next queued or planned trial, else a new sampled configuration (tpe/random, within n_trials).
+
+        `self.waiting` counts the WAITING trials this launcher knows of (left by an earlier launcher, or
+        the other seeds of a sampled configuration) so that no ask needs a query to find them. A planned
+        trial is not queued at all: `start_planned` creates it running.
+        """
+        if self.waiting:
+            self.waiting -= 1
+            trial = self.study.ask(self.distributions)
+            if records.is_sweep_trial(trial):
+                return trial
+            # Another launcher sharing the study emptied the queue first: Optuna made a fresh trial.
+            self.waiting = 0
+            self.fail(trial, "another launcher took this trial's queued configuration; nothing to run")
+            return self.ask()
+        if self.pending:
+            # Another launcher on this study may have started some of them since `reconcile`: a read
+            # of the trials that changed since the last one (Optuna's cached storage) skips those.
+            started = taken(self.study.get_trials(deepcopy=False))
+            while self.pending and (self.pending[0].config, self.pending[0].repeat) in started:
+                self.pending.popleft()
+            if self.pending:
+                return self.start_planned(self.pending.popleft())
+        next_config = next_sampled_config(self.spec, self.study.get_trials(deepcopy=False))
+        if next_config is None:
+            return None
+        trial = self.study.ask(self.distributions)
+        records.mark_sampled(trial, next_config)
+        for repeat in range(1, self.spec.repeats):  # the other seeds of this configuration run next
+            self.study.enqueue_trial(trial.params, user_attrs=self._enqueue_attrs(next_config, repeat))
+            self.waiting += 1
+        return trial
+
+    def start_planned(self, item: PlannedTrial) -> optuna.Trial:
+        """The planned trial `item`, created RUNNING with its params and attributes in one transaction.
+
+        What `enqueue_trial` then `ask` store, in one commit instead of one per step (the enqueue, the
+        pop from the queue, which reads all of it, and one per param): the same params, distributions
+        and user attributes, the trial started now. A launcher that stops before `submit` leaves it
+        RUNNING with no job id, and the next launch submits it (`reconcile`).
+        """
+        template = records.running_template(
+            item.params,
+            {key: self.distributions[key] for key in item.params},
+            self._enqueue_attrs(item.config, item.repeat),
+        )
+        return create_trial(self.study, template)
+
+    def submit(self, trial: optuna.Trial, *, reported: int = 0) -> None:
+        """Write the trial's config.json into its run dir and start its job (again, after a lost job).
+
+        A job started again on the same run dir resumes from its checkpoint.pt.
+        """
+        record = TrialRecord.of(trial)
+        config = self.spec.train_config(trial.params, repeat=record.repeat)
+        run_dir = record.run_dir or self.runs_dir / str(trial.number)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(RunPaths(run_dir).config, config.to_json())
+        # One storage commit per field, so only what changed is written (a planned trial carries
+        # executor and launcher already; a first submission's heartbeat is its start time).
+        records.write(
+            trial,
+            run_dir=run_dir if record.run_dir != run_dir else None,
+            executor=self.executor.name if record.executor != self.executor.name else None,
+            launcher=self.id if record.launcher != self.id else None,
+            heartbeat=time.time() if record.submissions else None,
+            submissions=record.submissions + 1,
+        )
+        self.starting = trial.number  # kept if submit raises: `interrupted` names the trial
+        job = self.executor.submit(self.job, config.to_dict(), run_dir)
+        self.starting = None
+        records.write(trial, job_id=job.job_id)
+        self.running[trial.number] = Running(trial, job, config, run_dir, reported)
+        again = " again" if record.submissions else ""
+        self.out(f"trial {trial.number} submitted{again}  job {job.job_id}  {params_text(trial.params)}")
+
+    # -- poll, report/prune, tell -----------------------------------------------------------------------
+
+    def poll(self, item: Running) -> bool:
+        """Report the trial's new epochs, prune it if the pruner says so, tell it once its job is done.
+
+        Returns whether anything happened (a new epoch, a prune, an end).
+        """
+        done = item.job.done()  # before reading: every epoch of a finished job is then in the file
+        history = read_metrics(RunPaths(item.run_dir).metrics)
+        new = history[item.reported :]
+        for record in new:
+            self.report(item, record)
+            if record.epoch < item.config.epochs and item.trial.should_prune():
+                self.prune(item, record)
+                return True
+        if done:
+            self.finish(item, history)
+        return done or bool(new)
+
+    def report(self, item: Running, record: EpochMetrics) -> None:
+        value = getattr(record, self.spec.metric)
+        item.trial.report(value, record.epoch)
+        item.reported = record.epoch
+        epoch = f"{record.epoch}/{item.config.epochs}"
+        self.out(f"trial {item.trial.number} epoch {epoch}  {self.spec.metric} {value:.4f}")
+
+    def prune(self, item: Running, record: EpochMetrics) -> None:
+        item.job.cancel()
+        self.study.tell(item.trial, state=TrialState.PRUNED)
+        del self.running[item.trial.number]
+        self.out(
+            f"trial {item.trial.number} pruned at epoch {record.epoch}/{item.config.epochs}; job stopped"
+        )
+
+    def finish(self, item: Running, history: list[EpochMetrics]) -> None:
+        outcome = item.job.outcome()
+        number = item.trial.number
+        if outcome.status == "lost" and TrialRecord.of(item.trial).submissions < MAX_SUBMISSIONS:
+            del self.running[number]
+            self.out(f"trial {number} job {item.job.job_id} is gone without a result; resuming it")
+            self.submit(item.trial, reported=item.reported)
+            return
+        del self.running[number]
+        if outcome.status == "success" and history:
+            value = best_value(history, self.spec.metric, self.spec.direction)
+            self.study.tell(item.trial, value)
+            self.out(
+                f"trial {number} complete  {self.spec.metric} {value:.4f} (best of {len(history)} epochs)"
+            )
+            return
+        reason = outcome.detail or "the job succeeded but wrote no metrics"
+        if outcome.status == "lost":
+            reason = f"{reason} ({MAX_SUBMISSIONS} submissions; giving up)"
+        self.fail(item.trial, reason)
+
+    def fail(self, trial: optuna.Trial, reason: str) -> None:
+        number = trial.number
+        records.write(trial, traceback=reason)
+        self.study.tell(trial, state=TrialState.FAIL)
+        last = reason.strip().splitlines()[-1] if reason.strip() else "unknown"
+        self.out(f"trial {number} failed: {last} (full text in user attribute 'traceback')")
+
+    def summary(self) -> Summary:
+        trials = self.study.get_trials(deepcopy=False)
+        summary = Summary(study=self.spec.name, states=Counter(t.state.name for t in trials))
+        complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+        if complete:
+            pick = max if self.spec.direction == "maximize" else min
+            summary.best = pick(complete, key=lambda t: t.value if t.value is not None else math.nan)
+        return summary
+
+
+def best_value(history: list[EpochMetrics], metric: str, direction: str) -> float:
+    """The trial's value: the best epoch's metric (highest for maximize, lowest for minimize)."""
+    values = [getattr(record, metric) for record in history]
+    return max(values) if direction == "maximize" else min(values)
+
+
+# -- helpers ----------------------------------------------------------------------------------------------
+
+
+def _heartbeat(trial: FrozenTrial, record: TrialRecord) -> float | None:
+    """When the trial's launcher last said it was alive: its stamp, else the trial's start."""
+    if record.heartbeat is not None:
+        return record.heartbeat
+    return trial.datetime_start.timestamp() if trial.datetime_start is not None else None

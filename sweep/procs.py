@@ -1,0 +1,66 @@
+"""What the process table says of a pid: whether it runs, and what it was started as.
+
+Used by owners (is a launcher alive?), the local executor (is a job's controller alive?), cancel and
+status. A pid the kernel has reused for another program must not pass for ours, so callers name what
+the process's command line must mention.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _state(pid: int) -> str | None:
+    """The one-letter state of `/proc/PID/stat` (R, S, Z, ...); None when the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def cmdline(pid: int) -> list[bytes]:
+    """The process's arguments; empty when it is gone (or not ours to read)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live process (not a zombie); without /proc, whether it can be signalled."""
+    if pid <= 0:
+        return False
+    if Path("/proc/self").is_dir():
+        state = _state(pid)
+        return state is not None and state not in ("Z", "X")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def runs(pid: int, mentioning: bytes) -> bool:
+    """Whether `pid` is alive and some argument of its command line contains `mentioning`."""
+    return alive(pid) and any(mentioning in arg for arg in cmdline(pid))
+
+
+def runs_with_arg(pid: int, arg: bytes) -> bool:
+    """Whether `pid` is alive with `arg` as one whole argument of its command line."""
+    return alive(pid) and arg in cmdline(pid)
+
+
+def environ(pid: int, name: str) -> str | None:
+    """The value of environment variable `name` in process `pid`; None when unset or unreadable."""
+    try:
+        entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    prefix = name.encode() + b"="
+    for entry in entries:
+        if entry.startswith(prefix):
+            return entry[len(prefix) :].decode(errors="replace")
+    return None

@@ -1,0 +1,312 @@
+"""Study files -> StudySpec: every rule a study file must follow, checked before anything is stored.
+
+A study file has five parts:
+
+    [study]           name, metric, direction, sampler, pruner, n_trials, repeats,
+                      pruner_startup_trials, pruner_warmup_epochs
+    [train]           TrainConfig fields fixed for every trial
+    [space]           searched TrainConfig fields: a list = categorical choices; a table
+                      {low, high, log, step} = a range (integers when low and high are, `step` for those)
+    [[points]]        explicit configurations (tables of TrainConfig fields), each enqueued as one trial
+    [resources]       executor-neutral requests, with extra SLURM options under [resources.slurm]
+
+Decisions the design leaves open:
+
+* Samplers are grid | tpe | random; there is no separate "points" sampler. A grid study lists its
+  configurations either as a [space] (the cartesian product, keys in file order, the last key
+  changing fastest) or as [[points]] (exactly those configurations, in file order), never both.
+  A points-only study (the seven hand-picked tuning runs) is therefore `sampler = "grid"` with
+  [[points]] and no [space]. n_trials defaults to the number of configurations and may cut it short.
+* A tpe/random study needs a [space] and n_trials. Its [[points]] are optional warm starts: each must
+  set every [space] key, to a value inside the space; they are enqueued first and count toward n_trials.
+* Without a [space], every point sets the same keys, so each key is one column of the report.
+* A field is either fixed ([train]) or varied ([space] / [[points]]), never both.
+* A study with neither [space] nor [[points]] runs [train] alone, n_trials times; n_trials is required.
+* n_trials counts configurations. The launcher runs each with `repeats` seeds (seed, seed + 1, ...;
+  see `StudySpec.train_config`), so `seed` may not be varied when repeats > 1.
+* metric is one of the per-epoch metrics (val_acc, val_loss, train_acc, train_loss): the pruner needs a
+  value every epoch, and the test set must not steer a search. direction defaults to maximize for
+  accuracies and minimize for losses; a direction that contradicts the metric is an error.
+* Validation builds a TrainConfig for every categorical choice, both ends of every range, every point
+  and, for grid studies, every grid configuration, so TrainConfig's own checks run at parse time.
+  Combinations a tpe/random sampler may draw are not enumerated.
+* Pruner settings: `pruner_warmup_epochs` (default 0) is the epochs a trial always runs before it can be
+  pruned (median: n_warmup_steps; hyperband: its min_resource, at least 1); `pruner_startup_trials`
+  (median only, default 5 as in Optuna) is how many trials must finish before the median prunes at all.
+  A study of 4 trials that wants pruning must therefore lower it. Either key without a pruner is an error.
+* [resources.slurm] holds scalar SLURM options without the `slurm_` prefix (qos = "high"); options that
+  duplicate a generic [resources] key (partition, time, mem, gres, ...) are errors.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from sweep.errors import SweepError
+from sweep.study.dimensions import check_points_in_space, parse_points, parse_space
+from sweep.study.reader import TableReader, did_you_mean, is_number
+from sweep.study.spec import (
+    DIRECTIONS,
+    METRICS,
+    PRUNERS,
+    SAMPLERS,
+    STUDY_KEYS,
+    Dimension,
+    Resources,
+    SlurmValue,
+    StudySpec,
+    grid_values,
+)
+from trainer.config import TrainConfig
+
+SECTIONS = ("study", "train", "space", "points", "resources")
+RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "timeout_min", "partition", "array_parallelism", "slurm")
+# SLURM options that the generic [resources] keys already set: option -> the key to use instead.
+SLURM_GENERIC = {
+    "partition": "partition",
+    "time": "timeout_min",
+    "timeout_min": "timeout_min",
+    "gres": "gpus",
+    "gpus_per_node": "gpus",
+    "gpus_per_task": "gpus",
+    "cpus_per_task": "cpus",
+    "mem": "mem_gb",
+    "mem_gb": "mem_gb",
+    "array_parallelism": "array_parallelism",
+}
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_SLURM_KEY_RE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def load_toml(path: Path) -> StudySpec:
+    """Read and validate the study file at `path`; its stem is the study's default name.
+
+    Raises:
+        SweepError: The file is not valid TOML or breaks a rule, naming the file, key and fix.
+    """
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise SweepError(f"{path}: not valid TOML ({err}); fix the syntax") from None
+    return parse_study(data, source=str(path), default_name=path.stem)
+
+
+def parse_study(data: Mapping[str, Any], *, source: str, default_name: str | None = None) -> StudySpec:
+    """Validate a parsed study document and build its StudySpec (see the module docstring for rules).
+
+    Args:
+        data: The parsed TOML (or JSON of `StudySpec.to_dict`).
+        source: Names the file in error messages.
+        default_name: The study name when [study] gives none (the file's stem).
+
+    Raises:
+        SweepError: Naming `source`, the section/key at fault, and the fix.
+    """
+    return _Reader(source).study(data, default_name)
+
+
+class _Reader(TableReader):
+    """Reads one study document into a StudySpec: section by section, then the checks across sections."""
+
+    def study(self, data: Mapping[str, Any], default_name: str | None) -> StudySpec:
+        self.check_sections(data)
+        header = self.parse_header(self.table(data, "study"), default_name)
+        train = self.parse_train(self.table(data, "train"))
+        space = parse_space(self, self.table(data, "space"), train)
+        points = parse_points(self, data.get("points", []), train, space)
+        resources = self.parse_resources(self.table(data, "resources"))
+        self.check_sampler(header["sampler"], space, points)
+        check_points_in_space(self, points, space)
+        self.check_repeats(header["repeats"], space, points)
+        self.check_device(train, resources)
+        n_trials = self.resolve_n_trials(header["n_trials"], header["sampler"], space, points)
+        spec = StudySpec(
+            **{**header, "n_trials": n_trials},
+            train=_frozen(train),
+            space=MappingProxyType(space),
+            points=tuple(_frozen(point) for point in points),
+            resources=resources,
+            source=self.source,
+        )
+        if spec.sampler == "grid" and space:
+            self.check_grid_configs(spec)
+        return spec
+
+    def check_sections(self, data: Mapping[str, Any]) -> None:
+        if not isinstance(data, Mapping):
+            raise SweepError(f"{self.source}: expected a table of sections, got {type(data).__name__}")
+        for key, value in data.items():
+            if key in SECTIONS:
+                continue
+            is_table = isinstance(value, Mapping) or (
+                isinstance(value, list) and bool(value) and all(isinstance(item, Mapping) for item in value)
+            )
+            if not is_table:
+                raise self.error(f"key '{key}'", "is outside any section; move it under [study] or [train]")
+            hint = did_you_mean(key, SECTIONS)
+            known = "[study], [train], [space], [[points]], [resources]"
+            raise self.error(f"section [{key}]", f"is unknown{hint}; known sections: {known}")
+
+    # -- [study] and [train] ---------------------------------------------------------------------------------
+
+    def parse_header(self, table: Mapping[str, Any], default_name: str | None) -> dict[str, Any]:
+        self.check_keys(table, STUDY_KEYS, "[study]")
+        name = table.get("name", default_name)
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise self.error(
+                "[study] key 'name'", f"is {name!r}; give a name of letters, digits, '_', '-' or '.'"
+            )
+        if "sampler" not in table:
+            raise self.error("[study] key 'sampler'", f"is missing; add one of {', '.join(SAMPLERS)}")
+        metric = self.choice(table, "metric", METRICS, "val_acc")
+        natural = METRICS[metric]
+        direction = self.choice(table, "direction", DIRECTIONS, natural)
+        if direction != natural:
+            fix = f'set direction = "{natural}" or drop it'
+            raise self.error(
+                "[study] key 'direction'", f"is '{direction}' but {metric} should be {natural}d; {fix}"
+            )
+        return {
+            "name": name,
+            "metric": metric,
+            "direction": direction,
+            "sampler": self.choice(table, "sampler", SAMPLERS, ""),
+            "pruner": self.choice(table, "pruner", PRUNERS, "none"),
+            "n_trials": self.optional_int(table, "n_trials", minimum=1, section="study"),
+            "repeats": self.integer(table, "repeats", default=1, minimum=1, section="study"),
+            **self.pruner_settings(table),
+        }
+
+    def pruner_settings(self, table: Mapping[str, Any]) -> dict[str, int | None]:
+        pruner = table.get("pruner", "none")
+        settings = {
+            key: self.optional_int(table, key, minimum=0, section="study")
+            for key in ("pruner_startup_trials", "pruner_warmup_epochs")
+        }
+        for key, value in settings.items():
+            if value is None:
+                continue
+            if pruner == "none":
+                raise self.error(
+                    f"[study] key '{key}'", 'has no pruner to set; add pruner = "median" or drop it'
+                )
+            if key == "pruner_startup_trials" and pruner != "median":
+                raise self.error(
+                    f"[study] key '{key}'", f"only applies to the median pruner, not '{pruner}'; drop it"
+                )
+        return settings
+
+    def parse_train(self, table: Mapping[str, Any]) -> dict[str, Any]:
+        self.check_fields(table, "[train]")
+        TrainConfig.from_dict(dict(table), source=f"{self.source} [train]")
+        return dict(table)
+
+    # -- [resources] -----------------------------------------------------------------------------------------
+
+    def parse_resources(self, table: Mapping[str, Any]) -> Resources:
+        self.check_keys(table, RESOURCE_KEYS, "[resources]")
+        mem_gb = table.get("mem_gb")
+        if mem_gb is not None and (not is_number(mem_gb) or mem_gb <= 0):
+            raise self.error("[resources] key 'mem_gb'", f"is {mem_gb!r}; give a number of GiB > 0")
+        partition = table.get("partition")
+        if partition is not None and (not isinstance(partition, str) or not partition):
+            raise self.error("[resources] key 'partition'", f"is {partition!r}; give a partition name")
+        slurm = table.get("slurm", {})
+        if not isinstance(slurm, Mapping):
+            raise self.error("[resources] key 'slurm'", "must be a table; write it as [resources.slurm]")
+        return Resources(
+            gpus=self.integer(table, "gpus", default=1, minimum=0, section="resources"),
+            cpus=self.integer(table, "cpus", default=4, minimum=1, section="resources"),
+            mem_gb=None if mem_gb is None else float(mem_gb),
+            timeout_min=self.optional_int(table, "timeout_min", minimum=1, section="resources"),
+            partition=partition,
+            array_parallelism=self.optional_int(table, "array_parallelism", minimum=1, section="resources"),
+            slurm=MappingProxyType(self.parse_slurm(slurm)),
+        )
+
+    def parse_slurm(self, table: Mapping[str, Any]) -> dict[str, SlurmValue]:
+        for key, value in table.items():
+            where = f"[resources.slurm] key '{key}'"
+            if key.startswith("slurm_"):
+                raise self.error(where, f"needs no prefix; write '{key.removeprefix('slurm_')}'")
+            if not _SLURM_KEY_RE.fullmatch(key):
+                raise self.error(where, "is not an option name; use lowercase and underscores (qos, account)")
+            if key in SLURM_GENERIC:
+                raise self.error(where, f"duplicates a generic setting; set [resources] {SLURM_GENERIC[key]}")
+            if not isinstance(value, str | int | float):
+                raise self.error(where, f"is {value!r}; give a string, a number or true/false")
+        return dict(table)
+
+    # -- checks across sections ------------------------------------------------------------------------------
+
+    def check_sampler(
+        self, sampler: str, space: Mapping[str, Dimension], points: list[dict[str, Any]]
+    ) -> None:
+        where = "[study] key 'sampler'"
+        if sampler == "grid" and space and points:
+            raise self.error(where, "is 'grid' with both [space] and [[points]]; a grid uses one of the two")
+        if sampler == "grid":
+            for key, dim in space.items():
+                grid_values(key, dim, self.source)
+        elif points and not space:
+            raise self.error(
+                where, f"is '{sampler}' but there is no [space] to sample; use \"grid\" to run [[points]]"
+            )
+
+    def check_repeats(
+        self, repeats: int, space: Mapping[str, Dimension], points: list[dict[str, Any]]
+    ) -> None:
+        varies_seed = "seed" in space or any("seed" in point for point in points)
+        if repeats > 1 and varies_seed:
+            raise self.error(
+                "[study] key 'repeats'", f"is {repeats} while 'seed' varies; drop one (repeats sets seed)"
+            )
+
+    def check_device(self, train: Mapping[str, Any], resources: Resources) -> None:
+        device = train.get("device", "auto")
+        if isinstance(device, str) and device.startswith("cuda") and resources.gpus == 0:
+            raise self.error(
+                "[resources] key 'gpus'", f"is 0 but [train] device is '{device}'; set gpus or use cpu"
+            )
+
+    def resolve_n_trials(
+        self,
+        n_trials: int | None,
+        sampler: str,
+        space: Mapping[str, Dimension],
+        points: list[dict[str, Any]],
+    ) -> int:
+        where = "[study] key 'n_trials'"
+        if sampler == "grid" and (space or points):
+            size = len(points) or self.grid_size(space)
+            if n_trials is not None and n_trials > size:
+                raise self.error(where, f"is {n_trials} but the grid has {size} configurations; lower it")
+            return size if n_trials is None else n_trials
+        if n_trials is None:
+            if not space and not points:
+                missing = "is missing; without [space] or [[points]] say how often to run [train]"
+                raise self.error(where, missing)
+            raise self.error(where, f"is missing; the {sampler} sampler needs the number of trials")
+        if n_trials < len(points):
+            raise self.error(where, f"is {n_trials}, fewer than the {len(points)} [[points]]; raise it")
+        return n_trials
+
+    def grid_size(self, space: Mapping[str, Dimension]) -> int:
+        size = 1
+        for key, dim in space.items():
+            size *= len(grid_values(key, dim, self.source))
+        return size
+
+    def check_grid_configs(self, spec: StudySpec) -> None:
+        for params in spec.grid():
+            self.build(spec.train, params, f"[space] grid configuration {params}")
+
+
+def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping))

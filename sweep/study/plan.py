@@ -1,0 +1,236 @@
+"""What a study runs, worked out from its StudySpec: the planned trials, the sampler and pruner, the plan
+fingerprint stored at the first launch, and the dry run.
+
+Every Optuna trial is one (configuration, repeat): its record's `config` (the index of the
+configuration: planned ones first, in file order, then sampled ones) and `repeat` (the seed offset)
+say which, so a restart never starts a configuration that is COMPLETE, PRUNED or still running again.
+A planned configuration whose trial FAILed is run again by the next launch (the cause may be fixed);
+a sampled one is not (it used up its place in n_trials).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep._compat import enqueued_params
+from sweep.errors import SweepError
+from sweep.records import StudyRecord, TrialRecord
+from sweep.study.spec import Categorical, Dimension, FloatRange, StudySpec, params_text
+from trainer.config import RESUMABLE_CHANGES
+
+# A trial in one of these states has its (config, repeat); a FAILed one gives it back.
+TAKEN_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+
+Printer = Callable[[str], None]
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)
+
+
+@dataclass(frozen=True)
+class PlannedTrial:
+    """One trial the study file fixes: configuration `config` (0-based) run with seed offset `repeat`."""
+
+    config: int
+    repeat: int
+    params: dict[str, Any]
+
+
+def plan(spec: StudySpec) -> list[PlannedTrial]:
+    """The planned trials, in launch order: each grid point / [[points]] entry, `repeats` times."""
+    return [
+        PlannedTrial(config=index, repeat=repeat, params=params)
+        for index, params in enumerate(spec.planned_trials())
+        for repeat in range(spec.repeats)
+    ]
+
+
+def sampled_configs(spec: StudySpec) -> int:
+    """How many configurations the sampler suggests beyond the planned ones (tpe/random only)."""
+    if spec.sampler == "grid":
+        return 0
+    return spec.n_trials - len(spec.planned_trials())
+
+
+def distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
+    """The Optuna distribution of each varied field; for a points-only study, the points' values."""
+    if spec.space:
+        return {key: _distribution(dim) for key, dim in spec.space.items()}
+    choices: dict[str, list[Any]] = {}
+    for point in spec.points:
+        for key, value in point.items():
+            if value not in choices.setdefault(key, []):
+                choices[key].append(value)
+    return {key: CategoricalDistribution(values) for key, values in choices.items()}
+
+
+def _distribution(dim: Dimension) -> BaseDistribution:
+    if isinstance(dim, Categorical):
+        return CategoricalDistribution(dim.choices)
+    if isinstance(dim, FloatRange):
+        return FloatDistribution(dim.low, dim.high, log=dim.log)
+    return IntDistribution(dim.low, dim.high, log=dim.log, step=dim.step or 1)
+
+
+def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    """TPE or random for a search; a grid's trials are all planned, so its sampler is never asked."""
+    if spec.sampler == "tpe":
+        return optuna.samplers.TPESampler()
+    return optuna.samplers.RandomSampler()
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """The study's pruner; unset settings keep Optuna's defaults (median: 5 finished trials first)."""
+    warmup = spec.pruner_warmup_epochs or 0
+    if spec.pruner == "median":
+        startup = 5 if spec.pruner_startup_trials is None else spec.pruner_startup_trials
+        return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
+    if spec.pruner == "hyperband":
+        # every epoch count is a resource; a trial always runs `warmup` epochs (at least one)
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource="auto")
+    return optuna.pruners.NopPruner()
+
+
+def is_sampled(record: TrialRecord, spec: StudySpec) -> bool:
+    """Whether the trial's configuration was suggested by the sampler (not fixed by the file)."""
+    return record.config is not None and record.config >= len(spec.planned_trials())
+
+
+def taken(trials: Sequence[FrozenTrial]) -> set[tuple[int | None, int]]:
+    """The (config, repeat) of every trial that holds its run: waiting, running or finished well."""
+    return {TrialRecord.of(t).key for t in trials if t.state in TAKEN_STATES}
+
+
+def missing_trials(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[PlannedTrial]:
+    """Each planned (config, repeat), and each repeat of a sampled config, that no trial has taken yet.
+
+    A trial WAITING, RUNNING, COMPLETE or PRUNED takes its (config, repeat); a FAILed one does not, so a
+    planned configuration that failed is planned again.
+    """
+    wanted = plan(spec)
+    sampled: dict[int, dict[str, Any]] = {}
+    for trial in trials:
+        record = TrialRecord.of(trial)
+        if record.config is not None and record.repeat == 0 and is_sampled(record, spec):
+            sampled[record.config] = trial.params
+    wanted += [PlannedTrial(c, r, params) for c, params in sampled.items() for r in range(1, spec.repeats)]
+    done = taken(trials)
+    return [item for item in wanted if (item.config, item.repeat) not in done]
+
+
+def next_sampled_config(spec: StudySpec, trials: Sequence[FrozenTrial]) -> int | None:
+    """The index of the next configuration to ask the sampler for; None when n_trials are used up."""
+    if spec.sampler == "grid":
+        return None
+    used = [c for c in (TrialRecord.of(t).config for t in trials) if c is not None]
+    next_config = max([len(spec.planned_trials()) - 1, *used]) + 1
+    return next_config if next_config < spec.n_trials else None
+
+
+def dry_run(
+    spec: StudySpec, *, study: optuna.Study | None = None, out: Printer = _print
+) -> list[PlannedTrial]:
+    """Print what `sweep launch` would do next, and return the trials it would submit; writes nothing.
+
+    Args:
+        spec: The validated study.
+        study: The stored study when it exists: then only what is left is listed (running trials that
+            would be re-attached, planned trials not yet complete, pruned or failed for good).
+        out: Where the lines go.
+    """
+    trials = study.get_trials(deepcopy=False) if study is not None else []
+    for trial in trials:
+        if trial.state == TrialState.RUNNING:
+            job = TrialRecord.of(trial).job_id or "none yet"
+            out(f"trial {trial.number} running  job {job}  {params_text(trial.params)}: would be re-attached")
+    waiting = [t for t in trials if t.state == TrialState.WAITING]  # enqueued: params are the fixed ones
+    todo = [_queued(t) for t in waiting] + missing_trials(spec, trials)
+    for item in todo:
+        out(f"config {item.config} repeat {item.repeat}  {params_text(item.params)}")
+    used = {TrialRecord.of(t).config for t in trials if is_sampled(TrialRecord.of(t), spec)}
+    extra = max(0, sampled_configs(spec) - len(used))
+    if extra:
+        out(f"then {extra} configurations x {spec.repeats} repeats suggested by the {spec.sampler} sampler")
+    done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    already = f", {done} already finished" if trials else ""
+    out(
+        f"{spec.name}: {len(todo)} planned trials, {extra * spec.repeats} sampled to submit{already}; "
+        "nothing submitted"
+    )
+    return todo
+
+
+def _queued(trial: FrozenTrial) -> PlannedTrial:
+    """A WAITING trial (the other seeds of a sampled configuration) as the run it stands for."""
+    record = TrialRecord.of(trial)
+    config = -1 if record.config is None else record.config
+    return PlannedTrial(config=config, repeat=record.repeat, params=enqueued_params(trial))
+
+
+def plan_fingerprint(spec: StudySpec) -> dict[str, Any]:
+    """What fixes which trial is which configuration, stored with the study at its first launch.
+
+    Trials know their configuration by its position (`config`), so the sampler, [space], [[points]] and
+    the [train] fields that change results must stay as they were. n_trials, repeats, the pruner and
+    [resources] may change between launches; so may the [train] fields a resumed run may change.
+    """
+    data = spec.to_dict()
+    train = {key: value for key, value in data["train"].items() if key not in RESUMABLE_CHANGES}
+    fixed = {"sampler": spec.sampler, "space": data["space"], "points": data["points"], "train": train}
+    return dict(json.loads(json.dumps(fixed)))  # as the storage gives it back: lists, not tuples
+
+
+def check_same_plan(spec: StudySpec, study: optuna.Study, *, url: str) -> None:
+    """Raise a SweepError when the stored study was launched from a study file that planned otherwise."""
+    stored = StudyRecord.of(study).plan
+    if stored is None:  # not launched yet, or by a sweep that stored no plan: its trials tell
+        _check_trials_match(spec, study, url=url)
+        return
+    now = plan_fingerprint(spec)
+    changed = [
+        f"[train] {key} ({stored['train'].get(key)!r} there, {now['train'].get(key)!r} now)"
+        for key in sorted(set(stored["train"]) | set(now["train"]))
+        if stored["train"].get(key) != now["train"].get(key)
+    ]
+    changed += [f"[{key}]" if key != "sampler" else "sampler" for key in ("sampler", "space", "points")
+                if stored.get(key) != now[key]]  # fmt: skip
+    if changed:
+        raise SweepError(
+            f"storage '{url}': study '{spec.name}' was launched from a study file with another "
+            f"{', '.join(changed)}; its trials are matched to configurations by position, so results "
+            "would mix. Restore those settings, or give the changed study a new [study] name"
+        )
+
+
+def _check_trials_match(spec: StudySpec, study: optuna.Study, *, url: str) -> None:
+    """Raise a SweepError when a stored trial's params or distributions are not the study file's."""
+    planned, now = spec.planned_trials(), distributions(spec)
+    for trial in study.get_trials(deepcopy=False):
+        config = TrialRecord.of(trial).config
+        if config is not None and config < len(planned) and trial.params != planned[config]:
+            problem = (
+                f"trial {trial.number} ran configuration {config} as {params_text(trial.params)}, "
+                f"the study file now makes it {params_text(planned[config]) or 'the [train] defaults'}"
+            )
+        elif any(now.get(key) != dist for key, dist in trial.distributions.items()):
+            problem = f"trial {trial.number} searched another [space] ({', '.join(trial.distributions)})"
+        else:
+            continue
+        raise SweepError(
+            f"storage '{url}': study '{spec.name}': {problem}; its trials are matched to configurations "
+            "by position, so results would mix. Restore the study file, or give the changed study a new "
+            "[study] name"
+        )

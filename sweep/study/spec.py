@@ -1,0 +1,226 @@
+"""A study as plain data: `StudySpec` (what to search, how, and what each trial may use) and its parts.
+
+`sweep.study.parse` builds a StudySpec from a study file and checks every rule; this module holds the
+frozen types every other part imports, and what follows from them alone (the grid, a trial's
+TrainConfig).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, TypeAlias
+
+from sweep.errors import SweepError
+from trainer.config import TrainConfig
+
+SAMPLERS = ("grid", "tpe", "random")
+PRUNERS = ("none", "median", "hyperband")
+DIRECTIONS = ("maximize", "minimize")
+METRICS = {"val_acc": "maximize", "val_loss": "minimize", "train_acc": "maximize", "train_loss": "minimize"}
+STUDY_KEYS = (
+    "name",
+    "metric",
+    "direction",
+    "sampler",
+    "pruner",
+    "n_trials",
+    "repeats",
+    "pruner_startup_trials",
+    "pruner_warmup_epochs",
+)
+
+SlurmValue: TypeAlias = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class Categorical:
+    """A searched field that takes one of `choices` (TOML: a list)."""
+
+    choices: tuple[Any, ...]
+
+    def to_dict(self) -> list[Any]:
+        return list(self.choices)
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """A searched integer field in [low, high]; `step` makes it griddable (TOML: {low, high, step})."""
+
+    low: int
+    high: int
+    step: int | None = None  # None: any integer (step 1) for tpe/random; grid needs it spelled out
+    log: bool = False  # sample on a log scale (tpe/random); needs low >= 1 and no step
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"low": self.low, "high": self.high, "log": self.log}
+        if self.step is not None:
+            out["step"] = self.step
+        return out
+
+    def values(self) -> list[int]:
+        """Every value of the range, low to high (needs a step)."""
+        if self.step is None:
+            raise SweepError(f"integer range {self.low}..{self.high} has no step and cannot be listed")
+        return list(range(self.low, self.high + 1, self.step))
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """A searched real-valued field in [low, high] (TOML: {low, high, log})."""
+
+    low: float
+    high: float
+    log: bool = False  # sample on a log scale; needs low > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "log": self.log}
+
+
+Dimension: TypeAlias = Categorical | IntRange | FloatRange
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one trial asks of the executor; names follow submitit's generic parameters."""
+
+    gpus: int = 1  # GPUs per trial, on one node; 0 for CPU-only studies
+    cpus: int = 4  # CPU cores per trial: DataLoader workers + 1 is a good figure
+    mem_gb: float | None = None  # host memory per trial in GiB; None: the executor's default
+    timeout_min: int | None = None  # wall-clock limit per job in minutes; a job past it requeues and resumes
+    partition: str | None = None  # SLURM partition; None: the cluster's default
+    array_parallelism: int | None = None  # most trials running at once; None: the launcher's default
+    slurm: Mapping[str, SlurmValue] = field(default_factory=lambda: MappingProxyType({}))  # extra options
+
+    def slurm_kwargs(self) -> dict[str, SlurmValue]:
+        """The [resources.slurm] extras as submitit parameters (`qos` -> `slurm_qos`)."""
+        return {f"slurm_{key}": value for key, value in self.slurm.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "slurm"}
+        out = {key: value for key, value in out.items() if value is not None}
+        out["slurm"] = dict(self.slurm)
+        return out
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """One study file, validated: what to search, how, and what each trial may use."""
+
+    name: str
+    sampler: str  # grid | tpe | random
+    n_trials: int  # configurations to run; each is run `repeats` times
+    metric: str = "val_acc"
+    direction: str = "maximize"
+    pruner: str = "none"  # none | median | hyperband
+    repeats: int = 1  # seeds per configuration: seed, seed + 1, ...
+    pruner_startup_trials: int | None = None  # median: finished trials before pruning starts (None: 5)
+    pruner_warmup_epochs: int | None = None  # epochs every trial runs before it can be pruned (None: 0)
+    train: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    space: Mapping[str, Dimension] = field(default_factory=lambda: MappingProxyType({}))
+    points: tuple[Mapping[str, Any], ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    source: str = field(default="<study>", compare=False)  # the file, for messages
+
+    @property
+    def varied_keys(self) -> tuple[str, ...]:
+        """The fields that differ between trials: the [space] keys, else the [[points]] keys."""
+        if self.space:
+            return tuple(self.space)
+        return tuple(self.points[0]) if self.points else ()
+
+    def train_config(self, params: Mapping[str, Any] | None = None, *, repeat: int = 0) -> TrainConfig:
+        """The TrainConfig of one trial: [train] merged with the trial's params.
+
+        Args:
+            params: The trial's values of varied fields (a grid/point dict or the sampler's suggestion).
+            repeat: Which of the `repeats` seeds to run, 0-based; it is added to the config's seed.
+
+        Raises:
+            SweepError: A param is fixed in [train], `repeat` is out of range, or the config is invalid.
+        """
+        params = dict(params or {})
+        clash = sorted(set(params) & set(self.train))
+        if clash:
+            raise SweepError(f"{self.source}: trial params {clash} are fixed in [train]; they cannot vary")
+        if not 0 <= repeat < self.repeats:
+            raise SweepError(f"{self.source}: repeat {repeat} is out of range; the study has {self.repeats}")
+        config = TrainConfig.from_dict({**self.train, **params}, source=f"{self.source} trial {params}")
+        return config.replace(seed=config.seed + repeat) if repeat else config
+
+    def grid(self) -> list[dict[str, Any]]:
+        """Every configuration of the [space] as param dicts: the cartesian product, in a stable order.
+
+        Keys vary in file order, the last key fastest. A study with no [space] has one empty configuration.
+
+        Raises:
+            SweepError: A dimension is a float range or an integer range without a step.
+        """
+        values = [grid_values(key, dim, self.source) for key, dim in self.space.items()]
+        return [dict(zip(self.space, combo, strict=True)) for combo in itertools.product(*values)]
+
+    def planned_trials(self) -> list[dict[str, Any]]:
+        """The param dicts of the trials the file fixes, in launch order, at most n_trials of them.
+
+        Grid: the [[points]] or the grid. tpe/random: the [[points]], enqueued before sampling the
+        remaining n_trials - len(points). No [space] and no [[points]]: n_trials empty dicts.
+        """
+        if self.points:
+            return [dict(point) for point in self.points][: self.n_trials]
+        if not self.space:
+            return [{} for _ in range(self.n_trials)]
+        return self.grid()[: self.n_trials] if self.sampler == "grid" else []
+
+    def to_dict(self) -> dict[str, Any]:
+        """The study as plain data in the TOML file's shape; `StudySpec.from_dict` reads it back."""
+        study = {key: getattr(self, key) for key in STUDY_KEYS}
+        return {
+            "study": study,
+            "train": dict(self.train),
+            "space": {key: dim.to_dict() for key, dim in self.space.items()},
+            "points": [dict(point) for point in self.points],
+            "resources": self.resources.to_dict(),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<study>") -> StudySpec:
+        """Parse and validate a study from plain data shaped like the TOML file (or `to_dict`'s output).
+
+        Args:
+            data: The parsed document: {"study": {...}, "train": {...}, "space": {...}, ...}.
+            source: Names the origin in error messages, usually the file path.
+
+        Raises:
+            SweepError: Anything unknown, mistyped or invalid, naming `source`, the section and key.
+        """
+        from sweep.study.parse import parse_study
+
+        return parse_study(data, source=source)
+
+
+def grid_values(key: str, dim: Dimension, source: str) -> list[Any]:
+    """Every value the grid sampler runs of [space] key `key`.
+
+    Raises:
+        SweepError: A float range, or an integer range without a step, naming `source` and the key.
+    """
+    where = f"{source}: [space] key '{key}'"
+    if isinstance(dim, Categorical):
+        return list(dim.choices)
+    if isinstance(dim, IntRange) and dim.step is not None:
+        return dim.values()
+    if isinstance(dim, IntRange):
+        raise SweepError(f"{where} is an integer range without step; grid needs a step or a list")
+    raise SweepError(f"{where} is a float range; the grid sampler needs a list of values (or tpe/random)")
+
+
+def params_text(params: Mapping[str, Any]) -> str:
+    """`key=value` pairs, floats in their shortest form (lr=0.05 weight_decay=0.0005)."""
+    return " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())

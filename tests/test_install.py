@@ -1,0 +1,104 @@
+"""A plain (not editable) install: the wheel carries the shipped studies and sbatch template, and `sweep`
+runs them from any folder; `./studies/NAME.toml` of the current folder is found first."""
+
+from __future__ import annotations
+
+import os
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import deadline
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv holding sweep from its wheel; the test venv's packages serve as its dependencies."""
+    base = tmp_path_factory.mktemp("install")
+    wheels = base / "wheels"
+    # The wheel is built here, without build isolation, so nothing is downloaded.
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(wheels), str(ROOT)],
+        check=True, capture_output=True, timeout=deadline(300),
+    )  # fmt: skip
+    venv = base / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=deadline(120)
+    )
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True, timeout=deadline(60),
+    ).stdout.strip()  # fmt: skip
+    # torch, optuna, ... from this venv: a plain path entry, so its own .pth files (the editable
+    # install of this checkout among them) are not read and sweep comes from the wheel alone.
+    dependencies = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
+    (Path(purelib) / "test-dependencies.pth").write_text("\n".join(dict.fromkeys(dependencies)) + "\n")
+    wheel = next(wheels.glob("sweep-*.whl"))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", str(wheel)],
+        check=True, capture_output=True, timeout=deadline(300),
+    )  # fmt: skip
+    return venv
+
+
+def _sweep(venv: Path, *args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    return subprocess.run(
+        [str(venv / "bin" / "sweep"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.slow
+def test_installed_sweep_runs_the_shipped_smoke_study_from_an_empty_folder(
+    installed: Path, tmp_path: Path
+) -> None:
+    where = subprocess.run(
+        [str(installed / "bin" / "python"), "-c", "import sweep; print(sweep.__file__)"],
+        cwd=tmp_path, capture_output=True, text=True, check=True, timeout=deadline(60),
+    ).stdout  # fmt: skip
+    assert str(installed) in where and str(ROOT) not in where  # the wheel's copy, not this checkout
+    done = _sweep(
+        installed, "launch", "--study", "smoke", "--executor", "local", cwd=tmp_path, timeout=deadline(600)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "smoke: 4 trials (4 complete)" in done.stdout
+    assert (tmp_path / "results" / "sweep.db").is_file()
+    script = _sweep(
+        installed, "sbatch", "--study", "smoke", "--config", "0", cwd=tmp_path, timeout=deadline(60)
+    )
+    assert script.returncode == 0 and script.stdout.startswith("#!/bin/bash"), script.stderr
+
+
+@pytest.mark.slow
+def test_installed_sweep_finds_a_study_in_the_current_folder_first(installed: Path, tmp_path: Path) -> None:
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "mine.toml").write_text(
+        '[study]\nsampler = "grid"\n[train]\ndataset = "fake"\ndevice = "cpu"\n'
+        "[space]\nlr = [0.1, 0.2, 0.3]\n[resources]\ngpus = 0\n"
+    )
+    (tmp_path / "studies" / "smoke.toml").write_text(  # shadows the shipped smoke study
+        '[study]\nname = "smoke"\nsampler = "grid"\n[train]\ndataset = "fake"\ndevice = "cpu"\n'
+        "[space]\nlr = [0.5]\n[resources]\ngpus = 0\n"
+    )
+    mine = _sweep(installed, "launch", "--study", "mine", "--dry-run", cwd=tmp_path, timeout=deadline(60))
+    assert mine.returncode == 0, mine.stderr
+    assert "mine: 3 planned trials" in mine.stdout
+    smoke = _sweep(installed, "launch", "--study", "smoke", "--dry-run", cwd=tmp_path, timeout=deadline(60))
+    assert "smoke: 1 planned trials" in smoke.stdout, smoke.stdout
+    missing = _sweep(
+        installed, "launch", "--study", "nosuch", "--dry-run", cwd=tmp_path, timeout=deadline(60)
+    )
+    assert missing.returncode == 2 and "available studies: mine, optimizers" in missing.stderr
