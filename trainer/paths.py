@@ -8,7 +8,7 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class RunPaths:
-    """The on-disk layout of one run (see DESIGN.md, "Files a run leaves")."""
+    """The on-disk layout of one run (docs/architecture.md, "Files a run leaves")."""
 
     run_dir: Path
 

@@ -135,7 +135,7 @@ class LocalJob(Job):
         self.folder = folder
         self.job_id = job_id
         self._pid = int(job_id)
-        self._process = process
+        self._popen = process
         self._pidfd: int | None = None
 
     def end_fd(self) -> int | None:
@@ -155,8 +155,8 @@ class LocalJob(Job):
         self._close_fd()
 
     def _alive(self) -> bool:
-        if self._process is not None:
-            return self._process.poll() is None
+        if self._popen is not None:
+            return self._popen.poll() is None
         return procs.runs(self._pid, b"submitit")  # a reused pid is not our job
 
     def done(self) -> bool:

@@ -1,0 +1,123 @@
+"""The structure docs/architecture.md promises: who imports whom, one home for the stored schema and for
+private API, and modules small enough to read."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMANDS = (
+    "sweep.cli",
+    "sweep.launch",
+    "sweep.status",
+    "sweep.cancel",
+    "sweep.sbatch",
+    "sweep.report",
+    "sweep.dashboard",
+)
+MAX_MODULE_LINES = 400
+MAX_CLASS_LINES = 250
+
+
+def _modules(package: str) -> dict[str, Path]:
+    """Module name -> file, for every module of a top-level package."""
+    out = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module `path` imports, at the top or inside a function."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _starts(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
+
+
+ALL = {**_modules("sweep"), **_modules("trainer")}
+
+
+@pytest.mark.parametrize("module", sorted(_modules("trainer")))
+def test_the_trainer_never_imports_sweep_optuna_or_submitit(module: str) -> None:
+    bad = [name for name in _imports(ALL[module]) if _starts(name, ("sweep", "optuna", "submitit"))]
+    assert not bad, f"{module} imports {bad}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in ALL if _starts(m, ("sweep.report",))))
+def test_the_report_reads_what_was_stored_and_never_imports_the_launcher(module: str) -> None:
+    bad = [
+        n for n in _imports(ALL[module]) if _starts(n, ("sweep.launch", "sweep.launcher", "sweep.executors"))
+    ]
+    assert not bad, f"{module} imports {bad}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in ALL if _starts(m, ("sweep.executors", "sweep.study"))))
+def test_backends_and_study_files_never_import_commands(module: str) -> None:
+    bad = [name for name in _imports(ALL[module]) if _starts(name, (*COMMANDS, "sweep.launcher"))]
+    if _starts(module, ("sweep.study",)):
+        bad += [n for n in _imports(ALL[module]) if _starts(n, ("sweep.executors", "sweep.storage"))]
+    assert not bad, f"{module} imports {bad}"
+
+
+# Trial and study user attributes: where Optuna keeps what sweep stores (the schema of sweep.records).
+STORED_ATTRS = ("user_attrs", "set_user_attr")
+# Private API of Optuna and submitit that sweep uses (sweep._compat says why, each).
+PRIVATE = (
+    "_trial_id", "_storage", "_study_id", "_process", "_valid_parameters", "_make_sbatch_string", "_rdb",
+    "system_attrs",  # Optuna's own bookkeeping of a trial (the params it was enqueued with)
+)  # fmt: skip
+
+
+def _attributes(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.update(node.module.split("."))
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+@pytest.mark.parametrize("module", sorted(m for m in ALL if m.startswith("sweep")))
+def test_only_records_touches_stored_attributes_and_only_compat_private_api(module: str) -> None:
+    used = _attributes(ALL[module])
+    if module != "sweep.records":
+        assert not used & set(STORED_ATTRS), f"{module} reads or writes user attributes itself"
+    if module != "sweep._compat":
+        assert not used & set(PRIVATE), f"{module} uses private API {sorted(used & set(PRIVATE))}"
+
+
+def test_every_stored_attribute_key_is_a_constant_of_records() -> None:
+    # With the attribute rule above, the keys are spelled only here: no other module can reach them.
+    from sweep import records
+
+    keys = {value for name, value in vars(records).items() if name.isupper() and isinstance(value, str)}
+    stored = {"config", "repeat", "executor", "launcher", "heartbeat", "run_dir", "submissions", "job_id"}
+    assert stored | {"traceback", "metric", "plan", "gpus"} == keys
+
+
+@pytest.mark.parametrize("module", sorted(ALL))
+def test_modules_and_classes_are_small_or_say_why(module: str) -> None:
+    text = ALL[module].read_text()
+    tree = ast.parse(text)
+    assert len(text.splitlines()) <= MAX_MODULE_LINES, f"{module} has {len(text.splitlines())} lines"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            size = (node.end_lineno or node.lineno) - node.lineno + 1
+            reason = "on purpose" in (ast.get_docstring(node) or "")
+            assert size <= MAX_CLASS_LINES or reason, f"{module}.{node.name} has {size} lines and no reason"
