@@ -3,6 +3,7 @@ runs them from any folder; `./studies/NAME.toml` of the current folder is found 
 
 from __future__ import annotations
 
+import json
 import os
 import site
 import subprocess
@@ -10,8 +11,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import optuna
 import pytest
 
+from sweep.storage import default_url
 from tests.conftest import deadline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +78,12 @@ def test_installed_sweep_runs_the_shipped_smoke_study_from_an_empty_folder(
     )
     assert done.returncode == 0, done.stderr
     assert "smoke: 4 trials (4 complete)" in done.stdout
-    assert (tmp_path / "results" / "sweep.db").is_file()
+    trials = optuna.load_study(study_name="smoke", storage=default_url(tmp_path / "results")).trials
+    for trial in trials:
+        config = json.loads((Path(trial.user_attrs["run_dir"]) / "config.json").read_text())
+        assert (config["dataset"], config["depth"], config["epochs"]) == ("fake", 20, 2)
+    # the data is learnable: the best trial is well above chance (10%) after 2 epochs
+    assert max(t.value for t in trials if t.value is not None) >= 0.25
     script = _sweep(
         installed, "sbatch", "--study", "smoke", "--config", "0", cwd=tmp_path, timeout=deadline(60)
     )
@@ -101,4 +109,4 @@ def test_installed_sweep_finds_a_study_in_the_current_folder_first(installed: Pa
     missing = _sweep(
         installed, "launch", "--study", "nosuch", "--dry-run", cwd=tmp_path, timeout=deadline(60)
     )
-    assert missing.returncode == 2 and "available studies: mine, optimizers" in missing.stderr
+    assert missing.returncode == 2 and "available studies: final, mine, optimizers" in missing.stderr

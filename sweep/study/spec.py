@@ -176,7 +176,7 @@ class StudySpec:
         return self.grid()[: self.n_trials] if self.sampler == "grid" else []
 
     def to_dict(self) -> dict[str, Any]:
-        """The study as plain data in the TOML file's shape; `StudySpec.from_dict` reads it back."""
+        """The study as plain data in the TOML file's shape; `sweep.study.parse.parse_study` reads it back."""
         study = {key: getattr(self, key) for key in STUDY_KEYS}
         return {
             "study": study,
@@ -188,21 +188,6 @@ class StudySpec:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str = "<study>") -> StudySpec:
-        """Parse and validate a study from plain data shaped like the TOML file (or `to_dict`'s output).
-
-        Args:
-            data: The parsed document: {"study": {...}, "train": {...}, "space": {...}, ...}.
-            source: Names the origin in error messages, usually the file path.
-
-        Raises:
-            SweepError: Anything unknown, mistyped or invalid, naming `source`, the section and key.
-        """
-        from sweep.study.parse import parse_study
-
-        return parse_study(data, source=source)
 
 
 def grid_values(key: str, dim: Dimension, source: str) -> list[Any]:

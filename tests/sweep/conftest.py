@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from tests.conftest import deadline
+from trainer.metrics import EpochMetrics, TrainResult
+from trainer.paths import RunPaths
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,6 +84,30 @@ def tiny_smoke(tmp_path: Path) -> Path:
         study={"name": "smoke", "sampler": "grid"},
         space={"optimizer": ["sgd", "adam"], "lr": [0.05, 0.01]},
     )
+
+
+def instant_job(config: dict[str, Any], run_dir: str) -> None:
+    """A trial job that trains nothing: every configured epoch's metrics line at once, val_acc from the lr.
+
+    For tests of the launcher's bookkeeping, which need trials to finish, not networks to learn.
+    """
+    paths = RunPaths(Path(run_dir))
+    history = []
+    for epoch in range(1, int(config.get("epochs", 1)) + 1):
+        accuracy = min(1.0, float(config.get("lr", 0.1)) * epoch)
+        history.append(EpochMetrics(epoch, 1.0 / epoch, accuracy, 1.0 / epoch, accuracy, 0.0, 0.0, 0.0))
+    paths.metrics.write_text("".join(record.to_json() + "\n" for record in history))
+    paths.result.write_text(TrainResult.from_history(history, parameters=0).to_json())
+
+
+def sweep_main(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The sweep CLI run in this process (error paths): its exit status, stdout and stderr."""
+    from sweep.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
 
 
 def sweep_cmd(*args: str) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 from benchmarks.report_speed import make_study
 from sweep.cli import main
 from tests.conftest import deadline
-from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd, write_study
+from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd, sweep_main, write_study
 
 
 def test_unknown_study_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
@@ -27,17 +27,29 @@ def test_unknown_study_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
         ({"name": "bad", "sampler": "annealing"}, "sampler"),
     ],
 )
-def test_bad_study_file_is_one_line_and_writes_nothing(tmp_path: Path, study: dict, fragment: str) -> None:
+def test_bad_study_file_is_one_line_and_writes_nothing(
+    tmp_path: Path, study: dict, fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     study_file = write_study(tmp_path / "bad.toml", study=study, space={"lr": [0.1]})
-    result = run_sweep(
-        "launch", "--study", str(study_file), "--executor", "debug", "--results-dir", str(tmp_path / "r")
+    result = sweep_main(
+        capsys,
+        "launch",
+        "--study",
+        str(study_file),
+        "--executor",
+        "debug",
+        "--results-dir",
+        str(tmp_path / "r"),
     )
     assert_one_line_error(result, str(study_file), fragment)
     assert not (tmp_path / "r").exists()
 
 
-def test_unreachable_storage_is_one_line_and_creates_no_database(tiny_smoke: Path, tmp_path: Path) -> None:
-    result = run_sweep(
+def test_unreachable_storage_is_one_line_and_creates_no_database(
+    tiny_smoke: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = sweep_main(
+        capsys,
         "launch",
         "--study",
         str(tiny_smoke),
@@ -52,8 +64,10 @@ def test_unreachable_storage_is_one_line_and_creates_no_database(tiny_smoke: Pat
     assert not Path("/nonexistent").exists() and not (tmp_path / "r").exists()
 
 
-def test_status_without_a_database_is_an_error_and_creates_none(tmp_path: Path) -> None:
-    assert_one_line_error(run_sweep("status", "--results-dir", str(tmp_path)), "no database at")
+def test_status_without_a_database_is_an_error_and_creates_none(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert_one_line_error(sweep_main(capsys, "status", "--results-dir", str(tmp_path)), "no database at")
     assert not (tmp_path / "sweep.db").exists()
 
 
@@ -77,9 +91,11 @@ def test_launch_then_status(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "no study named 'other'; stored studies: one" in capsys.readouterr().err
 
 
-def test_parallel_must_be_positive(tiny_smoke: Path, tmp_path: Path) -> None:
-    result = run_sweep(
-        "launch", "--study", str(tiny_smoke), "--parallel", "0", "--results-dir", str(tmp_path)
+def test_parallel_must_be_positive(
+    tiny_smoke: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = sweep_main(
+        capsys, "launch", "--study", str(tiny_smoke), "--parallel", "0", "--results-dir", str(tmp_path)
     )
     assert_one_line_error(result, "--parallel must be 1 or more")
 
@@ -136,20 +152,24 @@ def test_status_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> N
     assert proc.stderr.read() == ""  # no BrokenPipeError traceback
 
 
-def test_a_results_dir_that_cannot_be_written_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+def test_a_results_dir_that_cannot_be_written_is_one_line_and_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")  # a file where the results folder should be
     db = tmp_path / "other.db"
-    result = run_sweep(
-        "launch", "--study", "smoke", "--executor", "local", "--results-dir", str(blocker),
+    result = sweep_main(
+        capsys, "launch", "--study", "smoke", "--executor", "local", "--results-dir", str(blocker),
         "--storage", f"sqlite:///{db}",
     )  # fmt: skip
     assert_one_line_error(result, f"--results-dir {blocker}: cannot create", "is not a folder")
     assert not db.exists()  # the storage was never opened: no study, no trial left RUNNING
 
 
-def test_file_system_errors_of_other_commands_are_one_line(tmp_path: Path) -> None:
+def test_file_system_errors_of_other_commands_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = run_sweep("sbatch", "--study", "smoke", "--config", "0", "--results-dir", str(blocker))
+    result = sweep_main(capsys, "sbatch", "--study", "smoke", "--config", "0", "--results-dir", str(blocker))
     assert_one_line_error(result, str(blocker), "Not a directory")

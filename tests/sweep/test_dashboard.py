@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from tests.conftest import deadline
 from tests.sweep.browser import TIMEOUT_MS, chromium, save_screenshot, watched_page
-from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd
+from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd, sweep_main
 from tests.sweep.report_studies import Trial, epoch, make_study
 
 if TYPE_CHECKING:
@@ -122,9 +122,9 @@ def test_taken_port_is_one_line_exit_2(tmp_path: Path) -> None:
     assert_one_line_error(result, f"port {port}", "--port")
 
 
-def test_missing_storage_is_one_line_exit_2(tmp_path: Path) -> None:
-    result = run_sweep(
-        "dashboard", "--results-dir", str(tmp_path / "none"), "--port", str(free_port()), timeout=deadline(60)
+def test_missing_storage_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = sweep_main(
+        capsys, "dashboard", "--results-dir", str(tmp_path / "none"), "--port", str(free_port())
     )
     assert_one_line_error(result, "no database")
     assert not (tmp_path / "none").exists()

@@ -29,9 +29,11 @@ from tests.sweep.conftest import (
     ROOT,
     TINY_TRAIN,
     assert_one_line_error,
+    instant_job,
     processes_mentioning,
     run_sweep,
     sweep_cmd,
+    sweep_main,
     wait_for,
     write_study,
 )
@@ -146,9 +148,12 @@ def _two_points(folder: Path, lrs: list[float], **train: Any) -> Path:
     )
 
 
-def test_a_study_file_whose_plan_changed_is_refused_before_anything_runs(tmp_path: Path) -> None:
+def test_a_study_file_whose_plan_changed_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     results = tmp_path / "results"
-    launch(load_study(_two_points(tmp_path, [0.01, 0.02])), results_dir=results, executor="debug")
+    spec = load_study(_two_points(tmp_path, [0.01, 0.02]))
+    launch(spec, results_dir=results, executor="debug", job=instant_job)
     before = [(t.number, t.params, t.state) for t in _stored(results, "plan").trials]
     for lrs, train, fragment in (
         ([0.03, 0.01, 0.02], {}, "another [space]"),  # a new value first: configurations move
@@ -157,7 +162,7 @@ def test_a_study_file_whose_plan_changed_is_refused_before_anything_runs(tmp_pat
         study_file = _two_points(tmp_path, lrs, **train)
         for dry in ([], ["--dry-run"]):
             args = ["--study", str(study_file), "--executor", "debug", "--results-dir", str(results), *dry]
-            result = run_sweep("launch", *args)
+            result = sweep_main(capsys, "launch", *args)
             assert_one_line_error(result, "study 'plan' was launched from a study file with", fragment)
     assert [(t.number, t.params, t.state) for t in _stored(results, "plan").trials] == before
 
@@ -169,17 +174,18 @@ def test_a_study_file_whose_plan_changed_is_refused_before_anything_runs(tmp_pat
         train={**TINY_TRAIN, "epochs": 1, "num_workers": 1},
         resources={"gpus": 0, "cpus": 2},
     )
-    launch(load_study(study_file), results_dir=results, executor="debug")
+    launch(load_study(study_file), results_dir=results, executor="debug", job=instant_job)
     _assert_all_complete(results, "plan", 4)
 
 
 def test_a_study_launched_before_plans_were_stored_is_checked_against_its_trials(tmp_path: Path) -> None:
     spec = load_study(_two_points(tmp_path, [0.01, 0.02]))
-    Launcher(spec, _new_study(spec, tmp_path), DebugExecutor(), results_dir=tmp_path).run()  # stores no plan
+    study = _new_study(spec, tmp_path)
+    Launcher(spec, study, DebugExecutor(), results_dir=tmp_path, job=instant_job).run()  # stores no plan
     assert "plan" not in _stored(tmp_path, "plan").user_attrs
     with pytest.raises(SweepError, match="trial 0 ran configuration 0 as lr=0.01, the study file now makes"):
         launch(load_study(_two_points(tmp_path, [0.03, 0.01])), results_dir=tmp_path, executor="debug")
-    launch(spec, results_dir=tmp_path, executor="debug")  # the same file: fine, and now stored
+    launch(spec, results_dir=tmp_path, executor="debug", job=instant_job)  # the same file: fine, now stored
     assert _stored(tmp_path, "plan").user_attrs["plan"]["space"] == {"lr": [0.01, 0.02]}
 
 
@@ -195,7 +201,9 @@ def test_tuning_dry_run_prints_seven_trials_and_writes_nothing(tmp_path: Path) -
     assert not (tmp_path / "r").exists()
 
 
-def test_dry_run_of_a_started_study_lists_only_what_is_left(tiny_smoke: Path, tmp_path: Path) -> None:
+def test_dry_run_of_a_started_study_lists_only_what_is_left(
+    tiny_smoke: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     results = tmp_path / "results"
     results.mkdir()
     spec = load_study(tiny_smoke)
@@ -208,7 +216,9 @@ def test_dry_run_of_a_started_study_lists_only_what_is_left(tiny_smoke: Path, tm
     running.set_user_attr("job_id", "12345")
     db = (results / "sweep.db").read_bytes()
 
-    result = run_sweep("launch", "--study", str(tiny_smoke), "--dry-run", "--results-dir", str(results))
+    result = sweep_main(
+        capsys, "launch", "--study", str(tiny_smoke), "--dry-run", "--results-dir", str(results)
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines == [
@@ -244,18 +254,7 @@ def test_make_pruner_follows_the_study() -> None:
 # -- whole studies ----------------------------------------------------------------------------------------
 
 
-def test_the_shipped_smoke_study_runs_as_a_new_user_types_it(tmp_path: Path) -> None:
-    results = tmp_path / "results"
-    result = run_sweep("launch", "--study", "smoke", "--executor", "local", "--results-dir", str(results))
-    assert result.returncode == 0, result.stderr
-    trials = _assert_all_complete(results, "smoke", 4)
-    for trial in trials:
-        config = json.loads((Path(trial.user_attrs["run_dir"]) / "config.json").read_text())
-        assert (config["dataset"], config["depth"], config["epochs"]) == ("fake", 20, 2)
-    # the data is learnable: the best trial is well above chance (10%) after 2 epochs
-    assert max(t.value for t in trials if t.value is not None) >= 0.25
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("executor", ["debug", "local"])
 def test_smoke_study_completes(executor: str, tiny_smoke: Path, tmp_path: Path) -> None:
     results = tmp_path / "results"
@@ -294,7 +293,7 @@ def test_launch_again_on_a_finished_study_runs_nothing(tmp_path: Path) -> None:
     )
     results = tmp_path / "results"
     lines: list[str] = []
-    launch(load_study(study_file), results_dir=results, executor="debug", out=lines.append)
+    launch(load_study(study_file), results_dir=results, executor="debug", out=lines.append, job=instant_job)
     lines.clear()
     summary = launch(load_study(study_file), results_dir=results, executor="debug", out=lines.append)
     assert lines == [
@@ -302,6 +301,7 @@ def test_launch_again_on_a_finished_study_runs_nothing(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.slow
 def test_failing_job_is_fail_with_traceback_and_the_study_goes_on(tmp_path: Path) -> None:
     missing = tmp_path / "no-data"
     study_file = write_study(
@@ -326,6 +326,7 @@ def test_failing_job_is_fail_with_traceback_and_the_study_goes_on(tmp_path: Path
     assert "trial 0 failed: " in result.stdout
 
 
+@pytest.mark.slow
 def test_a_configuration_that_cannot_learn_is_pruned_and_its_job_stopped(tmp_path: Path) -> None:
     study_file = write_study(
         tmp_path / "prune.toml",
@@ -415,6 +416,7 @@ def four_points(tmp_path: Path) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_sigkilled_launcher_restarts_and_completes_each_point_once(
     four_points: Path, tmp_path: Path, sessions: list
 ) -> None:
@@ -443,6 +445,7 @@ def test_sigkilled_launcher_restarts_and_completes_each_point_once(
     assert all(trials[number].value == value for number, value in before.items())
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_launcher_with_one_line_and_the_next_launch_completes_the_study(
     tmp_path: Path, sessions: list
 ) -> None:
@@ -503,6 +506,7 @@ def test_ctrl_c_during_a_debug_job_names_it_and_the_next_launch_runs_it(tmp_path
     _assert_all_complete(results, "one", 1)
 
 
+@pytest.mark.slow
 def test_dead_job_is_resubmitted_on_its_run_dir_and_resumes(
     four_points: Path, tmp_path: Path, sessions: list
 ) -> None:
@@ -540,7 +544,7 @@ def test_tpe_study_samples_up_to_n_trials_and_runs_each_repeat(tmp_path: Path) -
         train={**_tiny(), "epochs": 1},
     )
     results = tmp_path / "results"
-    launch(load_study(study_file), results_dir=results, executor="debug", out=lambda line: None)
+    launch(load_study(study_file), results_dir=results, executor="debug", out=lambda _: None, job=instant_job)
     trials = _assert_all_complete(results, "tpe", 6)
     by_config: dict[int, list[optuna.trial.FrozenTrial]] = {}
     for trial in trials:

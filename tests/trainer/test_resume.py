@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.conftest import deadline
@@ -36,6 +37,7 @@ def _epochs_done(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+@pytest.mark.slow
 def test_sigkill_in_epoch_2_then_restart_resumes_at_epoch_2_with_identical_metrics(tmp_path: Path) -> None:
     reference = RunPaths(tmp_path / "uninterrupted")
     subprocess.run(_trainer(reference.run_dir), check=True, capture_output=True, timeout=DEADLINE_SECONDS)

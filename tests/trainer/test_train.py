@@ -26,6 +26,7 @@ METRIC_KEYS = {
 CHANCE = 0.10  # ten balanced classes
 
 
+@pytest.mark.slow
 def test_three_epochs_of_depth_20_learn_the_fake_data_and_write_the_documented_files(tmp_path: Path) -> None:
     config = TrainConfig(
         dataset="fake", depth=20, epochs=3, batch_size=64, lr=0.05, schedule="cosine",
@@ -139,6 +140,7 @@ def test_metrics_reader_skips_a_line_still_being_written(tmp_path: Path) -> None
     assert [record.epoch for record in read_metrics(path)] == [1, 2]
 
 
+@pytest.mark.slow
 def test_compiled_model_trains_like_the_eager_one(tmp_path: Path) -> None:
     eager = run(tiny_config(), tmp_path / "eager", progress=False)
     compiled = run(tiny_config(compile=True), tmp_path / "compiled", progress=False)

@@ -29,6 +29,7 @@ from tests.conftest import deadline
 from tests.sweep.conftest import ROOT, TINY_TRAIN, run_sweep, sweep_cmd, wait_for, write_study
 
 SCRIPT = ROOT / "scripts" / "slurm-dev-cluster.sh"
+pytestmark = pytest.mark.slow  # every test here runs real jobs on a real cluster
 START_TIMEOUT_S = deadline(900)  # a first start installs the Debian packages (about a minute here)
 JOB_TIMEOUT_S = deadline(120)  # one short job, from sbatch to its end, on a loaded 2-core machine
 # Trains for several seconds: enough epochs left to requeue, prune or kill the launcher mid-run.

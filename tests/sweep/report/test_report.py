@@ -12,7 +12,7 @@ from sweep.cli import main
 from sweep.launch import launch
 from sweep.report.table import format_value
 from sweep.study import load_study
-from tests.sweep.conftest import TINY_TRAIN, assert_one_line_error, run_sweep, write_study
+from tests.sweep.conftest import TINY_TRAIN, assert_one_line_error, sweep_main, write_study
 from tests.sweep.report_studies import Trial, epoch, make_study
 
 COMPLETE, PRUNED, FAIL, RUNNING = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING
@@ -242,17 +242,21 @@ def test_param_values_are_written_like_the_original(value: object, text: str) ->
     assert format_value(value) == text
 
 
-def test_unknown_study_is_one_line_and_writes_nothing(optimizers: Path, tmp_path: Path) -> None:
+def test_unknown_study_is_one_line_and_writes_nothing(
+    optimizers: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     results = tmp_path / "results"
     before = sorted(results.rglob("*"))
     assert_one_line_error(
-        run_sweep("report", "--study", "nosuch", "--results-dir", str(results)), "'nosuch'", "cmp"
+        sweep_main(capsys, "report", "--study", "nosuch", "--results-dir", str(results)), "'nosuch'", "cmp"
     )
     assert sorted(results.rglob("*")) == before
 
 
-def test_missing_storage_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
-    result = run_sweep("report", "--study", "cmp", "--results-dir", str(tmp_path / "r"))
+def test_missing_storage_is_one_line_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = sweep_main(capsys, "report", "--study", "cmp", "--results-dir", str(tmp_path / "r"))
     assert_one_line_error(result, "no database", "sweep launch")
     assert not (tmp_path / "r").exists()
 

@@ -13,9 +13,9 @@ from sweep.study import (
     FloatRange,
     IntRange,
     Resources,
-    StudySpec,
     list_studies,
     load_study,
+    parse_study,
 )
 from sweep.study.files import shipped_dir
 from tests.sweep.conftest import ROOT
@@ -450,7 +450,7 @@ ROUND_TRIP_EXTRA = (
 def test_to_dict_round_trips_through_json(tmp_path: Path, name: str) -> None:
     spec = load_study(write(tmp_path, ROUND_TRIP_EXTRA, name="extra") if name == "extra" else name)
     data = json.loads(spec.to_json())
-    again = StudySpec.from_dict(data, source="round-trip")
+    again = parse_study(data, source="round-trip")
     assert again == spec
     assert again.to_dict() == spec.to_dict()
     assert again.planned_trials() == spec.planned_trials()
@@ -461,7 +461,7 @@ def test_from_dict_validates_like_the_file(tmp_path: Path) -> None:
     data = load_study("search").to_dict()
     data["space"]["lr"]["low"] = 0.0
     with pytest.raises(SweepError, match=r"^edited: \[space\] key 'lr'"):
-        StudySpec.from_dict(data, source="edited")
+        parse_study(data, source="edited")
 
 
 def test_train_config_of_a_shipped_study_is_a_train_config() -> None:
