@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from sweep import __version__
-from sweep.errors import SweepError, run_command
+from sweep.errors import StudyStopped, SweepError, run_command
 
 DEFAULT_RESULTS = Path("results")
 
@@ -97,13 +97,17 @@ def _launch(args: argparse.Namespace) -> int:
             check_same_plan(spec, stored, url=_url(args))
         dry_run(spec, study=stored)
         return 0
-    launch(
-        spec,
-        results_dir=args.results_dir,
-        storage_url=args.storage,
-        executor=args.executor,
-        parallel=parallel,
-    )
+    try:
+        launch(
+            spec,
+            results_dir=args.results_dir,
+            storage_url=args.storage,
+            executor=args.executor,
+            parallel=parallel,
+        )
+    except StudyStopped as stopped:  # the study's trials failed, not the command: exit 1
+        print(f"error: {stopped}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,4 +7,9 @@ TrainConfig field) is caught, printed and exited on like any of sweep's own.
 from trainer.errors import UserError as SweepError
 from trainer.errors import run_command
 
-__all__ = ["SweepError", "run_command"]
+
+class StudyStopped(Exception):
+    """The launcher stopped a study: too many trials failed in a row. `sweep launch` exits 1 with its line."""
+
+
+__all__ = ["StudyStopped", "SweepError", "run_command"]

@@ -3,18 +3,31 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from sweep import records
 from sweep import storage as storage_mod
-from sweep.errors import SweepError
+from sweep.errors import StudyStopped, SweepError
 from sweep.executors import JobFn, make_executor
-from sweep.launcher import POLL_SECONDS, Launcher, Printer, Summary, print_line
+from sweep.launcher import POLL_SECONDS, Launcher, Printer, print_line
 from sweep.study.plan import check_same_plan, make_pruner, make_sampler, plan_fingerprint
 from sweep.study.spec import StudySpec, params_text
+
+
+@dataclass
+class Summary:
+    """How a launch ended: trial counts by state and the best trial."""
+
+    study: str
+    states: Counter[str] = field(default_factory=Counter)
+    best: FrozenTrial | None = None
 
 
 def launch(
@@ -81,10 +94,14 @@ def launch(
     )
     with storage_mod.storage_errors(storage_url):
         try:
-            summary = launcher.run()
+            launcher.run()
         except KeyboardInterrupt:  # Ctrl-C: say what is left and how to go on; the CLI exits 130
             out(launcher.interrupted())
             raise
+        except StudyStopped as stopped:  # the CLI prints the line and exits 1
+            launcher.stop_running(f"stopped with the launcher: {stopped}")
+            raise
+        summary = summarize(spec, study)
     out(summary_line(summary, spec.metric))
     return summary
 
@@ -122,3 +139,14 @@ def summary_line(summary: Summary, metric: str) -> str:
         best = summary.best
         line += f"; best trial {best.number} {metric} {best.value:.4f} {params_text(best.params)}".rstrip()
     return line
+
+
+def summarize(spec: StudySpec, study: optuna.Study) -> Summary:
+    """Trial counts by state, and the best trial, of the stored study."""
+    trials = study.get_trials(deepcopy=False)
+    summary = Summary(study=spec.name, states=Counter(t.state.name for t in trials))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    if complete:
+        pick = max if spec.direction == "maximize" else min
+        summary.best = pick(complete, key=lambda t: t.value if t.value is not None else math.nan)
+    return summary

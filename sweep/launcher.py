@@ -15,11 +15,13 @@ Which trial is which configuration, and what is left to run, is `sweep.study.pla
 running trial is `sweep.owners`'; what is stored of a trial is `sweep.records`'.
 """
 
+import json
 import math
+import re
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +31,11 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep import owners, records
 from sweep import storage as storage_mod
 from sweep._compat import create_trial, trial_of
-from sweep.errors import SweepError
+from sweep.epochs import Epoch, best, read_epochs
+from sweep.errors import StudyStopped, SweepError
 from sweep.executors import Executor, Job, JobFn, attach, wait_for_end
 from sweep.executors.job import TrainJob
+from sweep.executors.program import PARAMS_FILE, ProgramJob
 from sweep.records import TrialRecord
 from sweep.study.plan import (
     PlannedTrial,
@@ -43,7 +47,6 @@ from sweep.study.plan import (
 from sweep.study.spec import StudySpec, params_text
 from trainer.config import TrainConfig
 from trainer.files import write_atomic
-from trainer.metrics import EpochMetrics, read_metrics
 from trainer.paths import RunPaths
 
 POLL_SECONDS = 0.5  # how often running trials' metrics files are read
@@ -66,18 +69,18 @@ class Running:
 
     trial: optuna.Trial
     job: Job
-    config: TrainConfig
+    values: dict[str, Any]  # what the job got: TrainConfig fields, or a program's parameters
     run_dir: Path
-    reported: int = 0  # epochs already reported to the trial
+    reported: int = 0  # the last epoch reported to the trial
 
+    @property
+    def epochs(self) -> int | None:
+        """The epochs the trial runs, when its values say (a program's may not)."""
+        epochs = self.values.get("epochs")
+        return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
-@dataclass
-class Summary:
-    """How a launch ended: trial counts by state and the best trial."""
-
-    study: str
-    states: Counter[str] = field(default_factory=Counter)
-    best: FrozenTrial | None = None
+    def of_epochs(self, epoch: int) -> str:
+        return f"{epoch}/{self.epochs}" if self.epochs is not None else str(epoch)
 
 
 class Launcher:
@@ -109,15 +112,17 @@ class Launcher:
         self.parallel = parallel
         self.poll_s = poll_s
         self.out = out
-        self.job: JobFn = job or TrainJob()
+        self.job: JobFn = job or (ProgramJob(spec.program, spec.metric) if spec.program else TrainJob())
         self.distributions = distributions(spec)
         self.running: dict[int, Running] = {}
         self.pending: deque[PlannedTrial] = deque()  # planned trials not yet started (see `ask`)
         self.waiting = 0  # WAITING trials in the study's queue, known to this launcher
         self.starting: int | None = None  # the trial whose job `submit` is starting (a debug job runs there)
         self.id = owners.launcher_id()  # stored as each watched trial's `launcher`
+        self.failed_in_row = 0  # trials whose job failed since the last one that completed
 
-    def run(self) -> Summary:
+    def run(self) -> None:
+        """Run until every trial is finished (or too many fail in a row: StudyStopped)."""
         self.reconcile()
         stamped = time.monotonic()
         first_pause = min(FIRST_POLL_SECONDS, self.poll_s)
@@ -139,7 +144,6 @@ class Launcher:
             if time.monotonic() - stamped >= owners.HEARTBEAT_SECONDS:
                 self.heartbeat()
                 stamped = time.monotonic()
-        return self.summary()
 
     def interrupted(self) -> str:
         """The line for a launch stopped by Ctrl-C: the trials it watched, and what to do next."""
@@ -175,7 +179,8 @@ class Launcher:
     def take_over(self, frozen: FrozenTrial) -> None:
         """Watch a RUNNING trial whose launcher is gone: re-attach its live job, or submit it again."""
         record = TrialRecord.of(frozen)
-        if not owners.may_take_over(record.launcher, _heartbeat(frozen, record)):
+        started = frozen.datetime_start.timestamp() if frozen.datetime_start is not None else None
+        if not owners.may_take_over(record.launcher, record.heartbeat or started):
             self.out(
                 f"trial {frozen.number} is watched by the running launcher {record.launcher}; leaving it"
             )
@@ -198,8 +203,8 @@ class Launcher:
             if kind == self.executor.name
             else attach(kind, job_id, record.run_dir)
         )
-        config = self.spec.train_config(trial.params, repeat=record.repeat)
-        self.running[trial.number] = Running(trial, job, config, record.run_dir, reported)
+        values = self.spec.trial_values(trial.params, repeat=record.repeat)
+        self.running[trial.number] = Running(trial, job, values, record.run_dir, reported)
         self.out(f"trial {trial.number} re-attached  job {job_id} ({job.describe()})")
 
     def _enqueue_attrs(self, config: int, repeat: int) -> dict[str, Any]:
@@ -273,10 +278,13 @@ class Launcher:
         A job started again on the same run dir resumes from its checkpoint.pt.
         """
         record = TrialRecord.of(trial)
-        config = self.spec.train_config(trial.params, repeat=record.repeat)
+        values = self.spec.trial_values(trial.params, repeat=record.repeat)
         run_dir = record.run_dir or self.runs_dir / str(trial.number)
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(RunPaths(run_dir).config, config.to_json())
+        if self.spec.program is None:
+            write_atomic(RunPaths(run_dir).config, TrainConfig.from_dict(values).to_json())
+        else:
+            write_atomic(run_dir / PARAMS_FILE, json.dumps(values, indent=2) + "\n")
         # One storage commit per field, so only what changed is written (a planned trial carries
         # executor and launcher already; a first submission's heartbeat is its start time).
         records.write(
@@ -288,10 +296,10 @@ class Launcher:
             submissions=record.submissions + 1,
         )
         self.starting = trial.number  # kept if submit raises: `interrupted` names the trial
-        job = self.executor.submit(self.job, config.to_dict(), run_dir)
+        job = self.executor.submit(self.job, values, run_dir)
         self.starting = None
         records.write(trial, job_id=job.job_id)
-        self.running[trial.number] = Running(trial, job, config, run_dir, reported)
+        self.running[trial.number] = Running(trial, job, values, run_dir, reported)
         again = " again" if record.submissions else ""
         self.out(f"trial {trial.number} submitted{again}  job {job.job_id}  {params_text(trial.params)}")
 
@@ -303,33 +311,39 @@ class Launcher:
         Returns whether anything happened (a new epoch, a prune, an end).
         """
         done = item.job.done()  # before reading: every epoch of a finished job is then in the file
-        history = read_metrics(RunPaths(item.run_dir).metrics)
-        new = history[item.reported :]
+        history = read_epochs(RunPaths(item.run_dir).metrics)
+        new = [record for record in history if record["epoch"] > item.reported]
         for record in new:
-            self.report(item, record)
-            if record.epoch < item.config.epochs and item.trial.should_prune():
-                self.prune(item, record)
+            epoch = int(record["epoch"])
+            reported = self.report(item, record)
+            last = item.epochs is not None and epoch >= item.epochs
+            if reported and not last and not done and item.trial.should_prune():
+                self.prune(item, epoch)
                 return True
         if done:
             self.finish(item, history)
         return done or bool(new)
 
-    def report(self, item: Running, record: EpochMetrics) -> None:
-        value = getattr(record, self.spec.metric)
-        item.trial.report(value, record.epoch)
-        item.reported = record.epoch
-        epoch = f"{record.epoch}/{item.config.epochs}"
-        self.out(f"trial {item.trial.number} epoch {epoch}  {self.spec.metric} {value:.4f}")
+    def report(self, item: Running, record: Epoch) -> bool:
+        """Report the epoch's metric to the trial; False when the epoch logged no finite value of it."""
+        epoch, value = int(record["epoch"]), record.get(self.spec.metric)
+        item.reported = epoch
+        number, metric = item.trial.number, self.spec.metric
+        if value is None or not math.isfinite(value):
+            said = "no value" if value is None else f"{value}"
+            self.out(f"trial {number} epoch {item.of_epochs(epoch)}  {metric} {said}")
+            return False
+        item.trial.report(value, epoch)
+        self.out(f"trial {number} epoch {item.of_epochs(epoch)}  {metric} {value:.4f}")
+        return True
 
-    def prune(self, item: Running, record: EpochMetrics) -> None:
+    def prune(self, item: Running, epoch: int) -> None:
         item.job.cancel()
         self.study.tell(item.trial, state=TrialState.PRUNED)
         del self.running[item.trial.number]
-        self.out(
-            f"trial {item.trial.number} pruned at epoch {record.epoch}/{item.config.epochs}; job stopped"
-        )
+        self.out(f"trial {item.trial.number} pruned at epoch {item.of_epochs(epoch)}; job stopped")
 
-    def finish(self, item: Running, history: list[EpochMetrics]) -> None:
+    def finish(self, item: Running, history: list[Epoch]) -> None:
         outcome = item.job.outcome()
         number = item.trial.number
         if outcome.status == "lost" and TrialRecord.of(item.trial).submissions < MAX_SUBMISSIONS:
@@ -338,46 +352,46 @@ class Launcher:
             self.submit(item.trial, reported=item.reported)
             return
         del self.running[number]
-        if outcome.status == "success" and history:
-            value = best_value(history, self.spec.metric, self.spec.direction)
+        value = best(history, self.spec.metric, self.spec.direction)
+        if outcome.status == "success" and value is not None:
             self.study.tell(item.trial, value)
+            self.failed_in_row = 0
             self.out(
                 f"trial {number} complete  {self.spec.metric} {value:.4f} (best of {len(history)} epochs)"
             )
             return
-        reason = outcome.detail or "the job succeeded but wrote no metrics"
+        reason = outcome.detail or f"the job succeeded but logged no finite '{self.spec.metric}'"
         if outcome.status == "lost":
             reason = f"{reason} ({MAX_SUBMISSIONS} submissions; giving up)"
         self.fail(item.trial, reason)
 
-    def fail(self, trial: optuna.Trial, reason: str) -> None:
+    def stop_running(self, reason: str) -> None:
+        """Stop every running trial's job and tell the trial FAIL (the next launch runs it again)."""
+        for number in list(self.running):
+            item = self.running.pop(number)
+            item.job.cancel()
+            self.fail(item.trial, reason, count=False)
+
+    def fail(self, trial: optuna.Trial, reason: str, *, count: bool = True) -> None:
+        """Tell the trial FAIL with `reason` kept; `count`: a failure of its job (not a stop by sweep)."""
         number = trial.number
         records.write(trial, traceback=reason)
         self.study.tell(trial, state=TrialState.FAIL)
-        last = reason.strip().splitlines()[-1] if reason.strip() else "unknown"
+        last = last_line(reason)
         self.out(f"trial {number} failed: {last} (full text in user attribute 'traceback')")
-
-    def summary(self) -> Summary:
-        trials = self.study.get_trials(deepcopy=False)
-        summary = Summary(study=self.spec.name, states=Counter(t.state.name for t in trials))
-        complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-        if complete:
-            pick = max if self.spec.direction == "maximize" else min
-            summary.best = pick(complete, key=lambda t: t.value if t.value is not None else math.nan)
-        return summary
-
-
-def best_value(history: list[EpochMetrics], metric: str, direction: str) -> float:
-    """The trial's value: the best epoch's metric (highest for maximize, lowest for minimize)."""
-    values = [getattr(record, metric) for record in history]
-    return max(values) if direction == "maximize" else min(values)
+        if not count:
+            return
+        self.failed_in_row += 1
+        if self.failed_in_row >= self.spec.max_failures:
+            raise StudyStopped(
+                f"{self.spec.name}: {self.failed_in_row} trials failed in a row ([study] max_failures = "
+                f"{self.spec.max_failures}), the last with: {last}. Fix the cause; `sweep launch` again "
+                "runs the failed trials again"
+            )
 
 
-# -- helpers ----------------------------------------------------------------------------------------------
-
-
-def _heartbeat(trial: FrozenTrial, record: TrialRecord) -> float | None:
-    """When the trial's launcher last said it was alive: its stamp, else the trial's start."""
-    if record.heartbeat is not None:
-        return record.heartbeat
-    return trial.datetime_start.timestamp() if trial.datetime_start is not None else None
+def last_line(reason: str) -> str:
+    """The line of a failure that says what happened: a traceback's last, less the exception's class
+    when it is sweep's way of saying so (a program that failed)."""
+    last = reason.strip().splitlines()[-1] if reason.strip() else "unknown"
+    return re.sub(r"^[\w.]*ProgramFailed: ", "", last)

@@ -23,6 +23,7 @@ through the functions below, so a misspelt key is an AttributeError, not a silen
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -172,6 +173,9 @@ def write_study(study: optuna.Study, *, metric: str, plan: dict[str, Any], gpus:
     stored = StudyRecord.of(study)
     if stored.metric is None:
         study.set_user_attr(METRIC, metric)
+        with warnings.catch_warnings():  # Optuna calls metric names experimental
+            warnings.simplefilter("ignore")
+            study.set_metric_names([metric])  # the dashboard labels the value with it
     if stored.plan is None:
         study.set_user_attr(PLAN, plan)
     if stored.gpus != gpus:

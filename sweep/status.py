@@ -19,12 +19,13 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from sweep import storage as storage_mod
+from sweep.epochs import read_epochs
 from sweep.executors import local, slurm
 from sweep.executors.base import SUBMITIT_DIR
+from sweep.executors.program import PARAMS_FILE
 from sweep.owners import Owner
 from sweep.records import StudyRecord, TrialRecord
 from sweep.study.spec import params_text
-from trainer.metrics import read_metrics
 from trainer.paths import RunPaths
 
 
@@ -73,8 +74,8 @@ def _row(trial: FrozenTrial, maximize: bool) -> TrialRow:
     epochs_done, epochs = len(trial.intermediate_values), None
     if record.run_dir is not None:
         paths = RunPaths(record.run_dir)
-        epochs_done = len(read_metrics(paths.metrics)) or epochs_done
-        epochs = _configured_epochs(paths.config)
+        epochs_done = len(read_epochs(paths.metrics)) or epochs_done
+        epochs = _configured_epochs(paths.config) or _configured_epochs(record.run_dir / PARAMS_FILE)
     best = trial.value
     if best is None and trial.intermediate_values:
         values = trial.intermediate_values.values()

@@ -37,6 +37,7 @@ from sweep.executors.base import (
     pickled_outcome,
     wait_gone,
 )
+from sweep.executors.program import stop_leftovers
 from sweep.study.spec import Resources
 
 CONTROLLER_LOG = "controller.log"  # in SUBMITIT_DIR: what a local job's submitit controller prints
@@ -169,11 +170,13 @@ class LocalJob(Job):
         # SIGINT makes the controller kill its task (SIGINT, then SIGKILL a second later) and exit.
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
             if not self._alive():
-                return
+                break
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._pid, sig)
             if wait_gone(self._alive, CANCEL_DEADLINE_S / 3):
-                return
+                break
+        # A program's own process group outlives a task killed before it could stop the program.
+        stop_leftovers(self.folder.parent)
 
     def outcome(self) -> Outcome:
         pickled = pickled_outcome(self.folder, self.job_id)

@@ -4,9 +4,13 @@
 metrics.jsonl, and returns plain frames that `table` and `html` only draw:
 
     trials  one row per trial: number, state, value, epochs run, epoch seconds, and per metric the
-            number the table shows (losses at the last finished epoch, accuracies at the best epoch)
-    curves  one row per (trial, epoch) with the validation accuracy, for the learning-curve plot
+            number the table shows (losses at the last finished epoch, accuracies at the best epoch;
+            a program's other metrics at the best epoch of the study's metric)
+    curves  one row per (trial, epoch) with the study's metric, for the learning-curve plot
     rows    one row per configuration of the COMPLETE trials: each metric's mean and std, n, best
+
+The table's metric columns: the built-in trainer's (train and val, test when evaluated) for it and
+for a program that logs the same four; for any other program, each metric it logs, the study's first.
 
 A trial without a metrics file (a study only in the storage, or made through Optuna's API) falls back
 to its intermediate values, which hold the study's metric per epoch.
@@ -25,15 +29,16 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from sweep.epochs import Epoch, read_epochs
 from sweep.records import StudyRecord
 from sweep.report.source import StoredTrials, load_trials
 from sweep.study.spec import StudySpec
-from trainer.metrics import EpochMetrics, read_metrics
 from trainer.paths import RunPaths
 
 LOSSES = ("train_loss", "val_loss", "test_loss")  # shown at the last finished epoch
 ACCURACIES = ("train_acc", "val_acc", "test_acc")  # shown at the best epoch
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+NOT_METRICS = ("epoch", "epoch_seconds", "images_per_second", "lr")  # logged each epoch, not compared
 PARAM = "param."  # prefix of the param columns in the frames: a param may be named like a metric (epochs)
 
 
@@ -76,12 +81,13 @@ class ReportData:
 
     info: StudyInfo
     trials: pd.DataFrame  # one row per trial (see the module docstring)
-    curves: pd.DataFrame  # columns number, epoch, val_acc
+    curves: pd.DataFrame  # columns number, epoch, value (the study's metric)
     params: pd.DataFrame  # the stored params, one row per (trial, param): number, name, value, distribution
     rows: pd.DataFrame  # one row per configuration: PARAM columns, n, <metric>, <metric>_std, value, best
     shown: tuple[str, ...]  # the params that get a table column: those that differ between rows
     repeats: bool  # some configuration has several trials: show mean ± std and n
     totals: Totals
+    metrics: tuple[str, ...] = METRICS[:4]  # the table's metric columns, in order
 
 
 def collect(
@@ -96,9 +102,10 @@ def collect(
     """
     stored = load_trials(study, storage)
     info = _info(study, spec, stored)
-    frame, curves = trial_frames(stored, info)
+    frame, curves, logged = trial_frames(stored, info)
     info = dataclasses.replace(info, evaluates_test=info.evaluates_test or _has_test(frame))
-    rows = config_rows(frame, info)
+    metrics = table_metrics(info, logged)
+    rows = config_rows(frame, info, metrics)
     return ReportData(
         info=info,
         trials=frame,
@@ -108,7 +115,15 @@ def collect(
         shown=shown_params(rows, info.params),
         repeats=bool(len(rows)) and int(rows["n"].max()) > 1,
         totals=totals(frame, info),
+        metrics=metrics,
     )
+
+
+def table_metrics(info: StudyInfo, logged: tuple[str, ...]) -> tuple[str, ...]:
+    """The metric columns: the seed's form, or a program's own metrics (see the module docstring)."""
+    if set(logged) <= set(METRICS) or set(METRICS[:4]) <= set(logged):
+        return METRICS if info.evaluates_test else METRICS[:4]
+    return tuple(dict.fromkeys([*([info.metric] if info.metric in logged else []), *logged]))
 
 
 def _info(study: optuna.Study, spec: StudySpec | None, stored: StoredTrials) -> StudyInfo:
@@ -129,8 +144,8 @@ def _info(study: optuna.Study, spec: StudySpec | None, stored: StoredTrials) -> 
     )
 
 
-def trial_frames(stored: StoredTrials, info: StudyInfo) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The per-trial frame and the per-epoch validation-accuracy frame.
+def trial_frames(stored: StoredTrials, info: StudyInfo) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
+    """The per-trial frame, the per-epoch frame of the study's metric, and the metrics logged.
 
     A trial with a metrics file gets its numbers from it; the others from their intermediate values.
     """
@@ -139,47 +154,63 @@ def trial_frames(stored: StoredTrials, info: StudyInfo) -> tuple[pd.DataFrame, p
     for key in info.params:
         column = wide[key] if key in wide else pd.Series(dtype=object)
         frame[PARAM + key] = column.reindex(frame["number"]).to_numpy()
-    from_files, file_curves = _from_metrics_files(stored.trials)
+    from_files, file_curves, logged = _from_metrics_files(stored.trials, info)
     steps = stored.steps[~stored.steps["number"].isin(from_files.index)]
     from_steps = _from_steps(steps, info.metric)
     summary = pd.concat([from_files, from_steps]).reindex(frame["number"])
     frame["epochs"] = summary["epochs"].fillna(0).astype(int).to_numpy()
     frame["epoch_seconds"] = summary["epoch_seconds"].fillna(0.0).to_numpy(dtype=float)
-    for metric in METRICS:
+    for metric in dict.fromkeys([*METRICS, *logged]):
         frame[metric] = summary[metric].to_numpy(dtype=float) if metric in summary else math.nan
-    step_curves = steps.rename(columns={"step": "epoch", "value": "val_acc"})
-    curves = pd.concat([file_curves, step_curves if info.metric == "val_acc" else step_curves.iloc[:0]])
+    step_curves = steps.rename(columns={"step": "epoch"})
+    curves = pd.concat([file_curves, step_curves]) if len(step_curves) else file_curves
     curves = curves.sort_values(["number", "epoch"], ignore_index=True)
-    return frame, curves
+    if not logged and info.metric in METRICS and len(steps):
+        logged = (info.metric,)
+    return frame, curves, logged
 
 
-def _from_metrics_files(trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-trial summaries (indexed by number) and curves of the trials whose run dir has metrics."""
+def _from_metrics_files(
+    trials: pd.DataFrame, info: StudyInfo
+) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...]]:
+    """Per-trial summaries (indexed by number), the curves of the trials whose run dir has metrics,
+    and every metric they logged, in the order first seen."""
     summaries: dict[int, dict[str, Any]] = {}
     curves: list[tuple[int, int, float]] = []
+    logged: dict[str, None] = {}
     with_dirs = trials[trials["run_dir"].notna()]
     for number, run_dir in zip(with_dirs["number"], with_dirs["run_dir"], strict=True):
-        history = read_metrics(RunPaths(Path(run_dir)).metrics)
+        history = read_epochs(RunPaths(Path(run_dir)).metrics)
         if history:
-            summaries[int(number)] = _summary(history)
-            curves += [(int(number), m.epoch, m.val_acc) for m in history]
-    summary = pd.DataFrame.from_dict(summaries, orient="index", columns=["epochs", "epoch_seconds", *METRICS])
-    return summary, pd.DataFrame.from_records(curves, columns=["number", "epoch", "val_acc"])
+            summaries[int(number)] = _summary(history, info)
+            logged.update(dict.fromkeys(key for e in history for key in e if key not in NOT_METRICS))
+            curves += [(int(number), int(e["epoch"]), e[info.metric]) for e in history if info.metric in e]
+    columns = ["epochs", "epoch_seconds", *dict.fromkeys([*METRICS, *logged])]
+    summary = pd.DataFrame.from_dict(summaries, orient="index", columns=columns)
+    return summary, pd.DataFrame.from_records(curves, columns=["number", "epoch", "value"]), tuple(logged)
 
 
-def _summary(history: list[EpochMetrics]) -> dict[str, Any]:
-    last = history[-1]
-    tested = [m for m in history if m.test_acc is not None]
-    return {
+def _summary(history: list[Epoch], info: StudyInfo) -> dict[str, Any]:
+    """The numbers a trial's table row shows: accuracies at their best epoch, losses and test metrics at
+    the last epoch that logged them, the study's metric at its best, other metrics at that best epoch."""
+    pick = max if info.direction == "maximize" else min
+    scored = [e for e in history if math.isfinite(e.get(info.metric, math.nan))]
+    best = pick(scored, key=lambda e: e[info.metric]) if scored else history[-1]
+    out: dict[str, Any] = {
         "epochs": len(history),
-        "epoch_seconds": sum(m.epoch_seconds for m in history),
-        "train_loss": last.train_loss,
-        "train_acc": max(m.train_acc for m in history),
-        "val_loss": last.val_loss,
-        "val_acc": max(m.val_acc for m in history),
-        "test_loss": tested[-1].test_loss if tested else math.nan,
-        "test_acc": tested[-1].test_acc if tested else math.nan,
+        "epoch_seconds": sum(e.get("epoch_seconds", 0.0) for e in history),
     }
+    for key in dict.fromkeys(key for e in history for key in e if key not in NOT_METRICS):
+        values = [e[key] for e in history if key in e]
+        if key in ("train_acc", "val_acc"):
+            out[key] = max(values)
+        elif key.startswith("test_") or "loss" in key:
+            out[key] = values[-1]
+        elif key == info.metric:
+            out[key] = pick(values)
+        else:
+            out[key] = best.get(key, values[-1])
+    return out
 
 
 def _from_steps(steps: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -195,7 +226,7 @@ def _has_test(frame: pd.DataFrame) -> bool:
     return bool(frame["test_acc"].notna().any())
 
 
-def config_rows(frame: pd.DataFrame, info: StudyInfo) -> pd.DataFrame:
+def config_rows(frame: pd.DataFrame, info: StudyInfo, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
     """One row per configuration of the COMPLETE trials, in the order their first trial ran.
 
     Columns: the PARAM columns, n (trials), each metric's mean under its own name and its sample std
@@ -207,8 +238,9 @@ def config_rows(frame: pd.DataFrame, info: StudyInfo) -> pd.DataFrame:
         done = done.assign(_config=0)
         keys = ["_config"]
     grouped = done.groupby(keys, sort=False, dropna=False)
-    means = grouped[[*METRICS, "value"]].mean()
-    stds = grouped[list(METRICS)].std().add_suffix("_std")
+    columns = list(dict.fromkeys([*METRICS, *metrics]))
+    means = grouped[[*columns, "value"]].mean()
+    stds = grouped[columns].std().add_suffix("_std")
     rows = pd.concat(
         [means, stds, grouped.size().rename("n"), grouped["number"].min().rename("first")], axis=1
     )

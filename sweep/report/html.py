@@ -16,7 +16,7 @@ import pandas as pd
 import plotly.io as pio
 from optuna.trial import create_trial
 
-from sweep.report.data import PARAM, ReportData
+from sweep.report.data import ACCURACIES, PARAM, ReportData
 from sweep.report.source import distribution
 from sweep.report.table import format_value, param_name, totals_line
 
@@ -30,7 +30,7 @@ GRID = {"gridcolor": "#e5e5e5", "zerolinecolor": "#e5e5e5"}
 def html_page(data: ReportData) -> str:
     """The whole page: learning curves, optimisation history, parameter importance, parallel coordinates."""
     sections: list[tuple[str, dict[str, Any] | str]] = [
-        ("Validation accuracy per epoch", curves_figure(data)),
+        (f"{data.info.metric} per epoch", curves_figure(data)),
         ("Optimisation history", history_figure(data)),
     ]
     if len(_varied(data)) >= 2:
@@ -85,13 +85,15 @@ def _layout(title: str, x: str, y: str, *, x_max: float | None = None) -> dict[s
 
 
 def curves_figure(data: ReportData) -> dict[str, Any] | str:
-    """One line per trial: validation accuracy (%) against the epoch."""
+    """One line per trial: the study's metric (accuracies in %) against the epoch."""
     curves = data.curves
     if curves.empty:
         return "No trial has finished an epoch yet."
     labels = _trial_labels(data)
     numbers = curves["number"].tolist()
-    epochs, values = curves["epoch"].tolist(), (curves["val_acc"] * 100).tolist()
+    metric = data.info.metric
+    scale = 100 if metric in ACCURACIES else 1
+    epochs, values = curves["epoch"].tolist(), (curves["value"] * scale).tolist()
     starts = [0, *np.flatnonzero(np.diff(curves["number"].to_numpy())) + 1]  # rows are grouped by trial
     ends = [*starts[1:], len(numbers)]
     traces = [
@@ -104,9 +106,8 @@ def curves_figure(data: ReportData) -> dict[str, Any] | str:
         }
         for start, end in zip(starts, ends, strict=True)
     ]
-    layout = _layout(
-        "Validation accuracy per epoch, one line per trial", "epoch", "val acc (%)", x_max=max(epochs)
-    )
+    axis = f"{metric} (%)" if scale == 100 else metric
+    layout = _layout(f"{metric} per epoch, one line per trial", "epoch", axis, x_max=max(epochs))
     return {"data": traces, "layout": layout}
 
 

@@ -57,6 +57,10 @@ def format_metric(metric: str, mean: float, std: float, *, with_std: bool) -> st
     """A loss with 5 decimals, an accuracy in % with 2; `mean ± std` when `with_std` and std is known."""
     if math.isnan(mean):
         return MISSING
+    if metric not in METRICS:  # a program's own metric: its scale is its own
+        if with_std and not math.isnan(std):
+            return f"{mean:.5g} ± {std:.2g}"
+        return f"{mean:.5g}"
     scale, digits, unit = (100.0, 2, "%") if metric in ACCURACIES else (1.0, 5, "")
     if with_std and not math.isnan(std):
         return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}{unit}"
@@ -64,8 +68,9 @@ def format_metric(metric: str, mean: float, std: float, *, with_std: bool) -> st
 
 
 def table_metrics(data: ReportData) -> tuple[str, ...]:
-    """The metric columns: train and val always, test when the study evaluates on test."""
-    return METRICS if data.info.evaluates_test else METRICS[:4]
+    """The metric columns: train and val always, test when the study evaluates on test (the built-in
+    trainer's); a program's own metrics otherwise (`sweep.report.data.table_metrics`)."""
+    return data.metrics
 
 
 def markdown_block(data: ReportData) -> str:
@@ -94,7 +99,7 @@ def _table_lines(data: ReportData) -> list[str]:
     if data.repeats:
         headers.append("n")
         align.append("---:")
-    headers += [METRIC_NAMES[metric] for metric in metrics]
+    headers += [METRIC_NAMES.get(metric, metric) for metric in metrics]
     align += ["---:"] * len(metrics)
     lines = [_row_line(headers), "|" + "|".join(align) + "|"]
     rows = data.rows
@@ -129,6 +134,11 @@ def _best_note(data: ReportData) -> str:
     note = f"**Bold**: the best configuration ({which} {mean}{data.info.metric})."
     if data.repeats:
         note += " Mean ± standard deviation over the n trials (seeds) of a configuration."
+    if any(metric not in METRICS for metric in data.metrics):
+        return (
+            note
+            + f" Losses at the last finished epoch, other metrics at the best epoch of {data.info.metric}."
+        )
     return note + " Losses at the last finished epoch, accuracies at the best epoch."
 
 

@@ -15,7 +15,7 @@ RANGE_KEYS = ("low", "high", "log", "step")
 
 
 def parse_space(r: TableReader, table: Mapping[str, Any], train: Mapping[str, Any]) -> dict[str, Dimension]:
-    r.check_fields(table, "[space]")
+    r.check_fields(table, "[space]", values=False)
     space: dict[str, Dimension] = {}
     for key, value in table.items():
         where = f"[space] key '{key}'"
@@ -39,6 +39,8 @@ def parse_categorical(r: TableReader, key: str, values: list[Any], train: Mappin
     if not values:
         raise r.error(where, "is an empty list; give at least one choice")
     for value in values:
+        if r.free:
+            r.check_scalar(value, where)
         r.build(train, {key: value}, f"[space] {key} = {value!r}")
     if len(set(values)) != len(values):
         raise r.error(where, f"lists a choice twice in {values!r}; list each choice once")
@@ -57,7 +59,7 @@ def parse_range(
         raise r.error(where, f"needs numbers low and high, got low={low!r} high={high!r}")
     if not isinstance(log, bool):
         raise r.error(where, f"has log = {log!r}; give true or false")
-    kind = _numeric_kind(key)
+    kind = _numeric_kind(key) if not r.free else ("int" if is_int(low) and is_int(high) else "float")
     if kind is None:
         raise r.error(where, "is not a numeric field; give a list of choices instead of a range")
     dim = int_range(r, key, table) if kind == "int" else float_range(r, key, table)

@@ -49,6 +49,7 @@ from typing import Any
 
 from sweep.errors import SweepError
 from sweep.study.dimensions import check_points_in_space, parse_points, parse_space
+from sweep.study.program import parse_program
 from sweep.study.reader import TableReader, did_you_mean, is_number
 from sweep.study.spec import (
     DIRECTIONS,
@@ -64,7 +65,7 @@ from sweep.study.spec import (
 )
 from trainer.config import TrainConfig
 
-SECTIONS = ("study", "train", "space", "points", "resources")
+SECTIONS = ("study", "train", "space", "points", "resources", "program")
 RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "timeout_min", "partition", "array_parallelism", "slurm")
 # SLURM options that the generic [resources] keys already set: option -> the key to use instead.
 SLURM_GENERIC = {
@@ -116,15 +117,21 @@ class _Reader(TableReader):
 
     def study(self, data: Mapping[str, Any], default_name: str | None) -> StudySpec:
         self.check_sections(data)
+        self.free = "program" in data  # the user's own program: its parameters are its own
         header = self.parse_header(self.table(data, "study"), default_name)
         train = self.parse_train(self.table(data, "train"))
         space = parse_space(self, self.table(data, "space"), train)
         points = parse_points(self, data.get("points", []), train, space)
         resources = self.parse_resources(self.table(data, "resources"))
+        program = None
+        if self.free:
+            names = [*train, *space, *(key for point in points for key in point)]
+            program = parse_program(self, self.table(data, "program"), names)
         self.check_sampler(header["sampler"], space, points)
         check_points_in_space(self, points, space)
         self.check_repeats(header["repeats"], space, points)
-        self.check_device(train, resources)
+        if program is None:
+            self.check_device(train, resources)
         n_trials = self.resolve_n_trials(header["n_trials"], header["sampler"], space, points)
         spec = StudySpec(
             **{**header, "n_trials": n_trials},
@@ -132,6 +139,7 @@ class _Reader(TableReader):
             space=MappingProxyType(space),
             points=tuple(_frozen(point) for point in points),
             resources=resources,
+            program=program,
             source=self.source,
         )
         if spec.sampler == "grid" and space:
@@ -150,7 +158,7 @@ class _Reader(TableReader):
             if not is_table:
                 raise self.error(f"key '{key}'", "is outside any section; move it under [study] or [train]")
             hint = did_you_mean(key, SECTIONS)
-            known = "[study], [train], [space], [[points]], [resources]"
+            known = "[study], [train], [space], [[points]], [resources], [program]"
             raise self.error(f"section [{key}]", f"is unknown{hint}; known sections: {known}")
 
     # -- [study] and [train] ---------------------------------------------------------------------------------
@@ -164,14 +172,7 @@ class _Reader(TableReader):
             )
         if "sampler" not in table:
             raise self.error("[study] key 'sampler'", f"is missing; add one of {', '.join(SAMPLERS)}")
-        metric = self.choice(table, "metric", METRICS, "val_acc")
-        natural = METRICS[metric]
-        direction = self.choice(table, "direction", DIRECTIONS, natural)
-        if direction != natural:
-            fix = f'set direction = "{natural}" or drop it'
-            raise self.error(
-                "[study] key 'direction'", f"is '{direction}' but {metric} should be {natural}d; {fix}"
-            )
+        metric, direction = self.metric_and_direction(table)
         return {
             "name": name,
             "metric": metric,
@@ -180,8 +181,31 @@ class _Reader(TableReader):
             "pruner": self.choice(table, "pruner", PRUNERS, "none"),
             "n_trials": self.optional_int(table, "n_trials", minimum=1, section="study"),
             "repeats": self.integer(table, "repeats", default=1, minimum=1, section="study"),
+            "max_failures": self.integer(table, "max_failures", default=3, minimum=1, section="study"),
             **self.pruner_settings(table),
         }
+
+    def metric_and_direction(self, table: Mapping[str, Any]) -> tuple[str, str]:
+        """The built-in trainer's metrics have a natural direction; a program's metric says none."""
+        if self.free:
+            metric = table.get("metric", "val_acc")
+            if not isinstance(metric, str) or not metric:
+                raise self.error("[study] key 'metric'", f"is {metric!r}; give a key your program logs")
+            if "direction" not in table and metric not in METRICS:
+                raise self.error(
+                    "[study] key 'direction'",
+                    f"is missing; say whether {metric} is to be maximized or minimized",
+                )
+            return metric, self.choice(table, "direction", DIRECTIONS, METRICS.get(metric, ""))
+        metric = self.choice(table, "metric", METRICS, "val_acc")
+        natural = METRICS[metric]
+        direction = self.choice(table, "direction", DIRECTIONS, natural)
+        if direction != natural:
+            fix = f'set direction = "{natural}" or drop it'
+            raise self.error(
+                "[study] key 'direction'", f"is '{direction}' but {metric} should be {natural}d; {fix}"
+            )
+        return metric, direction
 
     def pruner_settings(self, table: Mapping[str, Any]) -> dict[str, int | None]:
         pruner = table.get("pruner", "none")
@@ -204,7 +228,8 @@ class _Reader(TableReader):
 
     def parse_train(self, table: Mapping[str, Any]) -> dict[str, Any]:
         self.check_fields(table, "[train]")
-        TrainConfig.from_dict(dict(table), source=f"{self.source} [train]")
+        if not self.free:
+            TrainConfig.from_dict(dict(table), source=f"{self.source} [train]")
         return dict(table)
 
     # -- [resources] -----------------------------------------------------------------------------------------

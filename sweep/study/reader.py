@@ -16,6 +16,7 @@ class TableReader:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.free = False  # a [program] study: [train]/[space]/[[points]] take any keys, not TrainConfig's
 
     def error(self, where: str, problem: str) -> SweepError:
         return SweepError(f"{self.source}: {where} {problem}")
@@ -27,7 +28,13 @@ class TableReader:
                 known_keys = ", ".join(known)
                 raise self.error(f"{section} key '{key}'", f"is unknown{hint}; known keys: {known_keys}")
 
-    def check_fields(self, table: Mapping[str, Any], section: str) -> None:
+    def check_fields(self, table: Mapping[str, Any], section: str, *, values: bool = True) -> None:
+        """Every key is a TrainConfig field; for a [program] study any name, its `values` TOML scalars."""
+        if self.free:  # the program's own parameters
+            for key, value in table.items():
+                if values:
+                    self.check_scalar(value, f"{section} key '{key}'")
+            return
         names = field_names()
         for key in table:
             if key not in names:
@@ -36,6 +43,10 @@ class TableReader:
                     f"{section} key '{key}'",
                     f"is not a TrainConfig field{hint}; known fields: {', '.join(names)}",
                 )
+
+    def check_scalar(self, value: Any, where: str) -> None:
+        if not isinstance(value, str | int | float | bool):
+            raise self.error(where, f"is {value!r}; give a string, a number or true/false")
 
     def table(self, data: Mapping[str, Any], section: str) -> Mapping[str, Any]:
         value = data.get(section, {})
@@ -62,8 +73,11 @@ class TableReader:
         value = self.optional_int(table, key, minimum=minimum, section=section)
         return default if value is None else value
 
-    def build(self, train: Mapping[str, Any], params: Mapping[str, Any], where: str) -> TrainConfig:
-        """The TrainConfig of [train] with `params`: TrainConfig's own checks, naming `where` on failure."""
+    def build(self, train: Mapping[str, Any], params: Mapping[str, Any], where: str) -> TrainConfig | None:
+        """The TrainConfig of [train] with `params`: TrainConfig's own checks, naming `where` on failure.
+        None for a [program] study, whose values only its program knows."""
+        if self.free:
+            return None
         return TrainConfig.from_dict({**train, **params}, source=f"{self.source} {where}")
 
 

@@ -32,6 +32,7 @@ STUDY_KEYS = (
     "repeats",
     "pruner_startup_trials",
     "pruner_warmup_epochs",
+    "max_failures",
 )
 
 SlurmValue: TypeAlias = str | int | float | bool
@@ -108,6 +109,32 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Program:
+    """The user's own training program ([program]): a command or a Python callable, run once per trial.
+
+    Exactly one of `command` (arguments with `{name}` placeholders, run without a shell) and `callable`
+    ("package.module:function", called as `function(params, run_dir)`). The trial's values reach the
+    program through its environment (SWEEP_PARAMS and friends) and the placeholders.
+    """
+
+    command: tuple[str, ...] = ()
+    callable: str | None = None
+    workdir: str = "."  # the folder it runs in: absolute once parsed (default: the study file's folder)
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # extra variables
+    python: str | None = None  # the interpreter of a callable; None: the launcher's
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"workdir": self.workdir, "env": dict(self.env)}
+        if self.command:
+            out["command"] = list(self.command)
+        if self.callable is not None:
+            out["callable"] = self.callable
+        if self.python is not None:
+            out["python"] = self.python
+        return out
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """One study file, validated: what to search, how, and what each trial may use."""
 
@@ -120,10 +147,12 @@ class StudySpec:
     repeats: int = 1  # seeds per configuration: seed, seed + 1, ...
     pruner_startup_trials: int | None = None  # median: finished trials before pruning starts (None: 5)
     pruner_warmup_epochs: int | None = None  # epochs every trial runs before it can be pruned (None: 0)
+    max_failures: int = 3  # this many trials failing in a row stop the launcher (a typo must not burn a grid)
     train: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     space: Mapping[str, Dimension] = field(default_factory=lambda: MappingProxyType({}))
     points: tuple[Mapping[str, Any], ...] = ()
     resources: Resources = field(default_factory=Resources)
+    program: Program | None = None  # None: the built-in trainer (trainer.run) with TrainConfig fields
     source: str = field(default="<study>", compare=False)  # the file, for messages
 
     @property
@@ -151,6 +180,28 @@ class StudySpec:
             raise SweepError(f"{self.source}: repeat {repeat} is out of range; the study has {self.repeats}")
         config = TrainConfig.from_dict({**self.train, **params}, source=f"{self.source} trial {params}")
         return config.replace(seed=config.seed + repeat) if repeat else config
+
+    def trial_values(self, params: Mapping[str, Any] | None = None, *, repeat: int = 0) -> dict[str, Any]:
+        """Every value of one trial, as its job gets them: the TrainConfig's fields for the built-in
+        trainer; for a program, [train] merged with the params, `seed` counted up by `repeat` (from
+        [train] seed, else 0) when the study has repeats.
+
+        Raises:
+            SweepError: As `train_config`.
+        """
+        if self.program is None:
+            return self.train_config(params, repeat=repeat).to_dict()
+        params = dict(params or {})
+        clash = sorted(set(params) & set(self.train))
+        if clash:
+            raise SweepError(f"{self.source}: trial params {clash} are fixed in [train]; they cannot vary")
+        if not 0 <= repeat < self.repeats:
+            raise SweepError(f"{self.source}: repeat {repeat} is out of range; the study has {self.repeats}")
+        values = {**self.train, **params}
+        if self.repeats > 1:
+            base = values.get("seed", 0)
+            values["seed"] = (base if isinstance(base, int) else 0) + repeat
+        return values
 
     def grid(self) -> list[dict[str, Any]]:
         """Every configuration of the [space] as param dicts: the cartesian product, in a stable order.
@@ -184,6 +235,7 @@ class StudySpec:
             "space": {key: dim.to_dict() for key, dim in self.space.items()},
             "points": [dict(point) for point in self.points],
             "resources": self.resources.to_dict(),
+            **({"program": self.program.to_dict()} if self.program is not None else {}),
         }
 
     def to_json(self) -> str:

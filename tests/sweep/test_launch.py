@@ -16,10 +16,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep.epochs import best
 from sweep.errors import SweepError
 from sweep.executors.debug import DebugExecutor
 from sweep.launch import launch
-from sweep.launcher import Launcher, best_value
+from sweep.launcher import Launcher
 from sweep.owners import HEARTBEAT_STALE_S, launcher_id
 from sweep.storage import default_url, open_storage, open_study
 from sweep.study import StudySpec, load_study
@@ -239,10 +240,13 @@ def test_dry_run_of_a_search_names_the_sampled_trials() -> None:
 def test_best_value_follows_the_direction() -> None:
     pairs = [(2.0, 0.3), (1.0, 0.5), (3.0, 0.4)]  # (val_loss, val_acc) per epoch
     records = [
-        EpochMetrics(epoch, 1.0, 0.1, loss, acc, 0.1, 1.0, 1.0) for epoch, (loss, acc) in enumerate(pairs, 1)
+        EpochMetrics(epoch, 1.0, 0.1, loss, acc, 0.1, 1.0, 1.0).to_dict()
+        for epoch, (loss, acc) in enumerate(pairs, 1)
     ]
-    assert best_value(records, "val_acc", "maximize") == 0.5
-    assert best_value(records, "val_loss", "minimize") == 1.0
+    records.append({"epoch": 4, "val_acc": float("nan"), "val_loss": float("nan")})  # a diverged epoch
+    assert best(records, "val_acc", "maximize") == 0.5
+    assert best(records, "val_loss", "minimize") == 1.0
+    assert best(records, "test_acc", "maximize") is None
 
 
 def test_make_pruner_follows_the_study() -> None:

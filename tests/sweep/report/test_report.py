@@ -56,7 +56,11 @@ def optimizers(tmp_path: Path) -> Path:
                 ],
             ),
             Trial({"optimizer": "sgd"}, FAIL, epochs=[epoch(1, 2.0, 0.1, 2.0, 0.1)]),
-            Trial({"optimizer": "sgd_nesterov"}, RUNNING, epochs=[epoch(1, 2.0, 0.1, 2.0, 0.1)] * 2),
+            Trial(
+                {"optimizer": "sgd_nesterov"},
+                RUNNING,
+                epochs=[epoch(1, 2.0, 0.1, 2.0, 0.1), epoch(2, 2.0, 0.1, 2.0, 0.1)],
+            ),
             Trial({"optimizer": "adam"}, PRUNED, epochs=[epoch(1, 2.0, 0.1, 2.0, 0.1)]),
         ],
     )

@@ -1,0 +1,201 @@
+"""What a trial's job runs for a study with a [program]: the user's command or callable, in its own
+process group, under the contract the README documents ("Bring your own training program").
+
+The program gets SWEEP_RUN_DIR (the same on every start of the trial: its checkpoints go there),
+SWEEP_PARAMS (a JSON file of every value), SWEEP_TRIAL, SWEEP_STUDY and SWEEP_RESTART (0 on the first
+start). It logs one JSON object per epoch to $SWEEP_RUN_DIR/metrics.jsonl. Exit 0 with the study's
+metric logged is success; anything else fails the trial with the last lines of its stderr. Its output
+goes to `program.N.out` / `program.N.err` in the run dir, N counting its starts.
+
+Stopping it (prune, cancel, SLURM preemption or requeue): SIGTERM to its whole process group, SIGKILL
+after STOP_GRACE_S. The group id is kept in `program.pid`, so a launcher can finish the job even when
+the process that started the program was killed first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import submitit.helpers
+from submitit.helpers import DelayedSubmission
+
+from sweep import procs
+from sweep.epochs import read_epochs
+from sweep.executors.job import MAX_REQUEUES, restarts
+from sweep.study.spec import Program
+from trainer.files import write_atomic
+
+STOP_GRACE_S = 10.0  # SIGTERM, then this long for the program to save and exit, then SIGKILL
+STDERR_LINES = 5  # of a failed program's stderr, in the trial's reason
+PARAMS_FILE = "params.json"
+PID_FILE = "program.pid"
+STARTS_FILE = "program.starts"
+METRICS_FILE = "metrics.jsonl"
+# A callable runs in a fresh interpreter (the study's `python`, which need not have sweep installed).
+CALLABLE_RUNNER = """\
+import importlib, json, os, pathlib, sys
+sys.path.insert(0, os.getcwd())
+module, _, name = sys.argv[1].partition(":")
+params = json.loads(pathlib.Path(os.environ["SWEEP_PARAMS"]).read_text())
+getattr(importlib.import_module(module), name)(params, pathlib.Path(os.environ["SWEEP_RUN_DIR"]))
+"""
+
+
+class ProgramFailed(Exception):
+    """The program could not start, exited non-zero, or logged no study metric; the message says which."""
+
+
+class _Stop(BaseException):
+    """Raised by the signal handler while the job waits for its program."""
+
+
+def argv(program: Program, values: dict[str, Any], run_dir: Path) -> list[str]:
+    """The program's command line for one trial: placeholders filled, or the callable's runner."""
+    if program.callable is not None:
+        return [program.python or sys.executable, "-c", CALLABLE_RUNNER, program.callable]
+    fields = {**values, "run_dir": str(run_dir), "trial": run_dir.name}
+    return [arg.format(**fields) for arg in program.command]
+
+
+def environment(program: Program, run_dir: Path, restart: int) -> dict[str, str]:
+    """The program's environment: the launcher's, the study's [program] env, and the contract's variables."""
+    env = {**os.environ, **program.env}
+    env.update(
+        SWEEP_RUN_DIR=str(run_dir),
+        SWEEP_PARAMS=str(run_dir / PARAMS_FILE),
+        SWEEP_TRIAL=run_dir.name,
+        SWEEP_STUDY=run_dir.parent.name,
+        SWEEP_RESTART=str(restart),
+    )
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+    if cpus:  # one thread per allocated core, not one per core of the node
+        env.setdefault("OMP_NUM_THREADS", cpus)
+    return env
+
+
+class ProgramJob(submitit.helpers.Checkpointable):
+    """The submitted callable of a [program] study: runs the program to its end and judges how it ended."""
+
+    def __init__(self, program: Program, metric: str) -> None:
+        self.program = program
+        self.metric = metric
+
+    def __call__(self, values: dict[str, Any], run_dir: str) -> dict[str, Any]:
+        folder = Path(run_dir).absolute()
+        restart = _count_start(folder)
+        write_atomic(folder / PARAMS_FILE, json.dumps(values, indent=2) + "\n")
+        command = argv(self.program, values, folder)
+        out, err = folder / f"program.{restart}.out", folder / f"program.{restart}.err"
+        with out.open("ab") as stdout, err.open("ab") as stderr:
+            try:
+                process = subprocess.Popen(
+                    command,
+                    cwd=self.program.workdir,
+                    env=environment(self.program, folder, restart),
+                    stdout=stdout,
+                    stderr=stderr,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,  # its own process group: stopped as a whole
+                )
+            except OSError as error:
+                raise ProgramFailed(f"cannot start {command[0]!r}: {error.strerror or error}") from None
+        write_atomic(folder / PID_FILE, f"{process.pid}\n")
+        code = _wait(process)
+        if code != 0:
+            tail = _tail(err)
+            raise ProgramFailed(f"{command[0]} exited with status {code}" + (f": {tail}" if tail else ""))
+        history = read_epochs(folder / METRICS_FILE)
+        if not any(self.metric in epoch for epoch in history):
+            logged = sorted({key for epoch in history for key in epoch} - {"epoch"})
+            said = f"it logged {', '.join(logged)}" if logged else "it logged no epoch"
+            raise ProgramFailed(
+                f"{command[0]} exited 0 without logging '{self.metric}' to $SWEEP_RUN_DIR/{METRICS_FILE} "
+                f"({said}); log it each epoch"
+            )
+        return {"epochs": len(history)}
+
+    # submitit's own code accepts None here (no requeue); its annotation does not say so
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission | None:  # type: ignore[override]
+        """At a SLURM time limit or preemption: requeue the same call; the program resumes itself."""
+        if restarts() >= MAX_REQUEUES:
+            return None
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+def _count_start(folder: Path) -> int:
+    """How often the program was started in this run dir before (SWEEP_RESTART), and count this start."""
+    path = folder / STARTS_FILE
+    try:
+        before = int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        before = 0
+    write_atomic(path, f"{before + 1}\n")
+    return before
+
+
+def _wait(process: subprocess.Popen[bytes]) -> int:
+    """The program's exit status; SIGTERM or SIGINT to this job stops the program's group first."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise _Stop(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return process.wait()
+    except _Stop as stopped:
+        stop_group(process.pid)
+        if stopped.args[0] == signal.SIGINT:  # Ctrl-C, or a local job cancelled: as Python would
+            raise KeyboardInterrupt from None
+        os._exit(128 + int(stopped.args[0]))  # no result pickle: a requeued or relaunched job starts again
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S, run_dir: Path | None = None) -> None:
+    """SIGTERM every process of group `pgid`, then SIGKILL what is left after `grace_s`.
+
+    With `run_dir`, only processes started for that run dir are touched (a reused group id is not ours).
+    """
+
+    def members() -> list[int]:
+        found = procs.group_members(pgid)
+        if run_dir is None:
+            return found
+        return [pid for pid in found if procs.environ(pid, "SWEEP_RUN_DIR") == str(run_dir)]
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        pids = members()
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        end = time.monotonic() + (grace_s if sig == signal.SIGTERM else 5.0)
+        while time.monotonic() < end and members():
+            time.sleep(0.05)
+
+
+def stop_leftovers(run_dir: Path, *, grace_s: float = STOP_GRACE_S) -> None:
+    """Stop the program of `run_dir` if it outlived the job that started it (that job was killed)."""
+    try:
+        pgid = int((run_dir / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return
+    stop_group(pgid, grace_s=grace_s, run_dir=run_dir.absolute())
+
+
+def _tail(path: Path) -> str:
+    try:
+        lines = path.read_bytes().decode("utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in lines[-STDERR_LINES:] if line.strip())

@@ -1,0 +1,69 @@
+"""`sweep.log_epoch`: append one epoch's metrics to `$SWEEP_RUN_DIR/metrics.jsonl`, the file the launcher
+reads. Imports nothing heavy (no torch, optuna or submitit), so any training program may call it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metrics: float) -> None:
+    """Record the metrics of finished epoch `epoch` (from 1), e.g. `log_epoch(3, val_acc=0.91, loss=0.3)`.
+
+    A line for an epoch already logged (a run resumed from a checkpoint taken before it) is replaced,
+    never doubled. `run_dir` defaults to $SWEEP_RUN_DIR.
+
+    Raises:
+        ValueError: `epoch` is not an integer >= 1, a metric is not a number, or there is no run dir.
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        raise ValueError(f"epoch must be an integer >= 1, got {epoch!r}")
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"metric {key} must be a number, got {value!r}")
+    folder = run_dir if run_dir is not None else os.environ.get("SWEEP_RUN_DIR")
+    if not folder:
+        raise ValueError("no run dir: pass run_dir= or run under sweep (which sets SWEEP_RUN_DIR)")
+    path = Path(folder) / METRICS_FILE
+    line = json.dumps({"epoch": epoch, **metrics})
+    lines = _lines(path)
+    if all((_epoch(old) or 0) < epoch for old in lines):
+        with path.open("a") as handle:  # the usual case: a new epoch goes at the end
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        return
+    kept = [old for old in lines if (_epoch(old) or 0) < epoch]  # this epoch and later ones: the lost run's
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write("".join(old + "\n" for old in kept) + line + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return [line for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def _epoch(line: str) -> int | None:
+    try:
+        value = json.loads(line).get("epoch")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
