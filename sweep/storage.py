@@ -34,8 +34,9 @@ def url_of(storage_url: str | None, results_dir: Path) -> str:
 
 
 def runs_dir(results_dir: Path, study: str) -> Path:
-    """The folder of a study's run dirs: `<results_dir>/runs/<study>`, one `<trial>/` per trial."""
-    return Path(results_dir) / RUNS / study
+    """The folder of a study's run dirs: `<results_dir>/runs/<study>`, one `<trial>/` per trial; absolute,
+    because trials store their run dir and later commands may run from another folder."""
+    return Path(results_dir).absolute() / RUNS / study
 
 
 def sqlite_path(url: str) -> Path | None:

@@ -107,8 +107,8 @@ class ProgramJob(submitit.helpers.Checkpointable):
                 )
             except OSError as error:
                 raise ProgramFailed(f"cannot start {command[0]!r}: {error.strerror or error}") from None
-        write_atomic(folder / PID_FILE, f"{process.pid}\n")
-        code = _wait(process)
+        write_atomic(folder / PID_FILE, f"{process.pid} {self.program.stop_grace_s}\n")
+        code = _wait(process, self.program.stop_grace_s)
         if code != 0:
             tail = _tail(err)
             raise ProgramFailed(f"{command[0]} exited with status {code}" + (f": {tail}" if tail else ""))
@@ -141,7 +141,7 @@ def _count_start(folder: Path) -> int:
     return before
 
 
-def _wait(process: subprocess.Popen[bytes]) -> int:
+def _wait(process: subprocess.Popen[bytes], grace_s: float) -> int:
     """The program's exit status; SIGTERM or SIGINT to this job stops the program's group first."""
 
     def stop(signum: int, frame: Any) -> None:
@@ -151,7 +151,7 @@ def _wait(process: subprocess.Popen[bytes]) -> int:
     try:
         return process.wait()
     except _Stop as stopped:
-        stop_group(process.pid)
+        stop_group(process.pid, grace_s=grace_s)
         if stopped.args[0] == signal.SIGINT:  # Ctrl-C, or a local job cancelled: as Python would
             raise KeyboardInterrupt from None
         os._exit(128 + int(stopped.args[0]))  # no result pickle: a requeued or relaunched job starts again
@@ -184,13 +184,13 @@ def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S, run_dir: Path | None
             time.sleep(0.05)
 
 
-def stop_leftovers(run_dir: Path, *, grace_s: float = STOP_GRACE_S) -> None:
+def stop_leftovers(run_dir: Path) -> None:
     """Stop the program of `run_dir` if it outlived the job that started it (that job was killed)."""
     try:
-        pgid = int((run_dir / PID_FILE).read_text().strip())
+        pgid, grace_s = (run_dir / PID_FILE).read_text().split()
+        stop_group(int(pgid), grace_s=float(grace_s), run_dir=run_dir.absolute())
     except (OSError, ValueError):
         return
-    stop_group(pgid, grace_s=grace_s, run_dir=run_dir.absolute())
 
 
 def _tail(path: Path) -> str:

@@ -6,6 +6,7 @@
     workdir = "."                                     # relative to the study file; default its folder
     env = { WANDB_MODE = "offline" }                  # extra environment variables
     python = "/opt/venv/bin/python"                   # the interpreter of a callable; default the launcher's
+    stop_grace_s = 10                                 # SIGTERM, then this long to save and exit, then SIGKILL
 
 Every `{name}` of the command is a key of [train], [space] or [[points]], or `run_dir` or `trial`. A
 callable's module is looked up from `workdir` without running it (its package's `__init__` excepted),
@@ -15,6 +16,7 @@ and the function must be defined at its top level.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import os
 import shlex
@@ -30,7 +32,7 @@ from typing import Any
 from sweep.study.reader import TableReader
 from sweep.study.spec import Program
 
-PROGRAM_KEYS = ("command", "callable", "workdir", "env", "python")
+PROGRAM_KEYS = ("command", "callable", "workdir", "env", "python", "stop_grace_s")
 BUILTIN_PLACEHOLDERS = ("run_dir", "trial")
 CHECK_TIMEOUT_S = 60.0  # importing a callable with another interpreter
 
@@ -47,12 +49,16 @@ def parse_program(r: TableReader, table: Mapping[str, Any], names: Iterable[str]
     python = table.get("python")
     if python is not None and (not isinstance(python, str) or not _executable(python, workdir)):
         raise r.error("[program] key 'python'", f"is {python!r}, not an executable; give a python's path")
+    grace = table.get("stop_grace_s", 10.0)
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 3600:
+        raise r.error("[program] key 'stop_grace_s'", f"is {grace!r}; give seconds, 0 to 3600")
+    program = Program(workdir=str(workdir), env=MappingProxyType(env), stop_grace_s=float(grace))
     if has_command:
         command = _command(r, table["command"], set(names) | set(BUILTIN_PLACEHOLDERS))
-        return Program(command=command, workdir=str(workdir), env=MappingProxyType(env))
+        return dataclasses.replace(program, command=command)
     target = table["callable"]
     _check_callable(r, target, workdir, python)
-    return Program(callable=target, workdir=str(workdir), env=MappingProxyType(env), python=python)
+    return dataclasses.replace(program, callable=target, python=python)
 
 
 def _workdir(r: TableReader, value: Any) -> Path:

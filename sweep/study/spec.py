@@ -122,9 +122,14 @@ class Program:
     workdir: str = "."  # the folder it runs in: absolute once parsed (default: the study file's folder)
     env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # extra variables
     python: str | None = None  # the interpreter of a callable; None: the launcher's
+    stop_grace_s: float = 10.0  # after SIGTERM (prune, cancel, preemption), seconds until SIGKILL
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"workdir": self.workdir, "env": dict(self.env)}
+        out: dict[str, Any] = {
+            "workdir": self.workdir,
+            "env": dict(self.env),
+            "stop_grace_s": self.stop_grace_s,
+        }
         if self.command:
             out["command"] = list(self.command)
         if self.callable is not None:

@@ -387,3 +387,77 @@ def test_rendered_sbatch_script_runs_on_the_cluster(tmp_path: Path, study_jobs: 
     run_dir = results / "runs" / "byhand" / "config0-repeat0"
     assert job_states([job_id])[job_id].state == "COMPLETED", (run_dir / f"slurm-{job_id}.out").read_text()
     assert (run_dir / "result.json").exists() and epochs_of(run_dir) == [1, 2]
+
+
+# -- a user's own program on the cluster ---------------------------------------------------------------------
+
+# Knows sweep only by its contract: resumes from its own checkpoint in SWEEP_RUN_DIR, logs each epoch.
+OWN_PROGRAM = """\
+import json, os, pathlib, sys, time
+params = json.loads(pathlib.Path(os.environ["SWEEP_PARAMS"]).read_text())
+run = pathlib.Path(os.environ["SWEEP_RUN_DIR"])
+checkpoint = run / "checkpoint.json"
+start = json.loads(checkpoint.read_text())["epoch"] if checkpoint.exists() else 0
+print("start", os.environ["SWEEP_RESTART"], "from epoch", start + 1, flush=True)
+for epoch in range(start + 1, params["epochs"] + 1):
+    time.sleep(params["seconds"])
+    with open(run / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"epoch": epoch, "score": params["lr"] * epoch}) + "\\n")
+    checkpoint.write_text(json.dumps({"epoch": epoch}))
+"""
+
+
+def _own_program_study(folder: Path, name: str, *, epochs: int, seconds: float, lrs: str) -> Path:
+    (folder / "own.py").write_text(OWN_PROGRAM)
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
+        f"[train]\nepochs = {epochs}\nseconds = {seconds}\n[space]\nlr = {lrs}\n"
+        f"[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n"
+        f'[program]\ncommand = ["{sys.executable}", "own.py"]\n'
+    )
+    return path
+
+
+def test_a_users_program_runs_as_a_grid_on_slurm(tmp_path: Path, study_jobs: list[str]) -> None:
+    study_jobs.append("ownslurm")
+    path = _own_program_study(tmp_path, "ownslurm", epochs=2, seconds=0.1, lrs="[0.1, 0.2]")
+    results = tmp_path / "results"
+    done = run_sweep(
+        "launch", "--study", str(path), "--executor", "slurm", "--parallel", "2",
+        "--results-dir", str(results), timeout=deadline(300),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    trials = stored_trials(results, "ownslurm")
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert [t.value for t in trials] == [pytest.approx(0.2), pytest.approx(0.4)]
+    assert all(str(t.user_attrs["job_id"]).isdigit() for t in trials)
+
+
+def test_a_requeued_program_resumes_from_its_own_checkpoint(tmp_path: Path, study_jobs: list[str]) -> None:
+    study_jobs.append("ownrequeue")
+    epochs = 8
+    path = _own_program_study(tmp_path, "ownrequeue", epochs=epochs, seconds=1.0, lrs="[0.1]")
+    results = tmp_path / "results"
+    log = tmp_path / "launcher.log"
+    with log.open("w") as out:
+        launcher = subprocess.Popen(
+            sweep_cmd("launch", "--study", str(path), "--executor", "slurm", "--results-dir", str(results)),
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    try:
+        run_dir = results / "runs" / "ownrequeue" / "0"
+        wait_for(lambda: (run_dir / "metrics.jsonl").exists() and len(epochs_of(run_dir)) >= 2,
+                 timeout=JOB_TIMEOUT_S, what="two epochs")  # fmt: skip
+        job_id = log.read_text().split(" job ")[1].split()[0]
+        subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=deadline(30))
+        launcher.wait(timeout=deadline(300))
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, log.read_text()
+    (trial,) = stored_trials(results, "ownrequeue")
+    assert trial.state.name == "COMPLETE", log.read_text()
+    assert epochs_of(run_dir) == list(range(1, epochs + 1))  # each epoch once: it resumed, not restarted
+    started = [(run_dir / f"program.{n}.out").read_text().split() for n in (0, 1)]
+    assert started[0][:2] == ["start", "0"] and started[1][:2] == ["start", "1"]
+    assert int(started[1][-1]) > 1  # the second start picked up from its checkpoint

@@ -1,0 +1,141 @@
+"""A user's own training program, which knows sweep only by its contract, run as a study end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.storage import default_url
+from tests.sweep.conftest import run_sweep, sweep_main
+
+# Imports nothing of sweep: reads SWEEP_PARAMS, writes metrics.jsonl and a checkpoint in SWEEP_RUN_DIR.
+TRAIN_PY = """\
+import json, os, pathlib, sys
+params = json.loads(pathlib.Path(os.environ["SWEEP_PARAMS"]).read_text())
+run = pathlib.Path(os.environ["SWEEP_RUN_DIR"])
+lr = float(sys.argv[sys.argv.index("--lr") + 1])
+checkpoint = run / "checkpoint.json"
+start = json.loads(checkpoint.read_text())["epoch"] if checkpoint.exists() else 0
+env = os.environ
+print("restart", env["SWEEP_RESTART"], "trial", env["SWEEP_TRIAL"], "study", env["SWEEP_STUDY"])
+for epoch in range(start + 1, params["epochs"] + 1):
+    line = {"epoch": epoch, "score": round(lr * epoch, 6), "loss": round(1 / (epoch * lr * 10), 6)}
+    with open(run / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps(line) + "\\n")
+    checkpoint.write_text(json.dumps({"epoch": epoch}))
+"""
+CALLABLE_PY = """\
+import json
+def train(params, run_dir):
+    for epoch in range(1, params["epochs"] + 1):
+        lr = params["lr"]
+        line = {"epoch": epoch, "score": round(lr * epoch, 6), "loss": round(1 / (epoch * lr * 10), 6)}
+        with open(run_dir / "metrics.jsonl", "a") as handle:
+            handle.write(json.dumps(line) + "\\n")
+"""
+# By hand from the script: score is best (last) at epoch 3, lr x 3; loss at the last epoch, 1 / (30 lr).
+TABLE = [
+    "| LR | score | loss |",
+    "|---|---:|---:|",
+    "| 0.1 | 0.3 | 0.33333 |",
+    "| **0.2** | **0.6** | **0.16667** |",
+]
+
+
+def _study(folder: Path, program: str, *, name: str = "own", lrs: str = "[0.1, 0.2]") -> Path:
+    (folder / "train.py").write_text(TRAIN_PY)
+    (folder / "mymodel.py").write_text(CALLABLE_PY)
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
+        f"[train]\nepochs = 3\n[space]\nlr = {lrs}\n[resources]\ngpus = 0\ncpus = 1\n[program]\n{program}"
+    )
+    return path
+
+
+COMMAND = f'command = ["{sys.executable}", "train.py", "--lr", "{{lr}}"]\n'
+
+
+@pytest.mark.parametrize("program", [COMMAND, 'callable = "mymodel:train"\n'], ids=["command", "callable"])
+def test_a_program_that_does_not_import_sweep_runs_as_a_grid_and_reports_its_own_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], program: str
+) -> None:
+    path = _study(tmp_path, program)
+    results = tmp_path / "results"
+    launched = run_sweep("launch", "--study", str(path), "--executor", "local", "--results-dir", str(results))
+    assert launched.returncode == 0, launched.stderr
+    assert "own: 2 trials (2 complete); best trial 1 score 0.6000 lr=0.2" in launched.stdout
+    study = optuna.load_study(study_name="own", storage=default_url(results))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    assert [t.intermediate_values for t in study.trials][0] == {1: 0.1, 2: 0.2, 3: 0.3}
+    run_dir = Path(study.trials[0].user_attrs["run_dir"])
+    assert json.loads((run_dir / "params.json").read_text()) == {"epochs": 3, "lr": 0.1}
+    if program == COMMAND:
+        assert (run_dir / "program.0.out").read_text().strip() == "restart 0 trial 0 study own"
+    assert sweep_main(capsys, "report", "--study", str(path), "--results-dir", str(results)).returncode == 0
+    report = (results / "own.md").read_text().splitlines()
+    start = report.index(TABLE[0])
+    assert report[start : start + 4] == TABLE
+    assert "other metrics at the best epoch of score" in (results / "own.md").read_text()
+    status = sweep_main(capsys, "status", "--results-dir", str(results))
+    assert "#0   COMPLETE lr=0.1  epochs 3/3  best 0.3000" in status.stdout
+
+
+def test_a_command_that_cannot_start_fails_three_trials_then_stops_the_launcher(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _study(
+        tmp_path, 'command = ["no-such-program-xyz", "--lr", "{lr}"]\n', lrs="[0.1, 0.2, 0.3, 0.4, 0.5]"
+    )
+    results = tmp_path / "results"
+    result = sweep_main(
+        capsys, "launch", "--study", str(path), "--executor", "debug", "--results-dir", str(results)
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: own: 3 trials failed in a row"), result.stderr
+    assert "cannot start 'no-such-program-xyz'" in lines[0] and "Traceback" not in result.stdout
+    study = optuna.load_study(study_name="own", storage=default_url(results))
+    assert [t.state for t in study.trials] == [TrialState.FAIL] * 3  # the other two never started
+    # the next launch tries again: the failed planned configurations are run again
+    again = sweep_main(
+        capsys, "launch", "--study", str(path), "--executor", "debug", "--results-dir", str(results)
+    )
+    assert (
+        again.returncode == 1
+        and len(optuna.load_study(study_name="own", storage=default_url(results)).trials) == 6
+    )
+
+
+def test_a_program_that_exits_0_without_the_metric_fails_naming_what_it_logged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "quiet.py").write_text(
+        "import json, os\nwith open(os.environ['SWEEP_RUN_DIR'] + '/metrics.jsonl', 'a') as f:\n"
+        "    f.write(json.dumps({'epoch': 1, 'acc': 0.5}) + '\\n')\n"
+    )
+    path = _study(tmp_path, f'command = ["{sys.executable}", "quiet.py"]\n', lrs="[0.1]")
+    result = sweep_main(
+        capsys, "launch", "--study", str(path), "--executor", "debug", "--results-dir", str(tmp_path / "r")
+    )
+    assert result.returncode == 0
+    assert "trial 0 failed: " in result.stdout and "without logging 'score'" in result.stdout
+    assert "it logged acc" in result.stdout
+
+
+def test_a_failing_program_fails_its_trial_with_the_end_of_its_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "crash.py").write_text(
+        "import sys\nprint('loading data', file=sys.stderr)\nsys.exit('out of memory')\n"
+    )
+    path = _study(tmp_path, f'command = ["{sys.executable}", "crash.py"]\n', lrs="[0.1]")
+    result = sweep_main(
+        capsys, "launch", "--study", str(path), "--executor", "debug", "--results-dir", str(tmp_path / "r")
+    )
+    assert "exited with status 1: loading data | out of memory" in result.stdout
