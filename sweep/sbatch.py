@@ -10,6 +10,7 @@ resumes from checkpoint.pt when the job is requeued or submitted again.
 from __future__ import annotations
 
 import importlib.resources
+import json
 import shlex
 import string
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 from sweep import storage
 from sweep._compat import sbatch_text
 from sweep.errors import SweepError
+from sweep.executors.program import PROGRAM_FILE
 from sweep.executors.slurm import job_name, slurm_parameters
 from sweep.records import TrialRecord
 from sweep.study.plan import plan
@@ -26,6 +28,15 @@ from sweep.study.spec import Resources, StudySpec
 from trainer.files import write_atomic
 from trainer.paths import RunPaths
 
+# What the job runs: the built-in trainer on the run dir's config.json, or the study's own program
+# through the same job code as `sweep launch` (the SWEEP_* contract, its own process group).
+TRAINER_COMMAND = (
+    "# started again (requeue, preemption, or this script resubmitted) it resumes from checkpoint.pt\n"
+    """srun --unbuffered {python} -m trainer \\
+    --config {config} --run-dir {run_dir_arg}"""
+)
+PROGRAM_COMMAND = """# the study's own program; started again it is told so (SWEEP_RESTART) and resumes itself
+srun --unbuffered {python} -m sweep.executors.program {run_dir_arg}"""
 TEMPLATE = Path(str(importlib.resources.files("sweep") / "shipped" / "slurm_templates" / "train.sbatch"))
 # Options submitit adds for its own machinery; the plain script has its own log file and no USR2 handler.
 SUBMITIT_ONLY = ("--output=", "--error=", "--signal=", "--wckey=", "--open-mode=")
@@ -48,8 +59,10 @@ def render(
     workdir: Path,
     python: str = sys.executable,
     template: Path = TEMPLATE,
+    program: bool = False,
 ) -> str:
-    """The sbatch script that trains `run_dir/config.json` in `run_dir` as trial `trial` of `study`."""
+    """The sbatch script that trains `run_dir/config.json` in `run_dir` as trial `trial` of `study`;
+    with `program`, the study's own program as `run_dir/program.json` describes it."""
     try:
         text = template.read_text()
     except OSError as err:
@@ -64,6 +77,7 @@ def render(
         "workdir": str(workdir),
         "python": shlex.quote(python),
     }
+    values["command"] = (PROGRAM_COMMAND if program else TRAINER_COMMAND).format(**values)
     try:
         return string.Template(text).substitute(values)
     except (KeyError, ValueError) as err:
@@ -92,10 +106,21 @@ def sbatch_script(
     else:
         raise SweepError("sweep sbatch needs --trial N or --config I")
     paths = RunPaths(run_dir)
-    if not paths.config.exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if spec.program is not None:
+        values = spec.trial_values(params, repeat=repeat)
+        job = {"program": spec.program.to_dict(), "metric": spec.metric, "values": values}
+        write_atomic(run_dir / PROGRAM_FILE, json.dumps(job, indent=2) + "\n")
+    elif not paths.config.exists():
         write_atomic(paths.config, spec.train_config(params, repeat=repeat).to_json())
-    return render(study=spec.name, trial=label, resources=spec.resources, run_dir=run_dir, workdir=Path.cwd())
+    return render(
+        study=spec.name,
+        trial=label,
+        resources=spec.resources,
+        run_dir=run_dir,
+        workdir=Path.cwd(),
+        program=spec.program is not None,
+    )
 
 
 def _stored_trial(

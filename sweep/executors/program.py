@@ -36,6 +36,7 @@ from trainer.files import write_atomic
 STOP_GRACE_S = 10.0  # SIGTERM, then this long for the program to save and exit, then SIGKILL
 STDERR_LINES = 5  # of a failed program's stderr, in the trial's reason
 PARAMS_FILE = "params.json"
+PROGRAM_FILE = "program.json"  # what `sweep sbatch` leaves for `python -m sweep.executors.program RUN_DIR`
 PID_FILE = "program.pid"
 STARTS_FILE = "program.starts"
 METRICS_FILE = "metrics.jsonl"
@@ -199,3 +200,26 @@ def _tail(path: Path) -> str:
     except OSError:
         return ""
     return " | ".join(line.strip() for line in lines[-STDERR_LINES:] if line.strip())
+
+
+def main(argv: list[str]) -> int:
+    """`python -m sweep.executors.program RUN_DIR`: run the program `sweep sbatch` described in RUN_DIR."""
+    if len(argv) != 1:
+        print("usage: python -m sweep.executors.program RUN_DIR", file=sys.stderr)
+        return 2
+    run_dir = Path(argv[0])
+    try:
+        job = json.loads((run_dir / PROGRAM_FILE).read_text())
+        program = Program.from_dict(job["program"])
+        ProgramJob(program, job["metric"])(job["values"], str(run_dir))
+    except (OSError, ValueError, KeyError) as err:
+        print(f"error: {run_dir / PROGRAM_FILE}: {err}", file=sys.stderr)
+        return 2
+    except ProgramFailed as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

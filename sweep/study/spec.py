@@ -124,6 +124,18 @@ class Program:
     python: str | None = None  # the interpreter of a callable; None: the launcher's
     stop_grace_s: float = 10.0  # after SIGTERM (prune, cancel, preemption), seconds until SIGKILL
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Program:
+        """A Program from `to_dict`'s output (checked already: it was parsed from a study file)."""
+        return cls(
+            command=tuple(data.get("command", ())),
+            callable=data.get("callable"),
+            workdir=str(data.get("workdir", ".")),
+            env=MappingProxyType({str(k): str(v) for k, v in dict(data.get("env", {})).items()}),
+            python=data.get("python"),
+            stop_grace_s=float(data.get("stop_grace_s", 10.0)),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "workdir": self.workdir,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +11,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep.epochs import read_epochs
 from sweep.storage import default_url
+from tests.conftest import deadline
 from tests.sweep.conftest import run_sweep, sweep_main
 
 # Imports nothing of sweep: reads SWEEP_PARAMS, writes metrics.jsonl and a checkpoint in SWEEP_RUN_DIR.
@@ -139,3 +142,25 @@ def test_a_failing_program_fails_its_trial_with_the_end_of_its_stderr(
         capsys, "launch", "--study", str(path), "--executor", "debug", "--results-dir", str(tmp_path / "r")
     )
     assert "exited with status 1: loading data | out of memory" in result.stdout
+
+
+def test_sbatch_of_a_program_study_runs_the_program_under_the_same_contract(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _study(tmp_path, COMMAND)
+    results = tmp_path / "results"
+    rendered = sweep_main(
+        capsys, "sbatch", "--study", str(path), "--config", "1", "--results-dir", str(results)
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    run_dir = (results / "runs" / "own" / "config1-repeat0").resolve()
+    assert f"-m sweep.executors.program {run_dir}" in rendered.stdout
+    assert "#SBATCH --cpus-per-task=1" in rendered.stdout
+    # what `srun` runs in that script, here without a cluster
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep.executors.program", str(run_dir)],
+        capture_output=True, text=True, timeout=deadline(120),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [e["score"] for e in read_epochs(run_dir / "metrics.jsonl")] == [0.2, 0.4, 0.6]
+    assert json.loads((run_dir / "params.json").read_text()) == {"epochs": 3, "lr": 0.2}
