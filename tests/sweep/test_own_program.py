@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from optuna.trial import TrialState
 from sweep.epochs import read_epochs
 from sweep.storage import default_url
 from tests.conftest import deadline
-from tests.sweep.conftest import run_sweep, sweep_main
+from tests.sweep.conftest import ROOT, run_sweep, sweep_cmd, sweep_main
 
 # Imports nothing of sweep: reads SWEEP_PARAMS, writes metrics.jsonl and a checkpoint in SWEEP_RUN_DIR.
 TRAIN_PY = """\
@@ -164,3 +165,18 @@ def test_sbatch_of_a_program_study_runs_the_program_under_the_same_contract(
     assert done.returncode == 0, done.stderr
     assert [e["score"] for e in read_epochs(run_dir / "metrics.jsonl")] == [0.2, 0.4, 0.6]
     assert json.loads((run_dir / "params.json").read_text()) == {"epochs": 3, "lr": 0.2}
+
+
+@pytest.mark.slow
+def test_the_example_program_runs_as_its_readme_says(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        sweep_cmd("launch", "--study", "examples/own-program/study.toml", "--executor", "local",
+                  "--parallel", "2", "--results-dir", str(results)),
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=deadline(300),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    study = optuna.load_study(study_name="own-program", storage=default_url(results))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert all(len(t.intermediate_values) == 5 for t in study.trials)
