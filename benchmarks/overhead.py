@@ -11,6 +11,11 @@ a second reference, the floor of any launcher on submitit's LocalExecutor: the p
 submits the no-op to a LocalExecutor and blocks on its process (no polling). The study is a grid of
 --trials points built with `sweep.study.load_study` from a TOML file written to a temp dir.
 
+With --programs, each executor also runs the grid as a study with a `[program]` (the user's own
+program's path): `command`, a shell one-liner that logs one epoch (the lightest program a user can
+have), and `callable`, a Python function that does the same (run by sweep in a fresh interpreter). Each
+is compared with the plain no-op job on the same executor.
+
 Last, the time of the whole `sweep report` command on a study of --report-trials trials (10,000 by
 default; 0 skips it), made and timed by `benchmarks/report_speed.py`, which has the details.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import functools
+import json
 import os
 import pstats
 import statistics
@@ -63,28 +69,54 @@ lr = [{values}]
 """
 
 
+# The no-op as a user's program: one epoch logged, nothing else ({{ }}: braces, not placeholders).
+NOOP_COMMAND = """sh -c 'echo "{{\\"epoch\\": 1, \\"val_acc\\": 0.5}}" >> "$SWEEP_RUN_DIR/metrics.jsonl"'"""
+NOOP_MODULE = """\
+import json
+def main(params, run_dir):
+    with open(run_dir / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"epoch": 1, "val_acc": params["lr"]}) + "\\n")
+"""
+
+
 def grid_values(trials: int) -> list[float]:
     return [round(0.001 * (i + 1), 6) for i in range(trials)]
 
 
-def study_spec(trials: int, folder: Path) -> StudySpec:
-    """A grid study of `trials` points over lr, parsed from a study file like any other."""
+def study_spec(trials: int, folder: Path, program: str | None = None) -> StudySpec:
+    """A grid study of `trials` points over lr, parsed from a study file like any other; `program`
+    (command | callable) makes it a study of the no-op as a user's own program."""
     path = folder / "overhead.toml"
-    path.write_text(STUDY_TOML.format(values=", ".join(repr(v) for v in grid_values(trials))))
+    text = STUDY_TOML.format(values=", ".join(repr(v) for v in grid_values(trials)))
+    if program == "command":
+        text = text.replace(_TRAINER_KEYS, "") + f"[program]\ncommand = {json.dumps(NOOP_COMMAND)}\n"
+    elif program == "callable":
+        (folder / "noop_program.py").write_text(NOOP_MODULE)
+        text = text.replace(_TRAINER_KEYS, "") + '[program]\ncallable = "noop_program:main"\n'
+    path.write_text(text)
     return load_study(path)
 
 
+_TRAINER_KEYS = 'dataset = "fake"\ndepth = 8\nepochs = 1\ndevice = "cpu"\n'  # TrainConfig fields
+
+
 def time_launcher(
-    trials: int, executor: str, poll_s: float, *, parallel: int = 1, profile: bool = False
+    trials: int,
+    executor: str,
+    poll_s: float,
+    *,
+    parallel: int = 1,
+    profile: bool = False,
+    program: str | None = None,
 ) -> float:
-    """Seconds per trial of `launch` over a fresh grid study of `trials` no-op trials."""
+    """Seconds per trial of `launch` over a fresh grid study of `trials` no-op trials (as a program's)."""
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
-        spec = study_spec(trials, Path(tmp))
+        spec = study_spec(trials, Path(tmp), program)
 
         def go() -> None:
             summary = launch(
                 spec, results_dir=Path(tmp) / "results", executor=executor, parallel=parallel, poll_s=poll_s,
-                job=noop, out=lambda line: None,
+                job=None if program else noop, out=lambda line: None,
             )  # fmt: skip
             if summary.states.get("COMPLETE") != trials:
                 raise RuntimeError(f"expected {trials} complete trials, got {dict(summary.states)}")
@@ -214,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--report-trials", type=int, default=10_000,
         help="trials of the study `sweep report` is timed on, once per round (default 10,000; 0: skip)",
     )  # fmt: skip
+    parser.add_argument(
+        "--programs", action="store_true", help="also the no-op as a [program]: command and callable"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one more run of each launch")
     parser.add_argument("--count-sql", action="store_true", help="SQL commits and statements per trial")
     return parser
@@ -244,6 +279,13 @@ def main(argv: list[str] | None = None) -> int:
             label = f"sweep launch, {executor}, poll {poll_s:g} s"
             run = functools.partial(time_launcher, trials, executor, poll_s, parallel=args.parallel)
             measures[label] = run
+        if args.programs:
+            poll_s = float(args.poll_s.split(",")[0])
+            for program in ("command", "callable"):
+                label = f"sweep launch, {executor}, {program}"
+                measures[label] = functools.partial(
+                    time_launcher, trials, executor, poll_s, parallel=args.parallel, program=program
+                )
     # Rounds, not one line after another: the load of a shared machine drifts, and a ratio of two
     # figures taken minutes apart would measure the drift.
     times: dict[str, list[float]] = {label: [] for label in measures}
@@ -258,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
         line = f"{label:34} {1000 * seconds:8.1f} ms/trial  {seconds / reference:5.2f}x"
         if label.startswith("sweep launch, local") and SUBMITIT_FLOOR in per_trial:
             line += f"  ({seconds / per_trial[SUBMITIT_FLOOR]:.2f}x plain submitit)"
+        if label.endswith(("command", "callable")):
+            executor = label.split(", ")[1]
+            job = next(key for key in per_trial if key.startswith(f"sweep launch, {executor}, poll"))
+            line += f"  ({seconds / per_trial[job]:.2f}x the no-op job)"
         print(line + ("" if "in memory" in label else counts[label]), flush=True)
     if args.report_trials:
         print(time_report(args.report_trials, repeats), flush=True)

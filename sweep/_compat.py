@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import subprocess
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import optuna
 import submitit
-from optuna.trial import FrozenTrial
+
+if TYPE_CHECKING:  # a job process imports the submitit half of this module: no optuna there (0.1 s)
+    import optuna
+    from optuna.trial import FrozenTrial
 
 
 def trial_of(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
     """A live Trial for a stored trial, to write to it: FrozenTrial has only the private `_trial_id`."""
+    import optuna
+
     return optuna.Trial(study, frozen._trial_id)
 
 
@@ -26,6 +30,8 @@ def create_trial(study: optuna.Study, template: FrozenTrial) -> optuna.Trial:
     `Study.add_trial` does the same through the public storage API but returns nothing; the storage
     and the study id are only reachable as `Study._storage` and `Study._study_id`.
     """
+    import optuna
+
     trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
     return optuna.Trial(study, trial_id)
 

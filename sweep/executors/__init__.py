@@ -11,27 +11,26 @@ with `attach`, no executor needed (`sweep cancel` does so for any study's jobs).
 
 from __future__ import annotations
 
+import importlib
 import shutil
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sweep.errors import SweepError
-from sweep.executors import debug, local, slurm
 from sweep.executors.base import Executor, Job, JobFn, Outcome, wait_for_end, wait_gone
-from sweep.study.spec import Resources
 
-# name -> the executor for a study's [resources]
-REGISTRY: dict[str, Callable[[Resources], Executor]] = {
-    "slurm": slurm.SlurmExecutor,
-    "local": local.LocalExecutor,
-    "debug": lambda resources: debug.DebugExecutor(),
+if TYPE_CHECKING:
+    from sweep.study.spec import Resources
+
+# name -> the module of its backend, imported when asked for: a job process that needs one backend (or
+# none: a program's job) does not load the others.
+REGISTRY = {
+    "slurm": "sweep.executors.slurm",
+    "local": "sweep.executors.local",
+    "debug": "sweep.executors.debug",
 }
 EXECUTORS = ("auto", *REGISTRY)
-_ATTACH: dict[str, Callable[[str, Path], Job]] = {
-    "slurm": slurm.attach,
-    "local": local.attach,
-    "debug": debug.attach,
-}
+CLASSES = {"slurm": "SlurmExecutor", "local": "LocalExecutor", "debug": "DebugExecutor"}
 
 
 def resolve(name: str) -> str:
@@ -46,16 +45,17 @@ def make_executor(name: str, resources: Resources) -> Executor:
     name = resolve(name)
     if name not in REGISTRY:
         raise SweepError(f"unknown executor '{name}'; choose one of {', '.join(EXECUTORS)}")
-    return REGISTRY[name](resources)
+    executor = getattr(importlib.import_module(REGISTRY[name]), CLASSES[name])
+    return executor() if name == "debug" else executor(resources)
 
 
 def attach(kind: str, job_id: str, run_dir: Path) -> Job:
     """The job `job_id` that a `kind` executor started for `run_dir`, by any launcher."""
-    if kind not in _ATTACH:
+    if kind not in REGISTRY:
         raise SweepError(
             f"unknown executor '{kind}' stored with job {job_id}; choose one of {', '.join(REGISTRY)}"
         )
-    return _ATTACH[kind](job_id, run_dir)
+    return importlib.import_module(REGISTRY[kind]).attach(job_id, run_dir)
 
 
 __all__ = [

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import submitit.helpers
 from submitit.helpers import DelayedSubmission
@@ -30,8 +30,10 @@ from submitit.helpers import DelayedSubmission
 from sweep import procs
 from sweep.epochs import read_epochs
 from sweep.executors.job import MAX_REQUEUES, restarts
-from sweep.study.spec import Program
 from trainer.files import write_atomic
+
+if TYPE_CHECKING:  # the job process need not load the study parser (a third of its start-up)
+    from sweep.study.spec import Program
 
 STOP_GRACE_S = 10.0  # SIGTERM, then this long for the program to save and exit, then SIGKILL
 STDERR_LINES = 5  # of a failed program's stderr, in the trial's reason
@@ -207,6 +209,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python -m sweep.executors.program RUN_DIR", file=sys.stderr)
         return 2
+    from sweep.study.spec import Program
+
     run_dir = Path(argv[0])
     try:
         job = json.loads((run_dir / PROGRAM_FILE).read_text())

@@ -42,3 +42,30 @@ def test_both_executors_and_plain_optuna_run_from_another_directory(
     assert all("ms/trial" in line for line in lines[1:-1])
     assert "x plain submitit)" in lines[-2]  # the local line is also compared with submitit's own cost
     assert lines[-1].endswith("target <= 2 s)")
+
+
+def test_programs_add_a_command_and_a_callable_line_per_executor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", "")
+    args = [
+        "--trials",
+        "2",
+        "--repeats",
+        "1",
+        "--poll-s",
+        "0.01",
+        "--report-trials",
+        "0",
+        "--executors",
+        "debug",
+    ]
+    assert main([*args, "--programs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    programs = [
+        line
+        for line in lines
+        if line.startswith(("sweep launch, debug, command", "sweep launch, debug, callable"))
+    ]
+    assert len(programs) == 2 and all(line.endswith("x the no-op job)") for line in programs)
