@@ -66,6 +66,10 @@ device = "cpu"
 
 [space]
 lr = [{values}]
+
+[resources]
+gpus = 0
+cpus = 1
 """
 
 

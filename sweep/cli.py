@@ -82,7 +82,7 @@ def _add_launch(commands: argparse._SubParsersAction) -> None:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from sweep import storage
+    from sweep import preflight, storage
     from sweep.launch import launch
     from sweep.study.files import load_study
     from sweep.study.plan import check_same_plan, dry_run
@@ -92,6 +92,9 @@ def _launch(args: argparse.Namespace) -> int:
     if parallel < 1:
         raise SweepError(f"--parallel must be 1 or more, got {parallel}")
     if args.dry_run:
+        found = preflight.problems(spec, args.executor)
+        if found:
+            raise SweepError("; ".join(found))
         stored = storage.stored_study(_url(args), spec.name)  # read only: a dry run creates nothing
         if stored is not None:
             check_same_plan(spec, stored, url=_url(args))

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import records
+from sweep import preflight, records
 from sweep import storage as storage_mod
 from sweep.errors import StudyStopped, SweepError
 from sweep.executors import JobFn, make_executor
@@ -59,7 +59,10 @@ def launch(
     Raises:
         SweepError: Unreachable storage, an unknown executor, a study stored with another direction.
     """
-    job_executor = make_executor(executor, spec.resources)
+    found = preflight.problems(spec, executor)
+    if found:  # before the storage is touched: nothing stored, nothing submitted
+        raise SweepError("; ".join(found))
+    job_executor = make_executor(executor, spec.resources, parallel=parallel)
     # A launch that cannot write its run dirs must fail before it touches the storage, and one whose
     # storage is unreachable before it creates any folder: check first, create after.
     runs_dir = storage_mod.runs_dir(results_dir, spec.name)

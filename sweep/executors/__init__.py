@@ -40,12 +40,15 @@ def resolve(name: str) -> str:
     return name
 
 
-def make_executor(name: str, resources: Resources) -> Executor:
-    """The executor called `name` (auto | slurm | local | debug), requesting `resources` per job."""
+def make_executor(name: str, resources: Resources, *, parallel: int = 1) -> Executor:
+    """The executor called `name` (auto | slurm | local | debug), requesting `resources` per job, of
+    which `parallel` run at once."""
     name = resolve(name)
     if name not in REGISTRY:
         raise SweepError(f"unknown executor '{name}'; choose one of {', '.join(EXECUTORS)}")
     executor = getattr(importlib.import_module(REGISTRY[name]), CLASSES[name])
+    if name == "local":
+        return executor(resources, parallel)
     return executor() if name == "debug" else executor(resources)
 
 

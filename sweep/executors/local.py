@@ -193,16 +193,40 @@ def attach(job_id: str, run_dir: Path) -> LocalJob:
     return LocalJob(run_dir / SUBMITIT_DIR, job_id)
 
 
+def job_threads(cpus: int, parallel: int) -> int:
+    """Threads a local job may use: its [resources] cpus, at most its share of this machine's cores."""
+    return max(1, min(cpus, (os.cpu_count() or 1) // max(1, parallel)))
+
+
+@contextlib.contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables while a job is started (its controller copies the environment)."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, resources: Resources, parallel: int = 1) -> None:
         self.parameters: dict[str, Any] = {
             "timeout_min": resources.timeout_min or LOCAL_TIMEOUT_MIN,
             "gpus_per_node": resources.gpus,  # CUDA_VISIBLE_DEVICES: `visible_gpus`, else the first ones
         }
         self.gpus = resources.gpus
         self.pool = _gpu_pool(resources.gpus)
+        # torch starts one thread per core in every process: N parallel jobs on N cores would each start
+        # N threads and spend their time switching. SLURM jobs get the same from SLURM_CPUS_PER_TASK.
+        threads = str(job_threads(resources.cpus, parallel))
+        self.threads = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
         folder = run_dir / SUBMITIT_DIR
@@ -210,7 +234,7 @@ class LocalExecutor(Executor):
         gpus = self.pool.take(self.gpus) if self.pool is not None else []
         executor.update_parameters(**self.parameters, **({"visible_gpus": tuple(gpus)} if gpus else {}))
         folder.mkdir(parents=True, exist_ok=True)
-        with _output_to(folder / CONTROLLER_LOG):
+        with _output_to(folder / CONTROLLER_LOG), _environment(**self.threads):
             submitted = executor.submit(fn, config, str(run_dir))
         job = LocalJob(folder, submitted.job_id, local_process(submitted))
         if self.pool is not None:

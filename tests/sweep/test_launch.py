@@ -38,6 +38,7 @@ from tests.sweep.conftest import (
     wait_for,
     write_study,
 )
+from trainer.data import TEST_FILE, TRAIN_FILES
 from trainer.metrics import EpochMetrics, read_metrics
 
 TUNING_POINTS = [
@@ -307,12 +308,16 @@ def test_launch_again_on_a_finished_study_runs_nothing(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_failing_job_is_fail_with_traceback_and_the_study_goes_on(tmp_path: Path) -> None:
-    missing = tmp_path / "no-data"
+    # the files are there (preflight passes), but they are not CIFAR-10: the job fails reading them
+    missing = tmp_path / "corrupt-data" / "cifar-10-batches-py"
+    missing.mkdir(parents=True)
+    for name in (*TRAIN_FILES, TEST_FILE):
+        (missing / name).write_bytes(b"not a pickle")
     study_file = write_study(
         tmp_path / "fails.toml",
         study={"name": "fails", "sampler": "grid"},
         points=[
-            {"dataset": "cifar10", "data_dir": str(missing)},
+            {"dataset": "cifar10", "data_dir": str(missing.parent)},
             {"dataset": "fake", "data_dir": "data"},
         ],
         train={k: v for k, v in _tiny().items() if k != "dataset"} | {"epochs": 1},
@@ -624,3 +629,41 @@ def test_a_job_started_but_not_recorded_is_re_attached_not_started_twice(
         assert stored.user_attrs["job_id"] == job.job_id and stored.user_attrs["submissions"] == 1
     finally:
         job.cancel()
+
+
+def test_missing_data_and_missing_gpus_are_one_line_before_anything_is_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-nvidia-smi"))  # no GPU on this machine, whatever it has
+    results = tmp_path / "results"
+    no_data = write_study(
+        tmp_path / "nodata.toml",
+        study={"name": "nodata", "sampler": "grid"},
+        space={"lr": [0.1, 0.2]},
+        train={**TINY_TRAIN, "dataset": "cifar10", "data_dir": str(tmp_path / "nowhere")},
+    )
+    gpu = write_study(
+        tmp_path / "gpu.toml",
+        study={"name": "gpu", "sampler": "grid"},
+        space={"lr": [0.1]},
+        train={**TINY_TRAIN, "device": "auto"},
+        resources={"gpus": 1, "cpus": 1},
+    )
+    for path, fragment in (
+        (no_data, "has no cifar-10-batches-py"),
+        (gpu, "[resources] gpus = 1, but the GPUs"),
+    ):
+        for dry in ([], ["--dry-run"]):
+            args = [
+                "launch",
+                "--study",
+                str(path),
+                "--executor",
+                "local",
+                "--results-dir",
+                str(results),
+                *dry,
+            ]
+            assert_one_line_error(sweep_main(capsys, *args), str(path), fragment)
+    assert not results.exists()  # no storage, no run dir

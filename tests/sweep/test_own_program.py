@@ -13,9 +13,11 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.epochs import read_epochs
+from sweep.executors.program import ProgramFailed, ProgramJob
 from sweep.storage import default_url
+from sweep.study.spec import Program
 from tests.conftest import deadline
-from tests.sweep.conftest import ROOT, run_sweep, sweep_cmd, sweep_main
+from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd, sweep_main
 
 # Imports nothing of sweep: reads SWEEP_PARAMS, writes metrics.jsonl and a checkpoint in SWEEP_RUN_DIR.
 TRAIN_PY = """\
@@ -90,30 +92,41 @@ def test_a_program_that_does_not_import_sweep_runs_as_a_grid_and_reports_its_own
     assert "#0   COMPLETE lr=0.1  epochs 3/3  best 0.3000" in status.stdout
 
 
-def test_a_command_that_cannot_start_fails_three_trials_then_stops_the_launcher(
+def test_a_typo_in_the_command_fails_three_trials_then_stops_the_launcher(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _study(
-        tmp_path, 'command = ["no-such-program-xyz", "--lr", "{lr}"]\n', lrs="[0.1, 0.2, 0.3, 0.4, 0.5]"
-    )
+    # python starts, and exits 2 at once: the script's name is misspelt
+    program = f'command = ["{sys.executable}", "trian.py", "--lr", "{{lr}}"]\n'
+    path = _study(tmp_path, program, lrs="[0.1, 0.2, 0.3, 0.4, 0.5]")
     results = tmp_path / "results"
-    result = sweep_main(
-        capsys, "launch", "--study", str(path), "--executor", "debug", "--results-dir", str(results)
-    )
+    args = ("launch", "--study", str(path), "--executor", "debug", "--results-dir", str(results))
+    result = sweep_main(capsys, *args)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: own: 3 trials failed in a row"), result.stderr
-    assert "cannot start 'no-such-program-xyz'" in lines[0] and "Traceback" not in result.stdout
+    assert "exited with status 2" in lines[0] and "trian.py" in lines[0] and "Traceback" not in result.stdout
     study = optuna.load_study(study_name="own", storage=default_url(results))
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 3  # the other two never started
     # the next launch tries again: the failed planned configurations are run again
-    again = sweep_main(
-        capsys, "launch", "--study", str(path), "--executor", "debug", "--results-dir", str(results)
-    )
-    assert (
-        again.returncode == 1
-        and len(optuna.load_study(study_name="own", storage=default_url(results)).trials) == 6
-    )
+    assert sweep_main(capsys, *args).returncode == 1
+    assert len(optuna.load_study(study_name="own", storage=default_url(results)).trials) == 6
+
+
+def test_a_command_that_is_not_found_is_a_preflight_error_and_nothing_is_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _study(tmp_path, 'command = ["no-such-program-xyz", "--lr", "{lr}"]\n')
+    results = tmp_path / "results"
+    for dry in ([], ["--dry-run"]):
+        args = ("launch", "--study", str(path), "--executor", "local", "--results-dir", str(results), *dry)
+        assert_one_line_error(sweep_main(capsys, *args), "'no-such-program-xyz', which is not found")
+    assert not results.exists()
+
+
+def test_a_program_that_cannot_start_fails_with_that_reason(tmp_path: Path) -> None:
+    job = ProgramJob(Program(command=("no-such-program-xyz",), workdir=str(tmp_path)), "score")
+    with pytest.raises(ProgramFailed, match="cannot start 'no-such-program-xyz'"):
+        job({}, str(tmp_path))
 
 
 def test_a_program_that_exits_0_without_the_metric_fails_naming_what_it_logged(

@@ -90,3 +90,24 @@ def test_jobs_without_gpus_see_none(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     LocalExecutor(Resources(gpus=0)).submit(record_gpus, {"seconds": 0}, tmp_path)
     assert _given(tmp_path) == ""
+
+
+def record_threads(config: dict[str, Any], run_dir: str) -> None:
+    """A local job that writes how many threads torch uses in it."""
+    import torch
+
+    (Path(run_dir) / "threads.txt").write_text(str(torch.get_num_threads()))
+
+
+@pytest.mark.parametrize(("cpus", "parallel"), [(1, 1), (2, 1), (4, 2)])
+def test_a_local_jobs_torch_threads_are_its_cpus_within_its_share_of_the_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpus: int, parallel: int
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # this machine's size, wherever the test runs
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the launcher's own setting does not leak into jobs
+    executor = LocalExecutor(Resources(gpus=0, cpus=cpus), parallel=parallel)
+    job = executor.submit(record_threads, {}, tmp_path)
+    wait_for(job.done, timeout=deadline(60), what="the local job")
+    assert job.outcome().status == "success", job.outcome().detail
+    assert (tmp_path / "threads.txt").read_text() == str(min(cpus, 2 // parallel))
+    assert os.environ["OMP_NUM_THREADS"] == "7"  # put back after the job started

@@ -1,0 +1,87 @@
+"""Checks before a launch (and a dry run) stores or submits anything: what would make every trial fail.
+
+Run on the launcher's machine for the executors whose jobs run there (local, debug): the data each
+configuration reads is present, the GPUs a trial asks for are there, the program's command exists. A
+SLURM job runs elsewhere, where another file system and other GPUs may be, so its trials find out.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sweep.executors import resolve
+from sweep.executors.local import machine_gpus
+from sweep.study.spec import StudySpec
+
+ON_THIS_MACHINE = ("local", "debug")
+
+
+def problems(spec: StudySpec, executor: str) -> list[str]:
+    """What stops the study's trials from running with `executor`, one line each; [] when nothing."""
+    kind = resolve(executor)
+    if kind not in ON_THIS_MACHINE:
+        return []
+    found = _gpus(spec, kind)
+    found += _program(spec) if spec.program is not None else _data(spec)
+    return found
+
+
+def _gpus(spec: StudySpec, kind: str) -> list[str]:
+    wanted = spec.resources.gpus
+    if kind != "local" or wanted == 0:
+        return []
+    here = machine_gpus()
+    if len(here) >= wanted:
+        return []
+    seen = (
+        f"{len(here)} ({', '.join(map(str, here))})"
+        if here
+        else "none (no nvidia-smi, no CUDA_VISIBLE_DEVICES)"
+    )
+    return [
+        f"{spec.source}: [resources] gpus = {wanted}, but the GPUs this machine shows local jobs are {seen}; "
+        'set gpus = 0 (and [train] device = "cpu") to run on the CPU, or use --executor slurm'
+    ]
+
+
+def _data(spec: StudySpec) -> list[str]:
+    """Each CIFAR-10 data dir the built-in trainer would read, that holds no data set (and no download)."""
+    from trainer.data import BATCHES_DIR, find_batches_dir  # numpy, no torch
+
+    planned = spec.planned_trials() or [{}]
+    if not {"dataset", "data_dir", "download"} & set(spec.varied_keys):
+        planned = planned[:1]  # every configuration reads the same data
+    configs = [spec.trial_values(params) for params in planned]
+    missing: dict[str, None] = {}
+    for values in configs:
+        if values.get("dataset") != "cifar10" or values.get("download"):
+            continue
+        data_dir = str(values.get("data_dir", "data"))
+        if find_batches_dir(Path(data_dir)) is None:
+            missing[data_dir] = None
+    return [
+        f"{spec.source}: data_dir '{folder}' (as the jobs see it, from {Path.cwd()}) has no {BATCHES_DIR}; "
+        "put CIFAR-10 there, set [train] download = true, or data_dir = a folder that has it"
+        for folder in missing
+    ]
+
+
+def _program(spec: StudySpec) -> list[str]:
+    assert spec.program is not None
+    if not spec.program.command:
+        return []  # a callable: checked when the study file was read
+    first = spec.program.command[0]
+    if "{" in first:
+        return []
+    path = Path(first)
+    if path.parent != Path("."):
+        found = (path if path.is_absolute() else Path(spec.program.workdir) / path).is_file()
+    else:
+        found = shutil.which(first) is not None
+    if found:
+        return []
+    return [
+        f"{spec.source}: [program] command runs '{first}', which is not found (from {spec.program.workdir}); "
+        "fix the name or put it on PATH"
+    ]
