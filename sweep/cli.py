@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return run_command(lambda: args.handler(args))
+    # `sweep launch` says itself what Ctrl-C left running and how to go on: one line, not two
+    interrupted = "" if args.command == "launch" else "interrupted"
+    return run_command(lambda: args.handler(args), interrupted=interrupted)
 
 
 def _add_storage_args(command: argparse.ArgumentParser) -> None:
@@ -120,6 +122,7 @@ def _launch(args: argparse.Namespace) -> int:
 def _add_status(commands: argparse._SubParsersAction) -> None:
     command = commands.add_parser("status", help="one line per trial of the stored studies, and totals")
     command.add_argument("--study", help="a study name (or its .toml file); default: every stored study")
+    command.add_argument("--trial", type=int, help="one trial's details, the whole reason of a failed one")
     _add_storage_args(command)
     command.set_defaults(handler=_status)
 
@@ -128,7 +131,7 @@ def _status(args: argparse.Namespace) -> int:
     from sweep.status import show
     from sweep.study.files import study_name
 
-    show(_url(args), study_name(args.study) if args.study is not None else None)
+    show(_url(args), study_name(args.study) if args.study is not None else None, trial=args.trial)
     return 0
 
 

@@ -17,7 +17,6 @@ running trial is `sweep.owners`'; what is stored of a trial is `sweep.records`'.
 
 import json
 import math
-import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -377,7 +376,7 @@ class Launcher:
         number = trial.number
         records.write(trial, traceback=reason)
         self.study.tell(trial, state=TrialState.FAIL)
-        last = last_line(reason)
+        last = records.failure_line(reason)
         self.out(f"trial {number} failed: {last} (full text in user attribute 'traceback')")
         if not count:
             return
@@ -388,10 +387,3 @@ class Launcher:
                 f"{self.spec.max_failures}), the last with: {last}. Fix the cause; `sweep launch` again "
                 "runs the failed trials again"
             )
-
-
-def last_line(reason: str) -> str:
-    """The line of a failure that says what happened: a traceback's last, less the exception's class
-    when it is sweep's way of saying so (a program that failed)."""
-    last = reason.strip().splitlines()[-1] if reason.strip() else "unknown"
-    return re.sub(r"^[\w.]*ProgramFailed: ", "", last)

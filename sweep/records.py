@@ -23,6 +23,7 @@ through the functions below, so a misspelt key is an AttributeError, not a silen
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -180,3 +181,10 @@ def write_study(study: optuna.Study, *, metric: str, plan: dict[str, Any], gpus:
         study.set_user_attr(PLAN, plan)
     if stored.gpus != gpus:
         study.set_user_attr(GPUS, gpus)
+
+
+def failure_line(reason: str) -> str:
+    """The line of a failure that says what happened: a traceback's last, less the exception's class
+    when it is sweep's way of saying so (a program that failed)."""
+    last = reason.strip().splitlines()[-1] if reason.strip() else "unknown"
+    return re.sub(r"^[\w.]*ProgramFailed: ", "", last)

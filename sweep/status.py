@@ -20,13 +20,16 @@ from optuna.trial import FrozenTrial
 
 from sweep import storage as storage_mod
 from sweep.epochs import read_epochs
+from sweep.errors import SweepError
 from sweep.executors import local, slurm
 from sweep.executors.base import SUBMITIT_DIR
 from sweep.executors.program import PARAMS_FILE
 from sweep.owners import Owner
-from sweep.records import StudyRecord, TrialRecord
+from sweep.records import StudyRecord, TrialRecord, failure_line
 from sweep.study.spec import params_text
 from trainer.paths import RunPaths
+
+REASON_CHARS = 100  # of a failed trial's reason on its status line
 
 
 @dataclass(frozen=True)
@@ -44,17 +47,26 @@ class TrialRow:
     job_state: str | None = None  # what the scheduler says of a RUNNING trial's job
     run_dir: str | None = None
     launcher: str | None = None  # host:pid of the launcher that watches (or last watched) the trial
+    reason: str | None = None  # why a FAILed trial failed: its whole text (`sweep status --trial N`)
 
 
-def show(url: str, name: str | None, *, out: Callable[[str], None] = print) -> None:
-    """Print the status of study `name` (every stored study when None) in the storage at `url`.
+def show(url: str, name: str | None, *, trial: int | None = None, out: Callable[[str], None] = print) -> None:
+    """Print the status of study `name` (every stored study when None) in the storage at `url`; with
+    `trial`, all that is known of that one trial.
 
     Raises:
-        SweepError: The storage or the study does not exist.
+        SweepError: The storage or the study does not exist, or the trial does not.
     """
     storage = storage_mod.open_storage(url, create=False)
     with storage_mod.storage_errors(url):
         names = [name] if name is not None else storage_mod.study_names(storage)
+        if trial is not None:
+            if len(names) != 1:
+                stored = ", ".join(names) or "none"
+                raise SweepError(f"--trial needs --study NAME: the storage holds {stored}")
+            study = storage_mod.load_existing(names[0], storage, url=url)
+            out("\n".join(trial_lines(names[0], study, trial)))
+            return
         for stored in names:
             study = storage_mod.load_existing(stored, storage, url=url)
             metric = StudyRecord.of(study).metric or "value"
@@ -67,6 +79,30 @@ def trial_rows(study: optuna.Study) -> list[TrialRow]:
     """One row per trial of `study`, in trial order."""
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     return [_row(trial, maximize) for trial in study.get_trials(deepcopy=False)]
+
+
+def trial_lines(name: str, study: optuna.Study, number: int) -> list[str]:
+    """Everything `sweep status --trial N` shows of one trial, its whole failure reason included."""
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise SweepError(f"study '{name}' has no trial {number}; it has {len(trials)} trials, from 0")
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    (row,) = with_job_states([_row(trials[number], maximize)])
+    epochs = f"{row.epochs_done}/{row.epochs}" if row.epochs is not None else str(row.epochs_done)
+    best = "-" if row.best is None else f"{row.best:.4f}"
+    job = f"{row.job_id or '-'} ({row.executor or 'no executor'}" + (
+        f"; {row.job_state}" if row.job_state else ""
+    )
+    lines = [
+        f"study {name} trial {row.number}: {row.state}  {params_text(row.params) or '-'}",
+        f"  epochs {epochs}  best {best}",
+        f"  job {job})",
+        f"  run dir {row.run_dir or '-'}",
+        f"  launcher {row.launcher or '-'}",
+    ]
+    if row.reason:
+        lines += ["  reason:", *(f"    {line}" for line in row.reason.rstrip().splitlines())]
+    return lines
 
 
 def _row(trial: FrozenTrial, maximize: bool) -> TrialRow:
@@ -91,6 +127,7 @@ def _row(trial: FrozenTrial, maximize: bool) -> TrialRow:
         executor=record.executor,
         run_dir=None if record.run_dir is None else str(record.run_dir),
         launcher=record.launcher,
+        reason=record.traceback if trial.state.name == "FAIL" else None,
     )
 
 
@@ -159,8 +196,15 @@ def render(name: str, metric: str, rows: list[TrialRow]) -> list[str]:
         epochs = f"{row.epochs_done}/{row.epochs}" if row.epochs is not None else str(row.epochs_done)
         best = "-" if row.best is None else f"{row.best:.4f}"
         job = (row.job_id or "-") + (f" ({row.job_state})" if row.job_state else "")
-        lines.append(f"  #{row.number:<3} {row.state:<8} {params}  epochs {epochs}  best {best}  job {job}")
+        line = f"  #{row.number:<3} {row.state:<8} {params}  epochs {epochs}  best {best}  job {job}"
+        if row.reason:  # the line that says what happened, cut: `sweep status --trial N` has it whole
+            line += f"  failed: {_cut(failure_line(row.reason), REASON_CHARS)}"
+        lines.append(line)
     counts = Counter(row.state for row in rows)
     totals = ", ".join(f"{count} {state.lower()}" for state, count in sorted(counts.items()))
     lines.append(f"  {len(rows)} trials: {totals or 'none'}")
     return lines
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

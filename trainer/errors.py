@@ -26,7 +26,8 @@ def run_command(body: Callable[[], int], *, interrupted: str = "interrupted") ->
     """Run a command's body and turn what a user can cause into one stderr line and an exit status.
 
     UserError and OSError (a path that cannot be read or written, a full disk): 2. Ctrl-C: 130 after
-    `interrupted`, as a shell reports SIGINT. A closed pipe (`sweep status | head`): 141, quietly.
+    `interrupted` (nothing when empty: the command said it already), as a shell reports SIGINT. A closed
+    pipe (`sweep status | head`): 141, quietly.
     """
     try:
         return int(body() or 0)
@@ -34,7 +35,8 @@ def run_command(body: Callable[[], int], *, interrupted: str = "interrupted") ->
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
+        if interrupted:
+            print(interrupted, file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader has all it wanted
         # Python would print another error flushing stdout at exit; send what is left nowhere.

@@ -85,7 +85,7 @@ def report(
     readme_text = _readme_text(readme, rendered) if readme else None
     _write(results_dir, rendered, fmt)
     if readme is not None and readme_text is not None:
-        write_atomic(readme, readme_text)
+        write_atomic(Path(readme).resolve(), readme_text)  # a symlinked README stays a link
     return _stdout(rendered, fmt)
 
 

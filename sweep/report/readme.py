@@ -49,13 +49,17 @@ def replace_block(text: str, name: str, block: str, *, source: str = "README") -
 def read_readme(path: Path) -> str:
     """The file's text, decoded without newline translation (so writing it back is byte-identical).
 
+    A file that does not exist yet reads as empty: the report creates it (its folder must exist).
+
     Raises:
-        SweepError: The file is missing or not UTF-8.
+        SweepError: The file's folder is missing, or the file is not UTF-8.
     """
     try:
         return Path(path).read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise SweepError(f"{path}: no such file; create it or fix the --readme path") from None
+        if Path(path).parent.is_dir():
+            return ""
+        raise SweepError(f"{path}: its folder does not exist; create it or fix the --readme path") from None
     except UnicodeDecodeError as err:
         raise SweepError(f"{path}: not UTF-8 text ({err.reason}); convert it or pick another file") from None
     except OSError as err:

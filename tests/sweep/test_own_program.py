@@ -156,6 +156,18 @@ def test_a_failing_program_fails_its_trial_with_the_end_of_its_stderr(
         capsys, "launch", "--study", str(path), "--executor", "debug", "--results-dir", str(tmp_path / "r")
     )
     assert "exited with status 1: loading data | out of memory" in result.stdout
+    # `sweep status` says why on the trial's line; `--trial N` gives the whole of it
+    status = sweep_main(capsys, "status", "--results-dir", str(tmp_path / "r"))
+    (line,) = [line for line in status.stdout.splitlines() if line.startswith("  #0")]
+    reason = f"{sys.executable} exited with status 1: loading data | out of memory"
+    assert line.endswith("failed: " + (reason if len(reason) <= 100 else reason[:99] + "…"))
+    whole = sweep_main(capsys, "status", "--results-dir", str(tmp_path / "r"), "--trial", "0")
+    assert whole.returncode == 0, whole.stderr
+    lines = whole.stdout.splitlines()
+    assert lines[0] == "study own trial 0: FAIL  lr=0.1" and "  reason:" in lines
+    assert any("Traceback" in line for line in lines) and lines[-1].endswith("loading data | out of memory")
+    missing = sweep_main(capsys, "status", "--results-dir", str(tmp_path / "r"), "--trial", "5")
+    assert_one_line_error(missing, "study 'own' has no trial 5")
 
 
 def test_sbatch_of_a_program_study_runs_the_program_under_the_same_contract(
