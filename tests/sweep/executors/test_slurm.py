@@ -1,14 +1,14 @@
 """The SLURM executor end to end against a real single-node cluster (scripts/slurm-dev-cluster.sh).
 
-The session fixture starts the cluster (or finds it running). Without root or apt-get the tests are
-skipped, except under CI=true, where they must run. Every wait has a deadline: a hung job fails a test.
+The session fixture finds the cluster running, or starts it when asked (CI=true, or
+SWEEP_TEST_START_SLURM=1; it needs root and apt-get); otherwise the tests are skipped. Every wait has a
+deadline: a hung job fails a test.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -51,10 +51,14 @@ def slurm_cluster() -> None:
     """A running single-node SLURM: found running, or started with scripts/slurm-dev-cluster.sh."""
     if _cluster_up():
         return
-    in_ci = os.environ.get("CI", "").lower() == "true"
-    can_start = os.geteuid() == 0 and (shutil.which("apt-get") or shutil.which("slurmctld"))
-    if not can_start and not in_ci:
-        pytest.skip("no SLURM cluster, and starting one needs root and apt-get (under CI=true this fails)")
+    # Installing and starting one changes the system (Debian packages, /etc/slurm, daemons): only when
+    # asked, as CI does. Otherwise a machine without a cluster skips these tests.
+    asked = os.environ.get("CI", "").lower() == "true" or os.environ.get("SWEEP_TEST_START_SLURM") == "1"
+    if not asked:
+        pytest.skip(
+            "no SLURM cluster running; `bash scripts/slurm-dev-cluster.sh start` (root) starts one, "
+            "or SWEEP_TEST_START_SLURM=1 lets the tests start it"
+        )
     done = subprocess.run(
         ["bash", str(SCRIPT), "start"], capture_output=True, text=True, timeout=START_TIMEOUT_S
     )

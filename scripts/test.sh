@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Quick start, part 2 (and what CI runs): set up with the dev tools, lint, check types, run the tests.
+# Arguments go to pytest (e.g. -m "not slow"). The SLURM tests use a running single-node cluster, and
+# start one (installing Debian packages, as root) only under CI=true or SWEEP_TEST_START_SLURM=1;
+# the browser tests need Debian's chromium, installed here only under CI=true. Otherwise they skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== python: $(python3 --version)"
+. scripts/setup.sh dev
+python -c "import torch; print('== torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
+
+echo "== ruff"
+ruff check sweep trainer tests benchmarks examples
+ruff format --check sweep trainer tests benchmarks examples
+echo "== mypy"
+mypy sweep trainer benchmarks
+
+if [ "${CI:-}" = "true" ] || [ "${SWEEP_TEST_START_SLURM:-}" = "1" ]; then
+    echo "== slurm: a single-node cluster for tests/sweep/executors/test_slurm.py"
+    bash scripts/slurm-dev-cluster.sh start
+fi
+if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null; then
+    echo "== chromium: headless browser for the report and dashboard tests (Playwright drives it)"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+if command -v chromium >/dev/null; then chromium --version; fi
+
+echo "== tests"
+python -m pytest -q "$@"
