@@ -26,7 +26,10 @@ def test_try_sh_on_a_fresh_clone_runs_the_smoke_study_and_writes_its_report(tmp_
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=deadline(120))
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=deadline(120))
+    # no pip or setuptools of its own: the ones of this run (setuptools >= 77 builds sweep)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=deadline(120)
+    )
     purelib = subprocess.run(
         [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         check=True, capture_output=True, text=True, timeout=deadline(60),
@@ -37,7 +40,7 @@ def test_try_sh_on_a_fresh_clone_runs_the_smoke_study_and_writes_its_report(tmp_
         **{k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHONPATH"))},
         "SWEEP_VENV": str(venv),
         "PIP_NO_INDEX": "1",  # nothing is downloaded: what the script needs is installed already
-        "PIP_NO_BUILD_ISOLATION": "1",
+        "PIP_NO_BUILD_ISOLATION": "0",  # pip reads a "no-" variable backwards: 0 turns isolation off
         "PATH": os.environ["PATH"],
     }
     done = subprocess.run(
