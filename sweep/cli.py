@@ -40,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(lambda: args.handler(args), interrupted=interrupted)
 
 
+def _command(commands: argparse._SubParsersAction, name: str, *, help: str) -> argparse.ArgumentParser:  # noqa: A002
+    """A subcommand whose `sweep NAME --help` starts with the line `sweep --help` shows for it."""
+    return commands.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+
+
 def _add_storage_args(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--results-dir",
@@ -66,7 +71,7 @@ STUDY_HELP = "a study name (./studies/NAME.toml, else a shipped study) or the pa
 def _add_launch(commands: argparse._SubParsersAction) -> None:
     from sweep.executors import EXECUTORS
 
-    command = commands.add_parser("launch", help="run a study, or continue it where it stopped")
+    command = _command(commands, "launch", help="run a study, or continue it where it stopped")
     command.add_argument("--study", required=True, help=STUDY_HELP)
     command.add_argument(
         "--executor", choices=EXECUTORS, default="auto", help="where jobs run (default: auto)"
@@ -120,7 +125,7 @@ def _launch(args: argparse.Namespace) -> int:
 
 
 def _add_status(commands: argparse._SubParsersAction) -> None:
-    command = commands.add_parser("status", help="one line per trial of the stored studies, and totals")
+    command = _command(commands, "status", help="one line per trial of the stored studies, and totals")
     command.add_argument("--study", help="a study name (or its .toml file); default: every stored study")
     command.add_argument("--trial", type=int, help="one trial's details, the whole reason of a failed one")
     _add_storage_args(command)
@@ -139,8 +144,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _add_report(commands: argparse._SubParsersAction) -> None:
-    command = commands.add_parser(
-        "report", help="a study's comparison table (markdown), its plots (HTML) and README block"
+    command = _command(
+        commands, "report", help="a study's comparison table (markdown), its plots (HTML) and README block"
     )
     which = command.add_mutually_exclusive_group(required=True)
     which.add_argument("--study", help="a stored study's name (or its .toml file)")
@@ -174,7 +179,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _add_dashboard(commands: argparse._SubParsersAction) -> None:
-    command = commands.add_parser("dashboard", help="serve optuna-dashboard on the study storage")
+    command = _command(commands, "dashboard", help="serve optuna-dashboard on the study storage")
     _add_storage_args(command)
     command.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback)")
     command.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
@@ -192,8 +197,10 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 
 def _add_cancel(commands: argparse._SubParsersAction) -> None:
-    command = commands.add_parser(
-        "cancel", help="cancel a study's live jobs (scancel, or kill local ones) and mark their trials FAIL"
+    command = _command(
+        commands,
+        "cancel",
+        help="cancel a study's live jobs (scancel, or kill local ones) and mark their trials FAIL",
     )
     command.add_argument("--study", required=True, help="a stored study's name (or its .toml file)")
     _add_storage_args(command)
@@ -216,8 +223,8 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _add_sbatch(commands: argparse._SubParsersAction) -> None:
-    command = commands.add_parser(
-        "sbatch", help="print a trial's job as a plain sbatch script (slurm_templates/train.sbatch)"
+    command = _command(
+        commands, "sbatch", help="print a trial's job as a plain sbatch script (slurm_templates/train.sbatch)"
     )
     command.add_argument("--study", required=True, help=STUDY_HELP)
     which = command.add_mutually_exclusive_group(required=True)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import types
 import typing
 from pathlib import Path
 from typing import Any, NoReturn
 
-from trainer.config import TrainConfig, field_types
+from trainer.config import TrainConfig, field_docs, field_types
 from trainer.errors import UserError, run_command
 
 EXAMPLE = """examples:
@@ -39,18 +40,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--print-model", action="store_true", help="print the layer summary and parameter count"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
-    fields = parser.add_argument_group("TrainConfig fields (defaults as in trainer/config.py)")
+    fields = parser.add_argument_group("TrainConfig fields (study files use the same names)")
+    docs, defaults = field_docs(), _defaults()
     for name, hint in field_types().items():
         flag = "--" + name.replace("_", "-")
+        # argparse formats help texts with %: a literal one ("50% of epochs") is written %%
+        help_text = f"{docs.get(name, '')} (default: {defaults[name]})".strip().replace("%", "%%")
         if hint is bool:
             fields.add_argument(
-                flag, dest=name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
             )
         else:
             fields.add_argument(
-                flag, dest=name, type=_parse_as(hint), default=argparse.SUPPRESS, metavar=name.upper()
-            )
+                flag, dest=name, type=_parse_as(hint), default=argparse.SUPPRESS, metavar=name.upper(),
+                help=help_text,
+            )  # fmt: skip
     return parser
+
+
+def _defaults() -> dict[str, Any]:
+    """Each field's default as the class states it (TrainConfig() would validate a whole config)."""
+    return {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 def _parse_as(hint: Any) -> Any:

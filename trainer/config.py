@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -36,7 +39,7 @@ class TrainConfig:
     momentum: float = 0.9  # SGD momentum; unused by adaptive optimizers
     weight_decay: float = 5e-4  # L2 penalty, applied by the optimizer at every step
     schedule: str = "constant"  # constant | cosine | multistep (x0.1 at 50% and 75% of epochs)
-    epochs: int = 50
+    epochs: int = 50  # passes over the training split
     batch_size: int = 128  # images per step
     num_workers: int = 4  # DataLoader worker processes
     val_size: int | None = None  # held-out training images; None: 5,000 (cifar10) or 10% (fake)
@@ -121,6 +124,25 @@ class TrainConfig:
 def field_types() -> dict[str, Any]:
     """TrainConfig field name -> its type (e.g. int, float, int | None)."""
     return typing.get_type_hints(TrainConfig)
+
+
+@functools.cache
+def field_docs() -> dict[str, str]:
+    """Each field's comment in the class above (the line's, or the comment lines just before it): what
+    `python -m trainer --help` says of its flag."""
+    docs: dict[str, str] = {}
+    pending: list[str] = []
+    for line in inspect.getsource(TrainConfig).splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            pending.append(stripped.lstrip("# "))
+            continue
+        match = re.match(r"(\w+): [^=]+= .*?(?:#\s*(.*))?$", stripped)
+        if match and match.group(1) in field_names():
+            text = match.group(2) or " ".join(pending)
+            docs[match.group(1)] = text.replace("one of OPTIMIZERS", " | ".join(OPTIMIZERS))
+        pending = []
+    return docs
 
 
 def field_names() -> list[str]:

@@ -173,3 +173,12 @@ def test_file_system_errors_of_other_commands_are_one_line(
     blocker.write_text("")
     result = sweep_main(capsys, "sbatch", "--study", "smoke", "--config", "0", "--results-dir", str(blocker))
     assert_one_line_error(result, str(blocker), "Not a directory")
+
+
+def test_every_subcommand_help_starts_with_a_description(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("launch", "status", "report", "dashboard", "cancel", "sbatch"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        paragraphs = capsys.readouterr().out.split("\n\n")  # usage, then the description
+        description = " ".join(paragraphs[1].split())
+        assert description[0].isupper() and description.endswith("."), (command, description)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import deadline
+from trainer.cli import main
+from trainer.config import field_docs
 
 TINY = ["--dataset", "fake", "--depth", "8", "--epochs", "1", "--fake-train-size", "96", "--val-size", "32",
         "--num-workers", "0", "--device", "cpu"]  # fmt: skip
@@ -89,3 +91,14 @@ def test_fake_data_then_a_cifar10_run_on_it(tmp_path: Path) -> None:
     result = _trainer(*args, "--data-dir", "data", "--evaluate-test", "--run-dir", "run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "test loss" in result.stdout
+
+
+def test_every_field_flag_says_what_it_is_and_its_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name, doc in field_docs().items():
+        assert doc, f"{name} has no comment in TrainConfig"
+        assert f"--{name.replace('_', '-')}" in text
+    assert "sgd | sgd_nesterov | adagrad | adadelta | adam | adamw (default: sgd)" in text
+    assert "(x0.1 at 50% and 75% of epochs) (default: constant)" in text
