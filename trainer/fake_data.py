@@ -52,8 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path, help="directory that receives cifar-10-batches-py/")
     parser.add_argument("--train", type=int, default=1000, help="training images (default 1000)")
     parser.add_argument("--test", type=int, default=200, help="test images (default 200)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the generator's seed (default 0)")
+    parser.add_argument("--force", action="store_true", help="replace a cifar-10-batches-py already there")
     args = parser.parse_args(argv)
+    if (args.out_dir / "cifar-10-batches-py").is_dir() and not args.force:
+        print(
+            f"error: {args.out_dir}/cifar-10-batches-py exists (real CIFAR-10?); pick another folder "
+            "or pass --force to replace it",
+            file=sys.stderr,
+        )
+        return 2
     if args.train < 5 or args.test < 1:
         print("error: --train must be at least 5 (one per batch file) and --test at least 1", file=sys.stderr)
         return 2

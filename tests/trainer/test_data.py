@@ -23,6 +23,17 @@ from trainer.fake_data import generate
 from trainer.fake_data import main as fake_data_main
 
 
+def test_fake_data_cli_does_not_replace_a_data_set_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert fake_data_main([str(tmp_path), "--train", "10", "--test", "5"]) == 0
+    before = (tmp_path / BATCHES_DIR / "test_batch").read_bytes()
+    assert fake_data_main([str(tmp_path), "--train", "20", "--test", "5", "--seed", "3"]) == 2
+    assert "exists (real CIFAR-10?)" in capsys.readouterr().err
+    assert (tmp_path / BATCHES_DIR / "test_batch").read_bytes() == before
+    assert fake_data_main([str(tmp_path), "--train", "20", "--test", "5", "--seed", "3", "--force"]) == 0
+
+
 def test_fake_data_cli_writes_the_standard_layout(tmp_path: Path) -> None:
     assert fake_data_main([str(tmp_path), "--train", "250", "--test", "50"]) == 0
     batches = tmp_path / BATCHES_DIR
