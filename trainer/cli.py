@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from pathlib import Path
@@ -89,7 +90,35 @@ def main(argv: list[str] | None = None) -> int:
     )
 
 
+def flag_words(message: str) -> str:
+    """A config error in the words of the command line: `download = true` -> `--download`,
+    `dataset = 'fake'` -> `--dataset fake`, `data_dir` -> `--data-dir`."""
+
+    def flag(match: re.Match[str]) -> str:
+        name, value = match.group(1), match.group(3)
+        dashed = "--" + name.replace("_", "-")
+        if value in ("true", "True"):
+            return dashed
+        if value in ("false", "False"):
+            return "--no-" + name.replace("_", "-")
+        return f"{dashed} {value}"
+
+    names = "|".join(sorted(field_types(), key=len, reverse=True))
+    message = re.sub(rf"\b({names}) = (['\"]?)([^'\",;)\s]+)\2", flag, message)
+    underscored = "|".join(name for name in field_types() if "_" in name)
+    return re.sub(rf"(?<![-\w])({underscored})\b", lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
 def _train(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except UserError as err:
+        if args.config is None:  # the config came from flags: say it in flags
+            raise UserError(flag_words(str(err))) from None
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.print_model:
         from trainer.summary import model_summary
 

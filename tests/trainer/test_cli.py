@@ -102,3 +102,11 @@ def test_every_field_flag_says_what_it_is_and_its_default(capsys: pytest.Capture
         assert f"--{name.replace('_', '-')}" in text
     assert "sgd | sgd_nesterov | adagrad | adadelta | adam | adamw (default: sgd)" in text
     assert "(x0.1 at 50% and 75% of epochs) (default: constant)" in text
+
+
+def test_errors_from_flags_name_the_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--dataset", "cifar10", "--data-dir", str(tmp_path / "none"), "--run-dir", str(tmp_path / "r")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "set --download, point --data-dir at a copy, or use --dataset fake" in err
+    assert "download = true" not in err
