@@ -31,8 +31,8 @@ def _trainer(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     ("args", "message"),
     [
         (["--optimizer", "rmsprop"], "error: command line: unknown optimizer 'rmsprop'; choose one of sgd,"),
-        (["--batch-size", "0"], "error: command line: batch_size must be positive, got 0"),
-        (["--batch-size", "-3"], "error: command line: batch_size must be positive, got -3"),
+        (["--batch-size", "0"], "error: command line: --batch-size must be positive, got 0"),
+        (["--batch-size", "-3"], "error: command line: --batch-size must be positive, got -3"),
         (
             ["--data-dir", "no/such/dir", "--device", "cpu"],
             "error: data dir 'no/such/dir' has no cifar-10-batches-py",
