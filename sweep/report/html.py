@@ -18,13 +18,45 @@ from optuna.trial import create_trial
 
 from sweep.report.data import ACCURACIES, PARAM, ReportData
 from sweep.report.source import distribution
-from sweep.report.table import format_value, param_name, totals_line
+from sweep.report.table import format_value, markdown_block, param_name, totals_line
 
 IMPORTANCE_MAX_TRIALS = 300  # beyond this a seeded sample: each trial copied into a study costs ~0.3 ms
 # A light look (white, grey grid) set by hand: plotly's named templates live in plotly.graph_objs,
 # whose import alone takes 0.25 s.
 STYLE: dict[str, Any] = {"plot_bgcolor": "white", "paper_bgcolor": "white"}
 GRID = {"gridcolor": "#e5e5e5", "zerolinecolor": "#e5e5e5"}
+
+
+FEW_TRIALS = 20  # below this many complete trials, the importance of a parameter says little
+FEW_TRIALS_NOTE = (
+    "From {n} complete trials only: importance needs many trials per parameter value to mean much; "
+    "read it as a rough hint."
+)
+
+
+def table_html(data: ReportData) -> str:
+    """The report's comparison table (what `sweep report` prints) as an HTML table, best row in bold."""
+    lines = [line for line in markdown_block(data).splitlines() if line.startswith("|")]
+    if not lines:
+        return f"<p>{html.escape(markdown_block(data).splitlines()[0])}</p>"
+    rows = []
+    for index, line in enumerate(lines):
+        if index == 1:
+            continue  # the markdown alignment row
+        cells = [cell.strip().replace("\\|", "|") for cell in line.strip().strip("|").split(" | ")]
+        tag = "th" if index == 0 else "td"
+        rendered = []
+        for cell in cells:
+            bold = cell.startswith("**") and cell.endswith("**")
+            text = html.escape(cell.strip("*") if bold else cell)
+            rendered.append(f"<{tag}>{'<b>' + text + '</b>' if bold else text}</{tag}>")
+        rows.append("<tr>" + "".join(rendered) + "</tr>")
+    note = [line for line in markdown_block(data).splitlines() if line.startswith("**Bold**")]
+    style = "border-collapse:collapse;text-align:right"
+    return (
+        f'<table style="{style}" cellpadding="4" border="1">' + "".join(rows) + "</table>"
+        + "".join(f"<p>{html.escape(line.replace('**', ''))}</p>" for line in note)
+    )  # fmt: skip
 
 
 def html_page(data: ReportData) -> str:
@@ -45,11 +77,14 @@ def html_page(data: ReportData) -> str:
         "<style>body{font-family:sans-serif;max-width:1100px;margin:1em auto;padding:0 1em}</style>",
         "</head><body>",
         f"<h1>Study {name}</h1>",
+        table_html(data),
         f"<p>{html.escape(totals_line(data.totals))}</p>",
     ]
     include_js = True  # plotly.js goes in once, with the first figure: the page works offline
     for index, (title, figure) in enumerate(sections):
         parts.append(f"<h2>{html.escape(title)}</h2>")
+        if title == "Parameter importance" and data.totals.complete < FEW_TRIALS:
+            parts.append(f"<p>{FEW_TRIALS_NOTE.format(n=data.totals.complete)}</p>")
         if isinstance(figure, str):  # no figure, a sentence saying why
             parts.append(f"<p>{html.escape(figure)}</p>")
             continue
@@ -127,14 +162,16 @@ def history_figure(data: ReportData) -> dict[str, Any] | str:
     done = data.trials[(data.trials["state"] == "COMPLETE") & data.trials["value"].notna()]
     if done.empty:
         return "No complete trials yet."
-    values = done["value"]
+    scale = 100 if data.info.metric in ACCURACIES else 1  # in % like the table and the curves
+    values = done["value"] * scale
     best = values.cummax() if data.info.direction == "maximize" else values.cummin()
     numbers = done["number"].tolist()
     traces = [
         {"type": "scatter", "mode": "markers", "x": numbers, "y": values.tolist(), "name": data.info.metric},
         {"type": "scatter", "mode": "lines", "x": numbers, "y": best.tolist(), "name": "best so far"},
     ]
-    layout = _layout("Optimisation history", "trial", data.info.metric, x_max=max(numbers))
+    axis = f"{data.info.metric} (%)" if scale == 100 else data.info.metric
+    layout = _layout("Optimisation history", "trial", axis, x_max=max(numbers))
     return {"data": traces, "layout": layout}
 
 

@@ -74,3 +74,13 @@ def test_page_loads_in_chromium_with_one_trace_per_trial(
     save_screenshot(page, "report-page.png", tmp_path)
     page.close()
     assert errors == []
+
+
+def test_page_shows_the_table_and_a_caveat_on_importance_from_few_trials(page_file: Path) -> None:
+    text = page_file.read_text()
+    head = text[: text.index("<h2>")]  # the table comes before the first figure
+    assert "<th>Optimizer</th><th>LR</th><th>Training loss</th>" in head
+    # the best by val_acc: lr 0.1 (0.25 + 0.3 + 0.1 = 65.00% at epoch 3); of the tied two, the first run
+    assert "<td><b>SGD</b></td><td><b>0.1</b></td>" in head and "<b>65.00%</b>" in head
+    assert head.count("<tr>") == 5  # the header and 4 configurations (the pruned trial is not in it)
+    assert "From 4 complete trials only" in text
