@@ -294,8 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     # figures taken minutes apart would measure the drift.
     times: dict[str, list[float]] = {label: [] for label in measures}
     counts: dict[str, str] = {}
-    for _ in range(repeats):
+    for round_number in range(1, repeats + 1):
         for label, measure in measures.items():
+            # progress on stderr: a round of the default lines takes a minute or more
+            print(f"round {round_number}/{repeats}: {label} ...", file=sys.stderr, flush=True)
             times[label].append(measure())
             counts[label] = sql.take(trials)
     per_trial = {label: statistics.median(values) for label, values in times.items()}
@@ -319,4 +321,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; no figures", file=sys.stderr)
+        sys.exit(130)
