@@ -667,3 +667,10 @@ def test_missing_data_and_missing_gpus_are_one_line_before_anything_is_stored(
             ]
             assert_one_line_error(sweep_main(capsys, *args), str(path), fragment)
     assert not results.exists()  # no storage, no run dir
+
+
+def test_the_study_names_its_metric_for_the_dashboard(tiny_smoke: Path, tmp_path: Path) -> None:
+    launch(
+        load_study(tiny_smoke), results_dir=tmp_path, executor="debug", out=lambda _: None, job=instant_job
+    )
+    assert _stored(tmp_path, "smoke").metric_names == ["val_acc"]  # not "Objective 0"
