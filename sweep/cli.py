@@ -104,7 +104,7 @@ def _launch(args: argparse.Namespace) -> int:
             raise SweepError("; ".join(found))
         stored = storage.stored_study(_url(args), spec.name)  # read only: a dry run creates nothing
         if stored is not None:
-            check_same_plan(spec, stored, url=_url(args))
+            check_same_plan(spec, stored, url=storage.shown(_url(args)))
         dry_run(spec, study=stored)
         return 0
     try:

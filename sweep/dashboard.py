@@ -52,8 +52,9 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080, out: Callable[
         app = optuna_dashboard.wsgi(storage)
     server = _bind(app, host, port)
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    shown = f"[{host}]" if ":" in host else host
-    out(f"optuna-dashboard for {url} at http://{shown}:{server.server_port}/ (Ctrl-C to stop)")
+    address = f"[{host}]" if ":" in host else host
+    where = f"http://{address}:{server.server_port}/"
+    out(f"optuna-dashboard for {storage_mod.shown(url)} at {where} (Ctrl-C to stop)")
     try:
         server.serve_forever()
     except (_Stop, KeyboardInterrupt):

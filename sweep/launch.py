@@ -82,7 +82,7 @@ def launch(
         url=storage_url,
     )
     with storage_mod.storage_errors(storage_url):
-        check_same_plan(spec, study, url=storage_url)
+        check_same_plan(spec, study, url=storage_mod.shown(storage_url))
         # what the commands that read a study without its file use
         records.write_study(study, metric=spec.metric, plan=plan_fingerprint(spec), gpus=spec.resources.gpus)
     launcher = Launcher(

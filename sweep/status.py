@@ -72,7 +72,7 @@ def show(url: str, name: str | None, *, trial: int | None = None, out: Callable[
             metric = StudyRecord.of(study).metric or "value"
             out("\n".join(render(stored, metric, with_job_states(trial_rows(study)))))
     if not names:
-        out(f"no studies in {url}")
+        out(f"no studies in {storage_mod.shown(url)}")
 
 
 def trial_rows(study: optuna.Study) -> list[TrialRow]:

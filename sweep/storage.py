@@ -7,6 +7,7 @@ missing driver) become a SweepError in `storage_errors`, the one place that know
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,14 @@ RUNS = "runs"  # <results_dir>/runs/<study>/<trial>/: the run dirs
 def default_url(results_dir: Path) -> str:
     """The SQLite database of all studies in `results_dir` (an absolute path, so the cwd does not matter)."""
     return f"sqlite:///{(Path(results_dir) / DB_NAME).resolve()}"
+
+
+def shown(url: str) -> str:
+    """The URL as sweep prints it: with its password, if any, as ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def url_of(storage_url: str | None, results_dir: Path) -> str:
@@ -56,16 +65,18 @@ def storage_errors(url: str) -> Iterator[None]:
     try:
         yield
     except sqlalchemy.exc.ArgumentError as err:
-        raise SweepError(f"storage '{url}': not a valid SQLAlchemy URL ({err})") from None
+        raise SweepError(f"storage '{shown(url)}': not a valid SQLAlchemy URL ({err})") from None
     except sqlalchemy.exc.SQLAlchemyError as err:
         reason = str(getattr(err, "orig", None) or err).splitlines()[0]
         raise SweepError(
-            f"storage '{url}': cannot use the database ({reason}); check the URL and server"
+            f"storage '{shown(url)}': cannot use the database ({reason}); check the URL and server"
         ) from None
     except optuna.exceptions.StorageInternalError as err:
-        raise SweepError(f"storage '{url}': {str(err).splitlines()[0]}") from None
+        raise SweepError(f"storage '{shown(url)}': {str(err).splitlines()[0]}") from None
     except ImportError as err:  # a database driver that is not installed (psycopg2, pymysql, ...)
-        raise SweepError(f"storage '{url}': the database driver is missing ({err}); install it") from None
+        raise SweepError(
+            f"storage '{shown(url)}': the database driver is missing ({err}); install it"
+        ) from None
 
 
 def open_storage(url: str, *, create: bool, check_schema: bool = True) -> RDBStorage:
@@ -81,10 +92,10 @@ def open_storage(url: str, *, create: bool, check_schema: bool = True) -> RDBSto
     """
     path = sqlite_path(url)
     if path is not None and not create and not path.is_file():
-        raise SweepError(f"storage '{url}': no database at {path}; run `sweep launch` first")
+        raise SweepError(f"storage '{shown(url)}': no database at {path}; run `sweep launch` first")
     if path is not None and not path.parent.is_dir():
         raise SweepError(
-            f"storage '{url}': the folder {path.parent} does not exist; create it or fix the URL"
+            f"storage '{shown(url)}': the folder {path.parent} does not exist; create it or fix the URL"
         )
     with storage_errors(url):
         return RDBStorage(url, skip_compatibility_check=not check_schema)
@@ -101,7 +112,7 @@ def load_existing(name: str, storage: RDBStorage, *, url: str) -> optuna.Study:
     names = study_names(storage)
     if name not in names:
         raise SweepError(
-            f"storage '{url}': no study named '{name}'; stored studies: {', '.join(names) or 'none'}"
+            f"storage '{shown(url)}': no study named '{name}'; stored studies: {', '.join(names) or 'none'}"
         )
     return optuna.load_study(study_name=name, storage=storage)
 
@@ -158,7 +169,7 @@ def open_study(
     stored = study.direction.name.lower()
     if stored != direction:
         raise SweepError(
-            f"storage '{url}': study '{name}' was created to {stored}, the study file says {direction}; "
-            "rename the study or use another storage"
+            f"storage '{shown(url)}': study '{name}' was created to {stored}, the study file says "
+            f"{direction}; rename the study or use another storage"
         )
     return study

@@ -81,7 +81,7 @@ def report(
         datas = [_collect(name, storage, url, spec, studies_dir) for name in names]
     rendered = [Rendered(data=data, markdown=markdown_document(data), page=html_page(data)) for data in datas]
     if not rendered:
-        return f"no studies in {url}\n"
+        return f"no studies in {storage_mod.shown(url)}\n"
     readme_text = _readme_text(readme, rendered) if readme else None
     _write(results_dir, rendered, fmt)
     if readme is not None and readme_text is not None:

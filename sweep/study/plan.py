@@ -194,7 +194,8 @@ def plan_fingerprint(spec: StudySpec) -> dict[str, Any]:
 
 
 def check_same_plan(spec: StudySpec, study: optuna.Study, *, url: str) -> None:
-    """Raise a SweepError when the stored study was launched from a study file that planned otherwise."""
+    """Raise a SweepError when the stored study was launched from a study file that planned otherwise.
+    `url` names the storage in the message (as `sweep.storage.shown` prints it: no password)."""
     stored = StudyRecord.of(study).plan
     if stored is None:  # not launched yet, or by a sweep that stored no plan: its trials tell
         _check_trials_match(spec, study, url=url)

@@ -48,3 +48,10 @@ def test_open_study_creates_then_loads_and_checks_direction(tmp_path: Path) -> N
         open_study("s", storage, direction="minimize", **kwargs)
     with pytest.raises(SweepError, match="no study named 'other'; stored studies: s"):
         load_existing("other", storage, url=url)
+
+
+def test_a_password_in_the_storage_url_is_never_printed(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://sweeper:hunter2@127.0.0.1:1/nosuchdb"
+    with pytest.raises(SweepError) as caught:
+        open_storage(url, create=True)  # no server there (or no driver): an error that names the URL
+    assert "hunter2" not in str(caught.value) and "sweeper:***@127.0.0.1" in str(caught.value)
