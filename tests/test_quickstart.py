@@ -14,8 +14,10 @@ import sys
 import sysconfig
 from pathlib import Path
 
+import optuna
 import pytest
 
+from sweep.storage import default_url
 from tests.conftest import deadline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +56,14 @@ def test_try_sh_on_a_fresh_clone_runs_the_smoke_study_and_writes_its_report(tmp_
     ) == 4  # fmt: skip
     assert (clone / "results" / "smoke.html").is_file()
     assert "sweep launch --study smoke" in done.stdout and "Trials: 4 complete" in done.stdout
+    # the local executor end to end, two jobs at a time (what tests/sweep/test_launch.py checks on debug)
+    trials = optuna.load_study(study_name="smoke", storage=default_url(clone / "results")).trials
+    assert [t.params for t in trials] == [
+        {"optimizer": o, "lr": lr} for o in ("sgd", "adam") for lr in (0.05, 0.01)
+    ]
+    assert {t.user_attrs["executor"] for t in trials} == {"local"}
+    lines = done.stdout.splitlines()
+    assert sum(" submitted " in line for line in lines) == 4
+    assert sum(line.endswith("(best of 2 epochs)") for line in lines) == 4
+    assert any(line.startswith("smoke: 4 trials (4 complete); best trial ") for line in lines)
+    assert (clone / "results" / "runs" / "smoke" / "0" / "submitit").is_dir()

@@ -260,7 +260,9 @@ def test_make_pruner_follows_the_study() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("executor", ["debug", "local"])
+@pytest.mark.parametrize(
+    "executor", ["debug"]
+)  # local: tests/test_quickstart.py runs the shipped smoke study
 def test_smoke_study_completes(executor: str, tiny_smoke: Path, tmp_path: Path) -> None:
     results = tmp_path / "results"
     result = run_sweep(
