@@ -189,12 +189,7 @@ class StudySpec:
         Raises:
             SweepError: A param is fixed in [train], `repeat` is out of range, or the config is invalid.
         """
-        params = dict(params or {})
-        clash = sorted(set(params) & set(self.train))
-        if clash:
-            raise SweepError(f"{self.source}: trial params {clash} are fixed in [train]; they cannot vary")
-        if not 0 <= repeat < self.repeats:
-            raise SweepError(f"{self.source}: repeat {repeat} is out of range; the study has {self.repeats}")
+        params = self._checked(params, repeat)
         config = TrainConfig.from_dict({**self.train, **params}, source=f"{self.source} trial {params}")
         return config.replace(seed=config.seed + repeat) if repeat else config
 
@@ -208,17 +203,21 @@ class StudySpec:
         """
         if self.program is None:
             return self.train_config(params, repeat=repeat).to_dict()
+        values = {**self.train, **self._checked(params, repeat)}
+        if self.repeats > 1:
+            base = values.get("seed", 0)
+            values["seed"] = (base if isinstance(base, int) else 0) + repeat
+        return values
+
+    def _checked(self, params: Mapping[str, Any] | None, repeat: int) -> dict[str, Any]:
+        """A trial's params, once they are known not to clash with [train] and `repeat` is in range."""
         params = dict(params or {})
         clash = sorted(set(params) & set(self.train))
         if clash:
             raise SweepError(f"{self.source}: trial params {clash} are fixed in [train]; they cannot vary")
         if not 0 <= repeat < self.repeats:
             raise SweepError(f"{self.source}: repeat {repeat} is out of range; the study has {self.repeats}")
-        values = {**self.train, **params}
-        if self.repeats > 1:
-            base = values.get("seed", 0)
-            values["seed"] = (base if isinstance(base, int) else 0) + repeat
-        return values
+        return params
 
     def grid(self) -> list[dict[str, Any]]:
         """Every configuration of the [space] as param dicts: the cartesian product, in a stable order.

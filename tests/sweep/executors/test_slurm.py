@@ -118,6 +118,15 @@ def job_env(config: dict[str, Any], run_dir: str) -> dict[str, str]:
     return env
 
 
+def _launch_in_background(path: Path, results: Path, log: Path) -> subprocess.Popen[str]:
+    """`sweep launch` of the study file on the cluster, as its own process, its output in `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen(
+            sweep_cmd("launch", "--study", str(path), "--executor", "slurm", "--results-dir", str(results)),
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+
 # -- the must-show list ------------------------------------------------------------------------------------
 
 
@@ -276,11 +285,7 @@ def test_requeued_job_resumes_from_its_checkpoint(tmp_path: Path, study_jobs: li
     )
     results = tmp_path / "results"
     log = tmp_path / "launcher.log"
-    with log.open("w") as out:
-        launcher = subprocess.Popen(
-            sweep_cmd("launch", "--study", str(path), "--executor", "slurm", "--results-dir", str(results)),
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+    launcher = _launch_in_background(path, results, log)
     try:
         run_dir = results / "runs" / "requeue" / "0"
         wait_for(lambda: (run_dir / "metrics.jsonl").exists() and len(epochs_of(run_dir)) >= 1,
@@ -444,11 +449,7 @@ def test_a_requeued_program_resumes_from_its_own_checkpoint(tmp_path: Path, stud
     path = _own_program_study(tmp_path, "ownrequeue", epochs=epochs, seconds=1.0, lrs="[0.1]")
     results = tmp_path / "results"
     log = tmp_path / "launcher.log"
-    with log.open("w") as out:
-        launcher = subprocess.Popen(
-            sweep_cmd("launch", "--study", str(path), "--executor", "slurm", "--results-dir", str(results)),
-            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
+    launcher = _launch_in_background(path, results, log)
     try:
         run_dir = results / "runs" / "ownrequeue" / "0"
         wait_for(lambda: (run_dir / "metrics.jsonl").exists() and len(epochs_of(run_dir)) >= 2,
