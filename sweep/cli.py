@@ -99,13 +99,13 @@ def _launch(args: argparse.Namespace) -> int:
     if parallel < 1:
         raise SweepError(f"--parallel must be 1 or more, got {parallel}")
     if args.dry_run:
-        found = preflight.problems(spec, args.executor)
-        if found:
-            raise SweepError("; ".join(found))
         stored = storage.stored_study(_url(args), spec.name)  # read only: a dry run creates nothing
         if stored is not None:
             check_same_plan(spec, stored, url=storage.shown(_url(args)))
         dry_run(spec, study=stored)
+        found = preflight.problems(spec, args.executor)
+        if found:  # the plan is shown all the same; what would stop the launch comes last, exit 2
+            raise SweepError("; ".join(found))
         return 0
     try:
         launch(

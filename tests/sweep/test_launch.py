@@ -676,3 +676,23 @@ def test_the_study_names_its_metric_for_the_dashboard(tiny_smoke: Path, tmp_path
         load_study(tiny_smoke), results_dir=tmp_path, executor="debug", out=lambda _: None, job=instant_job
     )
     assert _stored(tmp_path, "smoke").metric_names == ["val_acc"]  # not "Objective 0"
+
+
+def test_a_dry_run_shows_the_plan_and_then_what_would_stop_the_launch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no data/ here: the shipped tuning study reads CIFAR-10 from there
+    args = [
+        "launch",
+        "--study",
+        "tuning",
+        "--executor",
+        "local",
+        "--dry-run",
+        "--results-dir",
+        str(tmp_path / "r"),
+    ]
+    result = sweep_main(capsys, *args)
+    assert_one_line_error(result, "data_dir 'data'", "has no cifar-10-batches-py")
+    assert "tuning: 7 planned trials" in result.stdout
+    assert not (tmp_path / "r").exists()
