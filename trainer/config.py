@@ -16,6 +16,7 @@ from typing import Any
 from trainer.errors import UserError
 
 DATASETS = ("cifar10", "fake")
+CIFAR10_TRAIN_IMAGES = 50_000
 OPTIMIZERS = ("sgd", "sgd_nesterov", "adagrad", "adadelta", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "multistep")
 LOADERS = ("torch", "gpu")
@@ -205,6 +206,16 @@ def _validate(config: TrainConfig) -> None:
     )
     check(config.val_size is None or config.val_size > 0, f"val_size must be positive, got {config.val_size}")
     check(config.fake_train_size > 1, f"fake_train_size must be at least 2, got {config.fake_train_size}")
+    # the split needs a training image left over: found here, not by every trial of a study at run time
+    check(
+        config.dataset != "fake" or config.val_size is None or config.val_size < config.fake_train_size,
+        f"val_size {config.val_size} must be below fake_train_size {config.fake_train_size} (the generated "
+        "training images); lower val_size or raise fake_train_size",
+    )
+    check(
+        config.dataset != "cifar10" or config.val_size is None or config.val_size < CIFAR10_TRAIN_IMAGES,
+        f"val_size {config.val_size} must be below CIFAR-10's {CIFAR10_TRAIN_IMAGES:,} training images",
+    )
     check(config.fake_test_size > 0, f"fake_test_size must be positive, got {config.fake_test_size}")
     check(
         config.device == "auto" or config.device == "cpu" or config.device.startswith("cuda"),

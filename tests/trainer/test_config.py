@@ -94,3 +94,11 @@ def test_every_documented_optimizer_is_accepted() -> None:
     assert set(OPTIMIZERS) == {"sgd", "sgd_nesterov", "adagrad", "adadelta", "adam", "adamw"}
     for name in OPTIMIZERS:
         assert TrainConfig(optimizer=name).optimizer == name
+
+
+def test_a_validation_split_larger_than_the_training_set_is_refused_at_once() -> None:
+    with pytest.raises(UserError, match="val_size 300 must be below fake_train_size 300"):
+        TrainConfig(dataset="fake", fake_train_size=300, val_size=300)
+    with pytest.raises(UserError, match="below CIFAR-10's 50,000 training images"):
+        TrainConfig(dataset="cifar10", val_size=50_000)
+    assert TrainConfig(dataset="fake", fake_train_size=300, val_size=299).val_size == 299

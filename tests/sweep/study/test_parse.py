@@ -485,3 +485,13 @@ def test_pruner_settings_reach_the_optuna_pruner(tmp_path: Path) -> None:
     assert (default._n_startup_trials, default._n_warmup_steps) == (5, 0)  # Optuna's own defaults
     hyper = TPE + 'pruner = "hyperband"\npruner_warmup_epochs = 4\n[space]\nlr = [0.1, 0.2]\n'
     assert make_pruner(load_study(write(tmp_path, hyper, "h")))._min_resource == 4
+
+
+def test_a_study_whose_validation_split_leaves_no_training_images_is_refused(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        GRID + '[train]\ndataset = "fake"\nfake_train_size = 300\nval_size = 300\n[space]\nlr = [0.1]\n',
+    )
+    with pytest.raises(SweepError, match="val_size 300 must be below fake_train_size 300") as caught:
+        load_study(path)
+    assert str(caught.value).startswith(str(path))
