@@ -15,7 +15,6 @@ Which trial is which configuration, and what is left to run, is `sweep.study.pla
 running trial is `sweep.owners`'; what is stored of a trial is `sweep.records`'.
 """
 
-import json
 import math
 import time
 from collections import deque
@@ -34,7 +33,7 @@ from sweep.epochs import Epoch, best, read_epochs
 from sweep.errors import StudyStopped, SweepError
 from sweep.executors import Executor, Job, JobFn, attach, wait_for_end
 from sweep.executors.job import TrainJob
-from sweep.executors.program import PARAMS_FILE, ProgramJob
+from sweep.executors.program import ProgramJob
 from sweep.records import TrialRecord
 from sweep.study.plan import (
     PlannedTrial,
@@ -280,10 +279,8 @@ class Launcher:
         values = self.spec.trial_values(trial.params, repeat=record.repeat)
         run_dir = record.run_dir or self.runs_dir / str(trial.number)
         run_dir.mkdir(parents=True, exist_ok=True)
-        if self.spec.program is None:
+        if self.spec.program is None:  # a program's job writes its params.json itself, at every start
             write_atomic(RunPaths(run_dir).config, TrainConfig.from_dict(values).to_json())
-        else:
-            write_atomic(run_dir / PARAMS_FILE, json.dumps(values, indent=2) + "\n")
         # One storage commit per field, so only what changed is written (a planned trial carries
         # executor and launcher already; a first submission's heartbeat is its start time).
         records.write(

@@ -1,13 +1,15 @@
 """`sweep.log_epoch`: append one epoch's metrics to `$SWEEP_RUN_DIR/metrics.jsonl`, the file the launcher
-reads. Imports nothing heavy (no torch, optuna or submitit), so any training program may call it.
+reads. Imports nothing heavy (no torch, optuna or submitit), so any training program may call it; it
+writes through the project's one atomic writer, `trainer.files`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
+
+from trainer.files import append_line, write_atomic
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -33,19 +35,10 @@ def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metri
     line = json.dumps({"epoch": epoch, **metrics})
     lines = _lines(path)
     if all((_epoch(old) or 0) < epoch for old in lines):
-        with path.open("a") as handle:  # the usual case: a new epoch goes at the end
-            handle.write(line + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        append_line(path, line)  # the usual case: a new epoch goes at the end
         return
     kept = [old for old in lines if (_epoch(old) or 0) < epoch]  # this epoch and later ones: the lost run's
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write("".join(old + "\n" for old in kept) + line + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, path)
+    write_atomic(path, "".join(old + "\n" for old in kept) + line + "\n")
 
 
 def _lines(path: Path) -> list[str]:
@@ -61,9 +54,3 @@ def _epoch(line: str) -> int | None:
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, int) else None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

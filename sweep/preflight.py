@@ -7,11 +7,11 @@ SLURM job runs elsewhere, where another file system and other GPUs may be, so it
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from sweep.executors import resolve
 from sweep.executors.local import machine_gpus
+from sweep.study.program import executable
 from sweep.study.spec import StudySpec
 
 ON_THIS_MACHINE = ("local", "debug")
@@ -72,14 +72,7 @@ def _program(spec: StudySpec) -> list[str]:
     if not spec.program.command:
         return []  # a callable: checked when the study file was read
     first = spec.program.command[0]
-    if "{" in first:
-        return []
-    path = Path(first)
-    if path.parent != Path("."):
-        found = (path if path.is_absolute() else Path(spec.program.workdir) / path).is_file()
-    else:
-        found = shutil.which(first) is not None
-    if found:
+    if "{" in first or executable(first, Path(spec.program.workdir)):
         return []
     return [
         f"{spec.source}: [program] command runs '{first}', which is not found (from {spec.program.workdir}); "

@@ -24,13 +24,14 @@ if TYPE_CHECKING:
 
 # name -> the module of its backend, imported when asked for: a job process that needs one backend (or
 # none: a program's job) does not load the others.
+# Every backend module defines EXECUTOR (its class, built as `EXECUTOR(resources, parallel=N)`) and
+# `attach(job_id, run_dir)`.
 REGISTRY = {
     "slurm": "sweep.executors.slurm",
     "local": "sweep.executors.local",
     "debug": "sweep.executors.debug",
 }
 EXECUTORS = ("auto", *REGISTRY)
-CLASSES = {"slurm": "SlurmExecutor", "local": "LocalExecutor", "debug": "DebugExecutor"}
 
 
 def resolve(name: str) -> str:
@@ -46,10 +47,8 @@ def make_executor(name: str, resources: Resources, *, parallel: int = 1) -> Exec
     name = resolve(name)
     if name not in REGISTRY:
         raise SweepError(f"unknown executor '{name}'; choose one of {', '.join(EXECUTORS)}")
-    executor = getattr(importlib.import_module(REGISTRY[name]), CLASSES[name])
-    if name == "local":
-        return executor(resources, parallel)
-    return executor() if name == "debug" else executor(resources)
+    executor: type[Executor] = importlib.import_module(REGISTRY[name]).EXECUTOR
+    return executor(resources, parallel=parallel)
 
 
 def attach(kind: str, job_id: str, run_dir: Path) -> Job:

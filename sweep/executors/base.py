@@ -14,9 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from submitit.core.utils import JobPaths, pickle_load
+
+if TYPE_CHECKING:
+    from sweep.study.spec import Resources
 
 SUBMITIT_DIR = "submitit"  # beside the run's files: <run_dir>/submitit/<job id>_0_log.out, ...
 CANCEL_DEADLINE_S = 30.0  # how long `cancel` waits for a job's processes to be gone
@@ -61,9 +64,14 @@ class Job(abc.ABC):
 
 
 class Executor(abc.ABC):
-    """Submits jobs of one kind and re-attaches to them by id."""
+    """Submits jobs of one kind and re-attaches to them by id; built from a study's [resources] and how
+    many of its jobs run at once."""
 
     name: str
+
+    def __init__(self, resources: Resources | None = None, *, parallel: int = 1) -> None:
+        self.resources = resources
+        self.parallel = parallel
 
     @abc.abstractmethod
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:

@@ -11,9 +11,12 @@ import contextlib
 import os
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sweep.executors.base import Executor, Job, JobFn, Outcome
+
+if TYPE_CHECKING:
+    from sweep.study.spec import Resources
 
 DEBUG_LOG = "debug.log"  # a debug job's stdout
 
@@ -41,7 +44,8 @@ def attach(job_id: str, run_dir: Path) -> Job:
 class DebugExecutor(Executor):
     name = "debug"
 
-    def __init__(self) -> None:
+    def __init__(self, resources: Resources | None = None, *, parallel: int = 1) -> None:
+        super().__init__(resources, parallel=parallel)  # a debug job asks nothing of them
         self._count = 0
 
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
@@ -58,3 +62,6 @@ class DebugExecutor(Executor):
 
     def attach(self, job_id: str, run_dir: Path) -> Job:
         return attach(job_id, run_dir)
+
+
+EXECUTOR = DebugExecutor

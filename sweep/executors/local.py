@@ -216,7 +216,8 @@ def _environment(**values: str) -> Iterator[None]:
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, resources: Resources, parallel: int = 1) -> None:
+    def __init__(self, resources: Resources, *, parallel: int = 1) -> None:
+        super().__init__(resources, parallel=parallel)
         self.parameters: dict[str, Any] = {
             "timeout_min": resources.timeout_min or LOCAL_TIMEOUT_MIN,
             "gpus_per_node": resources.gpus,  # CUDA_VISIBLE_DEVICES: `visible_gpus`, else the first ones
@@ -270,3 +271,6 @@ def _gpu_pool(gpus: int) -> GpuPool | None:
             f"({', '.join(map(str, machine))}); lower gpus or run on SLURM"
         )
     return GpuPool(machine)
+
+
+EXECUTOR = LocalExecutor

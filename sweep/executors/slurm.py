@@ -264,7 +264,8 @@ def attach(job_id: str, run_dir: Path, states: StateCache | None = None) -> Slur
 class SlurmExecutor(Executor):
     name = "slurm"
 
-    def __init__(self, resources: Resources) -> None:
+    def __init__(self, resources: Resources, *, parallel: int = 1) -> None:
+        super().__init__(resources, parallel=parallel)
         require_slurm()  # before the launcher touches the study: one clear line, exit 2
         self.parameters = slurm_parameters(resources)
         self.states = StateCache()
@@ -296,3 +297,6 @@ class SlurmExecutor(Executor):
             return None
         live = [job_id for job_id in newer if states[job_id].live]
         return live[-1] if live else None
+
+
+EXECUTOR = SlurmExecutor

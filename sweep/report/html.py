@@ -18,7 +18,7 @@ from optuna.trial import create_trial
 
 from sweep.report.data import ACCURACIES, PARAM, ReportData
 from sweep.report.source import distribution
-from sweep.report.table import format_value, markdown_block, param_name, totals_line
+from sweep.report.table import MISSING, best_note, format_value, param_name, table_cells, totals_line
 
 IMPORTANCE_MAX_TRIALS = 300  # beyond this a seeded sample: each trial copied into a study costs ~0.3 ms
 # A light look (white, grey grid) set by hand: plotly's named templates live in plotly.graph_objs,
@@ -36,27 +36,16 @@ FEW_TRIALS_NOTE = (
 
 def table_html(data: ReportData) -> str:
     """The report's comparison table (what `sweep report` prints) as an HTML table, best row in bold."""
-    lines = [line for line in markdown_block(data).splitlines() if line.startswith("|")]
-    if not lines:
-        return f"<p>{html.escape(markdown_block(data).splitlines()[0])}</p>"
-    rows = []
-    for index, line in enumerate(lines):
-        if index == 1:
-            continue  # the markdown alignment row
-        cells = [cell.strip().replace("\\|", "|") for cell in line.strip().strip("|").split(" | ")]
-        tag = "th" if index == 0 else "td"
-        rendered = []
-        for cell in cells:
-            bold = cell.startswith("**") and cell.endswith("**")
-            text = html.escape(cell.strip("*") if bold else cell)
-            rendered.append(f"<{tag}>{'<b>' + text + '</b>' if bold else text}</{tag}>")
-        rows.append("<tr>" + "".join(rendered) + "</tr>")
-    note = [line for line in markdown_block(data).splitlines() if line.startswith("**Bold**")]
+    if not len(data.rows):
+        return f"<p>No complete trials yet in study {html.escape(data.info.name)}.</p>"
+    headers, rows = table_cells(data)
+    lines = ["<tr>" + "".join(f"<th>{html.escape(cell)}</th>" for cell in headers) + "</tr>"]
+    for cells, best in rows:
+        texts = [f"<b>{html.escape(c)}</b>" if best and c != MISSING else html.escape(c) for c in cells]
+        lines.append("<tr>" + "".join(f"<td>{text}</td>" for text in texts) + "</tr>")
     style = "border-collapse:collapse;text-align:right"
-    return (
-        f'<table style="{style}" cellpadding="4" border="1">' + "".join(rows) + "</table>"
-        + "".join(f"<p>{html.escape(line.replace('**', ''))}</p>" for line in note)
-    )  # fmt: skip
+    note = html.escape(best_note(data).replace("**", ""))
+    return f'<table style="{style}" cellpadding="4" border="1">{"".join(lines)}</table><p>{note}</p>'
 
 
 def html_page(data: ReportData) -> str:

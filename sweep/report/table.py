@@ -78,7 +78,7 @@ def markdown_block(data: ReportData) -> str:
     lines: list[str] = []
     if len(data.rows):
         lines += _table_lines(data)
-        lines += ["", _best_note(data)]
+        lines += ["", best_note(data)]
     else:
         lines.append(
             f"No complete trials yet in study `{data.info.name}`; the table fills in as trials finish."
@@ -92,16 +92,14 @@ def markdown_document(data: ReportData) -> str:
     return f"## Study `{data.info.name}`\n\n{markdown_block(data)}"
 
 
-def _table_lines(data: ReportData) -> list[str]:
+def table_cells(data: ReportData) -> tuple[list[str], list[tuple[list[str], bool]]]:
+    """The table as text cells: its headers, then each row's cells and whether it is the best row.
+    The markdown table and the report page's HTML table are both drawn from these."""
     metrics = table_metrics(data)
     headers = [param_name(key) for key in data.shown] or ["Study"]
-    align = ["---"] * len(headers)
     if data.repeats:
         headers.append("n")
-        align.append("---:")
     headers += [METRIC_NAMES.get(metric, metric) for metric in metrics]
-    align += ["---:"] * len(metrics)
-    lines = [_row_line(headers), "|" + "|".join(align) + "|"]
     rows = data.rows
     columns = [_formatted_values(rows[PARAM + key]) for key in data.shown] or [[data.info.name] * len(rows)]
     if data.repeats:
@@ -111,10 +109,21 @@ def _table_lines(data: ReportData) -> list[str]:
         columns.append(
             [format_metric(m, a, b, with_std=data.repeats) for a, b in zip(means, stds, strict=True)]
         )
-    for cells, best in zip(zip(*columns, strict=True), rows["best"].tolist(), strict=True):
+    return headers, [
+        (list(cells), best)
+        for cells, best in zip(zip(*columns, strict=True), rows["best"].tolist(), strict=True)
+    ]
+
+
+def _table_lines(data: ReportData) -> list[str]:
+    headers, rows = table_cells(data)
+    shown = len(data.shown) or 1  # the parameter columns are left-aligned, the rest right-aligned
+    align = ["---"] * shown + ["---:"] * (len(headers) - shown)
+    lines = [_row_line(headers), "|" + "|".join(align) + "|"]
+    for cells, best in rows:
         if best:
-            cells = tuple(cell if cell == MISSING else f"**{cell}**" for cell in cells)
-        lines.append(_row_line(list(cells)))
+            cells = [cell if cell == MISSING else f"**{cell}**" for cell in cells]
+        lines.append(_row_line(cells))
     return lines
 
 
@@ -128,7 +137,8 @@ def _row_line(cells: list[str]) -> str:
     return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
 
 
-def _best_note(data: ReportData) -> str:
+def best_note(data: ReportData) -> str:
+    """The line under the table: what bold means, and at which epoch each column is taken."""
     which = "highest" if data.info.direction == "maximize" else "lowest"
     mean = "mean " if data.repeats else ""
     note = f"**Bold**: the best configuration ({which} {mean}{data.info.metric})."

@@ -24,26 +24,6 @@ if TYPE_CHECKING:
         params_text,
     )
 
-_HOMES = {
-    "list_studies": "files",
-    "load_study": "files",
-    "study_name": "files",
-    "parse_study": "parse",
-    **dict.fromkeys(
-        (
-            "Categorical",
-            "Dimension",
-            "FloatRange",
-            "IntRange",
-            "Program",
-            "Resources",
-            "StudySpec",
-            "params_text",
-        ),
-        "spec",
-    ),
-}
-
 __all__ = [
     "Categorical",
     "Dimension",
@@ -61,6 +41,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'sweep.study' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"sweep.study.{_HOMES[name]}"), name)
+    if name in __all__:  # the first of the modules below that defines it (spec is the cheap one)
+        for module in ("spec", "files", "parse"):
+            found = importlib.import_module(f"sweep.study.{module}")
+            if hasattr(found, name):
+                return getattr(found, name)
+    raise AttributeError(f"module 'sweep.study' has no attribute {name!r}")

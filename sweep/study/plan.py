@@ -104,9 +104,10 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def is_sampled(record: TrialRecord, spec: StudySpec) -> bool:
-    """Whether the trial's configuration was suggested by the sampler (not fixed by the file)."""
-    return record.config is not None and record.config >= len(spec.planned_trials())
+def is_sampled(record: TrialRecord, planned: int) -> bool:
+    """Whether the trial's configuration was suggested by the sampler, not one of the `planned` the
+    study file fixes (`len(spec.planned_trials())`, which builds the grid: count it once)."""
+    return record.config is not None and record.config >= planned
 
 
 def taken(trials: Sequence[FrozenTrial]) -> set[tuple[int | None, int]]:
@@ -121,10 +122,11 @@ def missing_trials(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[Plann
     planned configuration that failed is planned again.
     """
     wanted = plan(spec)
+    planned = len(spec.planned_trials())
     sampled: dict[int, dict[str, Any]] = {}
     for trial in trials:
         record = TrialRecord.of(trial)
-        if record.config is not None and record.repeat == 0 and is_sampled(record, spec):
+        if record.config is not None and record.repeat == 0 and is_sampled(record, planned):
             sampled[record.config] = trial.params
     wanted += [PlannedTrial(c, r, params) for c, params in sampled.items() for r in range(1, spec.repeats)]
     done = taken(trials)
@@ -160,7 +162,8 @@ def dry_run(
     todo = [_queued(t) for t in waiting] + missing_trials(spec, trials)
     for item in todo:
         out(f"config {item.config} repeat {item.repeat}  {params_text(item.params)}")
-    used = {TrialRecord.of(t).config for t in trials if is_sampled(TrialRecord.of(t), spec)}
+    planned = len(spec.planned_trials())
+    used = {record.config for record in map(TrialRecord.of, trials) if is_sampled(record, planned)}
     extra = max(0, sampled_configs(spec) - len(used))
     if extra:
         out(f"then {extra} configurations x {spec.repeats} repeats suggested by the {spec.sampler} sampler")

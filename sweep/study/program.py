@@ -47,7 +47,7 @@ def parse_program(r: TableReader, table: Mapping[str, Any], names: Iterable[str]
     workdir = _workdir(r, table.get("workdir", "."))
     env = _env(r, table.get("env", {}))
     python = table.get("python")
-    if python is not None and (not isinstance(python, str) or not _executable(python, workdir)):
+    if python is not None and (not isinstance(python, str) or not executable(python, workdir)):
         raise r.error("[program] key 'python'", f"is {python!r}, not an executable; give a python's path")
     grace = table.get("stop_grace_s", 10.0)
     if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 <= grace <= 3600:
@@ -105,7 +105,8 @@ def _command(r: TableReader, value: Any, names: set[str]) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _executable(name: str, workdir: Path) -> bool:
+def executable(name: str, workdir: Path) -> bool:
+    """Whether `name` runs from `workdir`: an executable file (a path relative to it) or a PATH command."""
     path = Path(name)
     if path.parent != Path("."):
         path = path if path.is_absolute() else workdir / path
