@@ -183,13 +183,18 @@ def _add_dashboard(commands: argparse._SubParsersAction) -> None:
     _add_storage_args(command)
     command.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback)")
     command.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    command.add_argument(
+        "--allow-writes",
+        action="store_true",
+        help="let the page delete, rename and change studies (default: read-only: it has no authentication)",
+    )
     command.set_defaults(handler=_dashboard)
 
 
 def _dashboard(args: argparse.Namespace) -> int:
     from sweep.dashboard import serve
 
-    serve(_url(args), host=args.host, port=args.port)
+    serve(_url(args), host=args.host, port=args.port, allow_writes=args.allow_writes)
     return 0
 
 

@@ -3,14 +3,20 @@
 The server is made here rather than by `optuna_dashboard.run_server` so that a taken port is a
 one-line error before anything is printed, the URL is printed once the socket listens, and both
 signals end the server the same clean way (exit status 0).
+
+optuna-dashboard's API can delete, rename and change studies and has no authentication, so the app is
+served behind `read_only` unless the user asks for writes; a bind beyond loopback is warned about.
 """
 
 from __future__ import annotations
 
 import errno
+import ipaddress
+import json
 import signal
 import socketserver
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import TYPE_CHECKING
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -19,7 +25,11 @@ from sweep import storage as storage_mod
 from sweep.errors import SweepError
 
 if TYPE_CHECKING:
-    from wsgiref.types import WSGIApplication
+    from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
+
+# Methods that only read: everything else in optuna-dashboard's API changes the storage.
+READ_METHODS = frozenset({"GET", "HEAD"})
+READ_ONLY_REASON = "the dashboard is read-only; start `sweep dashboard --allow-writes` to change studies"
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
@@ -39,8 +49,22 @@ class _Stop(Exception):
     """Raised by the signal handler to leave `serve_forever`."""
 
 
-def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080, out: Callable[[str], None] = print) -> None:
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def serve(
+    url: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    allow_writes: bool = False,
+    out: Callable[[str], None] = print,
+    warn: Callable[[str], None] = _stderr,
+) -> None:
     """Serve optuna-dashboard for the storage at `url` on `host:port` until SIGINT or SIGTERM.
+
+    Read-only unless `allow_writes`: a request other than GET or HEAD is refused with 403.
 
     Raises:
         SweepError: The storage does not exist or cannot be opened, or the port cannot be bound.
@@ -50,7 +74,9 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080, out: Callable[
     storage = storage_mod.open_storage(url, create=False)
     with storage_mod.storage_errors(url):
         app = optuna_dashboard.wsgi(storage)
-    server = _bind(app, host, port)
+    server = _bind(app if allow_writes else read_only(app), host, port)
+    if not is_loopback(host):
+        warn(exposure_warning(host, allow_writes=allow_writes))
     previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     address = f"[{host}]" if ":" in host else host
     where = f"http://{address}:{server.server_port}/"
@@ -64,6 +90,40 @@ def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080, out: Callable[
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     out("dashboard stopped")
+
+
+def read_only(app: WSGIApplication) -> WSGIApplication:
+    """`app` with every request that is not GET or HEAD refused (403) before it reaches the app."""
+
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() in READ_METHODS:
+            return app(environ, start_response)
+        # optuna-dashboard's page shows an error response's `reason` in its snackbar
+        body = json.dumps({"reason": READ_ONLY_REASON}).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        start_response("403 Forbidden", headers)
+        return [body]
+
+    return guarded
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable only from this machine: `localhost` or a loopback address."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def exposure_warning(host: str, *, allow_writes: bool) -> str:
+    """The one line printed when the dashboard listens beyond loopback: it has no authentication."""
+    can = "read and change (--allow-writes)" if allow_writes else "read"
+    return (
+        f"warning: listening on {host}, beyond loopback, with no authentication: anyone who reaches "
+        f"the port can {can} every study in the storage"
+    )
 
 
 def _bind(app: WSGIApplication, host: str, port: int) -> WSGIServer:

@@ -128,3 +128,61 @@ def test_missing_storage_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Captu
     )
     assert_one_line_error(result, "no database")
     assert not (tmp_path / "none").exists()
+
+
+def _delete_study(base: str, study_id: int = 1) -> int:
+    """The status of a real HTTP DELETE of study `study_id`, as any client that reaches the port can send."""
+    request = urllib.request.Request(f"{base}/api/studies/{study_id}", method="DELETE")
+    try:
+        with urllib.request.urlopen(request, timeout=deadline(10)) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def _serve_and_delete(results: Path, *options: str) -> tuple[int, str]:
+    """Start `sweep dashboard OPTIONS`, DELETE study 1 over HTTP, stop it: the DELETE's status and stderr."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = sweep_cmd("dashboard", "--results-dir", str(results), "--port", str(port), *options)
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_until_serving(proc, base)
+        status = _delete_study(base)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=deadline(15))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate(timeout=deadline(15))
+            raise
+    assert proc.returncode == 0, err
+    return status, err
+
+
+def _study_names(results: Path) -> list[str]:
+    import optuna
+
+    storage = f"sqlite:///{results / 'sweep.db'}"
+    return [summary.study_name for summary in optuna.get_all_study_summaries(storage)]
+
+
+def test_dashboard_is_read_only_by_default_and_warns_beyond_loopback(tmp_path: Path) -> None:
+    """Fault: the dashboard served optuna-dashboard's write API with no authentication, and --host 0.0.0.0
+    gave no warning: one `curl -X DELETE .../api/studies/1` from anywhere deleted a study."""
+    results = _results(tmp_path)
+    status, err = _serve_and_delete(results, "--host", "0.0.0.0")
+    assert status == 403
+    assert _study_names(results) == [STUDY]
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and "0.0.0.0" in warnings[0] and "no authentication" in warnings[0], err
+
+
+def test_dashboard_allow_writes_lets_a_delete_through_and_loopback_is_not_warned(tmp_path: Path) -> None:
+    """Fault: the write API had no switch; --allow-writes is the explicit one (silent on loopback)."""
+    results = _results(tmp_path)
+    status, err = _serve_and_delete(results, "--host", "127.0.0.1", "--allow-writes")
+    assert status == 204
+    assert _study_names(results) == []
+    assert "warning" not in err
