@@ -7,7 +7,9 @@ metrics.jsonl, and returns plain frames that `table` and `html` only draw:
             number the table shows (losses at the last finished epoch, accuracies at the best epoch;
             a program's other metrics at the best epoch of the study's metric)
     curves  one row per (trial, epoch) with the study's metric, for the learning-curve plot
-    rows    one row per configuration of the COMPLETE trials: each metric's mean and std, n, best
+    rows    one row per configuration of the COMPLETE trials: each metric's mean, std and 95% interval
+            half-width (Student's t on the n seeds), n, best, and whether its interval of the study's
+            metric overlaps the best row's; in launch order, or ranked by the mean with repeats
 
 The table's metric columns: the built-in trainer's (train and val, test when evaluated) for it and
 for a program that logs the same four; for any other program, each metric it logs, the study's first.
@@ -31,6 +33,7 @@ import pandas as pd
 
 from sweep.epochs import Epoch, read_epochs
 from sweep.records import StudyRecord
+from sweep.report.intervals import half_width
 from sweep.report.source import StoredTrials, load_trials
 from sweep.study.spec import StudySpec
 from trainer.paths import RunPaths
@@ -83,9 +86,10 @@ class ReportData:
     trials: pd.DataFrame  # one row per trial (see the module docstring)
     curves: pd.DataFrame  # columns number, epoch, value (the study's metric)
     params: pd.DataFrame  # the stored params, one row per (trial, param): number, name, value, distribution
-    rows: pd.DataFrame  # one row per configuration: PARAM columns, n, <metric>, <metric>_std, value, best
+    rows: pd.DataFrame  # one row per configuration: PARAM columns, n, <metric>, <metric>_std, <metric>_ci,
+    # value, value_std, value_ci, best, overlaps_best (see `config_rows`)
     shown: tuple[str, ...]  # the params that get a table column: those that differ between rows
-    repeats: bool  # some configuration has several trials: show mean ± std and n
+    repeats: bool  # some configuration has several trials: show mean ± interval and n, rank by the mean
     totals: Totals
     metrics: tuple[str, ...] = METRICS[:4]  # the table's metric columns, in order
 
@@ -106,6 +110,9 @@ def collect(
     info = dataclasses.replace(info, evaluates_test=info.evaluates_test or _has_test(frame))
     metrics = table_metrics(info, logged)
     rows = config_rows(frame, info, metrics)
+    repeats = bool(len(rows)) and int(rows["n"].max()) > 1
+    if repeats:
+        rows = ranked(rows, info.direction)
     return ReportData(
         info=info,
         trials=frame,
@@ -113,7 +120,7 @@ def collect(
         params=stored.params,
         rows=rows,
         shown=shown_params(rows, info.params),
-        repeats=bool(len(rows)) and int(rows["n"].max()) > 1,
+        repeats=repeats,
         totals=totals(frame, info),
         metrics=metrics,
     )
@@ -229,8 +236,11 @@ def _has_test(frame: pd.DataFrame) -> bool:
 def config_rows(frame: pd.DataFrame, info: StudyInfo, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
     """One row per configuration of the COMPLETE trials, in the order their first trial ran.
 
-    Columns: the PARAM columns, n (trials), each metric's mean under its own name and its sample std
-    under `<metric>_std` (NaN for a single trial), value (the mean trial value) and best.
+    Columns: the PARAM columns, n (trials), each metric's mean under its own name, its sample std under
+    `<metric>_std` and the half-width of its 95% confidence interval under `<metric>_ci` (both NaN for a
+    single trial), the same three for value (the trial value), best, and overlaps_best: a row other than
+    the best whose interval of the value meets the best row's (a row of one trial has no interval, so it
+    is never told apart from the best).
     """
     done = frame[frame["state"] == "COMPLETE"]
     keys = [PARAM + key for key in info.params]
@@ -240,15 +250,44 @@ def config_rows(frame: pd.DataFrame, info: StudyInfo, metrics: tuple[str, ...] =
     grouped = done.groupby(keys, sort=False, dropna=False)
     columns = list(dict.fromkeys([*METRICS, *metrics]))
     means = grouped[[*columns, "value"]].mean()
-    stds = grouped[columns].std().add_suffix("_std")
-    rows = pd.concat(
-        [means, stds, grouped.size().rename("n"), grouped["number"].min().rename("first")], axis=1
+    stds = grouped[[*columns, "value"]].std().add_suffix("_std")
+    counts = grouped.size().rename("n")
+    cis = pd.DataFrame(
+        {
+            f"{column}_ci": [half_width(std, n) for std, n in zip(stds[f"{column}_std"], counts, strict=True)]
+            for column in [*columns, "value"]
+        },
+        index=stds.index,
+        dtype=float,
     )
+    rows = pd.concat([means, stds, cis, counts, grouped["number"].min().rename("first")], axis=1)
     rows = rows.sort_values("first").reset_index().drop(columns=["first"])
     if "_config" in rows:
         rows = rows.drop(columns=["_config"])
     rows["best"] = _best_mask(rows["value"], info.direction)
+    rows["overlaps_best"] = _overlaps_best(rows)
     return rows
+
+
+def ranked(rows: pd.DataFrame, direction: str) -> pd.DataFrame:
+    """The rows best mean value first (NaN last); equal means keep their launch order."""
+    return rows.sort_values(
+        "value", ascending=direction != "maximize", na_position="last", kind="stable", ignore_index=True
+    )
+
+
+def _overlaps_best(rows: pd.DataFrame) -> np.ndarray:
+    """Per row: not the best, and its interval of the value meets the best row's (no interval: infinite)."""
+    overlaps = np.zeros(len(rows), dtype=bool)
+    if not rows["best"].any():
+        return overlaps
+    widths = rows["value_ci"].fillna(math.inf).to_numpy(dtype=float)
+    values = rows["value"].to_numpy(dtype=float)
+    best = int(np.flatnonzero(rows["best"].to_numpy())[0])
+    overlaps = ~(np.abs(values - values[best]) > widths + widths[best])
+    overlaps[best] = False
+    overlaps &= ~np.isnan(values)
+    return overlaps
 
 
 def _best_mask(values: pd.Series, direction: str) -> np.ndarray:

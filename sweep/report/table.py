@@ -53,17 +53,18 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def format_metric(metric: str, mean: float, std: float, *, with_std: bool) -> str:
-    """A loss with 5 decimals, an accuracy in % with 2; `mean ± std` when `with_std` and std is known."""
+def format_metric(metric: str, mean: float, spread: float, *, with_spread: bool) -> str:
+    """A loss with 5 decimals, an accuracy in % with 2; `mean ± spread` (the interval's half-width) when
+    `with_spread` and the spread is known."""
     if math.isnan(mean):
         return MISSING
     if metric not in METRICS:  # a program's own metric: its scale is its own
-        if with_std and not math.isnan(std):
-            return f"{mean:.5g} ± {std:.2g}"
+        if with_spread and not math.isnan(spread):
+            return f"{mean:.5g} ± {spread:.2g}"
         return f"{mean:.5g}"
     scale, digits, unit = (100.0, 2, "%") if metric in ACCURACIES else (1.0, 5, "")
-    if with_std and not math.isnan(std):
-        return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}{unit}"
+    if with_spread and not math.isnan(spread):
+        return f"{mean * scale:.{digits}f} ± {spread * scale:.{digits}f}{unit}"
     return f"{mean * scale:.{digits}f}{unit}"
 
 
@@ -105,9 +106,9 @@ def table_cells(data: ReportData) -> tuple[list[str], list[tuple[list[str], bool
     if data.repeats:
         columns.append([str(n) for n in rows["n"].tolist()])
     for m in metrics:
-        means, stds = rows[m].tolist(), rows[f"{m}_std"].tolist()
+        means, cis = rows[m].tolist(), rows[f"{m}_ci"].tolist()
         columns.append(
-            [format_metric(m, a, b, with_std=data.repeats) for a, b in zip(means, stds, strict=True)]
+            [format_metric(m, a, b, with_spread=data.repeats) for a, b in zip(means, cis, strict=True)]
         )
     return headers, [
         (list(cells), best)
@@ -138,18 +139,38 @@ def _row_line(cells: list[str]) -> str:
 
 
 def best_note(data: ReportData) -> str:
-    """The line under the table: what bold means, and at which epoch each column is taken."""
+    """The line under the table: what bold means, what ± means and which rows the best is not told
+    apart from, and at which epoch each column is taken."""
     which = "highest" if data.info.direction == "maximize" else "lowest"
     mean = "mean " if data.repeats else ""
     note = f"**Bold**: the best configuration ({which} {mean}{data.info.metric})."
     if data.repeats:
-        note += " Mean ± standard deviation over the n trials (seeds) of a configuration."
+        note += (
+            " Rows ranked by the mean. Mean ± half-width of the 95% confidence interval over the n trials"
+            " (seeds) of a configuration (Student's t, n − 1 degrees of freedom; no interval for n = 1). "
+            + overlap_note(data)
+        )
     if any(metric not in METRICS for metric in data.metrics):
         return (
             note
             + f" Losses at the last finished epoch, other metrics at the best epoch of {data.info.metric}."
         )
     return note + " Losses at the last finished epoch, accuracies at the best epoch."
+
+
+def overlap_note(data: ReportData) -> str:
+    """Which rows the best one cannot be told apart from: their intervals of the study's metric overlap."""
+    rows = data.rows[data.rows["overlaps_best"]]
+    if not len(rows):
+        return f"The best configuration's interval of {data.info.metric} overlaps no other's."
+    names = [
+        ", ".join(f"{param_name(key)} {format_value(row[PARAM + key])}" for key in data.shown)
+        or data.info.name
+        for _, row in rows.iterrows()
+    ]
+    return (
+        f"Not distinguishable from the best (their {data.info.metric} intervals overlap): {'; '.join(names)}."
+    )
 
 
 def totals_line(totals: Totals) -> str:
@@ -168,12 +189,25 @@ def totals_line(totals: Totals) -> str:
 
 
 def machine_frame(data: ReportData) -> pd.DataFrame:
-    """The rows with plain column names (study, params, n, metrics, <metric>_std, best) for CSV/JSON."""
+    """The rows with plain column names for CSV/JSON: study, params, n, metrics, <metric>_std, <metric>_ci
+    (the 95% interval's half-width), value, value_std, value_ci, best, overlaps_best."""
     metrics = list(table_metrics(data))
     params = {PARAM + key: key for key in data.info.params}
     frame = data.rows.rename(columns=params)
     frame.insert(0, "study", data.info.name)
-    columns = ["study", *params.values(), "n", *metrics, *(f"{m}_std" for m in metrics), "value", "best"]
+    columns = [
+        "study",
+        *params.values(),
+        "n",
+        *metrics,
+        *(f"{m}_std" for m in metrics),
+        *(f"{m}_ci" for m in metrics),
+        "value",
+        "value_std",
+        "value_ci",
+        "best",
+        "overlaps_best",
+    ]
     return frame[columns]
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -125,29 +127,84 @@ def seeds(tmp_path: Path) -> Path:
     return study_file
 
 
-# By hand, sample std (n - 1): lr 0.1: 0.3/0.4/0.5 -> 0.4 ± 0.1; 90/92/94 -> 92 ± 2.
-# lr 0.05: 0.6/0.8 -> 0.7 ± 0.14142 (0.1·√2); 80/84 -> 82 ± 2.83; 80/82 -> 81 ± 1.41;
-# 0.95/1.05 -> 1 ± 0.07071.
+# By hand, sample std s (n - 1) and the 95% half-width t_{0.975, n-1} · s / √n, with the textbook
+# t_{0.975,2} = 4.302653 (n = 3: × 2.484138) and t_{0.975,1} = 12.706205 (n = 2: × 8.984707).
+# lr 0.1: 0.3/0.4/0.5 -> 0.4, s 0.1 -> ± 0.24841; 90/92/94 -> 92, s 2 -> ± 4.97.
+# lr 0.05: 0.6/0.8 -> 0.7, s 0.14142 -> ± 1.27062; 80/84 -> 82, s 2.83 -> ± 25.41; 80/82 -> 81 ± 12.71;
+# 0.95/1.05 -> 1, s 0.07071 -> ± 0.63531. val_acc intervals: 92 ± 4.97 and 81 ± 12.71 overlap.
 # Epochs: 5 x 2 + 1 = 11 at 30 s = 330 s = 0.09 h; 1 GPU per trial.
 SEEDS_MD = """\
 ## Study `seeds`
 
 | LR | n | Training loss | Train Best Acc | Val loss | Val Best Acc | Test loss | Test Best Acc |
 |---|---:|---:|---:|---:|---:|---:|---:|
-| **0.1** | **3** | **0.40000 ± 0.10000** | **92.00 ± 2.00%** | **0.70000 ± 0.10000** | **92.00 ± 2.00%** | **0.60000 ± 0.10000** | **90.00 ± 2.00%** |
-| 0.05 | 2 | 0.70000 ± 0.14142 | 82.00 ± 2.83% | 1.00000 ± 0.14142 | 81.00 ± 1.41% | 1.00000 ± 0.07071 | 80.00 ± 1.41% |
+| **0.1** | **3** | **0.40000 ± 0.24841** | **92.00 ± 4.97%** | **0.70000 ± 0.24841** | **92.00 ± 4.97%** | **0.60000 ± 0.24841** | **90.00 ± 4.97%** |
+| 0.05 | 2 | 0.70000 ± 1.27062 | 82.00 ± 25.41% | 1.00000 ± 1.27062 | 81.00 ± 12.71% | 1.00000 ± 0.63531 | 80.00 ± 12.71% |
 
-**Bold**: the best configuration (highest mean val_acc). Mean ± standard deviation over the n trials (seeds) of a configuration. Losses at the last finished epoch, accuracies at the best epoch.
+**Bold**: the best configuration (highest mean val_acc). Rows ranked by the mean. Mean ± half-width of the 95% confidence interval over the n trials (seeds) of a configuration (Student's t, n − 1 degrees of freedom; no interval for n = 1). Not distinguishable from the best (their val_acc intervals overlap): LR 0.05. Losses at the last finished epoch, accuracies at the best epoch.
 
 Trials: 5 complete, 0 pruned, 1 failed, 0 running. Epochs run: 11. GPU-hours: 0.09 (1 GPU per trial; 0.09 h of epochs).
 """  # noqa: E501 (a markdown table row is one line)
 
 
-def test_repeats_give_mean_std_and_n_and_test_columns(
+def test_repeats_give_mean_interval_and_n_and_test_columns(
     seeds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["report", "--study", str(seeds), "--results-dir", str(tmp_path / "results")]) == 0
     assert capsys.readouterr().out == SEEDS_MD
+
+
+T_975_DF2 = 4.302653  # Student's t, 0.975 quantile, 2 degrees of freedom (any statistics textbook)
+RANKED = {  # lr -> (train_loss, val_acc) of seeds 0, 1, 2; launched in this order
+    0.2: [(1.50, 0.50), (1.40, 0.52), (1.45, 0.54)],
+    0.1: [(0.40, 0.90), (0.45, 0.91), (0.35, 0.95)],
+    0.05: [(0.60, 0.86), (0.50, 0.88), (0.55, 0.93)],
+}
+
+
+def _by_hand(values: list[float]) -> tuple[float, float]:
+    """Mean and 95% half-width of three seeds' values, from the textbook t."""
+    assert len(values) == 3
+    return statistics.mean(values), T_975_DF2 * statistics.stdev(values) / math.sqrt(3)
+
+
+def test_repeats_rank_by_mean_with_t_intervals_computed_by_hand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    trials = [
+        Trial({"lr": lr}, epochs=[epoch(1, tl, 0.5, 1.0, va)], repeat=seed)
+        for lr, seeds in RANKED.items()
+        for seed, (tl, va) in enumerate(seeds)
+    ]
+    make_study(results, "ranked", trials)
+    assert main(["report", "--study", "ranked", "--results-dir", str(results), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)[0]["rows"]
+    expected = {
+        lr: [_by_hand([tl for tl, _ in seeds]), _by_hand([va for _, va in seeds])]
+        for lr, seeds in RANKED.items()
+    }
+    # Ranked by the mean val_acc: 0.92 (lr 0.1), 0.89 (lr 0.05), 0.52 (lr 0.2), not in launch order.
+    assert [row["lr"] for row in rows] == [0.1, 0.05, 0.2]
+    for row in rows:
+        (tl_mean, tl_half), (va_mean, va_half) = expected[row["lr"]]
+        assert row["n"] == 3
+        assert row["train_loss"] == pytest.approx(tl_mean) and row["train_loss_ci"] == pytest.approx(tl_half)
+        assert row["val_acc"] == pytest.approx(va_mean) and row["val_acc_ci"] == pytest.approx(va_half)
+        assert row["value_ci"] == pytest.approx(va_half)
+    assert [row["overlaps_best"] for row in rows] == [False, True, False]
+
+    assert main(["report", "--study", "ranked", "--results-dir", str(results)]) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| ")][1:]
+    for line, lr in zip(table, [0.1, 0.05, 0.2], strict=True):
+        (tl_mean, tl_half), (va_mean, va_half) = expected[lr]
+        cells = [cell.strip("* ") for cell in line.strip("|").split("|")]
+        assert cells[:3] == [format_value(lr), "3", f"{tl_mean:.5f} ± {tl_half:.5f}"]
+        assert cells[5] == f"{va_mean * 100:.2f} ± {va_half * 100:.2f}%"
+    # The best interval (0.92 ± 0.066) meets lr 0.05's (0.89 ± 0.090), not lr 0.2's (0.52 ± 0.050).
+    assert "Not distinguishable from the best (their val_acc intervals overlap): LR 0.05." in out
+    assert "Student's t, n − 1 degrees of freedom" in out
 
 
 @pytest.fixture
