@@ -14,6 +14,7 @@ import submitit
 
 if TYPE_CHECKING:  # a job process imports the submitit half of this module: no optuna there (0.1 s)
     import optuna
+    from optuna.storages import RDBStorage
     from optuna.trial import FrozenTrial
 
 
@@ -22,6 +23,11 @@ def trial_of(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
     import optuna
 
     return optuna.Trial(study, frozen._trial_id)
+
+
+def trial_id(trial: FrozenTrial | optuna.Trial) -> int:
+    """The trial's row id in the storage (what sweep's claims point at): `FrozenTrial._trial_id`."""
+    return int(trial._trial_id)
 
 
 def create_trial(study: optuna.Study, template: FrozenTrial) -> optuna.Trial:
@@ -34,6 +40,28 @@ def create_trial(study: optuna.Study, template: FrozenTrial) -> optuna.Trial:
 
     trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
     return optuna.Trial(study, trial_id)
+
+
+def rdb_storage(study: optuna.Study) -> RDBStorage:
+    """The RDBStorage under a study, for sweep's own tables beside Optuna's (`sweep.claims`): a study
+    keeps it as `Study._storage`, wrapped in Optuna's private `_CachedStorage` (its `_backend`)."""
+    from optuna.storages import RDBStorage
+
+    storage = study._storage
+    backend = getattr(storage, "_backend", storage)
+    assert isinstance(backend, RDBStorage), f"not a database storage: {type(backend).__name__}"
+    return backend
+
+
+def check_schema_version(storage: RDBStorage) -> None:
+    """Raise when the database's Optuna schema is not this Optuna's. A reader opens the storage with
+    `skip_table_creation` (it must create nothing), and then only the private `_version_manager` checks."""
+    storage._version_manager.check_table_schema_compatibility()
+
+
+def study_id(study: optuna.Study) -> int:
+    """The study's row id in the storage: Optuna keeps it as the private `Study._study_id`."""
+    return int(study._study_id)
 
 
 def enqueued_params(trial: FrozenTrial) -> dict[str, Any]:

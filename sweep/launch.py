@@ -68,10 +68,9 @@ def launch(
     runs_dir = storage_mod.runs_dir(results_dir, spec.name)
     _check_creatable(runs_dir, str(results_dir))
     if storage_url is None:
-        _make_dir(runs_dir, str(results_dir))  # the default storage lives in the results folder
+        _make_dir(Path(results_dir), str(results_dir))  # the default storage lives in the results folder
         storage_url = storage_mod.default_url(Path(results_dir))
     storage = storage_mod.open_storage(storage_url, create=True)
-    _make_dir(runs_dir, str(results_dir))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = storage_mod.open_study(
         spec.name,
@@ -85,6 +84,7 @@ def launch(
         check_same_plan(spec, study, url=storage_mod.shown(storage_url))
         # what the commands that read a study without its file use
         records.write_study(study, metric=spec.metric, plan=plan_fingerprint(spec), gpus=spec.resources.gpus)
+    _make_dir(runs_dir, str(results_dir))  # only now: a refused launch leaves no empty run folders
     launcher = Launcher(
         spec,
         study,

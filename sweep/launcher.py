@@ -2,17 +2,20 @@
 
 The loop is a few named steps:
 
-    reconcile  once at start: list the planned trials not yet in the study; re-attach RUNNING trials
-               whose job is alive, resume those whose job is gone (same trial, same run dir)
-    ask        the next trial: a queued one, a planned one (created running just then), else one the
-               tpe/random sampler suggests
+    reconcile  at start: list the planned trials not yet in the study; re-attach RUNNING trials
+               whose launcher is gone and whose job is alive, resume those whose job is gone (same
+               trial, same run dir); again every SCAN_SECONDS for trials whose launcher died since
+    ask        the next trial: a queued one, a planned one (claimed, then created running), else one
+               the tpe/random sampler suggests (its configuration index claimed first)
     submit     write the trial's config.json and start its job
     poll       read each running trial's metrics.jsonl
     report     `trial.report(metric, epoch)` for each new epoch; prune: cancel the job, tell PRUNED
     tell       a finished job: its best metric (COMPLETE), or FAIL with the traceback kept
 
 Which trial is which configuration, and what is left to run, is `sweep.study.plan`'s; who may watch a
-running trial is `sweep.owners`'; what is stored of a trial is `sweep.records`'.
+running trial is `sweep.owners`'; which launcher holds which run, decided in the database so that
+several launchers never start one twice, is `sweep.claims`'; what is stored of a trial is
+`sweep.records`'.
 """
 
 import math
@@ -28,7 +31,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import owners, records
 from sweep import storage as storage_mod
-from sweep._compat import create_trial, trial_of
+from sweep._compat import create_trial, rdb_storage, study_id, trial_id, trial_of
+from sweep.claims import Claims, Holder, Stamper, create_tables
 from sweep.epochs import Epoch, best, read_epochs
 from sweep.errors import StudyStopped, SweepError
 from sweep.executors import Executor, Job, JobFn, attach, wait_for_end
@@ -50,6 +54,7 @@ from trainer.paths import RunPaths
 POLL_SECONDS = 0.5  # how often running trials' metrics files are read
 FIRST_POLL_SECONDS = 0.05  # the first sleep after something happened; doubled up to POLL_SECONDS
 MAX_SUBMISSIONS = 3  # a trial whose job vanishes (killed, out of memory) this often is FAILed
+SCAN_SECONDS = 5.0  # how often a launcher looks for RUNNING trials whose launcher died
 
 Printer = Callable[[str], None]
 
@@ -70,6 +75,12 @@ class Running:
     values: dict[str, Any]  # what the job got: TrainConfig fields, or a program's parameters
     run_dir: Path
     reported: int = 0  # the last epoch reported to the trial
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """(config, repeat): the run the trial is, as claimed."""
+        record = TrialRecord.of(self.trial)
+        return (-1 if record.config is None else record.config), record.repeat
 
     @property
     def epochs(self) -> int | None:
@@ -118,16 +129,29 @@ class Launcher:
         self.starting: int | None = None  # the trial whose job `submit` is starting (a debug job runs there)
         self.id = owners.launcher_id()  # stored as each watched trial's `launcher`
         self.failed_in_row = 0  # trials whose job failed since the last one that completed
+        storage = rdb_storage(study)
+        create_tables(storage)
+        self.claims = Claims(storage, study_id(study), self.id)
+        self.announced: set[int] = set()  # trials of live launchers already named ("leaving it")
+        self.waiting_for_others = False  # said once: this launcher waits for other launchers' trials
 
     def run(self) -> None:
-        """Run until every trial is finished (or too many fail in a row: StudyStopped)."""
+        """Run until every trial is finished (or too many fail in a row: StudyStopped).
+
+        A separate thread stamps this launcher's claims every HEARTBEAT_SECONDS, so a debug job that
+        trains in this thread for hours does not pass for a dead launcher.
+        """
+        with Stamper(self.claims, owners.HEARTBEAT_SECONDS):
+            self._run()
+
+    def _run(self) -> None:
         self.reconcile()
-        stamped = time.monotonic()
+        scanned = time.monotonic()
         first_pause = min(FIRST_POLL_SECONDS, self.poll_s)
         pause = first_pause
         while True:
             self.fill()
-            if not self.running:
+            if not self.running and not self.others_running():
                 break
             # Poll at once: a job may be done already (the debug executor's always is), and a finished
             # trial's slot is refilled without waiting. When nothing happened, sleep, backing off from a
@@ -139,9 +163,9 @@ class Launcher:
             else:
                 wait_for_end([item.job for item in self.running.values()], pause)
                 pause = min(2 * pause, self.poll_s)
-            if time.monotonic() - stamped >= owners.HEARTBEAT_SECONDS:
-                self.heartbeat()
-                stamped = time.monotonic()
+            if time.monotonic() - scanned >= SCAN_SECONDS:
+                self.scan()
+                scanned = time.monotonic()
 
     def interrupted(self) -> str:
         """The line for a launch stopped by Ctrl-C: the trials it watched, and what to do next."""
@@ -158,11 +182,39 @@ class Launcher:
             "checkpoints; `sweep cancel` stops them"
         )
 
-    def heartbeat(self) -> None:
-        """Tell launchers on other hosts that this one still watches its running trials."""
-        now = time.time()
-        for item in self.running.values():
-            records.write(item.trial, heartbeat=now)
+    def scan(self) -> None:
+        """Drop the trials another launcher took over (this one was stopped or cut off for minutes);
+        take over the RUNNING trials whose launcher died since the last scan."""
+        held = self.claims.stamp()
+        for number, item in list(self.running.items()):
+            if item.key not in held:
+                del self.running[number]
+                holder = self.claims.holder(*item.key)
+                by = f"launcher {holder.launcher}" if holder is not None else "another launcher"
+                self.out(f"trial {number} is now watched by {by} (this launcher was silent too long); left")
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if frozen.number not in self.running and frozen.number != self.starting:
+                self.take_over(frozen)
+
+    def others_running(self) -> bool:
+        """Whether RUNNING trials that other launchers watch remain; this launcher then waits for them,
+        taking over any whose launcher dies, so that the study is finished when `run` returns."""
+        others = [
+            t
+            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if t.number not in self.running
+        ]
+        if not others:
+            return False
+        if not self.waiting_for_others:
+            self.waiting_for_others = True
+            self.out(
+                f"{self.spec.name}: nothing left to start; waiting for {len(others)} trials other launchers "
+                "watch (this launcher takes over any whose launcher stops)"
+            )
+        time.sleep(SCAN_SECONDS)
+        self.scan()
+        return True
 
     # -- reconcile --------------------------------------------------------------------------------------
 
@@ -175,16 +227,28 @@ class Launcher:
             self.take_over(frozen)
 
     def take_over(self, frozen: FrozenTrial) -> None:
-        """Watch a RUNNING trial whose launcher is gone: re-attach its live job, or submit it again."""
+        """Watch a RUNNING trial whose launcher is gone: re-attach its live job, or submit it again.
+
+        The claim changes hands by compare-and-set, so of several launchers trying at once one wins.
+        """
         record = TrialRecord.of(frozen)
-        started = frozen.datetime_start.timestamp() if frozen.datetime_start is not None else None
-        if not owners.may_take_over(record.launcher, record.heartbeat or started):
-            self.out(
-                f"trial {frozen.number} is watched by the running launcher {record.launcher}; leaving it"
-            )
+        if record.config is None:  # not a sweep trial: launches refuse such studies; leave it be
             return
+        held = self.claims.holder(record.config, record.repeat)
+        if held is None:  # a trial from before claims: its record says who watched it and when
+            started = frozen.datetime_start.timestamp() if frozen.datetime_start is not None else None
+            owner, stamp = record.launcher, record.heartbeat or started
+        else:
+            owner, stamp = held.launcher, held.stamped
+        if owner != self.id and not owners.may_take_over(owner, stamp):
+            if frozen.number not in self.announced:
+                self.announced.add(frozen.number)
+                self.out(f"trial {frozen.number} is watched by the running launcher {owner}; leaving it")
+            return
+        if not self.claims.take_over(record.config, record.repeat, trial_id(frozen), may_take=_gone):
+            return  # another launcher took it over first
         trial = trial_of(self.study, frozen)
-        records.write(trial, launcher=self.id, heartbeat=time.time())
+        records.write(trial, launcher=self.id)
         job_id = record.job_id
         if record.run_dir is not None:  # a job whose launcher died before storing its id
             orphan = self.executor.orphan(record.run_dir, after=job_id)
@@ -224,9 +288,9 @@ class Launcher:
     def ask(self) -> optuna.Trial | None:
         """The next queued or planned trial, else a new sampled configuration (tpe/random, within n_trials).
 
-        `self.waiting` counts the WAITING trials this launcher knows of (left by an earlier launcher, or
-        the other seeds of a sampled configuration) so that no ask needs a query to find them. A planned
-        trial is not queued at all: `start_planned` creates it running.
+        `self.waiting` counts the WAITING trials this launcher knows of (queued by an older version of
+        sweep) so that no ask needs a query to find them. A planned trial is not queued at all:
+        `start_planned` claims its run, then creates it running; so does a sampled one.
         """
         if self.waiting:
             self.waiting -= 1
@@ -239,36 +303,50 @@ class Launcher:
             return self.ask()
         if self.pending:
             # Another launcher on this study may have started some of them since `reconcile`: a read
-            # of the trials that changed since the last one (Optuna's cached storage) skips those.
+            # of the trials that changed since the last one (Optuna's cached storage) skips those
+            # cheaply; the claim decides.
             started = taken(self.study.get_trials(deepcopy=False))
-            while self.pending and (self.pending[0].config, self.pending[0].repeat) in started:
-                self.pending.popleft()
-            if self.pending:
-                return self.start_planned(self.pending.popleft())
+            while self.pending:
+                item = self.pending.popleft()
+                if (item.config, item.repeat) not in started:
+                    planned = self.start_planned(item)
+                    if planned is not None:
+                        return planned
+        return self.ask_sampled()
+
+    def ask_sampled(self) -> optuna.Trial | None:
+        """A new configuration from the sampler, its index claimed first; its other seeds run next."""
         next_config = next_sampled_config(self.spec, self.study.get_trials(deepcopy=False))
+        while next_config is not None and not self.claims.claim(next_config, 0, may_take=_gone, rerun=False):
+            next_config = next_config + 1 if next_config + 1 < self.spec.n_trials else None
         if next_config is None:
             return None
         trial = self.study.ask(self.distributions)
         records.mark_sampled(trial, next_config)
-        for repeat in range(1, self.spec.repeats):  # the other seeds of this configuration run next
-            self.study.enqueue_trial(trial.params, user_attrs=self._enqueue_attrs(next_config, repeat))
-            self.waiting += 1
+        self.claims.bind(next_config, 0, trial_id(trial))
+        repeats = [PlannedTrial(next_config, repeat, trial.params) for repeat in range(1, self.spec.repeats)]
+        self.pending.extendleft(reversed(repeats))
         return trial
 
-    def start_planned(self, item: PlannedTrial) -> optuna.Trial:
-        """The planned trial `item`, created RUNNING with its params and attributes in one transaction.
+    def start_planned(self, item: PlannedTrial) -> optuna.Trial | None:
+        """The planned trial `item`, claimed, then created RUNNING with its params and attributes in one
+        transaction; None when another launcher holds its run.
 
         What `enqueue_trial` then `ask` store, in one commit instead of one per step (the enqueue, the
         pop from the queue, which reads all of it, and one per param): the same params, distributions
         and user attributes, the trial started now. A launcher that stops before `submit` leaves it
         RUNNING with no job id, and the next launch submits it (`reconcile`).
         """
+        if not self.claims.claim(item.config, item.repeat, may_take=_gone):
+            return None
         template = records.running_template(
             item.params,
             {key: self.distributions[key] for key in item.params},
             self._enqueue_attrs(item.config, item.repeat),
         )
-        return create_trial(self.study, template)
+        trial = create_trial(self.study, template)
+        self.claims.bind(item.config, item.repeat, trial_id(trial))
+        return trial
 
     def submit(self, trial: optuna.Trial, *, reported: int = 0) -> None:
         """Write the trial's config.json into its run dir and start its job (again, after a lost job).
@@ -282,13 +360,12 @@ class Launcher:
         if self.spec.program is None:  # a program's job writes its params.json itself, at every start
             write_atomic(RunPaths(run_dir).config, TrainConfig.from_dict(values).to_json())
         # One storage commit per field, so only what changed is written (a planned trial carries
-        # executor and launcher already; a first submission's heartbeat is its start time).
+        # executor and launcher already).
         records.write(
             trial,
             run_dir=run_dir if record.run_dir != run_dir else None,
             executor=self.executor.name if record.executor != self.executor.name else None,
             launcher=self.id if record.launcher != self.id else None,
-            heartbeat=time.time() if record.submissions else None,
             submissions=record.submissions + 1,
         )
         self.starting = trial.number  # kept if submit raises: `interrupted` names the trial
@@ -311,6 +388,10 @@ class Launcher:
         new = [record for record in history if record["epoch"] > item.reported]
         for record in new:
             epoch = int(record["epoch"])
+            value = record.get(self.spec.metric)
+            if isinstance(value, float) and not math.isfinite(value):
+                self.diverge(item, epoch, value)
+                return True
             reported = self.report(item, record)
             last = item.epochs is not None and epoch >= item.epochs
             if reported and not last and not done and item.trial.should_prune():
@@ -321,13 +402,12 @@ class Launcher:
         return done or bool(new)
 
     def report(self, item: Running, record: Epoch) -> bool:
-        """Report the epoch's metric to the trial; False when the epoch logged no finite value of it."""
+        """Report the epoch's metric to the trial; False when the epoch logged no value of it."""
         epoch, value = int(record["epoch"]), record.get(self.spec.metric)
         item.reported = epoch
         number, metric = item.trial.number, self.spec.metric
-        if value is None or not math.isfinite(value):
-            said = "no value" if value is None else f"{value}"
-            self.out(f"trial {number} epoch {item.of_epochs(epoch)}  {metric} {said}")
+        if value is None:
+            self.out(f"trial {number} epoch {item.of_epochs(epoch)}  {metric} no value")
             return False
         item.trial.report(value, epoch)
         self.out(f"trial {number} epoch {item.of_epochs(epoch)}  {metric} {value:.4f}")
@@ -335,9 +415,37 @@ class Launcher:
 
     def prune(self, item: Running, epoch: int) -> None:
         item.job.cancel()
-        self.study.tell(item.trial, state=TrialState.PRUNED)
         del self.running[item.trial.number]
-        self.out(f"trial {item.trial.number} pruned at epoch {item.of_epochs(epoch)}; job stopped")
+        if self.tell(item.trial, state=TrialState.PRUNED):
+            self.out(f"trial {item.trial.number} pruned at epoch {item.of_epochs(epoch)}; job stopped")
+
+    def diverge(self, item: Running, epoch: int, value: float) -> None:
+        """The trial's metric is NaN or infinite: it diverged. That is a result (the configuration does
+        not train), not a failure to run it again: the trial is told PRUNED with `diverged` kept, its
+        job stopped, its epochs left in its run dir for the report."""
+        item.job.cancel()
+        del self.running[item.trial.number]
+        said = f"{self.spec.metric} {value} at epoch {item.of_epochs(epoch)}"
+        records.write(item.trial, diverged=said)
+        if self.tell(item.trial, state=TrialState.PRUNED):
+            self.out(f"trial {item.trial.number} diverged: {said}; job stopped, its epochs kept")
+
+    def tell(
+        self, trial: optuna.Trial, value: float | None = None, *, state: TrialState | None = None
+    ) -> bool:
+        """Tell the trial's end; False when it was finished already (by `sweep cancel`, or another
+        launcher that took it over while this one was stopped), which is said and otherwise left be."""
+        try:
+            self.study.tell(trial, value, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+        except ValueError as err:  # Optuna's "Cannot tell a COMPLETE trial." (no subclass of its own)
+            if "Cannot tell a " not in str(err):
+                raise
+        else:
+            return True
+        self.out(f"trial {trial.number} was finished elsewhere (sweep cancel, another launcher); leaving it")
+        return False
 
     def finish(self, item: Running, history: list[Epoch]) -> None:
         outcome = item.job.outcome()
@@ -350,7 +458,8 @@ class Launcher:
         del self.running[number]
         value = best(history, self.spec.metric, self.spec.direction)
         if outcome.status == "success" and value is not None:
-            self.study.tell(item.trial, value)
+            if not self.tell(item.trial, value):
+                return
             self.failed_in_row = 0
             self.out(
                 f"trial {number} complete  {self.spec.metric} {value:.4f} (best of {len(history)} epochs)"
@@ -372,7 +481,8 @@ class Launcher:
         """Tell the trial FAIL with `reason` kept; `count`: a failure of its job (not a stop by sweep)."""
         number = trial.number
         records.write(trial, traceback=reason)
-        self.study.tell(trial, state=TrialState.FAIL)
+        if not self.tell(trial, state=TrialState.FAIL):
+            return
         last = records.failure_line(reason)
         self.out(f"trial {number} failed: {last} (full text in user attribute 'traceback')")
         if not count:
@@ -384,3 +494,8 @@ class Launcher:
                 f"{self.spec.max_failures}), the last with: {last}. Fix the cause; `sweep launch` again "
                 "runs the failed trials again"
             )
+
+
+def _gone(holder: Holder) -> bool:
+    """Whether the launcher holding a claim is gone (see `sweep.owners`), so the run may change hands."""
+    return owners.may_take_over(holder.launcher, holder.stamped)

@@ -1,9 +1,11 @@
 """Which launcher watches a RUNNING trial, whether it is still alive, and when another may take over.
 
-A launcher is named `host:pid` (stored as the trial's `launcher`). It stamps its running trials'
-`heartbeat` every HEARTBEAT_SECONDS. Another launcher takes a trial over when its owner is dead:
-on the same host the process table says; on another host, a heartbeat older than HEARTBEAT_STALE_S
-says (hosts sharing a study need roughly synchronised clocks, as any NTP-run cluster has).
+A launcher is named `host:pid/start` (stored as the trial's `launcher` and in its claim, see
+`sweep.claims`): `start` is when the process started, so a dead launcher whose pid the kernel gave to
+another process is still seen as dead. It stamps its claims every HEARTBEAT_SECONDS. Another launcher
+takes a trial over when its owner is dead: on the same host the process table says; on another host,
+a heartbeat older than HEARTBEAT_STALE_S says (hosts sharing a study need roughly synchronised clocks,
+as any NTP-run cluster has).
 """
 
 from __future__ import annotations
@@ -21,18 +23,25 @@ HEARTBEAT_STALE_S = 4 * HEARTBEAT_SECONDS
 
 @dataclass(frozen=True)
 class Owner:
-    """A launcher's identity: the host it runs on and its pid there (None when the id is not ours)."""
+    """A launcher's identity: its host, its pid there (None when the id is not ours) and the process's
+    start time (None in ids stored by older versions: then the pid alone is checked)."""
 
     host: str
     pid: int | None
+    started: int | None = None
 
     @classmethod
     def parse(cls, text: str) -> Owner:
-        host, _, pid = text.rpartition(":")
-        return cls(host=host, pid=int(pid) if pid.isdigit() else None)
+        host, _, rest = text.rpartition(":")
+        pid, _, started = rest.partition("/")
+        return cls(
+            host=host,
+            pid=int(pid) if pid.isdigit() else None,
+            started=int(started) if started.isdigit() else None,
+        )
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.pid}"
+        return f"{self.host}:{self.pid}" + (f"/{self.started}" if self.started is not None else "")
 
     @property
     def here(self) -> bool:
@@ -46,7 +55,7 @@ class Owner:
 
 def me() -> Owner:
     """This process as a launcher (read each time: a forked or detached launcher has its own pid)."""
-    return Owner(socket.gethostname(), os.getpid())
+    return Owner(socket.gethostname(), os.getpid(), procs.start_ticks(os.getpid()))
 
 
 def launcher_id() -> str:
@@ -65,7 +74,13 @@ def alive(owner: Owner, heartbeat: float | None, *, now: float | None = None) ->
         return heartbeat is not None and now - heartbeat < HEARTBEAT_STALE_S
     if owner.pid is None or owner.is_me:
         return False
-    return procs.alive(owner.pid)
+    if not procs.alive(owner.pid):
+        return False
+    # The pid may now be another process's (pid wrap-around, a restarted container): the start time
+    # tells; an id stored without one (an older sweep) must at least name a sweep process.
+    if owner.started is None:
+        return procs.runs(owner.pid, b"sweep")
+    return procs.start_ticks(owner.pid) == owner.started
 
 
 def may_take_over(owner: str | None, heartbeat: float | None) -> bool:

@@ -19,6 +19,18 @@ def _state(pid: int) -> str | None:
         return None
 
 
+def start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (`/proc/PID/stat` field 22); None when gone.
+
+    A pid and its start time name one process for the life of the machine: a pid the kernel reused
+    for a later process has another start time.
+    """
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def cmdline(pid: int) -> list[bytes]:
     """The process's arguments; empty when it is gone (or not ours to read)."""
     try:

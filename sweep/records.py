@@ -13,6 +13,8 @@ sweep adds is in user attributes, whose keys are this module's constants:
             submissions  how often a job was started for the trial (int)
             job_id       the trial's latest job (str; a local job's pid as text)
             traceback    why a FAILed trial failed (str)
+            diverged     for a trial whose metric became NaN or infinite (told PRUNED): what and when
+                         (str, "val_loss nan at epoch 3/50")
     study   metric       the metric the trials' values are (val_acc, ...)
             plan         what the first launch planned (`sweep.study.plan.plan_fingerprint`)
             gpus         [resources] gpus of the last launch, for GPU-hours without the study file
@@ -44,6 +46,7 @@ RUN_DIR = "run_dir"
 SUBMISSIONS = "submissions"
 JOB_ID = "job_id"
 TRACEBACK = "traceback"
+DIVERGED = "diverged"
 
 METRIC = "metric"
 PLAN = "plan"
@@ -63,6 +66,7 @@ class TrialRecord:
     submissions: int
     job_id: str | None
     traceback: str | None
+    diverged: str | None = None
 
     @property
     def key(self) -> tuple[int | None, int]:
@@ -86,6 +90,7 @@ class TrialRecord:
             submissions=int(attrs.get(SUBMISSIONS, 0)),
             job_id=None if job_id is None else str(job_id),
             traceback=attrs.get(TRACEBACK),
+            diverged=None if attrs.get(DIVERGED) is None else str(attrs[DIVERGED]),
         )
 
 
@@ -134,6 +139,7 @@ def write(
     submissions: int | None = None,
     job_id: str | None = None,
     traceback: str | None = None,
+    diverged: str | None = None,
 ) -> None:
     """Store the given fields of a trial's record (one storage commit each; None leaves a field as is)."""
     values = {
@@ -144,6 +150,7 @@ def write(
         SUBMISSIONS: submissions,
         JOB_ID: job_id,
         TRACEBACK: traceback,
+        DIVERGED: diverged,
     }
     for key, value in values.items():
         if value is not None:

@@ -8,19 +8,25 @@ missing driver) become a SweepError in `storage_errors`, the one place that know
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
+import sqlalchemy as sa
 import sqlalchemy.exc
 from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from sqlalchemy.engine import make_url
 
+from sweep._compat import check_schema_version, study_id
+from sweep.claims import create_tables, is_registered, register_study, retry_races
 from sweep.errors import SweepError
+from sweep.records import StudyRecord
 
 DB_NAME = "sweep.db"
+MARK_WAIT_S = 5.0  # how long a launch waits for a just-created study to be marked as sweep's
 RUNS = "runs"  # <results_dir>/runs/<study>/<trial>/: the run dirs
 
 
@@ -98,7 +104,23 @@ def open_storage(url: str, *, create: bool, check_schema: bool = True) -> RDBSto
             f"storage '{shown(url)}': the folder {path.parent} does not exist; create it or fix the URL"
         )
     with storage_errors(url):
-        return RDBStorage(url, skip_compatibility_check=not check_schema)
+        if not create:  # a reader creates nothing, not even Optuna's tables in an empty database
+            engine = sa.create_engine(url)
+            try:
+                empty = not sa.inspect(engine).has_table("version_info")
+            finally:
+                engine.dispose()
+            if empty:
+                raise SweepError(
+                    f"storage '{shown(url)}': no studies there (an empty database); run `sweep launch` first"
+                )
+            storage = RDBStorage(url, skip_compatibility_check=True, skip_table_creation=True)
+            if check_schema:
+                check_schema_version(storage)
+            return storage
+        # Launchers started together on an empty database all create the schema; the losers of that
+        # race see "table already exists" and simply open it again.
+        return retry_races(lambda: RDBStorage(url, skip_compatibility_check=not check_schema))
 
 
 def study_names(storage: RDBStorage) -> list[str]:
@@ -158,18 +180,43 @@ def open_study(
         SweepError: The stored study optimises in the other direction, or the storage fails.
     """
     with storage_errors(url):
-        study = optuna.create_study(
-            study_name=name,
-            storage=storage,
-            direction=StudyDirection.MAXIMIZE if direction == "maximize" else StudyDirection.MINIMIZE,
-            sampler=sampler,
-            pruner=pruner,
-            load_if_exists=True,
-        )
-    stored = study.direction.name.lower()
-    if stored != direction:
-        raise SweepError(
-            f"storage '{shown(url)}': study '{name}' was created to {stored}, the study file says "
-            f"{direction}; rename the study or use another storage"
-        )
+        create_tables(storage)
+        try:
+            study = optuna.create_study(
+                study_name=name,
+                storage=storage,
+                direction=StudyDirection.MAXIMIZE if direction == "maximize" else StudyDirection.MINIMIZE,
+                sampler=sampler,
+                pruner=pruner,
+            )
+            register_study(storage, study_id(study))
+            return study
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        stored = study.direction.name.lower()
+        if stored != direction:
+            raise SweepError(
+                f"storage '{shown(url)}': study '{name}' was created to {stored}, the study file says "
+                f"{direction}; rename the study or use another storage"
+            )
+        if not _made_by_sweep(storage, study):
+            raise SweepError(
+                f"storage '{shown(url)}': a study named '{name}' is there, made by another tool, not by "
+                "sweep; give the study file another [study] name, or use another --storage"
+            )
     return study
+
+
+def _made_by_sweep(storage: RDBStorage, study: optuna.Study) -> bool:
+    """Whether sweep created `study`: it is marked so (or, made by an older sweep, carries its plan).
+
+    A launcher started together with the one that creates the study may load it in the moment between
+    its creation and its mark: an empty unmarked study is looked at again for a few seconds.
+    """
+    deadline = time.monotonic() + MARK_WAIT_S
+    while True:
+        if is_registered(storage, study_id(study)) or StudyRecord.of(study).plan is not None:
+            return True
+        if study.get_trials(deepcopy=False) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)

@@ -14,6 +14,7 @@ from typing import Any
 
 import optuna
 import pytest
+import sqlalchemy as sa
 from optuna.trial import TrialState
 
 from sweep.epochs import best
@@ -76,6 +77,21 @@ def _assert_all_complete(results: Path, name: str, count: int) -> list[optuna.tr
         assert (run_dir / "config.json").is_file() and (run_dir / "result.json").is_file()
         assert {"job_id", "run_dir", "executor"} <= set(trial.user_attrs)
     return trials
+
+
+def hand_claim(study: optuna.Study, config: int, *, launcher: str, stamped: float, repeat: int = 0) -> None:
+    """Make the claim of (config, repeat) look held by `launcher`, last stamped at `stamped`."""
+    from sweep._compat import rdb_storage, study_id
+    from sweep.claims import CLAIMS
+
+    with rdb_storage(study).engine.begin() as conn:
+        row = (
+            (CLAIMS.c.study_id == study_id(study)) & (CLAIMS.c.config == config) & (CLAIMS.c.repeat == repeat)
+        )
+        assert (
+            conn.execute(sa.update(CLAIMS).where(row).values(launcher=launcher, stamped=stamped)).rowcount
+            == 1
+        )
 
 
 # -- planning ---------------------------------------------------------------------------------------------
@@ -582,7 +598,7 @@ def test_a_trial_of_a_launcher_on_another_host_is_left_while_its_heartbeat_is_fr
     trial = first.ask()
     assert trial is not None
     trial.set_user_attr("launcher", "another-host.example:4242")
-    trial.set_user_attr("heartbeat", time.time() - age_s)
+    hand_claim(study, 0, launcher="another-host.example:4242", stamped=time.time() - age_s)
     trial.set_user_attr("job_id", "debug-1-1")
     trial.set_user_attr("run_dir", str(tmp_path / "runs" / "smoke" / "0"))
 
