@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         # weights_only: a checkpoint holds tensors, numbers, strings and lists; nothing executes on load.
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+    except Exception as err:
+        # Besides OSError, damaged bytes raise whatever the unpickler trips on: EOFError, UnpicklingError,
+        # RuntimeError, IndexError from an empty stack (`\x80\x02.`), ...: the same fault for the user.
         raise UserError(
             f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to start over"
         ) from None
@@ -79,3 +80,30 @@ def restore(
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+
+BEST_FILE = "best.pt"  # in the run dir, next to checkpoint.pt
+
+
+def best_path(run_dir: Path) -> Path:
+    """best.pt: the weights of the best validation epoch so far."""
+    return Path(run_dir) / BEST_FILE
+
+
+def save_best(path: Path, *, model: nn.Module, epoch: int, val_acc: float) -> None:
+    """Write the weights of epoch `epoch`, the best by val_acc so far, atomically."""
+    atomic_torch_save(
+        {"format": FORMAT_VERSION, "epoch": epoch, "val_acc": val_acc, "model": model.state_dict()}, path
+    )
+
+
+def load_best(path: Path) -> dict[str, Any] | None:
+    """best.pt as {epoch, val_acc, model}, on the CPU; None when it is missing or unreadable (the trainer
+    then knows no best weights: a run started before best.pt existed, or a file damaged outside it)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a missing file, or damaged bytes: whatever the unpickler trips on
+        return None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        return None
+    return state

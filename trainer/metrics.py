@@ -10,6 +10,8 @@ from typing import Any
 
 from trainer.errors import UserError
 
+TEST_KEYS = ("test_loss", "test_acc", "test_loss_best_val", "test_acc_best_val")
+
 
 @dataclass(frozen=True)
 class EpochMetrics:
@@ -23,13 +25,18 @@ class EpochMetrics:
     lr: float  # learning rate used during this epoch
     epoch_seconds: float  # wall time of training plus evaluation
     images_per_second: float  # training images per second of training time
-    test_loss: float | None = None  # final epoch only, when the config evaluates the test set
+    # Final epoch only, when the config evaluates the test set, once: with the final weights (test_*)
+    # and with those of the best validation epoch, best.pt (test_*_best_val).
+    test_loss: float | None = None
     test_acc: float | None = None
+    test_loss_best_val: float | None = None
+    test_acc_best_val: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        if self.test_loss is None:
-            del data["test_loss"], data["test_acc"]
+        for key in TEST_KEYS:  # absent rather than null: the lines of other epochs stay as they were
+            if data[key] is None:
+                del data[key]
         return data
 
     def to_json(self) -> str:
@@ -47,13 +54,14 @@ def read_metrics(path: Path) -> list[EpochMetrics]:
     appends) and is skipped.
     """
     try:
-        text = Path(path).read_text()
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         return []
-    lines = text.split("\n")[:-1]  # the piece after the last newline is not a whole line yet
+    lines = raw.split(b"\n")[:-1]  # the piece after the last newline is not a whole line yet
     try:
-        return [EpochMetrics.from_dict(json.loads(line)) for line in lines if line.strip()]
-    except (json.JSONDecodeError, TypeError) as err:
+        # a line that is not UTF-8 raises UnicodeDecodeError, a ValueError like JSONDecodeError
+        return [EpochMetrics.from_dict(json.loads(line.decode("utf-8"))) for line in lines if line.strip()]
+    except (ValueError, TypeError) as err:
         raise UserError(f"{path}: not a metrics file ({err})") from None
 
 
@@ -70,8 +78,10 @@ class TrainResult:
     final_val_acc: float
     parameters: int  # trainable parameters of the model
     train_seconds: float  # sum of epoch_seconds over all epochs, resumed ones included
-    test_loss: float | None = None
+    test_loss: float | None = None  # of the final weights
     test_acc: float | None = None
+    test_loss_best_val: float | None = None  # of the best validation epoch's weights (best.pt)
+    test_acc_best_val: float | None = None
 
     @classmethod
     def from_history(cls, history: list[EpochMetrics], *, parameters: int) -> TrainResult:
@@ -89,6 +99,8 @@ class TrainResult:
             train_seconds=sum(record.epoch_seconds for record in history),
             test_loss=last.test_loss,
             test_acc=last.test_acc,
+            test_loss_best_val=last.test_loss_best_val,
+            test_acc_best_val=last.test_acc_best_val,
         )
 
     def to_json(self) -> str:

@@ -112,9 +112,21 @@ def log_paths(folder: Path, job_id: str) -> JobPaths:
 
 
 def pickled_outcome(folder: Path, job_id: str) -> Outcome | None:
-    """The outcome submitit pickled for task 0 of `job_id`, None when it left none."""
+    """The outcome submitit pickled for task 0 of `job_id`, None when it left none.
+
+    A pickle that cannot be read (truncated by a full disk or a killed copy, corrupt) is a lost job,
+    with the file named: the launcher resumes the trial or fails it with that reason, and goes on.
+    """
     path = log_paths(folder, job_id).result_pickle
     if not path.exists():
         return None
-    status, value = pickle_load(path)
+    try:
+        status, value = pickle_load(path)
+    except Exception as err:  # damaged bytes raise almost anything: EOFError, UnpicklingError, IndexError
+        return Outcome("lost", f"job {job_id}'s result file {path} is unreadable ({_brief(err)})")
     return Outcome("success") if status == "success" else Outcome("error", str(value))
+
+
+def _brief(err: BaseException) -> str:
+    """An exception as `Type: message`, or its type alone when it has no message."""
+    return f"{type(err).__name__}: {err}" if str(err) else type(err).__name__

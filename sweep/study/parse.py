@@ -90,9 +90,19 @@ def load_toml(path: Path) -> StudySpec:
     Raises:
         SweepError: The file is not valid TOML or breaks a rule, naming the file, key and fix.
     """
+    raw = path.read_bytes()
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        # tomllib would raise this bare; an editor saving Latin-1 or cp1252 is the usual cause
+        line = raw[: err.start].count(b"\n") + 1
+        byte = raw[err.start : err.start + 1].hex()
+        raise SweepError(
+            f"{path}: line {line} has a byte that is not UTF-8 (0x{byte}); a study file must be UTF-8, "
+            "save it as UTF-8"
+        ) from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise SweepError(f"{path}: not valid TOML ({err}); fix the syntax") from None
     return parse_study(data, source=str(path), default_name=path.stem)

@@ -18,7 +18,7 @@ from sweep.study import (
     parse_study,
 )
 from sweep.study.files import shipped_dir
-from tests.sweep.conftest import ROOT
+from tests.sweep.conftest import ROOT, assert_one_line_error, sweep_main
 from trainer.config import TrainConfig
 
 GRID = '[study]\nsampler = "grid"\n'
@@ -495,3 +495,16 @@ def test_a_study_whose_validation_split_leaves_no_training_images_is_refused(tmp
     with pytest.raises(SweepError, match="val_size 300 must be below fake_train_size 300") as caught:
         load_study(path)
     assert str(caught.value).startswith(str(path))
+
+
+def test_a_study_file_that_is_not_utf8_is_one_line_naming_the_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Fault: a study file with a Latin-1 byte (a comment saved by a Windows editor) was a traceback."""
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b"# study of lr\n# \xe9tude\n" + (GRID + "[space]\nlr = [0.1]\n").encode())
+    with pytest.raises(SweepError) as caught:
+        load_study(path)
+    assert str(caught.value).startswith(f"{path}: line 2 ")
+    result = sweep_main(capsys, "launch", "--study", str(path), "--dry-run")
+    assert_one_line_error(result, str(path), "line 2", "must be UTF-8")
