@@ -2,7 +2,9 @@
 # Quick start, part 2 (and what CI runs): set up with the dev tools, lint, check types, run the tests.
 # Arguments go to pytest (e.g. -m "not slow"). The SLURM tests use a running single-node cluster, and
 # start one (installing Debian packages, as root) only under CI=true or SWEEP_TEST_START_SLURM=1;
-# the browser tests need Debian's chromium, installed here only under CI=true. Otherwise they skip.
+# the browser tests need Debian's chromium, installed here only under CI=true; the PostgreSQL tests a
+# server that scripts/postgres-dev.sh starts under CI=true or SWEEP_TEST_START_POSTGRES=1 (or one named
+# by SWEEP_TEST_POSTGRES_URL). Otherwise they skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== python: $(python3 --version)"
@@ -18,6 +20,11 @@ mypy sweep trainer benchmarks
 if [ "${CI:-}" = "true" ] || [ "${SWEEP_TEST_START_SLURM:-}" = "1" ]; then
     echo "== slurm: a single-node cluster for tests/sweep/executors/test_slurm.py"
     bash scripts/slurm-dev-cluster.sh start
+fi
+if [ "${CI:-}" = "true" ] || [ "${SWEEP_TEST_START_POSTGRES:-}" = "1" ]; then
+    echo "== postgresql: a server on 127.0.0.1 for tests/sweep/test_claims.py (several launchers)"
+    SWEEP_TEST_POSTGRES_URL=$(bash scripts/postgres-dev.sh start)
+    export SWEEP_TEST_POSTGRES_URL
 fi
 if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null; then
     echo "== chromium: headless browser for the report and dashboard tests (Playwright drives it)"
