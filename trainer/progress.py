@@ -51,12 +51,16 @@ class Progress:
         )
         if record.test_acc is not None:
             text += f"  test loss {record.test_loss:.4f} acc {record.test_acc:6.2%}"
+        if record.test_acc_best_val is not None:
+            text += f" (best-val epoch's weights: {record.test_acc_best_val:6.2%})"
         text += f"  lr {record.lr:.4g}  {record.epoch_seconds:.1f}s  {record.images_per_second:,.0f} img/s"
         self.line(text)
 
     def done(self, result: TrainResult, run_dir: str) -> None:
-        self.line(
-            f"done: best val acc {result.best_val_acc:.2%} at epoch {result.best_epoch}"
-            + (f", test acc {result.test_acc:.2%}" if result.test_acc is not None else "")
-            + f"; files in {run_dir}"
-        )
+        test = ""
+        if result.test_acc_best_val is not None:
+            test += f", test acc {result.test_acc_best_val:.2%} with its weights"
+        if result.test_acc is not None:
+            test += f", {result.test_acc:.2%} with the last epoch's"
+        best = f"best val acc {result.best_val_acc:.2%} at epoch {result.best_epoch}"
+        self.line(f"done: {best}{test}; files in {run_dir}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
@@ -12,10 +13,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.checkpoint import (
+    best_path,
     checkpoint_config,
     checkpoint_history,
+    load_best,
     load_checkpoint,
     restore,
+    save_best,
     save_checkpoint,
 )
 from trainer.config import RESUMABLE_CHANGES, TrainConfig
@@ -37,7 +41,8 @@ def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainRe
 
     Args:
         config: the run's hyperparameters; 'auto' fields are resolved for this machine.
-        run_dir: receives config.json, metrics.jsonl, checkpoint.pt and result.json (see RunPaths).
+        run_dir: receives config.json, metrics.jsonl, checkpoint.pt, best.pt (the weights of the best
+            validation epoch) and result.json (see RunPaths).
         progress: print a header and one line per epoch to stdout.
 
     Raises:
@@ -83,6 +88,7 @@ def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progre
     if state is not None:
         restore(state, model=model, optimizer=optimizer, schedule=schedule)
         history = checkpoint_history(state)
+        _ensure_best(paths, history, model)
     # metrics.jsonl may hold a line past the checkpoint, or miss one, if the last run died between the
     # two writes: the checkpoint's history is the truth.
     write_atomic(paths.metrics, "".join(record.to_json() + "\n" for record in history))
@@ -93,13 +99,14 @@ def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progre
         config, parameters=parameters, train=len(data.train), val=len(data.val), done_epochs=len(history)
     )
     for epoch in range(len(history) + 1, config.epochs + 1):
-        evaluate_test = test_batches if epoch == config.epochs else None
-        record = _run_epoch(
-            epoch, step_model, optimizer, train_batches, val_batches, evaluate_test, config, log
-        )
+        record = _run_epoch(epoch, step_model, optimizer, train_batches, val_batches, config, log)
         schedule.step()
+        new_best = not history or record.val_acc > max(r.val_acc for r in history)
+        if epoch == config.epochs and test_batches is not None:
+            record = _with_test(record, step_model, test_batches, paths, config, final_is_best=new_best)
         history.append(record)
-        # Checkpoint first: every line in metrics.jsonl is an epoch a restart will not repeat.
+        # Checkpoint first: every line in metrics.jsonl is an epoch a restart will not repeat, and a
+        # restart after a crash before best.pt is written writes it from the checkpoint (_ensure_best).
         save_checkpoint(
             paths.checkpoint,
             model=model,
@@ -108,12 +115,71 @@ def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progre
             history=history,
             config=config,
         )
+        if new_best:
+            save_best(best_path(paths.run_dir), model=model, epoch=epoch, val_acc=record.val_acc)
         append_line(paths.metrics, record.to_json())
         log.epoch(record, config.epochs)
     result = TrainResult.from_history(history, parameters=parameters)
     write_atomic(paths.result, result.to_json())
     log.done(result, str(paths.run_dir))
     return result
+
+
+def _best_epoch(history: list[EpochMetrics]) -> EpochMetrics:
+    """The epoch of the highest val_acc, the first of equals (as TrainResult.best_epoch)."""
+    return max(history, key=lambda record: record.val_acc)
+
+
+def _ensure_best(paths: RunPaths, history: list[EpochMetrics], model: nn.Module) -> None:
+    """On resume: when the best epoch is the checkpoint's own and best.pt does not hold it (the last run
+    died between the two writes), write it from the restored weights, which are that epoch's."""
+    if not history:
+        return
+    best = _best_epoch(history)
+    saved = load_best(best_path(paths.run_dir))
+    if best.epoch == history[-1].epoch and (saved is None or saved["epoch"] != best.epoch):
+        save_best(best_path(paths.run_dir), model=model, epoch=best.epoch, val_acc=best.val_acc)
+
+
+def _with_test(
+    record: EpochMetrics,
+    model: nn.Module,
+    test_batches: Batches,
+    paths: RunPaths,
+    config: TrainConfig,
+    *,
+    final_is_best: bool,
+) -> EpochMetrics:
+    """The last epoch's record with the test set evaluated once with the final weights and once with the
+    best validation epoch's (best.pt); the test set never chooses an epoch."""
+    test_loss, test_acc = evaluate(model, test_batches, config)
+    best_loss: float | None
+    best_acc: float | None
+    if final_is_best:  # the same weights: the same numbers
+        best_loss, best_acc = test_loss, test_acc
+    else:
+        best_model = _best_model(paths, config)
+        best_loss, best_acc = evaluate(best_model, test_batches, config) if best_model else (None, None)
+    return dataclasses.replace(
+        record,
+        test_loss=test_loss,
+        test_acc=test_acc,
+        test_loss_best_val=best_loss,
+        test_acc_best_val=best_acc,
+    )
+
+
+def _best_model(paths: RunPaths, config: TrainConfig) -> nn.Module | None:
+    """The model with best.pt's weights; None when the run has none (begun by a trainer without best.pt)."""
+    saved = load_best(best_path(paths.run_dir))
+    if saved is None:
+        return None
+    model = PreActResNet(config.depth)
+    model.load_state_dict(saved["model"])
+    model = model.to(config.device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
 
 
 def configure_backends(device: torch.device) -> None:
@@ -150,11 +216,10 @@ def _run_epoch(
     optimizer: torch.optim.Optimizer,
     train_batches: EpochBatches,
     val_batches: Batches,
-    test_batches: Batches | None,
     config: TrainConfig,
     log: Progress,
 ) -> EpochMetrics:
-    """Train one epoch, evaluate on validation (and test, when given), and time both."""
+    """Train one epoch, evaluate on validation, and time both."""
     start = time.perf_counter()
     lr = optimizer.param_groups[0]["lr"]
     steps = len(train_batches)
@@ -167,7 +232,6 @@ def _run_epoch(
     )
     train_seconds = time.perf_counter() - start
     val_loss, val_acc = evaluate(model, val_batches, config)
-    test_loss, test_acc = evaluate(model, test_batches, config) if test_batches is not None else (None, None)
     return EpochMetrics(
         epoch=epoch,
         train_loss=train_loss,
@@ -177,8 +241,6 @@ def _run_epoch(
         lr=lr,
         epoch_seconds=time.perf_counter() - start,
         images_per_second=train_batches.images / train_seconds,
-        test_loss=test_loss,
-        test_acc=test_acc,
     )
 
 

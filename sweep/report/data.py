@@ -39,8 +39,11 @@ from sweep.study.spec import StudySpec
 from trainer.paths import RunPaths
 
 LOSSES = ("train_loss", "val_loss", "test_loss")  # shown at the last finished epoch
-ACCURACIES = ("train_acc", "val_acc", "test_acc")  # shown at the best epoch
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+# train/val shown at their best epoch; test_* at the last epoch that logged them: the trainer's
+# test_acc_best_val (best.pt's weights) and test_acc (the final weights), one evaluation each.
+ACCURACIES = ("train_acc", "val_acc", "test_acc_best_val", "test_acc")
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc_best_val", "test_acc")
+TRAINER_LOGS = (*METRICS, "test_loss", "test_loss_best_val")  # what the built-in trainer may log
 NOT_METRICS = ("epoch", "epoch_seconds", "images_per_second", "lr")  # logged each epoch, not compared
 PARAM = "param."  # prefix of the param columns in the frames: a param may be named like a metric (epochs)
 
@@ -128,7 +131,7 @@ def collect(
 
 def table_metrics(info: StudyInfo, logged: tuple[str, ...]) -> tuple[str, ...]:
     """The metric columns: the seed's form, or a program's own metrics (see the module docstring)."""
-    if set(logged) <= set(METRICS) or set(METRICS[:4]) <= set(logged):
+    if set(logged) <= set(TRAINER_LOGS) or set(METRICS[:4]) <= set(logged):
         return METRICS if info.evaluates_test else METRICS[:4]
     return tuple(dict.fromkeys([*([info.metric] if info.metric in logged else []), *logged]))
 
@@ -198,8 +201,9 @@ def _from_metrics_files(
 
 
 def _summary(history: list[Epoch], info: StudyInfo) -> dict[str, Any]:
-    """The numbers a trial's table row shows: accuracies at their best epoch, losses and test metrics at
-    the last epoch that logged them, the study's metric at its best, other metrics at that best epoch."""
+    """The numbers a trial's table row shows: train and val accuracies at their best epoch, losses and test
+    metrics at the last epoch that logged them (never a test number picked over epochs), the study's
+    metric at its best, other metrics at that best epoch."""
     pick = max if info.direction == "maximize" else min
     scored = [e for e in history if math.isfinite(e.get(info.metric, math.nan))]
     best = pick(scored, key=lambda e: e[info.metric]) if scored else history[-1]

@@ -18,8 +18,8 @@ METRIC_NAMES = {
     "train_acc": "Train Best Acc",
     "val_loss": "Val loss",
     "val_acc": "Val Best Acc",
-    "test_loss": "Test loss",
-    "test_acc": "Test Best Acc",
+    "test_acc_best_val": "Test acc (best-val epoch)",
+    "test_acc": "Test acc (last epoch)",
 }
 VALUE_NAMES = {
     "sgd": "SGD",
@@ -155,7 +155,13 @@ def best_note(data: ReportData) -> str:
             note
             + f" Losses at the last finished epoch, other metrics at the best epoch of {data.info.metric}."
         )
-    return note + " Losses at the last finished epoch, accuracies at the best epoch."
+    if "test_acc" not in data.metrics:
+        return note + " Losses at the last finished epoch, accuracies at the best epoch."
+    return note + (
+        " Losses at the last finished epoch, train and val accuracies at their best epoch. Test accuracy:"
+        " the test set evaluated once, after the last epoch, with the weights of the best validation epoch"
+        " and with the last epoch's; no epoch is chosen on it."
+    )
 
 
 def overlap_note(data: ReportData) -> str:

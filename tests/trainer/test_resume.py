@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.conftest import deadline
+from trainer.checkpoint import best_path
 from trainer.paths import RunPaths
 
 FLAGS = [
@@ -74,3 +75,9 @@ def test_sigkill_in_epoch_2_then_restart_resumes_at_epoch_2_with_identical_metri
     assert {k: v for k, v in final.items() if k != "train_seconds"} == {
         k: v for k, v in expected.items() if k != "train_seconds"
     }
+    # The resumed run knew the best epoch so far: best.pt holds the same epoch and the same weights.
+    best, best_expected = (
+        torch.load(best_path(p.run_dir), weights_only=True) for p in (interrupted, reference)
+    )
+    assert best["epoch"] == best_expected["epoch"] == final["best_epoch"]
+    assert all(torch.equal(best["model"][k], best_expected["model"][k]) for k in best_expected["model"])

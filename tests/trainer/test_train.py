@@ -6,11 +6,16 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tests.conftest import deadline, tiny_config
 from trainer import TrainConfig, TrainResult, read_metrics, run
+from trainer.checkpoint import best_path
 from trainer.config import OPTIMIZERS, SCHEDULES
+from trainer.data import load_splits
 from trainer.errors import UserError
+from trainer.loaders import normalized_tensor
+from trainer.model import PreActResNet
 from trainer.paths import RunPaths
 
 METRIC_KEYS = {
@@ -64,8 +69,75 @@ def test_evaluate_test_adds_test_metrics_to_the_last_epoch_only(tmp_path: Path) 
     result = run(tiny_config(epochs=2, evaluate_test=True), tmp_path, progress=False)
     records = read_metrics(RunPaths(tmp_path).metrics)
     assert records[0].test_acc is None and records[1].test_acc is not None
-    assert "test_acc" in json.loads(RunPaths(tmp_path).metrics.read_text().splitlines()[1])
+    lines = [json.loads(line) for line in RunPaths(tmp_path).metrics.read_text().splitlines()]
+    assert set(lines[0]) == METRIC_KEYS
+    assert set(lines[1]) == METRIC_KEYS | {"test_loss", "test_acc", "test_loss_best_val", "test_acc_best_val"}
     assert result.test_acc == records[1].test_acc
+    assert result.test_acc_best_val == records[1].test_acc_best_val
+
+
+# Forced: depth 8 on 300 fake images at a constant lr 0.05 overshoots in the last of 5 epochs (seed 0 on
+# the CPU: validation 92% at epoch 4, 57% at epoch 5); the test checks that it did before relying on it.
+OVERSHOOT = {
+    "epochs": 5,
+    "fake_train_size": 300,
+    "fake_test_size": 100,
+    "val_size": 60,
+    "evaluate_test": True,
+}
+
+
+def _evaluate_by_hand(weights: dict[str, torch.Tensor], config: TrainConfig) -> tuple[float, float]:
+    """Test loss and accuracy of `weights`, on the whole test set in one batch, outside the trainer's loop."""
+    model = PreActResNet(config.depth)
+    model.load_state_dict(weights)
+    test = load_splits(config.resolved(cuda_available=False)).test
+    assert test is not None
+    with torch.no_grad():
+        logits = model.eval()(normalized_tensor(test))
+    labels = torch.from_numpy(test.labels)
+    return F.cross_entropy(logits, labels).item(), (logits.argmax(dim=1) == labels).float().mean().item()
+
+
+def test_test_set_is_evaluated_with_the_best_validation_epochs_weights_and_the_last(tmp_path: Path) -> None:
+    config = tiny_config(**OVERSHOOT)
+    result = run(config, tmp_path, progress=False)
+    records = read_metrics(RunPaths(tmp_path).metrics)
+    assert result.best_epoch < config.epochs, "the run did not overshoot: the forcing needs another config"
+    assert all(record.test_acc is None for record in records[:-1])  # no epoch is chosen on the test set
+
+    best = torch.load(best_path(tmp_path), weights_only=True)
+    assert (best["epoch"], best["val_acc"]) == (result.best_epoch, result.best_val_acc)
+    final = torch.load(RunPaths(tmp_path).checkpoint, weights_only=True)["model"]
+    best_loss, best_acc = _evaluate_by_hand(best["model"], config)
+    last_loss, last_acc = _evaluate_by_hand(final, config)
+
+    assert result.test_acc_best_val == pytest.approx(best_acc, abs=1e-6)
+    assert result.test_loss_best_val == pytest.approx(best_loss, rel=1e-4)
+    assert result.test_acc == pytest.approx(last_acc, abs=1e-6)
+    assert result.test_loss == pytest.approx(last_loss, rel=1e-4)
+    assert result.test_acc_best_val != result.test_acc  # two sets of weights, two numbers
+    assert (records[-1].test_acc, records[-1].test_acc_best_val) == (
+        result.test_acc,
+        result.test_acc_best_val,
+    )
+
+
+def test_a_restart_writes_best_pt_from_the_checkpoint_when_the_last_run_died_before_it(
+    tmp_path: Path,
+) -> None:
+    config = tiny_config(**{**OVERSHOOT, "epochs": 4})  # the overshoot's first 4 epochs: the best is the last
+    run(config, tmp_path, progress=False)
+    paths = RunPaths(tmp_path)
+    best_path(tmp_path).unlink()  # as if killed between writing checkpoint.pt and best.pt
+    paths.result.unlink()
+    result = run(config, tmp_path, progress=False)
+
+    best = torch.load(best_path(tmp_path), weights_only=True)
+    assert best["epoch"] == result.best_epoch == 4
+    final = torch.load(paths.checkpoint, weights_only=True)["model"]
+    assert all(torch.equal(best["model"][key], final[key]) for key in final)
+    assert result.test_acc_best_val == result.test_acc
 
 
 def test_cifar10_layout_on_disk_trains(tmp_path: Path, fake_cifar_dir: Path) -> None:

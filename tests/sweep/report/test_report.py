@@ -107,20 +107,31 @@ def seeds(tmp_path: Path) -> Path:
         space={"lr": [0.1, 0.05]},
         resources={"gpus": 1},
     )
-    first = epoch(1, 1.0, 0.5, 1.0, 0.5, seconds=30.0)
+    # A test accuracy logged at epoch 1 too (a program may): the last epoch's is shown, never the highest.
+    first = epoch(1, 1.0, 0.5, 1.0, 0.5, test_acc=0.99, seconds=30.0)
 
-    def last(tl: float, ta: float, vl: float, va: float, test_loss: float, test_acc: float) -> dict:
-        return epoch(2, tl, ta, vl, va, test_loss=test_loss, test_acc=test_acc, seconds=30.0)
+    def last(tl: float, ta: float, vl: float, va: float, test_acc_best_val: float, test_acc: float) -> dict:
+        return epoch(
+            2,
+            tl,
+            ta,
+            vl,
+            va,
+            test_loss=1.0,
+            test_acc=test_acc,
+            test_acc_best_val=test_acc_best_val,
+            seconds=30.0,
+        )
 
     make_study(
         tmp_path / "results",
         "seeds",
         [
-            Trial({"lr": 0.1}, epochs=[first, last(0.3, 0.90, 0.6, 0.90, 0.5, 0.88)], repeat=0),
-            Trial({"lr": 0.1}, epochs=[first, last(0.4, 0.92, 0.7, 0.92, 0.6, 0.90)], repeat=1),
-            Trial({"lr": 0.1}, epochs=[first, last(0.5, 0.94, 0.8, 0.94, 0.7, 0.92)], repeat=2),
-            Trial({"lr": 0.05}, epochs=[first, last(0.6, 0.80, 0.9, 0.80, 0.95, 0.79)], repeat=0),
-            Trial({"lr": 0.05}, epochs=[first, last(0.8, 0.84, 1.1, 0.82, 1.05, 0.81)], repeat=1),
+            Trial({"lr": 0.1}, epochs=[first, last(0.3, 0.90, 0.6, 0.90, 0.89, 0.88)], repeat=0),
+            Trial({"lr": 0.1}, epochs=[first, last(0.4, 0.92, 0.7, 0.92, 0.91, 0.90)], repeat=1),
+            Trial({"lr": 0.1}, epochs=[first, last(0.5, 0.94, 0.8, 0.94, 0.96, 0.92)], repeat=2),
+            Trial({"lr": 0.05}, epochs=[first, last(0.6, 0.80, 0.9, 0.80, 0.80, 0.79)], repeat=0),
+            Trial({"lr": 0.05}, epochs=[first, last(0.8, 0.84, 1.1, 0.82, 0.83, 0.81)], repeat=1),
             Trial({"lr": 0.05}, FAIL, epochs=[first], repeat=2),
         ],
     )
@@ -129,19 +140,20 @@ def seeds(tmp_path: Path) -> Path:
 
 # By hand, sample std s (n - 1) and the 95% half-width t_{0.975, n-1} · s / √n, with the textbook
 # t_{0.975,2} = 4.302653 (n = 3: × 2.484138) and t_{0.975,1} = 12.706205 (n = 2: × 8.984707).
-# lr 0.1: 0.3/0.4/0.5 -> 0.4, s 0.1 -> ± 0.24841; 90/92/94 -> 92, s 2 -> ± 4.97.
+# lr 0.1: 0.3/0.4/0.5 -> 0.4, s 0.1 -> ± 0.24841; 90/92/94 -> 92, s 2 -> ± 4.97; test at the best-val
+# epoch 89/91/96 -> 92, s 3.6056 -> ± 8.96; test at the last epoch 88/90/92 -> 90 ± 4.97 (not epoch 1's 99).
 # lr 0.05: 0.6/0.8 -> 0.7, s 0.14142 -> ± 1.27062; 80/84 -> 82, s 2.83 -> ± 25.41; 80/82 -> 81 ± 12.71;
-# 0.95/1.05 -> 1, s 0.07071 -> ± 0.63531. val_acc intervals: 92 ± 4.97 and 81 ± 12.71 overlap.
+# test 80/83 -> 81.5, s 2.1213 -> ± 19.06; 79/81 -> 80 ± 12.71. val_acc: 92 ± 4.97 and 81 ± 12.71 overlap.
 # Epochs: 5 x 2 + 1 = 11 at 30 s = 330 s = 0.09 h; 1 GPU per trial.
 SEEDS_MD = """\
 ## Study `seeds`
 
-| LR | n | Training loss | Train Best Acc | Val loss | Val Best Acc | Test loss | Test Best Acc |
+| LR | n | Training loss | Train Best Acc | Val loss | Val Best Acc | Test acc (best-val epoch) | Test acc (last epoch) |
 |---|---:|---:|---:|---:|---:|---:|---:|
-| **0.1** | **3** | **0.40000 ± 0.24841** | **92.00 ± 4.97%** | **0.70000 ± 0.24841** | **92.00 ± 4.97%** | **0.60000 ± 0.24841** | **90.00 ± 4.97%** |
-| 0.05 | 2 | 0.70000 ± 1.27062 | 82.00 ± 25.41% | 1.00000 ± 1.27062 | 81.00 ± 12.71% | 1.00000 ± 0.63531 | 80.00 ± 12.71% |
+| **0.1** | **3** | **0.40000 ± 0.24841** | **92.00 ± 4.97%** | **0.70000 ± 0.24841** | **92.00 ± 4.97%** | **92.00 ± 8.96%** | **90.00 ± 4.97%** |
+| 0.05 | 2 | 0.70000 ± 1.27062 | 82.00 ± 25.41% | 1.00000 ± 1.27062 | 81.00 ± 12.71% | 81.50 ± 19.06% | 80.00 ± 12.71% |
 
-**Bold**: the best configuration (highest mean val_acc). Rows ranked by the mean. Mean ± half-width of the 95% confidence interval over the n trials (seeds) of a configuration (Student's t, n − 1 degrees of freedom; no interval for n = 1). Not distinguishable from the best (their val_acc intervals overlap): LR 0.05. Losses at the last finished epoch, accuracies at the best epoch.
+**Bold**: the best configuration (highest mean val_acc). Rows ranked by the mean. Mean ± half-width of the 95% confidence interval over the n trials (seeds) of a configuration (Student's t, n − 1 degrees of freedom; no interval for n = 1). Not distinguishable from the best (their val_acc intervals overlap): LR 0.05. Losses at the last finished epoch, train and val accuracies at their best epoch. Test accuracy: the test set evaluated once, after the last epoch, with the weights of the best validation epoch and with the last epoch's; no epoch is chosen on it.
 
 Trials: 5 complete, 0 pruned, 1 failed, 0 running. Epochs run: 11. GPU-hours: 0.09 (1 GPU per trial; 0.09 h of epochs).
 """  # noqa: E501 (a markdown table row is one line)
@@ -281,7 +293,7 @@ def test_csv_and_json_carry_the_same_rows(
     assert (second["lr"], second["n"], second["best"]) == (0.05, 2, False)
     assert main(["report", "--study", str(seeds), "--results-dir", str(results), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("study,lr,n,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,")
+    assert lines[0].startswith("study,lr,n,train_loss,train_acc,val_loss,val_acc,test_acc_best_val,test_acc,")
     assert len(lines) == 3 and (results / "seeds.csv").read_text().splitlines() == lines
 
 
