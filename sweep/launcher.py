@@ -189,6 +189,7 @@ class Launcher:
         for number, item in list(self.running.items()):
             if item.key not in held:
                 del self.running[number]
+                self.announced.add(number)
                 holder = self.claims.holder(*item.key)
                 by = f"launcher {holder.launcher}" if holder is not None else "another launcher"
                 self.out(f"trial {number} is now watched by {by} (this launcher was silent too long); left")
