@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,46 @@ def test_a_validation_split_larger_than_the_training_set_is_refused_at_once() ->
     with pytest.raises(UserError, match="below CIFAR-10's 50,000 training images"):
         TrainConfig(dataset="cifar10", val_size=50_000)
     assert TrainConfig(dataset="fake", fake_train_size=300, val_size=299).val_size == 299
+
+
+def _fields_read_together() -> list[set[str]]:
+    """The fields each `check(...)` of `_validate` reads in its condition, for checks reading two or more."""
+    import ast
+    import inspect
+
+    from trainer import config
+
+    groups = []
+    for node in ast.walk(ast.parse(inspect.getsource(config._validate))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "check":
+            condition = node.args[0]
+            read = {
+                sub.attr
+                for sub in ast.walk(condition)
+                if isinstance(sub, ast.Attribute)
+                and isinstance(sub.value, ast.Name)
+                and sub.value.id == "config"
+            }
+            if len(read) > 1:
+                groups.append(read)
+    return groups
+
+
+def test_related_fields_hold_every_check_that_reads_several_fields() -> None:
+    """Fault: a grid is checked per dimension plus within RELATED_FIELDS (not per combination); a check
+    across fields missing from RELATED_FIELDS would let an invalid combination through."""
+    from trainer.config import RELATED_FIELDS
+
+    together = _fields_read_together()
+    assert together  # the walk finds the checks at all
+    for read in together:
+        assert any(read <= group for group in RELATED_FIELDS), f"{sorted(read)} is in no RELATED_FIELDS group"
+    for first, second in itertools.combinations(RELATED_FIELDS, 2):
+        assert not first & second  # groups that share a field must be one group
+
+
+def test_field_types_are_worked_out_once() -> None:
+    from trainer.config import field_types
+
+    assert field_types() is field_types()
+    assert field_types()["val_size"] == int | None

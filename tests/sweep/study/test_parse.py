@@ -508,3 +508,57 @@ def test_a_study_file_that_is_not_utf8_is_one_line_naming_the_file_and_line(
     assert str(caught.value).startswith(f"{path}: line 2 ")
     result = sweep_main(capsys, "launch", "--study", str(path), "--dry-run")
     assert_one_line_error(result, str(path), "line 2", "must be UTF-8")
+
+
+HUGE_SPACE = (
+    "[space]\n"
+    f"lr = {[round(0.001 * (i + 1), 6) for i in range(100)]}\n"
+    f"weight_decay = {[round(1e-5 * (i + 1), 8) for i in range(100)]}\n"
+    f"momentum = {[round(0.05 * i, 3) for i in range(10)]}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        ('optimizer = ["adam", "sgd", "rmsprop"]\n', ["[space] optimizer = 'rmsprop'", "unknown optimizer"]),
+        ("depth = { low = 8, high = 26, step = 3 }\n", ["[space] depth = 17", "depth 17 is neither"]),
+        ('optimizer = ["sgd", "sgd_nesterov"]\n', ["grid configuration", "'optimizer': 'sgd_nesterov'",
+                                                   "'momentum': 0.0", "needs momentum > 0"]),
+    ],
+    ids=["categorical", "int-range", "related-fields"],
+)  # fmt: skip
+def test_one_bad_value_of_a_huge_grid_is_one_line_naming_the_key(
+    tmp_path: Path, extra: str, fragments: list[str]
+) -> None:
+    """Fault: a 10^6-point grid's check made every configuration (minutes of silence); checked per
+    dimension instead, a bad value of one dimension must still be refused, naming the key."""
+    path = write(tmp_path, GRID + "[train]\ndataset = 'fake'\n" + HUGE_SPACE + extra)
+    with pytest.raises(SweepError) as caught:
+        load_study(path)
+    message = str(caught.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_a_huge_grid_is_checked_without_a_config_per_combination(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault: `sweep launch --dry-run` of a 10^6-point grid was silent for >15 min: TrainConfig.from_dict
+    (and its get_type_hints) ran once per configuration. A 10^5-point grid makes one per value."""
+    made: list[dict] = []
+    from_dict = TrainConfig.from_dict.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[TrainConfig], data: dict, **kwargs: object) -> TrainConfig:
+        made.append(data)
+        return from_dict(cls, data, **kwargs)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(TrainConfig, "from_dict", classmethod(counted))
+    path = write(
+        tmp_path, GRID + "[train]\ndataset = 'fake'\n" + HUGE_SPACE + 'optimizer = ["sgd", "adam"]\n'
+    )
+    spec = load_study(path)
+    assert spec.n_trials == 100 * 100 * 10 * 2
+    # [train], each value once at parse and once in the grid check, optimizer x momentum: about 450
+    assert 0 < len(made) < 1000, len(made)
