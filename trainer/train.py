@@ -27,6 +27,7 @@ from trainer.data import DataSplits, ImageSet, load_splits
 from trainer.errors import UserError
 from trainer.files import append_line, write_atomic
 from trainer.loaders import EpochBatches, EvalBatches, TrainBatches
+from trainer.manifest import recorded_attempt
 from trainer.metrics import EpochMetrics, TrainResult
 from trainer.model import PreActResNet, count_parameters
 from trainer.optim import build_optimizer, build_schedule
@@ -34,6 +35,7 @@ from trainer.paths import RunPaths
 from trainer.progress import Progress
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+TRAINER_DIR = Path(__file__).resolve().parent  # the code a run's manifest records
 
 
 def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainResult:
@@ -42,7 +44,7 @@ def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainRe
     Args:
         config: the run's hyperparameters; 'auto' fields are resolved for this machine.
         run_dir: receives config.json, metrics.jsonl, checkpoint.pt, best.pt (the weights of the best
-            validation epoch) and result.json (see RunPaths).
+            validation epoch), result.json (see RunPaths) and manifest.json (trainer.manifest).
         progress: print a header and one line per epoch to stdout.
 
     Raises:
@@ -58,8 +60,9 @@ def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainRe
     if paths.result.exists() and state is not None and state["epoch"] >= config.epochs:
         log.line(f"{paths.run_dir}: already complete ({config.epochs} epochs); nothing to do")
         return TrainResult.read(paths.result)
-    write_atomic(paths.config, config.to_json())
-    return _train(config, paths, state, log)
+    with recorded_attempt(paths.run_dir, program_dir=TRAINER_DIR):  # manifest.json: code, machine, times
+        write_atomic(paths.config, config.to_json())
+        return _train(config, paths, state, log)
 
 
 def _check_same_run(previous: TrainConfig, config: TrainConfig, paths: RunPaths) -> None:
