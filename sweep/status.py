@@ -27,6 +27,7 @@ from sweep.executors.program import PARAMS_FILE
 from sweep.owners import Owner
 from sweep.records import StudyRecord, TrialRecord, failure_line
 from sweep.study.spec import params_text
+from trainer.manifest import Attempt, read_manifest
 from trainer.paths import RunPaths
 
 REASON_CHARS = 100  # of a failed trial's reason on its status line
@@ -100,9 +101,45 @@ def trial_lines(name: str, study: optuna.Study, number: int) -> list[str]:
         f"  run dir {row.run_dir or '-'}",
         f"  launcher {row.launcher or '-'}",
     ]
+    if row.run_dir is not None:
+        lines += manifest_lines(read_manifest(Path(row.run_dir)))
     if row.reason:
         lines += ["  reason:", *(f"    {line}" for line in row.reason.rstrip().splitlines())]
     return lines
+
+
+def manifest_lines(attempts: list[Attempt]) -> list[str]:
+    """The run's manifest.json: each attempt's times and place, the last one's code and software whole."""
+    if not attempts:
+        return ["  manifest: none (the run has not started, or its program does not write one)"]
+    lines = [f"  manifest: {len(attempts)} attempt{'s' if len(attempts) != 1 else ''}"]
+    for attempt in attempts:
+        slurm = f"  slurm job {attempt.slurm_job_id}" if attempt.slurm_job_id else ""
+        if attempt.slurm_job_id and attempt.slurm_partition:
+            slurm += f" on {attempt.slurm_partition}"
+        if attempt.slurm_job_id and attempt.slurm_node:
+            slurm += f" ({attempt.slurm_node})"
+        ended = attempt.ended or "-"
+        lines.append(f"    #{attempt.number} {attempt.started} to {ended}  on {attempt.hostname}{slurm}")
+    last = attempts[-1]
+    if last.git_commit is None:
+        code = "not a git checkout"
+    else:
+        code = f"commit {last.git_commit}" + (
+            f", dirty (diff sha256 {last.git_diff_sha256})" if last.git_dirty else ", clean"
+        )
+        if last.git_untracked:
+            code += f", {last.git_untracked} untracked file{'s' if last.git_untracked != 1 else ''}"
+    software = f"Python {last.python} ({last.python_executable}), torch {last.torch or '-'}"
+    software += f", CUDA {last.cuda or '-'}, cuDNN {last.cudnn or '-'}"
+    gpus = last.gpu_text + (f" (driver {last.gpu_driver})" if last.gpu_driver else "")
+    return [
+        *lines,
+        f"    code {last.program_dir}: {code}",
+        f"    {software}",
+        f"    GPUs {gpus}",
+        f"    packages sha256 {last.packages_sha256} ({last.packages} installed)",
+    ]
 
 
 def _row(trial: FrozenTrial, maximize: bool) -> TrialRow:
