@@ -208,6 +208,11 @@ class Claims:
                 .where(CLAIMS.c.study_id == self.study_id, CLAIMS.c.launcher == self.launcher)
                 .values(stamped=time.time())
             )
+        return self.held()
+
+    def held(self) -> set[tuple[int, int]]:
+        """The (config, repeat) this launcher holds (a read; the stamping is the Stamper's)."""
+        with self.engine.connect() as conn:
             rows = conn.execute(
                 sa.select(CLAIMS.c.config, CLAIMS.c.repeat).where(
                     CLAIMS.c.study_id == self.study_id, CLAIMS.c.launcher == self.launcher

@@ -185,7 +185,7 @@ class Launcher:
     def scan(self) -> None:
         """Drop the trials another launcher took over (this one was stopped or cut off for minutes);
         take over the RUNNING trials whose launcher died since the last scan."""
-        held = self.claims.stamp()
+        held = self.claims.held()
         for number, item in list(self.running.items()):
             if item.key not in held:
                 del self.running[number]
