@@ -7,6 +7,7 @@ missing driver) become a SweepError in `storage_errors`, the one place that know
 
 from __future__ import annotations
 
+import errno
 import re
 import time
 from collections.abc import Iterator
@@ -73,16 +74,69 @@ def storage_errors(url: str) -> Iterator[None]:
     except sqlalchemy.exc.ArgumentError as err:
         raise SweepError(f"storage '{shown(url)}': not a valid SQLAlchemy URL ({err})") from None
     except sqlalchemy.exc.SQLAlchemyError as err:
+        _raise_if_unwritable(err, url)
         reason = str(getattr(err, "orig", None) or err).splitlines()[0]
         raise SweepError(
             f"storage '{shown(url)}': cannot use the database ({reason}); check the URL and server"
         ) from None
     except optuna.exceptions.StorageInternalError as err:
+        _raise_if_unwritable(err, url)
         raise SweepError(f"storage '{shown(url)}': {str(err).splitlines()[0]}") from None
     except ImportError as err:  # a database driver that is not installed (psycopg2, pymysql, ...)
         raise SweepError(
             f"storage '{shown(url)}': the database driver is missing ({err}); install it"
         ) from None
+
+
+# What a full disk or a read-only database says, through SQLite, PostgreSQL or the OS: the cause, and
+# the fix. Optuna words every failed commit as "invalid data ... e.g. exceeding max length", which
+# sends the user looking at their data; the real cause is in the exception's chain.
+_DISK_FULL = ("database or disk is full", "no space left on device", "disk full")
+_READ_ONLY = ("attempt to write a readonly database", "read-only file system")
+
+
+def unwritable_cause(err: BaseException) -> str | None:
+    """'disk full' or 'read-only' when `err` or an exception it was raised from says so, else None."""
+    seen: set[int] = set()
+    chain: list[BaseException | None] = [err]
+    while chain:
+        current = chain.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        text = str(current).lower()
+        code = getattr(current, "errno", None)  # an OSError's
+        name = getattr(current, "sqlite_errorname", None) or ""  # sqlite3's, e.g. SQLITE_READONLY_DIRECTORY
+        pgcode = getattr(current, "pgcode", None)  # psycopg's SQLSTATE: 53100 disk_full, 25006 read-only
+        if code == errno.ENOSPC or name == "SQLITE_FULL" or pgcode == "53100":
+            return "disk full"
+        if code in (errno.EROFS, errno.EACCES) or name.startswith("SQLITE_READONLY") or pgcode == "25006":
+            return "read-only"
+        if any(words in text for words in _DISK_FULL):
+            return "disk full"
+        if any(words in text for words in _READ_ONLY):
+            return "read-only"
+        chain += [getattr(current, "orig", None), current.__cause__, current.__context__]
+    return None
+
+
+def _raise_if_unwritable(err: BaseException, url: str) -> None:
+    """Raise the one-line SweepError of a full disk or a read-only database, naming its file."""
+    cause = unwritable_cause(err)
+    if cause is None:
+        return
+    path = sqlite_path(url)
+    where = f"database {path}" if path is not None else f"storage '{shown(url)}'"
+    if cause == "disk full":
+        raise SweepError(
+            f"{where}: cannot write, the disk is full; free space on it (or use another --results-dir "
+            "or --storage), then run the command again"
+        ) from None
+    folder = f" and its folder {path.parent}" if path is not None else ""
+    raise SweepError(
+        f"{where}: cannot write, the database is read-only; make it{folder} writable "
+        "(or use another --results-dir or --storage)"
+    ) from None
 
 
 def open_storage(url: str, *, create: bool, check_schema: bool = True) -> RDBStorage:

@@ -5,7 +5,7 @@ dirs' metrics into frames, `table` writes the markdown/CSV/JSON, `html` the plot
 replaces a study's block in a README.
 
 Everything is computed before the first write, so an error (unknown study, bad README markers, a
-broken storage) leaves no file half-done or changed.
+broken storage) leaves no file half-done or changed; the files are then written all or none (`files`).
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from optuna.storages import RDBStorage
 from sweep import storage as storage_mod
 from sweep.errors import SweepError
 from sweep.report.data import ReportData, collect
+from sweep.report.files import write_all
 from sweep.report.html import html_page
 from sweep.report.readme import read_readme, replace_block
 from sweep.report.table import csv_text, json_text, markdown_block, markdown_document
 from sweep.study.files import find_study, load_study
 from sweep.study.spec import StudySpec
-from trainer.files import write_atomic
 
 FORMATS = ("md", "csv", "json")
 
@@ -82,10 +82,11 @@ def report(
     rendered = [Rendered(data=data, markdown=markdown_document(data), page=html_page(data)) for data in datas]
     if not rendered:
         return f"no studies in {storage_mod.shown(url)}\n"
-    readme_text = _readme_text(readme, rendered) if readme else None
-    _write(results_dir, rendered, fmt)
-    if readme is not None and readme_text is not None:
-        write_atomic(Path(readme).resolve(), readme_text)  # a symlinked README stays a link
+    files = _files(results_dir, rendered, fmt)
+    if readme is not None:  # resolved: a symlinked README stays a link
+        files.append((Path(readme).resolve(), _readme_text(readme, rendered)))
+    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    write_all(files)
     return _stdout(rendered, fmt)
 
 
@@ -109,15 +110,18 @@ def _readme_text(readme: Path, rendered: list[Rendered]) -> str:
     return text
 
 
-def _write(results_dir: Path, rendered: list[Rendered], fmt: str) -> None:
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
+def _files(results_dir: Path, rendered: list[Rendered], fmt: str) -> list[tuple[Path, str]]:
+    """Each file the report writes in `results_dir`, with its text."""
+    files: list[tuple[Path, str]] = []
     for item in rendered:
         name = file_stem(item.data.info.name)
-        write_atomic(results_dir / f"{name}.md", item.markdown)
-        write_atomic(results_dir / f"{name}.html", item.page)
+        files += [
+            (Path(results_dir) / f"{name}.md", item.markdown),
+            (Path(results_dir) / f"{name}.html", item.page),
+        ]
         if fmt != "md":
-            write_atomic(results_dir / f"{name}.{fmt}", _machine([item], fmt))
+            files.append((Path(results_dir) / f"{name}.{fmt}", _machine([item], fmt)))
+    return files
 
 
 def file_stem(name: str) -> str:
