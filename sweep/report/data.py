@@ -33,6 +33,7 @@ import pandas as pd
 
 from sweep.epochs import Epoch, read_epochs
 from sweep.records import StudyRecord
+from sweep.report.environment import Spread, environment_spread
 from sweep.report.intervals import half_width
 from sweep.report.source import StoredTrials, load_trials
 from sweep.study.spec import StudySpec
@@ -95,6 +96,7 @@ class ReportData:
     repeats: bool  # some configuration has several trials: show mean ± interval and n, rank by the mean
     totals: Totals
     metrics: tuple[str, ...] = METRICS[:4]  # the table's metric columns, in order
+    environment: tuple[Spread, ...] = ()  # how the complete trials' manifests differ (GPU, code, packages)
 
 
 def collect(
@@ -126,7 +128,14 @@ def collect(
         repeats=repeats,
         totals=totals(frame, info),
         metrics=metrics,
+        environment=environment_spread(_complete_run_dirs(stored.trials)),
     )
+
+
+def _complete_run_dirs(trials: pd.DataFrame) -> list[tuple[int, Path]]:
+    """(number, run dir) of the COMPLETE trials that name one: those the table shows."""
+    done = trials[(trials["state"] == "COMPLETE") & trials["run_dir"].notna()]
+    return [(int(n), Path(d)) for n, d in zip(done["number"], done["run_dir"], strict=True)]
 
 
 def table_metrics(info: StudyInfo, logged: tuple[str, ...]) -> tuple[str, ...]:

@@ -18,7 +18,15 @@ from optuna.trial import create_trial
 
 from sweep.report.data import ACCURACIES, PARAM, ReportData
 from sweep.report.source import distribution
-from sweep.report.table import MISSING, best_note, format_value, param_name, table_cells, totals_line
+from sweep.report.table import (
+    MISSING,
+    best_note,
+    environment_line,
+    format_value,
+    param_name,
+    table_cells,
+    totals_line,
+)
 
 IMPORTANCE_MAX_TRIALS = 300  # beyond this a seeded sample: each trial copied into a study costs ~0.3 ms
 # A light look (white, grey grid) set by hand: plotly's named templates live in plotly.graph_objs,
@@ -44,8 +52,9 @@ def table_html(data: ReportData) -> str:
         texts = [f"<b>{html.escape(c)}</b>" if best and c != MISSING else html.escape(c) for c in cells]
         lines.append("<tr>" + "".join(f"<td>{text}</td>" for text in texts) + "</tr>")
     style = "border-collapse:collapse;text-align:right"
-    note = html.escape(best_note(data).replace("**", ""))
-    return f'<table style="{style}" cellpadding="4" border="1">{"".join(lines)}</table><p>{note}</p>'
+    notes = [best_note(data), *([environment_line(data)] if data.environment else [])]
+    paragraphs = "".join(f"<p>{html.escape(note.replace('**', ''))}</p>" for note in notes)
+    return f'<table style="{style}" cellpadding="4" border="1">{"".join(lines)}</table>{paragraphs}'
 
 
 def html_page(data: ReportData) -> str:

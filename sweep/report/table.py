@@ -80,6 +80,8 @@ def markdown_block(data: ReportData) -> str:
     if len(data.rows):
         lines += _table_lines(data)
         lines += ["", best_note(data)]
+        if data.environment:
+            lines += ["", environment_line(data)]
     else:
         lines.append(
             f"No complete trials yet in study `{data.info.name}`; the table fills in as trials finish."
@@ -179,6 +181,28 @@ def overlap_note(data: ReportData) -> str:
     )
 
 
+TRIALS_NAMED = 6  # trial numbers listed per value on the Environment line; the rest are counted
+
+
+def environment_line(data: ReportData) -> str:
+    """The Environment line: the aspects (GPU models, code, package sets) in which the complete trials'
+    manifests differ, each value with its trials."""
+    parts = []
+    for spread in data.environment:
+        groups = "; ".join(f"{value}: {_trial_numbers(numbers)}" for value, numbers in spread.groups)
+        parts.append(f"{spread.aspect} ({groups})")
+    return (
+        f"**Environment**: the trials ran with different {', '.join(parts)}; compare their rows with care"
+        " (each run dir's manifest.json has the details)."
+    )
+
+
+def _trial_numbers(numbers: tuple[int, ...]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:TRIALS_NAMED])
+    more = f" and {len(numbers) - TRIALS_NAMED} more" if len(numbers) > TRIALS_NAMED else ""
+    return f"trial{'s' if len(numbers) != 1 else ''} {shown}{more}"
+
+
 def totals_line(totals: Totals) -> str:
     """Trials complete / pruned / failed / running, epochs run and GPU-hours."""
     counts = f"{totals.complete} complete, {totals.pruned} pruned, {totals.failed} failed"
@@ -238,6 +262,7 @@ def json_text(datas: list[ReportData]) -> str:
                 "metric": data.info.metric,
                 "direction": data.info.direction,
                 "rows": json.loads(frame.to_json(orient="records", double_precision=15)),  # NaN -> null
+                "environment": [spread.to_dict() for spread in data.environment],
                 "totals": {**totals.__dict__, "gpu_hours": totals.gpu_hours},
             }
         )
