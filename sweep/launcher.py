@@ -20,7 +20,6 @@ several launchers never start one twice, is `sweep.claims`'; what is stored of a
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import owners, records
 from sweep import storage as storage_mod
-from sweep._compat import create_trial, rdb_storage, study_id, trial_id, trial_of
-from sweep.claims import Claims, Holder, Stamper, create_tables
+from sweep._compat import rdb_storage, study_id
+from sweep.claims import Claims, Stamper, create_tables
 from sweep.epochs import Epoch, best, read_epochs
 from sweep.errors import StudyStopped, SweepError
 from sweep.executors import Executor, Job, JobFn, attach, wait_for_end
@@ -40,13 +39,11 @@ from sweep.executors.job import TrainJob
 from sweep.executors.program import ProgramJob
 from sweep.records import TrialRecord
 from sweep.study.plan import (
-    PlannedTrial,
     distributions,
-    missing_trials,
-    next_sampled_config,
-    taken,
 )
 from sweep.study.spec import StudySpec, params_text
+from sweep.takeover import TakeOver
+from sweep.trial_source import TrialSource
 from trainer.config import TrainConfig
 from trainer.files import write_atomic
 from trainer.paths import RunPaths
@@ -111,7 +108,10 @@ class Launcher:
         poll_s: float = POLL_SECONDS,
         out: Printer = print_line,
         job: JobFn | None = None,
+        predecessors: frozenset[str] = frozenset(),
     ) -> None:
+        """`predecessors`: launcher ids that were this launcher before it restarted (a requeued detached
+        launcher): their claims are taken back at once, not after their stamps age."""
         if parallel < 1:
             raise SweepError(f"--parallel must be 1 or more, got {parallel}")
         self.spec = spec
@@ -124,16 +124,16 @@ class Launcher:
         self.job: JobFn = job or (ProgramJob(spec.program, spec.metric) if spec.program else TrainJob())
         self.distributions = distributions(spec)
         self.running: dict[int, Running] = {}
-        self.pending: deque[PlannedTrial] = deque()  # planned trials not yet started (see `ask`)
-        self.waiting = 0  # WAITING trials in the study's queue, known to this launcher
         self.starting: int | None = None  # the trial whose job `submit` is starting (a debug job runs there)
         self.id = owners.launcher_id()  # stored as each watched trial's `launcher`
         self.failed_in_row = 0  # trials whose job failed since the last one that completed
         storage = rdb_storage(study)
         create_tables(storage)
         self.claims = Claims(storage, study_id(study), self.id)
-        self.announced: set[int] = set()  # trials of live launchers already named ("leaving it")
-        self.waiting_for_others = False  # said once: this launcher waits for other launchers' trials
+        self.peers = TakeOver(study, self.claims, executor, out, predecessors)
+        self.source = TrialSource(
+            spec, study, self.claims, self.peers.gone, executor=executor.name, launcher=self.id
+        )
 
     def run(self) -> None:
         """Run until every trial is finished (or too many fail in a row: StudyStopped).
@@ -183,36 +183,21 @@ class Launcher:
         )
 
     def scan(self) -> None:
-        """Drop the trials another launcher took over (this one was stopped or cut off for minutes);
-        take over the RUNNING trials whose launcher died since the last scan."""
-        held = self.claims.held()
-        for number, item in list(self.running.items()):
-            if item.key not in held:
-                del self.running[number]
-                self.announced.add(number)
-                holder = self.claims.holder(*item.key)
-                by = f"launcher {holder.launcher}" if holder is not None else "another launcher"
-                self.out(f"trial {number} is now watched by {by} (this launcher was silent too long); left")
-        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if frozen.number not in self.running and frozen.number != self.starting:
-                self.take_over(frozen)
+        """Leave the trials another launcher took over while this one was silent; take over the RUNNING
+        trials whose launcher died since the last scan."""
+        for number in self.peers.lost({number: item.key for number, item in self.running.items()}):
+            del self.running[number]
+        starting = set() if self.starting is None else {self.starting}
+        for frozen in self.peers.unwatched(set(self.running) | starting):
+            self.take_over(frozen)
 
     def others_running(self) -> bool:
         """Whether RUNNING trials that other launchers watch remain; this launcher then waits for them,
         taking over any whose launcher dies, so that the study is finished when `run` returns."""
-        others = [
-            t
-            for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if t.number not in self.running
-        ]
+        others = self.peers.unwatched(self.running)
         if not others:
             return False
-        if not self.waiting_for_others:
-            self.waiting_for_others = True
-            self.out(
-                f"{self.spec.name}: nothing left to start; waiting for {len(others)} trials other launchers "
-                "watch (this launcher takes over any whose launcher stops)"
-            )
+        self.peers.say_waiting(self.spec.name, len(others))
         time.sleep(SCAN_SECONDS)
         self.scan()
         return True
@@ -221,60 +206,26 @@ class Launcher:
 
     def reconcile(self) -> None:
         """List the planned trials still to run and take over the RUNNING trials a previous launcher left."""
-        trials = self.study.get_trials(deepcopy=False)
-        self.pending = deque(missing_trials(self.spec, trials))
-        self.waiting = sum(t.state == TrialState.WAITING for t in trials)
+        self.source.reconcile(self.study.get_trials(deepcopy=False))
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             self.take_over(frozen)
 
     def take_over(self, frozen: FrozenTrial) -> None:
-        """Watch a RUNNING trial whose launcher is gone: re-attach its live job, or submit it again.
-
-        The claim changes hands by compare-and-set, so of several launchers trying at once one wins.
-        """
-        record = TrialRecord.of(frozen)
-        if record.config is None:  # not a sweep trial: launches refuse such studies; leave it be
+        """Watch a RUNNING trial whose launcher is gone: re-attach its live job, or submit it again."""
+        taken = self.peers.take(frozen)
+        if taken is None:
             return
-        held = self.claims.holder(record.config, record.repeat)
-        if held is None:  # a trial from before claims: its record says who watched it and when
-            started = frozen.datetime_start.timestamp() if frozen.datetime_start is not None else None
-            owner, stamp = record.launcher, record.heartbeat or started
-        else:
-            owner, stamp = held.launcher, held.stamped
-        if owner != self.id and not owners.may_take_over(owner, stamp):
-            if frozen.number not in self.announced:
-                self.announced.add(frozen.number)
-                self.out(f"trial {frozen.number} is watched by the running launcher {owner}; leaving it")
+        if taken.job_id is None or taken.run_dir is None:  # stopped before its job id was stored
+            self.submit(taken.trial, reported=taken.reported)
             return
-        if not self.claims.take_over(record.config, record.repeat, trial_id(frozen), may_take=_gone):
-            return  # another launcher took it over first
-        trial = trial_of(self.study, frozen)
-        records.write(trial, launcher=self.id)
-        job_id = record.job_id
-        if record.run_dir is not None:  # a job whose launcher died before storing its id
-            orphan = self.executor.orphan(record.run_dir, after=job_id)
-            if orphan is not None:
-                job_id = orphan
-                records.write(trial, job_id=orphan)
-        reported = max(frozen.intermediate_values, default=0)
-        if job_id is None or record.run_dir is None:  # stopped before its job id was stored
-            self.submit(trial, reported=reported)
-            return
-        kind = record.executor or self.executor.name
         job = (
-            self.executor.attach(job_id, record.run_dir)
-            if kind == self.executor.name
-            else attach(kind, job_id, record.run_dir)
+            self.executor.attach(taken.job_id, taken.run_dir)
+            if taken.kind == self.executor.name
+            else attach(taken.kind, taken.job_id, taken.run_dir)
         )
-        values = self.spec.trial_values(trial.params, repeat=record.repeat)
-        self.running[trial.number] = Running(trial, job, values, record.run_dir, reported)
-        self.out(f"trial {trial.number} re-attached  job {job_id} ({job.describe()})")
-
-    def _enqueue_attrs(self, config: int, repeat: int) -> dict[str, Any]:
-        # Written with the trial in one transaction: `submit` then need not write them one by one.
-        return records.trial_attrs(
-            config=config, repeat=repeat, executor=self.executor.name, launcher=self.id
-        )
+        values = self.spec.trial_values(taken.trial.params, repeat=taken.repeat)
+        self.running[taken.trial.number] = Running(taken.trial, job, values, taken.run_dir, taken.reported)
+        self.out(f"trial {taken.trial.number} re-attached  job {taken.job_id} ({job.describe()})")
 
     # -- ask and submit ---------------------------------------------------------------------------------
 
@@ -287,67 +238,8 @@ class Launcher:
             self.submit(trial)
 
     def ask(self) -> optuna.Trial | None:
-        """The next queued or planned trial, else a new sampled configuration (tpe/random, within n_trials).
-
-        `self.waiting` counts the WAITING trials this launcher knows of (queued by an older version of
-        sweep) so that no ask needs a query to find them. A planned trial is not queued at all:
-        `start_planned` claims its run, then creates it running; so does a sampled one.
-        """
-        if self.waiting:
-            self.waiting -= 1
-            trial = self.study.ask(self.distributions)
-            if records.is_sweep_trial(trial):
-                return trial
-            # Another launcher sharing the study emptied the queue first: Optuna made a fresh trial.
-            self.waiting = 0
-            self.fail(trial, "another launcher took this trial's queued configuration; nothing to run")
-            return self.ask()
-        if self.pending:
-            # Another launcher on this study may have started some of them since `reconcile`: a read
-            # of the trials that changed since the last one (Optuna's cached storage) skips those
-            # cheaply; the claim decides.
-            started = taken(self.study.get_trials(deepcopy=False))
-            while self.pending:
-                item = self.pending.popleft()
-                if (item.config, item.repeat) not in started:
-                    planned = self.start_planned(item)
-                    if planned is not None:
-                        return planned
-        return self.ask_sampled()
-
-    def ask_sampled(self) -> optuna.Trial | None:
-        """A new configuration from the sampler, its index claimed first; its other seeds run next."""
-        next_config = next_sampled_config(self.spec, self.study.get_trials(deepcopy=False))
-        while next_config is not None and not self.claims.claim(next_config, 0, may_take=_gone, rerun=False):
-            next_config = next_config + 1 if next_config + 1 < self.spec.n_trials else None
-        if next_config is None:
-            return None
-        trial = self.study.ask(self.distributions)
-        records.mark_sampled(trial, next_config)
-        self.claims.bind(next_config, 0, trial_id(trial))
-        repeats = [PlannedTrial(next_config, repeat, trial.params) for repeat in range(1, self.spec.repeats)]
-        self.pending.extendleft(reversed(repeats))
-        return trial
-
-    def start_planned(self, item: PlannedTrial) -> optuna.Trial | None:
-        """The planned trial `item`, claimed, then created RUNNING with its params and attributes in one
-        transaction; None when another launcher holds its run.
-
-        What `enqueue_trial` then `ask` store, in one commit instead of one per step (the enqueue, the
-        pop from the queue, which reads all of it, and one per param): the same params, distributions
-        and user attributes, the trial started now. A launcher that stops before `submit` leaves it
-        RUNNING with no job id, and the next launch submits it (`reconcile`).
-        """
-        if not self.claims.claim(item.config, item.repeat, may_take=_gone):
-            return None
-        template = records.running_template(
-            item.params,
-            {key: self.distributions[key] for key in item.params},
-            self._enqueue_attrs(item.config, item.repeat),
-        )
-        trial = create_trial(self.study, template)
-        self.claims.bind(item.config, item.repeat, trial_id(trial))
-        return trial
+        """The next trial to run, created (and its run claimed) now; None when none is left."""
+        return self.source.next()
 
     def submit(self, trial: optuna.Trial, *, reported: int = 0) -> None:
         """Write the trial's config.json into its run dir and start its job (again, after a lost job).
@@ -495,8 +387,3 @@ class Launcher:
                 f"{self.spec.max_failures}), the last with: {last}. Fix the cause; `sweep launch` again "
                 "runs the failed trials again"
             )
-
-
-def _gone(holder: Holder) -> bool:
-    """Whether the launcher holding a claim is gone (see `sweep.owners`), so the run may change hands."""
-    return owners.may_take_over(holder.launcher, holder.stamped)

@@ -18,6 +18,8 @@ sweep adds is in user attributes, whose keys are this module's constants:
     study   metric       the metric the trials' values are (val_acc, ...)
             plan         what the first launch planned (`sweep.study.plan.plan_fingerprint`)
             gpus         [resources] gpus of the last launch, for GPU-hours without the study file
+            detached     where the study's detached launcher runs (`sweep launch --detach`): a
+                         `DetachedLauncher` as a dict
 
 Everything else in the package reads these through `TrialRecord` / `StudyRecord` and writes them
 through the functions below, so a misspelt key is an AttributeError, not a silent miss.
@@ -25,6 +27,7 @@ through the functions below, so a misspelt key is an AttributeError, not a silen
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from collections.abc import Mapping
@@ -51,6 +54,7 @@ DIVERGED = "diverged"
 METRIC = "metric"
 PLAN = "plan"
 GPUS = "gpus"
+DETACHED = "detached"
 
 
 @dataclass(frozen=True)
@@ -158,22 +162,54 @@ def write(
 
 
 @dataclass(frozen=True)
+class DetachedLauncher:
+    """Where a study's detached launcher runs, and where its output goes."""
+
+    kind: str  # local (a background process) | slurm (a job of its own)
+    log: str  # its output file (for a SLURM launcher, the folder of its job's logs until it starts)
+    since: float  # Unix time it was started
+    job_id: str | None = None  # slurm
+    host: str | None = None  # local: from the start; slurm: once the job runs
+    pid: int | None = None
+    started: int | None = None  # the process's start time (`sweep.procs.start_ticks`)
+    launcher_ids: tuple[str, ...] = ()  # each run's launcher id (a requeued SLURM launcher runs again)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "launcher_ids": list(self.launcher_ids)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DetachedLauncher | None:
+        """The record, or None when `data` is not one (a damaged attribute is treated as absent)."""
+        try:
+            return cls(**{**data, "launcher_ids": tuple(data.get("launcher_ids", ()))})
+        except TypeError:
+            return None
+
+
+@dataclass(frozen=True)
 class StudyRecord:
     """What sweep stored with a study, for the commands that read it without its study file."""
 
     metric: str | None
     plan: dict[str, Any] | None
     gpus: int | None
+    detached: DetachedLauncher | None = None
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:
         attrs = study.user_attrs
-        plan, gpus = attrs.get(PLAN), attrs.get(GPUS)
+        plan, gpus, detached = attrs.get(PLAN), attrs.get(GPUS), attrs.get(DETACHED)
         return cls(
             metric=None if attrs.get(METRIC) is None else str(attrs[METRIC]),
             plan=plan if isinstance(plan, dict) else None,
             gpus=gpus if isinstance(gpus, int) and not isinstance(gpus, bool) else None,
+            detached=DetachedLauncher.from_dict(detached) if isinstance(detached, dict) else None,
         )
+
+
+def write_detached(study: optuna.Study, detached: DetachedLauncher) -> None:
+    """Store where the study's detached launcher runs."""
+    study.set_user_attr(DETACHED, detached.to_dict())
 
 
 def write_study(study: optuna.Study, *, metric: str, plan: dict[str, Any], gpus: int) -> None:

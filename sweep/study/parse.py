@@ -59,6 +59,7 @@ from sweep.study.spec import (
     SAMPLERS,
     STUDY_KEYS,
     Dimension,
+    LauncherResources,
     Resources,
     SlurmValue,
     StudySpec,
@@ -66,7 +67,8 @@ from sweep.study.spec import (
 )
 from trainer.config import RELATED_FIELDS, TrainConfig
 
-SECTIONS = ("study", "train", "space", "points", "resources", "program")
+SECTIONS = ("study", "train", "space", "points", "resources", "program", "launcher")
+LAUNCHER_KEYS = ("partition", "time_min", "mem_gb", "cpus")
 RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "timeout_min", "partition", "array_parallelism", "slurm")
 # SLURM options that the generic [resources] keys already set: option -> the key to use instead.
 SLURM_GENERIC = {
@@ -134,6 +136,7 @@ class _Reader(TableReader):
         space = parse_space(self, self.table(data, "space"), train)
         points = parse_points(self, data.get("points", []), train, space)
         resources = self.parse_resources(self.table(data, "resources"))
+        launcher = parse_launcher(self, self.table(data, "launcher"))
         program = None
         if self.free:
             names = [*train, *space, *(key for point in points for key in point)]
@@ -151,6 +154,7 @@ class _Reader(TableReader):
             points=tuple(_frozen(point) for point in points),
             resources=resources,
             program=program,
+            launcher=launcher,
             source=self.source,
         )
         if spec.sampler == "grid" and space:
@@ -169,7 +173,7 @@ class _Reader(TableReader):
             if not is_table:
                 raise self.error(f"key '{key}'", "is outside any section; move it under [study] or [train]")
             hint = did_you_mean(key, SECTIONS)
-            known = "[study], [train], [space], [[points]], [resources], [program]"
+            known = "[study], [train], [space], [[points]], [resources], [program], [launcher]"
             raise self.error(f"section [{key}]", f"is unknown{hint}; known sections: {known}")
 
     # -- [study] and [train] ---------------------------------------------------------------------------------
@@ -359,6 +363,23 @@ class _Reader(TableReader):
             for combo in itertools.product(*(values[key] for key in keys)):
                 params = dict(zip(keys, combo, strict=True))
                 self.build(spec.train, params, f"[space] grid configuration {params}")
+
+
+def parse_launcher(reader: TableReader, table: Mapping[str, Any]) -> LauncherResources:
+    """[launcher]: a detached launcher's own SLURM job (partition, time_min, mem_gb, cpus)."""
+    reader.check_keys(table, LAUNCHER_KEYS, "[launcher]")
+    partition = table.get("partition")
+    if partition is not None and (not isinstance(partition, str) or not partition):
+        raise reader.error("[launcher] key 'partition'", f"is {partition!r}; give a partition name")
+    mem_gb = table.get("mem_gb", 2.0)
+    if isinstance(mem_gb, bool) or not isinstance(mem_gb, int | float) or mem_gb <= 0:
+        raise reader.error("[launcher] key 'mem_gb'", f"is {mem_gb!r}; give a number of GiB > 0")
+    return LauncherResources(
+        partition=partition,
+        time_min=reader.optional_int(table, "time_min", minimum=1, section="launcher"),
+        mem_gb=float(mem_gb),
+        cpus=reader.integer(table, "cpus", default=1, minimum=1, section="launcher"),
+    )
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -109,6 +109,25 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class LauncherResources:
+    """[launcher]: what a detached launcher (`sweep launch --detach`) asks of SLURM as its own job.
+
+    A launcher only polls files and the database: one core and 2 GiB are plenty. At its time limit or
+    on preemption it requeues itself and re-attaches to its trials, so `time_min` bounds one stretch of
+    it, not the study.
+    """
+
+    partition: str | None = None  # None: the cluster's default partition
+    time_min: int | None = None  # None: the partition's default time limit
+    mem_gb: float = 2.0
+    cpus: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {key: value for key, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
 class Program:
     """The user's own training program ([program]): a command or a Python callable, run once per trial.
 
@@ -170,6 +189,7 @@ class StudySpec:
     points: tuple[Mapping[str, Any], ...] = ()
     resources: Resources = field(default_factory=Resources)
     program: Program | None = None  # None: the built-in trainer (trainer.run) with TrainConfig fields
+    launcher: LauncherResources = field(default_factory=LauncherResources)  # a detached launcher's job
     source: str = field(default="<study>", compare=False)  # the file, for messages
 
     @property
@@ -251,6 +271,7 @@ class StudySpec:
             "space": {key: dim.to_dict() for key, dim in self.space.items()},
             "points": [dict(point) for point in self.points],
             "resources": self.resources.to_dict(),
+            "launcher": self.launcher.to_dict(),
             **({"program": self.program.to_dict()} if self.program is not None else {}),
         }
 

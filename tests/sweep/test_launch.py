@@ -128,8 +128,8 @@ def test_a_planned_trial_is_stored_as_enqueue_then_ask_would_store_it(tmp_path: 
     created = launcher.ask()
     assert created is not None
     reference = optuna.create_study(direction="maximize")
-    reference.enqueue_trial(TUNING_POINTS[0], user_attrs=launcher._enqueue_attrs(0, 0))
-    asked = reference.ask(launcher.distributions)
+    reference.enqueue_trial(TUNING_POINTS[0], user_attrs=launcher.source.created_attrs(0, 0))
+    asked = reference.ask(launcher.source.distributions)
     mine, theirs = study.trials[0], reference.trials[0]
     assert mine.state == theirs.state == TrialState.RUNNING
     assert mine.params == theirs.params == TUNING_POINTS[0]
