@@ -1,0 +1,302 @@
+"""`sweep launch --detach`: the launcher leaves the terminal and runs on its own.
+
+With the slurm executor the launcher becomes a small SLURM job of its own ([launcher] resources: one
+CPU, 2 GiB by default). It is a checkpointable submitit job: at its time limit or on preemption it
+requeues itself, and the launcher that starts again re-attaches to its trials (the restart a launch
+always does), so a study may outlast any one job's time limit. Elsewhere it is a background process
+in a session of its own (it survives the shell's exit and hang-up), its output in
+`DIR/NAME.launcher.log`.
+
+The study records where its launcher runs (`sweep.records.DetachedLauncher`); a second `--detach`
+while that launcher lives is refused, `sweep cancel` stops it, `sweep status` and `sweep logs
+--launcher` find it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import submitit
+from submitit.helpers import Checkpointable, DelayedSubmission
+
+from sweep import owners, procs, records
+from sweep.errors import SweepError
+from sweep.records import DetachedLauncher, StudyRecord
+from sweep.study.spec import StudySpec
+
+DETACHED_ENV = "SWEEP_DETACHED"  # in a detached launcher's environment: local | slurm
+STORAGE_ENV = "SWEEP_STORAGE"  # --storage, passed in the environment: a password stays off `ps`
+LAUNCHERS_DIR = "launchers"  # DIR/launchers/NAME/: a SLURM launcher's job files and logs
+MAX_LAUNCHER_REQUEUES = 1000  # time limits a SLURM launcher may pass through (each is a requeue)
+STOP_WAIT_S = 15.0  # how long a stopped launcher gets to exit before SIGKILL
+# What submitit's SLURM job environment reads (its requeue at a time limit among others)
+SUBMITIT_SLURM_VARIABLES = frozenset(
+    {
+        "SLURM_JOB_ID",
+        "SLURM_NTASKS",
+        "SLURM_JOB_NUM_NODES",
+        "SLURM_NODEID",
+        "SLURM_JOB_NODELIST",
+        "SLURM_PROCID",
+        "SLURM_LOCALID",
+        "SLURM_ARRAY_JOB_ID",
+        "SLURM_ARRAY_TASK_ID",
+    }
+)
+
+Printer = Callable[[str], None]
+
+
+def log_file(results_dir: Path, study: str) -> Path:
+    """Where a local detached launcher's output goes: DIR/NAME.launcher.log."""
+    return Path(results_dir).absolute() / f"{study}.launcher.log"
+
+
+def detach(
+    spec: StudySpec,
+    study_file: Path,
+    *,
+    results_dir: Path,
+    storage_url: str | None,
+    executor: str,
+    parallel: int,
+    out: Printer = print,
+) -> DetachedLauncher:
+    """Check and store the study as a launch would, then start its launcher detached and return where.
+
+    Raises:
+        SweepError: What a launch would refuse, or a detached launcher of the study still runs.
+    """
+    from sweep.launch import prepare  # sweep.launch imports this module
+
+    kind = "slurm" if executor == "slurm" or (executor == "auto" and shutil.which("sbatch")) else "local"
+    prepared = prepare(
+        spec, results_dir=results_dir, storage_url=storage_url, executor=executor, parallel=parallel
+    )
+    study = prepared.study
+    current = StudyRecord.of(study).detached
+    if current is not None and alive(current):
+        raise SweepError(
+            f"study '{spec.name}': its detached launcher still runs ({describe(current)}); follow it with "
+            f"`sweep logs --study {spec.name} --launcher --follow`, stop it with "
+            f"`sweep cancel --study {spec.name}`"
+        )
+    args = [
+        "launch",
+        "--study",
+        str(study_file.absolute()),
+        "--executor",
+        prepared.executor.name,
+        "--parallel",
+        str(parallel),
+        "--results-dir",
+        str(Path(results_dir).absolute()),
+    ]
+    env = {DETACHED_ENV: kind}
+    if storage_url is not None:
+        env[STORAGE_ENV] = storage_url
+    if kind == "slurm":
+        started = _start_slurm(spec, args, env, Path(results_dir))
+    else:
+        started = _start_local(args, env, log_file(Path(results_dir), spec.name))
+    records.write_detached(study, started)
+    where = (
+        f"SLURM job {started.job_id} (its output: {started.log})"
+        if kind == "slurm"
+        else f"process {started.pid} on {started.host} (its output: {started.log})"
+    )
+    out(f"{spec.name}: the launcher runs detached as {where}")
+    out(
+        f"follow it: sweep logs --study {spec.name} --launcher --follow; progress: sweep status --study "
+        f"{spec.name}; stop it and its trials: sweep cancel --study {spec.name}"
+    )
+    return started
+
+
+def _start_local(args: list[str], env: dict[str, str], log: Path) -> DetachedLauncher:
+    """A background `sweep launch` in a session of its own (no terminal: no hang-up, no Ctrl-C)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as output:
+        output.write(f"== sweep launch --detach, {_time_text(time.time())} ==\n")
+        output.flush()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sweep", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **env},
+        )
+    return DetachedLauncher(
+        kind="local",
+        log=str(log),
+        since=time.time(),
+        host=socket.gethostname(),
+        pid=process.pid,
+        started=procs.start_ticks(process.pid),
+    )
+
+
+class LauncherJob(Checkpointable):
+    """A detached launcher as a SLURM job: `sweep launch` with the given arguments and environment.
+
+    Checkpointable: at the job's time limit (submitit's signal) or on preemption submitit requeues it,
+    and the launcher starting again re-attaches to the study's running trials.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        self.args = args
+        self.env = env
+
+    def __call__(self) -> int:
+        os.environ.update(self.env)
+        # The trials' sbatch calls pass this job's environment on (--export=ALL), and a job that
+        # inherits this allocation's settings fails at its srun ("SLURM_MEM_PER_CPU, SLURM_MEM_PER_GPU,
+        # and SLURM_MEM_PER_NODE are mutually exclusive"): drop them, keeping what submitit reads to
+        # requeue this job (its id and rank variables; each trial's job gets its own of those).
+        for name in [name for name in os.environ if name.startswith(("SLURM_", "SBATCH_"))]:
+            if name not in SUBMITIT_SLURM_VARIABLES:
+                del os.environ[name]
+        from sweep.cli import main
+
+        status = main(self.args)
+        if status != 0:  # the job's state says so: FAILED in sacct, not COMPLETED
+            raise SystemExit(status)
+        return status
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
+        return DelayedSubmission(LauncherJob(self.args, self.env))
+
+
+def _start_slurm(
+    spec: StudySpec, args: list[str], env: dict[str, str], results_dir: Path
+) -> DetachedLauncher:
+    folder = Path(results_dir).absolute() / LAUNCHERS_DIR / spec.name
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_LAUNCHER_REQUEUES)
+    wanted = spec.launcher
+    parameters: dict[str, Any] = {
+        "job_name": f"sweep-launcher-{spec.name}",
+        "nodes": 1,
+        "ntasks_per_node": 1,
+        "cpus_per_task": wanted.cpus,
+        "mem": f"{round(wanted.mem_gb * 1024)}MB",
+    }
+    if wanted.time_min is not None:
+        parameters["time"] = wanted.time_min
+    if wanted.partition is not None:
+        parameters["partition"] = wanted.partition
+    executor.update_parameters(**parameters)
+    try:
+        job = executor.submit(LauncherJob(args, env))
+    except submitit.core.utils.FailedJobError as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else "no message"
+        raise SweepError(
+            f"sbatch refused the launcher's job ([launcher] of {spec.source}): {reason}"
+        ) from None
+    return DetachedLauncher(
+        kind="slurm", log=str(Path(job.paths.stdout)), since=time.time(), job_id=str(job.job_id)
+    )
+
+
+def record_detached_run(study: optuna.Study) -> frozenset[str]:
+    """In a detached launcher starting (again): store this run's host, pid and launcher id with the
+    study, and return the ids its earlier runs had (a requeued SLURM launcher takes their claims back
+    at once). Outside a detached launcher: nothing, and no ids."""
+    kind = os.environ.get(DETACHED_ENV)
+    record = StudyRecord.of(study).detached
+    if kind is None or record is None or record.kind != kind:
+        return frozenset()
+    if kind == "slurm" and record.job_id != os.environ.get("SLURM_JOB_ID"):
+        return frozenset()  # a launcher started by hand inside some other job
+    if kind == "local" and record.pid != os.getpid():
+        return frozenset()
+    me = owners.me()
+    records.write_detached(
+        study,
+        dataclasses.replace(
+            record,
+            host=me.host,
+            pid=me.pid,
+            started=me.started,
+            launcher_ids=(*record.launcher_ids, str(me)),
+        ),
+    )
+    return frozenset(record.launcher_ids)
+
+
+def alive(record: DetachedLauncher) -> bool | None:
+    """Whether the detached launcher still runs (or may run again: a requeued job); None: cannot tell
+    (a process on another host, SLURM not answering)."""
+    if record.kind == "slurm":
+        from sweep.executors import slurm
+
+        if record.job_id is None:
+            return False
+        try:
+            return slurm.job_states([record.job_id])[record.job_id].live
+        except slurm.SlurmUnavailable:
+            return None
+    if record.host != socket.gethostname():
+        return None
+    return record.pid is not None and owners.alive(
+        owners.Owner(record.host, record.pid, record.started), None
+    )
+
+
+def describe(record: DetachedLauncher) -> str:
+    """One line: where the detached launcher runs, whether it still does, since when."""
+    since = _time_text(record.since)
+    if record.kind == "slurm":
+        from sweep.executors import slurm
+
+        try:
+            state = slurm.job_states([record.job_id or ""])[record.job_id or ""].state
+        except slurm.SlurmUnavailable:
+            state = "unknown: SLURM does not answer"
+        node = f" on {record.host}" if record.host else ""
+        return f"SLURM job {record.job_id} {state}{node}, started {since}"
+    live = alive(record)
+    said = "alive" if live else ("on another host" if live is None else "ended")
+    return f"process {record.pid} on {record.host} ({said}), started {since}"
+
+
+def stop(record: DetachedLauncher, out: Printer = print) -> None:
+    """Stop the detached launcher (before its trials are cancelled: it would start them again)."""
+    if record.kind == "slurm":
+        from sweep.executors import slurm
+        from sweep.executors.base import wait_gone
+
+        if record.job_id is None or not alive(record):
+            return
+        slurm.scancel([record.job_id])
+        wait_gone(lambda: bool(alive(record)), STOP_WAIT_S * 4)
+        out(f"detached launcher (SLURM job {record.job_id}) stopped")
+        return
+    if not alive(record) or record.pid is None:
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.pid, sig)
+        deadline = time.monotonic() + STOP_WAIT_S
+        while alive(record) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if not alive(record):
+            break
+    out(f"detached launcher (process {record.pid} on {record.host}) stopped")
+
+
+def _time_text(stamp: float) -> str:
+    return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,160 @@
+"""`sweep logs`: a trial's job output (each attempt's), or a detached launcher's, printed or followed.
+
+A `local` or `slurm` job writes its output where submitit puts it, in the trial's run dir:
+`RUN_DIR/submitit/<job id>_0_log.out` (and `.err`), one pair per attempt (a resubmission after a lost
+job is a new job id; a SLURM requeue keeps its id and appends). `--follow` prints what is added while
+the trial runs, moves on to a new attempt's file when the trial is resubmitted, and ends when the trial
+ends. A `debug` job runs inside its launcher: its output is the launcher's.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from sweep import detach
+from sweep.errors import SweepError
+from sweep.executors.base import SUBMITIT_DIR
+from sweep.records import StudyRecord, TrialRecord
+
+POLL_S = 0.5  # how often a followed file and the trial's state are read
+Write = Callable[[str], None]
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One job of a trial: its id, when it was submitted, its output file."""
+
+    job_id: str
+    submitted: float
+    path: Path
+
+
+def attempts(run_dir: Path, *, stderr: bool = False) -> list[Attempt]:
+    """The trial's jobs that left an output file (or are about to), oldest first."""
+    folder = run_dir / SUBMITIT_DIR
+    suffix = "err" if stderr else "out"
+    found = []
+    for submitted in folder.glob("*_submitted.pkl"):
+        job_id = submitted.name.removesuffix("_submitted.pkl")
+        found.append(Attempt(job_id, submitted.stat().st_mtime, folder / f"{job_id}_0_log.{suffix}"))
+    return sorted(found, key=lambda attempt: (attempt.submitted, attempt.job_id))
+
+
+def _header(attempt: Attempt) -> str:
+    when = datetime.datetime.fromtimestamp(attempt.submitted).strftime("%Y-%m-%d %H:%M:%S")
+    return f"== job {attempt.job_id}, submitted {when} ==\n"
+
+
+def trial_logs(
+    study: optuna.Study,
+    number: int,
+    *,
+    follow: bool = False,
+    stderr: bool = False,
+    all_attempts: bool = False,
+    write: Write = _write,
+    poll_s: float = POLL_S,
+) -> None:
+    """Print trial `number`'s job output: the latest attempt's, or every attempt's headed by its job id.
+
+    Raises:
+        SweepError: No such trial, a trial that never ran a job, or one run by the debug executor.
+    """
+    trial = _trial(study, number)
+    record = TrialRecord.of(trial)
+    name = study.study_name
+    if record.executor == "debug":
+        raise SweepError(
+            f"study '{name}' trial {number} ran in its launcher's process (executor debug): its output is "
+            "the launcher's; use --executor local for a log per trial"
+        )
+    if record.run_dir is None:
+        raise SweepError(f"study '{name}' trial {number} has not started a job yet; try again when it runs")
+    shown: dict[str, int] = {}  # job id -> bytes printed
+
+    def show(attempt: Attempt, *, header: bool) -> None:
+        if attempt.job_id not in shown:
+            if header:
+                write(_header(attempt))
+            shown[attempt.job_id] = 0
+        shown[attempt.job_id] += _copy_new(attempt.path, shown[attempt.job_id], write)
+
+    while True:
+        ended = not follow or _ended(study, number)  # before the read: it then holds the job's last lines
+        found = attempts(record.run_dir, stderr=stderr)
+        if not found and ended:
+            raise SweepError(
+                f"study '{name}' trial {number}: no job output in {record.run_dir / SUBMITIT_DIR}"
+            )
+        if all_attempts:
+            for attempt in found:
+                show(attempt, header=True)
+        elif found:  # the latest attempt; a follow moves on to a newer one, headed, when it appears
+            show(found[-1], header=bool(shown))
+        if ended:
+            return
+        time.sleep(poll_s)
+
+
+def launcher_logs(
+    study: optuna.Study, *, follow: bool = False, write: Write = _write, poll_s: float = POLL_S
+) -> None:
+    """Print the detached launcher's output; with `follow`, until it ends.
+
+    Raises:
+        SweepError: The study was never launched with --detach.
+    """
+    record = StudyRecord.of(study).detached
+    if record is None:
+        raise SweepError(
+            f"study '{study.study_name}' has no detached launcher; `sweep launch --detach` starts one"
+        )
+    path, done = Path(record.log), 0
+    while True:
+        done += _copy_new(path, done, write)
+        if not follow:
+            if not path.exists():
+                write(f"(no output yet: {path}; {detach.describe(record)})\n")
+            return
+        if detach.alive(record) is False:
+            _copy_new(path, done, write)
+            return
+        time.sleep(poll_s)
+
+
+def _copy_new(path: Path, offset: int, write: Write) -> int:
+    """Write what `path` holds past `offset` (undecodable bytes shown as such); the bytes written."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except FileNotFoundError:
+        return 0
+    if data:
+        write(data.decode(errors="replace"))
+    return len(data)
+
+
+def _trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise SweepError(f"study '{study.study_name}' has no trial {number} (trials 0 to {len(trials) - 1})")
+    return trials[number]
+
+
+def _ended(study: optuna.Study, number: int) -> bool:
+    # Optuna reads an unfinished trial from the storage again: the launcher changes it meanwhile
+    return _trial(study, number).state not in (TrialState.RUNNING, TrialState.WAITING)

@@ -1,0 +1,252 @@
+"""`sweep launch --detach` and `sweep logs`: studies that outlive the terminal.
+
+Local: the launcher is a background process in a session of its own. SLURM (the real single-node
+cluster of tests/sweep/executors/test_slurm.py): the launcher is a job of its own, requeued and
+re-attached at a time limit, a preemption or `scontrol requeue`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.storage import default_url
+from tests.conftest import deadline
+from tests.sweep.conftest import (
+    ROOT,
+    TINY_RESOURCES,
+    TINY_TRAIN,
+    assert_one_line_error,
+    processes_mentioning,
+    run_sweep,
+    sweep_cmd,
+    wait_for,
+    write_study,
+)
+from tests.sweep.executors import test_slurm
+
+# the SLURM tests' fixtures: a running single-node cluster; the studies whose jobs are cleaned up
+slurm_cluster = test_slurm.slurm_cluster
+study_jobs = test_slurm.study_jobs
+
+
+def _study_file(tmp_path: Path, name: str, *, epochs: int, lrs: list[float]) -> Path:
+    return write_study(
+        tmp_path / f"{name}.toml",
+        study={"name": name, "sampler": "grid"},
+        space={"lr": lrs},
+        train={**TINY_TRAIN, "epochs": epochs},
+        resources={**TINY_RESOURCES, "gpus": 0, "cpus": 1},
+    )
+
+
+def _trials(results: Path, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=default_url(results)).get_trials()
+
+
+def _all_complete(results: Path, name: str, count: int) -> bool:
+    try:
+        trials = _trials(results, name)
+    except KeyError:
+        return False
+    return len(trials) == count and all(t.state == TrialState.COMPLETE for t in trials)
+
+
+def _detach(study_file: Path, results: Path, executor: str) -> subprocess.CompletedProcess[str]:
+    return run_sweep(
+        "launch",
+        "--study",
+        str(study_file),
+        "--executor",
+        executor,
+        "--results-dir",
+        str(results),
+        "--detach",
+    )
+
+
+# -- local ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_detached_launcher_survives_the_shell_that_started_it_and_finishes_the_study(
+    tmp_path: Path,
+) -> None:
+    study_file = _study_file(tmp_path, "bg", epochs=2, lrs=[0.05, 0.1])
+    results = tmp_path / "results"
+    # a shell in a session of its own that starts the launcher and exits (as a login shell that logs out)
+    args = " ".join(sweep_cmd("launch", "--study", str(study_file), "--executor", "local"))
+    script = f"cd {ROOT} && {args} --results-dir {results} --detach; echo shell-exits"
+    began = time.monotonic()
+    shell = subprocess.run(
+        ["setsid", "bash", "-c", script], capture_output=True, text=True, timeout=deadline(60)
+    )
+    assert time.monotonic() - began < 10 * max(1.0, deadline(1))
+    assert shell.returncode == 0, shell.stderr
+    assert "the launcher runs detached as process" in shell.stdout and "shell-exits" in shell.stdout
+    wait_for(lambda: _all_complete(results, "bg", 2), timeout=deadline(240), what="the study to finish")
+    log = (results / "bg.launcher.log").read_text()
+    assert "bg: 2 trials (2 complete)" in log
+    wait_for(
+        lambda: processes_mentioning(str(results)) == [], timeout=deadline(30), what="the launcher to exit"
+    )
+
+
+@pytest.mark.slow
+def test_a_second_detach_is_refused_and_cancel_stops_the_launcher_and_its_trials(tmp_path: Path) -> None:
+    study_file = _study_file(tmp_path, "cx", epochs=40, lrs=[0.05, 0.1])
+    results = tmp_path / "results"
+    first = _detach(study_file, results, "local")
+    assert first.returncode == 0, first.stderr
+    try:
+        wait_for(
+            lambda: any((results / "runs" / "cx").glob("*/metrics.jsonl")),
+            timeout=deadline(120),
+            what="the first epoch",
+        )
+        second = _detach(study_file, results, "local")
+        assert_one_line_error(second, "its detached launcher still runs", "sweep cancel --study cx")
+        status = run_sweep("status", "--study", "cx", "--results-dir", str(results))
+        assert "launcher: process" in status.stdout and "(alive)" in status.stdout
+        cancel = run_sweep("cancel", "--study", "cx", "--results-dir", str(results))
+        assert cancel.returncode == 0, cancel.stderr
+        assert "detached launcher" in cancel.stdout and "stopped" in cancel.stdout
+        wait_for(
+            lambda: processes_mentioning(str(results)) == [], timeout=deadline(60), what="no process left"
+        )
+        assert {t.state for t in _trials(results, "cx")} == {TrialState.FAIL}
+    finally:
+        for pid in processes_mentioning(str(results)):
+            subprocess.run(["kill", "-9", str(pid)], check=False)
+
+
+@pytest.mark.slow
+def test_logs_follow_prints_a_running_trials_epochs_as_they_happen_and_ends_with_it(tmp_path: Path) -> None:
+    study_file = _study_file(tmp_path, "lf", epochs=8, lrs=[0.05])
+    results = tmp_path / "results"
+    assert _detach(study_file, results, "local").returncode == 0
+    metrics = results / "runs" / "lf" / "0" / "metrics.jsonl"
+    wait_for(lambda: metrics.exists(), timeout=deadline(120), what="the first epoch")
+    follow = subprocess.Popen(
+        sweep_cmd("logs", "--study", "lf", "--trial", "0", "--follow", "--results-dir", str(results)),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert follow.stdout is not None
+    seen: list[str] = []
+    epochs_done_when_seen = []
+    for line in follow.stdout:
+        seen.append(line)
+        if line.startswith("epoch "):
+            epochs_done_when_seen.append(len(metrics.read_text().splitlines()))
+    assert follow.wait(timeout=deadline(120)) == 0
+    epoch_lines = [line for line in seen if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == [f"{n}/8" for n in range(1, 9)]
+    assert min(epochs_done_when_seen) < 8  # printed while the trial ran, not after it
+    assert _trials(results, "lf")[0].state == TrialState.COMPLETE  # it ended with the trial
+    launcher = run_sweep("logs", "--study", "lf", "--launcher", "--results-dir", str(results))
+    assert "lf: 1 trials (1 complete)" in launcher.stdout
+
+
+def test_logs_of_a_debug_trial_and_of_a_study_never_detached_are_one_line(tmp_path: Path) -> None:
+    study_file = _study_file(tmp_path, "dl", epochs=1, lrs=[0.05])
+    results = tmp_path / "results"
+    launched = run_sweep(
+        "launch", "--study", str(study_file), "--executor", "debug", "--results-dir", str(results)
+    )
+    assert launched.returncode == 0, launched.stderr
+    for args, fragment in (
+        (["--trial", "0"], "ran in its launcher's process (executor debug)"),
+        (["--trial", "7"], "has no trial 7"),
+        (["--launcher"], "has no detached launcher"),
+    ):
+        result = run_sweep("logs", "--study", "dl", *args, "--results-dir", str(results))
+        assert_one_line_error(result, fragment)
+
+
+# -- SLURM ------------------------------------------------------------------------------------------------
+
+
+def _launcher_job(results: Path, name: str) -> str:
+    (pickle,) = (results / "launchers" / name).glob("*_submitted.pkl")
+    return pickle.name.split("_")[0]
+
+
+def _sacct_state(job_id: str) -> str:
+    done = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip().split()[0] if done.stdout.strip() else ""
+
+
+@pytest.mark.slow
+def test_a_detached_slurm_launcher_is_a_job_that_runs_the_study_to_the_end(
+    tmp_path: Path, study_jobs: list[str]
+) -> None:
+    study_jobs.append("ds")
+    study_file = _study_file(tmp_path, "ds", epochs=2, lrs=[0.05, 0.1])
+    results = tmp_path / "results"
+    began = time.monotonic()
+    detached = _detach(study_file, results, "slurm")
+    assert time.monotonic() - began < 10 * max(1.0, deadline(1)), "--detach must return at once"
+    assert detached.returncode == 0, detached.stderr
+    job = _launcher_job(results, "ds")
+    assert f"SLURM job {job}" in detached.stdout
+    wait_for(lambda: _all_complete(results, "ds", 2), timeout=deadline(300), what="the study to finish")
+    assert all(t.user_attrs.get("job_id") for t in _trials(results, "ds"))
+    wait_for(
+        lambda: _sacct_state(job) == "COMPLETED", timeout=deadline(120), what="the launcher job COMPLETED"
+    )
+
+
+@pytest.mark.slow
+def test_a_requeued_slurm_launcher_comes_back_and_runs_each_configuration_once(
+    tmp_path: Path, study_jobs: list[str]
+) -> None:
+    study_jobs.append("dr")
+    study_file = _study_file(tmp_path, "dr", epochs=6, lrs=[0.05, 0.1, 0.02])
+    results = tmp_path / "results"
+    assert _detach(study_file, results, "slurm").returncode == 0
+    job = _launcher_job(results, "dr")
+    log = results / "launchers" / "dr" / f"{job}_0_log.out"
+    wait_for(
+        lambda: log.exists() and "trial 0 epoch 2/6" in log.read_text(),
+        timeout=deadline(240),
+        what="the study under way",
+    )
+    subprocess.run(["scontrol", "requeue", job], check=True, timeout=deadline(30))
+    wait_for(lambda: _all_complete(results, "dr", 3), timeout=deadline(400), what="the study to finish")
+    wait_for(
+        lambda: _sacct_state(job) == "COMPLETED", timeout=deadline(120), what="the launcher job COMPLETED"
+    )
+    text = log.read_text()
+    assert text.count("Loading pickle") == 2  # it ran twice: before and after the requeue
+    assert "re-attached" in text
+    trials = _trials(results, "dr")
+    assert Counter(t.params["lr"] for t in trials) == {0.05: 1, 0.1: 1, 0.02: 1}  # each once
+    for trial in trials:  # and each trial's epochs once, in order
+        lines = (Path(trial.user_attrs["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == list(range(1, 7))
+
+
+def test_detach_flags_are_checked(tmp_path: Path) -> None:
+    study_file = _study_file(tmp_path, "fl", epochs=1, lrs=[0.05])
+    result = run_sweep(
+        "launch",
+        "--study",
+        str(study_file),
+        "--detach",
+        "--launcher-time",
+        "0",
+        "--results-dir",
+        str(tmp_path),
+    )
+    assert_one_line_error(result, "--launcher-time must be more than 0")
