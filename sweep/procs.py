@@ -1,4 +1,5 @@
-"""What the process table says of a pid: whether it runs, and what it was started as.
+"""What the process table says of a pid: whether it runs, and what it was started as; and stopping a
+set of processes (SIGTERM, a grace, SIGKILL).
 
 Used by owners (is a launcher alive?), the local executor (is a job's controller alive?), cancel and
 status. A pid the kernel has reused for another program must not pass for ours, so callers name what
@@ -7,8 +8,14 @@ the process's command line must mention.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+KILL_WAIT_S = 5.0  # after SIGKILL: how long the kernel may take to tear the processes down
 
 
 def _state(pid: int) -> str | None:
@@ -91,3 +98,23 @@ def group_members(pgid: int) -> list[int]:
         if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
             members.append(int(entry.name))
     return members
+
+
+def terminate(members: Callable[[], list[int]], *, grace_s: float) -> bool:
+    """SIGTERM every process `members()` lists, SIGKILL those still listed after `grace_s`.
+
+    `members` is asked again at each step, so that children started meanwhile are stopped too, and a
+    pid is only signalled while it still passes the caller's test (a reused pid does not). Returns
+    whether none is left.
+    """
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, KILL_WAIT_S)):
+        pids = members()
+        if not pids:
+            return True
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        end = time.monotonic() + wait_s
+        while time.monotonic() < end and members():
+            time.sleep(0.05)
+    return not members()

@@ -2,22 +2,44 @@
 
 The job gets plain data (a TrainConfig dict and a path), so the pickle submitit ships holds nothing
 but this module's class; torch is imported inside the job, never by the launcher.
+
+Every job (this one and a program's) runs inside `run_dir_held`: it exits at SIGTERM,
+a local job dies with its submitit controller, and it holds the run dir's lock for its whole life, so
+that two jobs never write one run dir at once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import dataclasses
+import errno
+import fcntl
 import os
 import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import submitit.helpers
 from submitit.helpers import DelayedSubmission
 
+from sweep.errors import SweepError
+
 # Requeues one SLURM job may go through (time limits, preemptions, `scontrol requeue`), each resuming
 # from checkpoint.pt: a trial whose epochs outlast its time limit this often is failed, not requeued forever.
 MAX_REQUEUES = 20
+LOCK_FILE = "job.lock"  # in the run dir: held (flock) by the job writing it
+# A job started while the run dir's previous job is still ending (a requeue, a resubmission after a
+# killed job) waits this long for its lock before it gives up.
+LOCK_WAIT_S = 15.0
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h): a signal for this process when its parent dies
+# What flock answers on a file system without locks (some NFS and Lustre mounts): run unlocked there.
+NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
 def train(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
@@ -36,11 +58,82 @@ def train(config: dict[str, Any], run_dir: str) -> dict[str, Any]:
 
 
 def _exit_at_sigterm(signum: int, frame: Any) -> None:
-    """SLURM's SIGTERM (scancel, scontrol requeue, preemption): exit now, with no result pickle, so
-    that a requeued run starts afresh from checkpoint.pt. submitit ignores SIGTERM, which would keep a
-    pruned or requeued job training for KillWait seconds (30 by default) until its SIGKILL."""
-    print("sweep: SIGTERM; stopping (a requeued run resumes from checkpoint.pt)", flush=True)
+    """SIGTERM (scancel, scontrol requeue, preemption, a local job cancelled, pruned or left by its
+    controller): exit now, with no result pickle, so that a requeued or resubmitted run starts afresh
+    from checkpoint.pt. submitit ignores SIGTERM, which would keep a pruned or requeued SLURM job
+    training for KillWait seconds (30 by default) until its SIGKILL, and a local one for ever."""
+    print("sweep: SIGTERM; stopping (a job started again on this run dir resumes from it)", flush=True)
     os._exit(128 + signal.SIGTERM)  # files are written atomically: nothing is left half-written
+
+
+def _die_with_controller() -> None:
+    """In a local job: SIGTERM this process when its submitit controller dies (`kill -9` of the job id
+    `sweep status` shows), instead of training on unwatched beside the job started again (Linux)."""
+    controller = os.environ.get("SUBMITIT_LOCAL_JOB_ID", "")
+    if os.environ.get("SUBMITIT_EXECUTOR") != "local" or not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):  # no libc to load: the launcher stops us instead
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if controller.isdigit() and os.getppid() != int(controller):  # it died before the prctl
+        _exit_at_sigterm(signal.SIGTERM, None)
+
+
+def hold_run_dir(run_dir: Path, *, wait_s: float = LOCK_WAIT_S) -> int | None:
+    """Lock `run_dir` for this process's life: an exclusive flock on its LOCK_FILE; the descriptor
+    (None where the file system has no locks).
+
+    Raises:
+        SweepError: Another job still holds the run dir after `wait_s`.
+    """
+    path = run_dir / LOCK_FILE
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise SweepError(
+                    f"run dir {run_dir} is in use by another job ({LOCK_FILE} is held by {holder}) after "
+                    f"waiting {wait_s:.0f} s; two jobs would write its files at once. Stop the other "
+                    "job (`sweep cancel`) or let it end, then `sweep launch` again"
+                ) from None
+            time.sleep(0.2)
+        except OSError as err:
+            if err.errno not in NO_LOCKS:
+                raise
+            print(f"sweep: {path}: no file locks here ({err.strerror}); running unlocked", flush=True)
+            os.close(fd)
+            return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    return fd
+
+
+@contextlib.contextmanager
+def run_dir_held(run_dir: Path, *, lock_wait_s: float = LOCK_WAIT_S) -> Iterator[int | None]:
+    """What every job runs inside: it exits at SIGTERM, dies with its local controller, and holds the
+    run dir's lock (the descriptor: a program started meanwhile may inherit it).
+
+    Restores the SIGTERM handler and releases the lock at the end: a debug job runs in the launcher.
+    """
+    main = threading.current_thread() is threading.main_thread()  # only it may set signal handlers
+    previous = signal.signal(signal.SIGTERM, _exit_at_sigterm) if main else None
+    try:
+        _die_with_controller()
+        fd = hold_run_dir(run_dir, wait_s=lock_wait_s)
+        try:
+            yield fd
+        finally:
+            if fd is not None:
+                os.close(fd)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def restarts() -> int:
@@ -54,15 +147,18 @@ class TrainJob(submitit.helpers.Checkpointable):
     A requeue that did not go through `checkpoint` (`scontrol requeue`, a node failure) runs the
     same call again and resumes the same way. At most MAX_REQUEUES requeues per job."""
 
+    def __init__(self, *, lock_wait_s: float = LOCK_WAIT_S) -> None:
+        self.lock_wait_s = lock_wait_s
+
     def __call__(self, config: dict[str, Any], run_dir: str) -> dict[str, Any]:
-        if os.environ.get("SLURM_JOB_ID"):
-            signal.signal(signal.SIGTERM, _exit_at_sigterm)
         count = restarts()
         if count > MAX_REQUEUES:
             raise RuntimeError(f"job requeued {count} times (MAX_REQUEUES={MAX_REQUEUES}); giving up")
         if count:
             print(f"sweep: restart {count} of this job; resuming from {run_dir}/checkpoint.pt", flush=True)
-        return train(config, run_dir)
+        # a job pickled before lock_wait_s existed (a SLURM requeue across an upgrade) waits the default
+        with run_dir_held(Path(run_dir), lock_wait_s=getattr(self, "lock_wait_s", LOCK_WAIT_S)):
+            return train(config, run_dir)
 
     # submitit's own code accepts None here (no requeue); its annotation does not say so
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission | None:  # type: ignore[override]

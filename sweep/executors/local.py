@@ -1,7 +1,9 @@
 """The `local` executor: submitit's LocalExecutor, one real subprocess per job, on this machine.
 
-The job id is the pid of submitit's controller process. Logs and pickles go to `<run_dir>/submitit/`,
-the controller's own output to `controller.log` there. Parallel jobs get the GPUs the fewest live
+The job id is the pid of submitit's controller process, started in a session of its own: a terminal's
+Ctrl-C stops the launcher, not its jobs, and the job (controller, task, the task's children) is one
+process group that is stopped as a whole. Logs and pickles go to `<run_dir>/submitit/`, the
+controller's own output to `controller.log` there. Parallel jobs get the GPUs the fewest live
 jobs hold (`GpuPool`): submitit's LocalExecutor gives every job the first `gpus_per_node` devices, so
 four parallel trials on a four-GPU workstation would all train on GPU 0. The ids are the launcher's
 own CUDA_VISIBLE_DEVICES when it has one, else those `nvidia-smi` lists (the launcher never imports
@@ -13,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +29,6 @@ from sweep import procs
 from sweep._compat import local_process
 from sweep.errors import SweepError
 from sweep.executors.base import (
-    CANCEL_DEADLINE_S,
     SUBMITIT_DIR,
     Executor,
     Job,
@@ -35,13 +36,15 @@ from sweep.executors.base import (
     Outcome,
     log_paths,
     pickled_outcome,
-    wait_gone,
 )
-from sweep.executors.program import stop_leftovers
+from sweep.executors.program import program_grace, stop_leftovers
 from sweep.study.spec import Resources
 
 CONTROLLER_LOG = "controller.log"  # in SUBMITIT_DIR: what a local job's submitit controller prints
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default is 2 minutes; a local job runs until done
+# After SIGTERM, how long a local job's processes get to exit before SIGKILL (a trainer exits at once;
+# a program's job first gives its program the study's stop_grace_s).
+LOCAL_STOP_GRACE_S = 5.0
 
 # -- GPUs -------------------------------------------------------------------------------------------------
 
@@ -109,10 +112,10 @@ def controls(pid: int, folder: Path) -> bool:
 def _output_to(path: Path) -> Iterator[None]:
     """Point this process's stdout and stderr (fds 1 and 2) at `path` while a child process is started.
 
-    submitit's local controller inherits the launcher's terminal and has no option to change it; it
-    stops on SIGINT (how a job is cancelled, and what Ctrl-C sends) with a KeyboardInterrupt traceback,
-    which would land among the launcher's lines. The launcher is single-threaded, so nothing else
-    writes while the two descriptors point at the file.
+    submitit's local controller inherits the launcher's terminal and has no option to change it; what
+    it prints (a KeyboardInterrupt traceback when it is stopped by SIGINT) would land among the
+    launcher's lines. The launcher is single-threaded, so nothing else writes while the two
+    descriptors point at the file.
     """
     sys.stdout.flush()
     sys.stderr.flush()
@@ -129,8 +132,47 @@ def _output_to(path: Path) -> Iterator[None]:
             os.close(fd)
 
 
+_SUBMITTING: set[int] = set()  # the threads inside `_own_session`
+
+
+class _SessionPopen(subprocess.Popen[bytes]):
+    """subprocess.Popen that starts its process in a new session (setsid) when called from a thread
+    inside `_own_session`; from any other thread, as asked."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if threading.get_ident() in _SUBMITTING:
+            kwargs["start_new_session"] = True
+        super().__init__(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _own_session() -> Iterator[None]:
+    """Start submitit's local controller in a session of its own while a job is submitted.
+
+    A terminal's Ctrl-C (SIGINT to its foreground process group) and SIGHUP then stop the launcher but
+    not its jobs, which `sweep launch` re-attaches; and the job is one process group, led by the
+    controller (its pid is the job id), that cancel signals as a whole. submitit's `start_controller`
+    takes no such option; it looks `subprocess.Popen` up when called. Processes other threads start
+    meanwhile are started as they ask.
+    """
+    real = subprocess.Popen
+    subprocess.Popen = _SessionPopen  # type: ignore[misc,assignment]
+    _SUBMITTING.add(threading.get_ident())
+    try:
+        yield
+    finally:
+        _SUBMITTING.discard(threading.get_ident())
+        subprocess.Popen = real  # type: ignore[misc]
+
+
 class LocalJob(Job):
-    """A submitit local job: its controller process, ours (a Popen) or a previous launcher's (a pid)."""
+    """A submitit local job: its controller process, ours (a Popen) or a previous launcher's (a pid),
+    and every process of the controller's group (its task, the trainer's loader workers).
+
+    The job is all of them: cancelling stops the group, and a job whose controller is gone (`kill -9`
+    of the job id) is done only once nothing of it runs, so that a job started again on its run dir
+    never trains beside it.
+    """
 
     def __init__(self, folder: Path, job_id: str, process: subprocess.Popen[bytes] | None = None) -> None:
         self.folder = folder
@@ -138,6 +180,7 @@ class LocalJob(Job):
         self._pid = int(job_id)
         self._popen = process
         self._pidfd: int | None = None
+        self._ended = False  # the controller is gone and so is the rest of the job
 
     def end_fd(self) -> int | None:
         # A pidfd turns readable when the process exits: the launcher sees a short job end at once
@@ -160,23 +203,41 @@ class LocalJob(Job):
             return self._popen.poll() is None
         return procs.runs(self._pid, b"submitit")  # a reused pid is not our job
 
+    def processes(self) -> list[int]:
+        """The job's live processes: its controller, and the processes of its group that run for it."""
+        folder = os.fsencode(str(self.folder.absolute()))
+        found = [self._pid] if self._alive() else []
+        for pid in procs.group_members(self._pid):  # the group outlives its leader; its id is not reused
+            if pid != self._pid and (
+                procs.environ(pid, "SUBMITIT_LOCAL_JOB_ID") == self.job_id or procs.runs_with_arg(pid, folder)
+            ):
+                found.append(pid)
+        return found
+
     def done(self) -> bool:
+        if self._ended:
+            return True
         if self._alive():
             return False
+        # The controller is gone. Its task dies with it (job.run_dir_held); stop what is left anyway.
+        self._stop()
         self._close_fd()
+        self._ended = True
         return True
 
     def cancel(self) -> None:
-        # SIGINT makes the controller kill its task (SIGINT, then SIGKILL a second later) and exit.
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            if not self._alive():
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._pid, sig)
-            if wait_gone(self._alive, CANCEL_DEADLINE_S / 3):
-                break
-        # A program's own process group outlives a task killed before it could stop the program.
-        stop_leftovers(self.folder.parent)
+        # SIGTERM to every process of the job: the task exits at once (job.run_dir_held), a program's
+        # job stops its program first; the controller forwards it and exits once its task has.
+        self._stop()
+        self._ended = True
+
+    def _stop(self) -> None:
+        run_dir = self.folder.parent
+        procs.terminate(self.processes, grace_s=LOCAL_STOP_GRACE_S + program_grace(run_dir))
+        if self._popen is not None:
+            self._popen.poll()  # reap it: a zombie controller would look alive to pidfd waiters
+        # A program's own process group outlives a job killed before it could stop the program.
+        stop_leftovers(run_dir)
 
     def outcome(self) -> Outcome:
         pickled = pickled_outcome(self.folder, self.job_id)
@@ -235,7 +296,7 @@ class LocalExecutor(Executor):
         gpus = self.pool.take(self.gpus) if self.pool is not None else []
         executor.update_parameters(**self.parameters, **({"visible_gpus": tuple(gpus)} if gpus else {}))
         folder.mkdir(parents=True, exist_ok=True)
-        with _output_to(folder / CONTROLLER_LOG), _environment(**self.threads):
+        with _output_to(folder / CONTROLLER_LOG), _environment(**self.threads), _own_session():
             submitted = executor.submit(fn, config, str(run_dir))
         job = LocalJob(folder, submitted.job_id, local_process(submitted))
         if self.pool is not None:
@@ -249,13 +310,19 @@ class LocalExecutor(Executor):
         return job
 
     def orphan(self, run_dir: Path, *, after: str | None = None) -> str | None:
-        # submitit writes <pid>_submitted.pkl once the controller process runs; its command line names
-        # the folder, so a live controller of this run dir is found even under a reused pid.
-        folder = (run_dir / SUBMITIT_DIR).absolute()  # as submitit passes it to the controller
-        submitted = sorted(folder.glob("*_submitted.pkl"), key=lambda path: path.stat().st_mtime)
-        pids = [path.name.split("_")[0] for path in submitted]
-        live = [pid for pid in pids if pid.isdigit() and pid != str(after) and controls(int(pid), folder)]
-        return live[-1] if live else None
+        return orphan(run_dir, after=after)
+
+
+def orphan(run_dir: Path, *, after: str | None = None) -> str | None:
+    """The live local job of `run_dir` other than job `after`: one a launcher started and died before
+    storing its id. None when there is none."""
+    # submitit writes <pid>_submitted.pkl once the controller process runs; its command line names
+    # the folder, so a live controller of this run dir is found even under a reused pid.
+    folder = (run_dir / SUBMITIT_DIR).absolute()  # as submitit passes it to the controller
+    submitted = sorted(folder.glob("*_submitted.pkl"), key=lambda path: path.stat().st_mtime)
+    pids = [path.name.split("_")[0] for path in submitted]
+    live = [pid for pid in pids if pid.isdigit() and pid != str(after) and controls(int(pid), folder)]
+    return live[-1] if live else None
 
 
 def _gpu_pool(gpus: int) -> GpuPool | None:

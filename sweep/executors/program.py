@@ -9,18 +9,17 @@ goes to `program.N.out` / `program.N.err` in the run dir, N counting its starts.
 
 Stopping it (prune, cancel, SLURM preemption or requeue): SIGTERM to its whole process group, SIGKILL
 after STOP_GRACE_S. The group id is kept in `program.pid`, so a launcher can finish the job even when
-the process that started the program was killed first.
+the process that started the program was killed first. The program inherits the run dir's lock
+(`job.run_dir_held`): no other job starts on the run dir while it runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,7 @@ from submitit.helpers import DelayedSubmission
 
 from sweep import procs
 from sweep.epochs import read_epochs
-from sweep.executors.job import MAX_REQUEUES, restarts
+from sweep.executors.job import LOCK_WAIT_S, MAX_REQUEUES, restarts, run_dir_held
 from trainer.files import write_atomic
 
 if TYPE_CHECKING:  # the job process need not load the study parser (a third of its start-up)
@@ -87,12 +86,19 @@ def environment(program: Program, run_dir: Path, restart: int) -> dict[str, str]
 class ProgramJob(submitit.helpers.Checkpointable):
     """The submitted callable of a [program] study: runs the program to its end and judges how it ended."""
 
-    def __init__(self, program: Program, metric: str) -> None:
+    def __init__(self, program: Program, metric: str, *, lock_wait_s: float = LOCK_WAIT_S) -> None:
         self.program = program
         self.metric = metric
+        self.lock_wait_s = lock_wait_s
 
     def __call__(self, values: dict[str, Any], run_dir: str) -> dict[str, Any]:
         folder = Path(run_dir).absolute()
+        # a job pickled before lock_wait_s existed (a SLURM requeue across an upgrade) waits the default
+        with run_dir_held(folder, lock_wait_s=getattr(self, "lock_wait_s", LOCK_WAIT_S)) as lock:
+            return self._run(values, folder, lock)
+
+    def _run(self, values: dict[str, Any], folder: Path, lock: int | None) -> dict[str, Any]:
+        """Start the program, wait for it, judge how it ended; `lock` (the run dir's) goes to it too."""
         restart = _count_start(folder)
         write_atomic(folder / PARAMS_FILE, json.dumps(values, indent=2) + "\n")
         command = argv(self.program, values, folder)
@@ -107,6 +113,8 @@ class ProgramJob(submitit.helpers.Checkpointable):
                     stderr=stderr,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,  # its own process group: stopped as a whole
+                    # the run dir stays locked while the program runs, even if this job is killed
+                    pass_fds=(lock,) if lock is not None else (),
                 )
             except OSError as error:
                 raise ProgramFailed(f"cannot start {command[0]!r}: {error.strerror or error}") from None
@@ -154,6 +162,8 @@ def _wait(process: subprocess.Popen[bytes], grace_s: float) -> int:
     try:
         return process.wait()
     except _Stop as stopped:
+        for sig in previous:  # a second signal (the controller forwards its SIGTERM) must not cut this short
+            signal.signal(sig, signal.SIG_IGN)
         stop_group(process.pid, grace_s=grace_s)
         if stopped.args[0] == signal.SIGINT:  # Ctrl-C, or a local job cancelled: as Python would
             raise KeyboardInterrupt from None
@@ -175,16 +185,15 @@ def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S, run_dir: Path | None
             return found
         return [pid for pid in found if procs.environ(pid, "SWEEP_RUN_DIR") == str(run_dir)]
 
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = members()
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        end = time.monotonic() + (grace_s if sig == signal.SIGTERM else 5.0)
-        while time.monotonic() < end and members():
-            time.sleep(0.05)
+    procs.terminate(members, grace_s=grace_s)
+
+
+def program_grace(run_dir: Path) -> float:
+    """The stop_grace_s of the program `run_dir`'s job started (0 when none was started)."""
+    try:
+        return float((run_dir / PID_FILE).read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def stop_leftovers(run_dir: Path) -> None:
