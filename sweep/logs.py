@@ -105,6 +105,8 @@ def trial_logs(
         elif found:  # the latest attempt; a follow moves on to a newer one, headed, when it appears
             show(found[-1], header=bool(shown))
         if ended:
+            if not follow and not any(attempt.path.exists() for attempt in found):
+                write(f"(job {found[-1].job_id} has written nothing yet: {found[-1].path})\n")
             return
         time.sleep(poll_s)
 
