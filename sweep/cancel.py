@@ -22,9 +22,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import procs, records
 from sweep._compat import trial_of
-from sweep.executors import attach, slurm, wait_gone
+from sweep.detach import stop as stop_detached
+from sweep.executors import attach, orphan, slurm, wait_gone
 from sweep.owners import Owner
-from sweep.records import TrialRecord
+from sweep.records import StudyRecord, TrialRecord
 
 CANCEL_REASON = "cancelled by sweep cancel"
 LAUNCHER_STOP_S = 15.0  # how long a launcher on this host gets to exit after SIGTERM
@@ -39,24 +40,37 @@ def cancel_study(study: optuna.Study, *, out: Printer = print) -> list[int]:
     Returns:
         The numbers of the cancelled trials.
     """
+    detached = StudyRecord.of(study).detached
+    if detached is not None:  # first: it would start the cancelled trials again
+        stop_detached(detached, out)
     running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     _stop_launchers(running, out)
-    jobs = [(trial, TrialRecord.of(trial)) for trial in running]
-    slurm_ids = [record.job_id for _, record in jobs if record.executor == "slurm" and record.job_id]
+    jobs = [(trial, TrialRecord.of(trial), _job_id(TrialRecord.of(trial))) for trial in running]
+    slurm_ids = [job_id for _, record, job_id in jobs if record.executor == "slurm" and job_id]
     if slurm_ids:
         slurm.scancel(slurm_ids)
-    for _, record in jobs:
-        if record.executor == "local" and record.job_id and record.run_dir is not None:
-            attach("local", record.job_id, record.run_dir).cancel()
+    for _, record, job_id in jobs:
+        if record.executor == "local" and job_id and record.run_dir is not None:
+            attach("local", job_id, record.run_dir).cancel()
     if slurm_ids:
         wait_gone(lambda: any(state.live for state in slurm.job_states(slurm_ids).values()), SLURM_CANCEL_S)
-    for trial, record in jobs:
-        records.write(trial_of(study, trial), traceback=CANCEL_REASON)
+    for trial, record, job_id in jobs:
+        live = trial_of(study, trial)
+        records.write(live, traceback=CANCEL_REASON, job_id=job_id if job_id != record.job_id else None)
         study.tell(trial.number, state=TrialState.FAIL)
-        job = f"job {record.job_id or 'none'} ({record.executor or 'unknown'})"
+        unrecorded = " (found in its run dir)" if job_id != record.job_id else ""
+        job = f"job {job_id or 'none'}{unrecorded} ({record.executor or 'unknown'})"
         out(f"trial {trial.number} cancelled  {job}; marked FAIL")
     out(f"{study.study_name}: {len(running)} running trials cancelled")
     return [trial.number for trial in running]
+
+
+def _job_id(record: TrialRecord) -> str | None:
+    """The trial's job: the one it stored, or a newer live one in its run dir that a launcher started
+    and died before storing (as the launcher's reconcile finds it), so that it is cancelled too."""
+    if record.run_dir is None or record.executor is None:
+        return record.job_id
+    return orphan(record.executor, record.run_dir, after=record.job_id) or record.job_id
 
 
 def _stop_launchers(trials: list[FrozenTrial], out: Printer) -> None:

@@ -6,7 +6,8 @@
 * `auto`: slurm when `sbatch` is on PATH, local otherwise.
 
 A job is re-attached after a launcher restart from what its trial stored, (kind, job_id, run_dir),
-with `attach`, no executor needed (`sweep cancel` does so for any study's jobs).
+with `attach`, no executor needed (`sweep cancel` does so for any study's jobs); `orphan` finds the
+job a launcher started but died before storing, where the backend defines a module-level `orphan`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,15 @@ def attach(kind: str, job_id: str, run_dir: Path) -> Job:
     return importlib.import_module(REGISTRY[kind]).attach(job_id, run_dir)
 
 
+def orphan(kind: str, run_dir: Path, *, after: str | None = None) -> str | None:
+    """The live job of `run_dir` other than `after` that a `kind` executor started, with no executor:
+    one a launcher died before storing. None when there is none, or the backend cannot look here."""
+    if kind not in REGISTRY:
+        return None
+    find = getattr(importlib.import_module(REGISTRY[kind]), "orphan", None)
+    return find(run_dir, after=after) if find is not None else None
+
+
 __all__ = [
     "EXECUTORS",
     "Executor",
@@ -68,6 +78,7 @@ __all__ = [
     "Outcome",
     "attach",
     "make_executor",
+    "orphan",
     "resolve",
     "wait_for_end",
     "wait_gone",
