@@ -33,6 +33,7 @@ import pandas as pd
 
 from sweep.epochs import Epoch, read_epochs
 from sweep.records import StudyRecord
+from sweep.report.confirm import Confirmation, confirmation
 from sweep.report.environment import Spread, environment_spread
 from sweep.report.intervals import half_width
 from sweep.report.source import StoredTrials, load_trials
@@ -97,6 +98,7 @@ class ReportData:
     totals: Totals
     metrics: tuple[str, ...] = METRICS[:4]  # the table's metric columns, in order
     environment: tuple[Spread, ...] = ()  # how the complete trials' manifests differ (GPU, code, packages)
+    confirmation: Confirmation | None = None  # the search's and the confirmed winner, with confirmation trials
 
 
 def collect(
@@ -129,6 +131,7 @@ def collect(
         totals=totals(frame, info),
         metrics=metrics,
         environment=environment_spread(_complete_run_dirs(stored.trials)),
+        confirmation=confirmation(frame, info.params, info.direction),
     )
 
 
@@ -168,7 +171,7 @@ def trial_frames(stored: StoredTrials, info: StudyInfo) -> tuple[pd.DataFrame, p
 
     A trial with a metrics file gets its numbers from it; the others from their intermediate values.
     """
-    frame = stored.trials[["number", "state", "value"]].copy()
+    frame = stored.trials[["number", "state", "value", "diverged", "confirm"]].copy()
     wide = stored.params.pivot(index="number", columns="name", values="value")
     for key in info.params:
         column = wide[key] if key in wide else pd.Series(dtype=object)
@@ -255,25 +258,32 @@ def config_rows(frame: pd.DataFrame, info: StudyInfo, metrics: tuple[str, ...] =
     the best whose interval of the value meets the best row's (a row of one trial has no interval, so it
     is never told apart from the best).
     """
-    done = frame[frame["state"] == "COMPLETE"]
+    # A diverged trial is a result too (the configuration does not train): its row says so
+    done = frame[(frame["state"] == "COMPLETE") | frame["diverged"].notna()]
     keys = [PARAM + key for key in info.params]
     if not keys:  # no params at all ([train] run n_trials times): every trial is one configuration
         done = done.assign(_config=0)
         keys = ["_config"]
-    grouped = done.groupby(keys, sort=False, dropna=False)
     columns = list(dict.fromkeys([*METRICS, *metrics]))
+    # a diverged trial's numbers (NaN, or whatever its finite epochs said) are no mean's part
+    done = done.copy()
+    done.loc[done["diverged"].notna(), [*columns, "value"]] = math.nan
+    grouped = done.groupby(keys, sort=False, dropna=False)
     means = grouped[[*columns, "value"]].mean()
     stds = grouped[[*columns, "value"]].std().add_suffix("_std")
     counts = grouped.size().rename("n")
+    diverged = grouped["diverged"].count().rename("diverged")  # trials of the row that diverged
     cis = pd.DataFrame(
         {
-            f"{column}_ci": [half_width(std, n) for std, n in zip(stds[f"{column}_std"], counts, strict=True)]
+            f"{column}_ci": [
+                half_width(std, n) for std, n in zip(stds[f"{column}_std"], counts - diverged, strict=True)
+            ]
             for column in [*columns, "value"]
         },
         index=stds.index,
         dtype=float,
     )
-    rows = pd.concat([means, stds, cis, counts, grouped["number"].min().rename("first")], axis=1)
+    rows = pd.concat([means, stds, cis, counts, diverged, grouped["number"].min().rename("first")], axis=1)
     rows = rows.sort_values("first").reset_index().drop(columns=["first"])
     if "_config" in rows:
         rows = rows.drop(columns=["_config"])

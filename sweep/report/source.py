@@ -33,7 +33,7 @@ from sweep import records
 from sweep._compat import rdb_models
 from sweep.records import TrialRecord
 
-TRIAL_COLUMNS = ["number", "state", "value", "run_dir"]
+TRIAL_COLUMNS = ["number", "state", "value", "run_dir", "diverged", "confirm"]
 PARAM_COLUMNS = ["number", "name", "value", "distribution"]
 STEP_COLUMNS = ["number", "step", "value"]
 _STORED_FLOATS = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
@@ -43,7 +43,9 @@ _STORED_FLOATS = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
 class StoredTrials:
     """The rows of a study's trials that a report uses, each frame sorted by trial number."""
 
-    trials: pd.DataFrame  # number, state (COMPLETE, PRUNED, ...), value (NaN if none), run_dir (None if none)
+    # number, state (COMPLETE, PRUNED, ...), value (NaN if none), run_dir (None if none), diverged (what,
+    # for a trial whose metric became NaN or infinite; else None), confirm (a confirmation trial: bool)
+    trials: pd.DataFrame
     params: pd.DataFrame  # number, name, value (as the trial saw it: "adam", 0.1), distribution (JSON)
     steps: pd.DataFrame  # number, step, value: the intermediate values (the metric reported each epoch)
 
@@ -60,7 +62,9 @@ def load_trials(study: optuna.Study, storage: optuna.storages.BaseStorage | None
 
 def from_frozen(trials: list[FrozenTrial]) -> StoredTrials:
     """The frames of trials already loaded by Optuna."""
-    rows = [(t.number, t.state.name, _float(t.value), _run_dir(t)) for t in trials]
+    rows = [
+        (t.number, t.state.name, _float(t.value), _run_dir(t), *_said(TrialRecord.of(t))) for t in trials
+    ]
     params = [
         (t.number, name, value, distribution_to_json(t.distributions[name]))
         for t in trials
@@ -72,6 +76,10 @@ def from_frozen(trials: list[FrozenTrial]) -> StoredTrials:
         params=_frame(params, PARAM_COLUMNS),
         steps=_frame(steps, STEP_COLUMNS),
     )
+
+
+def _said(record: TrialRecord) -> tuple[str | None, bool]:
+    return record.diverged, record.confirm
 
 
 def _run_dir(trial: FrozenTrial) -> str | None:
@@ -89,6 +97,8 @@ def _frame(rows: list[tuple[Any, ...]], columns: list[str]) -> pd.DataFrame:
         frame["value"] = _objects([row[2] for row in rows])  # mixed types ("adam", 0.1, None) as they are
     if columns is TRIAL_COLUMNS:
         frame["run_dir"] = _objects([row[3] for row in rows])
+        frame["diverged"] = _objects([row[4] for row in rows])
+        frame["confirm"] = np.array([row[5] for row in rows], dtype=bool)
     return frame
 
 
@@ -121,6 +131,12 @@ def _from_tables(storage: RDBStorage, study_id: int) -> StoredTrials:
         .order_by(params_t.c.param_id),  # the order the trial set them in, as get_trials gives them
         "run_dirs": sa.select(attrs_t.c.trial_id, attrs_t.c.value_json).where(
             attrs_t.c.trial_id.in_(ids), attrs_t.c.key == records.RUN_DIR
+        ),
+        "diverged": sa.select(attrs_t.c.trial_id, attrs_t.c.value_json).where(
+            attrs_t.c.trial_id.in_(ids), attrs_t.c.key == records.DIVERGED
+        ),
+        "confirm": sa.select(attrs_t.c.trial_id, attrs_t.c.value_json).where(
+            attrs_t.c.trial_id.in_(ids), attrs_t.c.key == records.CONFIRM
         ),
         "steps": sa.select(
             steps_t.c.trial_id,
@@ -156,7 +172,13 @@ def _text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
 
 
 def _assemble(
-    trials: list[Any], values: list[Any], params: list[Any], run_dirs: list[Any], steps: list[Any]
+    trials: list[Any],
+    values: list[Any],
+    params: list[Any],
+    run_dirs: list[Any],
+    diverged: list[Any],
+    confirm: list[Any],
+    steps: list[Any],
 ) -> StoredTrials:
     """The query rows as frames, converted column by column (no Python loop over rows)."""
     frame = pd.DataFrame.from_records(trials, columns=["trial_id", "number", "state"])
@@ -167,6 +189,10 @@ def _assemble(
     paths = pd.Series(run_dir["json"].map(json.loads).to_numpy(), index=run_dir["trial_id"].to_numpy())
     mapped = frame["trial_id"].map(paths)
     frame["run_dir"] = _objects([path if isinstance(path, str) else None for path in mapped.tolist()])
+    said = {trial_id: json.loads(text) for trial_id, text in diverged}
+    frame["diverged"] = _objects([said.get(trial_id) for trial_id in frame["trial_id"].tolist()])
+    confirmed = {trial_id for trial_id, text in confirm if json.loads(text) is True}
+    frame["confirm"] = frame["trial_id"].isin(confirmed).to_numpy(dtype=bool)
     param = pd.DataFrame.from_records(params, columns=["trial_id", "name", "internal", "distribution"])
     param["number"] = param["trial_id"].map(number)
     param["value"] = _external(param)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from sweep.report.confirm import Winner
 from sweep.report.data import ACCURACIES, METRICS, PARAM, ReportData, Totals
 
 # Column headers of the original README; params not listed get "Snake case" -> "Snake case".
@@ -30,6 +31,7 @@ VALUE_NAMES = {
     "adamw": "AdamW",
 }
 MISSING = "—"
+DIVERGED = "diverged"  # a cell of a configuration whose trials' metric became NaN or infinite
 
 
 def param_name(key: str) -> str:
@@ -80,6 +82,8 @@ def markdown_block(data: ReportData) -> str:
     if len(data.rows):
         lines += _table_lines(data)
         lines += ["", best_note(data)]
+        if data.confirmation is not None:
+            lines += ["", confirmation_line(data)]
         if data.environment:
             lines += ["", environment_line(data)]
     else:
@@ -107,15 +111,30 @@ def table_cells(data: ReportData) -> tuple[list[str], list[tuple[list[str], bool
     columns = [_formatted_values(rows[PARAM + key]) for key in data.shown] or [[data.info.name] * len(rows)]
     if data.repeats:
         columns.append([str(n) for n in rows["n"].tolist()])
+    diverged, counts = rows["diverged"].tolist(), rows["n"].tolist()
     for m in metrics:
         means, cis = rows[m].tolist(), rows[f"{m}_ci"].tolist()
+        cells = [format_metric(m, a, b, with_spread=data.repeats) for a, b in zip(means, cis, strict=True)]
         columns.append(
-            [format_metric(m, a, b, with_spread=data.repeats) for a, b in zip(means, cis, strict=True)]
+            [
+                _diverged_cell(cell, k, n, m == data.info.metric)
+                for cell, k, n in zip(cells, diverged, counts, strict=True)
+            ]
         )
     return headers, [
         (list(cells), best)
         for cells, best in zip(zip(*columns, strict=True), rows["best"].tolist(), strict=True)
     ]
+
+
+def _diverged_cell(cell: str, diverged: int, n: int, is_metric: bool) -> str:
+    """A row whose trials all diverged says so in every metric cell; one where some did, in the study
+    metric's cell (its numbers are the other trials')."""
+    if diverged and diverged == n:
+        return DIVERGED
+    if diverged and is_metric:
+        return f"{cell} ({diverged} of {n} diverged)"
+    return cell
 
 
 def _table_lines(data: ReportData) -> list[str]:
@@ -152,6 +171,11 @@ def best_note(data: ReportData) -> str:
             " (seeds) of a configuration (Student's t, n − 1 degrees of freedom; no interval for n = 1). "
             + overlap_note(data)
         )
+    if int(data.rows["diverged"].sum()):
+        note += (
+            f" {DIVERGED.capitalize()}: {data.info.metric} became NaN or infinite; the trial was stopped"
+            " there (its epochs stay in its run dir)."
+        )
     if any(metric not in METRICS for metric in data.metrics):
         return (
             note
@@ -179,6 +203,31 @@ def overlap_note(data: ReportData) -> str:
     return (
         f"Not distinguishable from the best (their {data.info.metric} intervals overlap): {'; '.join(names)}."
     )
+
+
+def confirmation_line(data: ReportData) -> str:
+    """The search's winner and the confirmed winner, and whether they differ."""
+    found = data.confirmation
+    assert found is not None  # only called when there is one
+    metric = data.info.metric
+
+    def named(winner: Winner) -> str:
+        params = ", ".join(f"{param_name(key)} {format_value(value)}" for key, value in winner.params.items())
+        value = format_metric(metric, winner.value, math.nan, with_spread=False)
+        return f"{params} ({'mean ' if winner.n > 1 else ''}{metric} {value} over {_seeds(winner.n)})"
+
+    line = (
+        f"**Confirmation**: the search's winner was {named(found.search)}; the best {found.configs} were run"
+        f" with {found.seeds} further seed{'s' if found.seeds != 1 else ''} each, and the confirmed winner"
+        f" is {named(found.confirmed)}."
+    )
+    if found.differ:
+        return line + " They differ: the search's winner did not hold up over more seeds."
+    return line + " The search's winner holds."
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
 
 
 TRIALS_NAMED = 6  # trial numbers listed per value on the Environment line; the rest are counted
@@ -263,6 +312,7 @@ def json_text(datas: list[ReportData]) -> str:
                 "direction": data.info.direction,
                 "rows": json.loads(frame.to_json(orient="records", double_precision=15)),  # NaN -> null
                 "environment": [spread.to_dict() for spread in data.environment],
+                "confirmation": None if data.confirmation is None else data.confirmation.to_dict(),
                 "totals": {**totals.__dict__, "gpu_hours": totals.gpu_hours},
             }
         )

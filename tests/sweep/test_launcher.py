@@ -154,3 +154,11 @@ def test_a_diverged_trial_is_a_result_not_a_failure(tmp_path: Path) -> None:
     again = run_sweep(*args, timeout=deadline(300))
     assert again.returncode == 0 and "submitted" not in again.stdout  # a result: not run again
     assert len(optuna.load_study(study_name="nan", storage=f"sqlite:///{results / 'sweep.db'}").trials) == 2
+    report = run_sweep("report", "--study", "nan", "--results-dir", str(results))
+    assert report.returncode == 0, report.stderr
+    rows = [line for line in report.stdout.splitlines() if line.startswith("| ")]
+    (diverged_row,) = [row for row in rows if "1000" in row]
+    assert diverged_row.count("diverged") >= 2  # its row is in the table, every metric cell says so
+    (fine_row,) = [row for row in rows if "0.05" in row]
+    assert "diverged" not in fine_row and "**" in fine_row  # the other one is the best
+    assert "Diverged: val_loss became NaN or infinite" in report.stdout
