@@ -24,7 +24,7 @@ from sweep import procs, records
 from sweep._compat import trial_of
 from sweep.detach import stop as stop_detached
 from sweep.executors import attach, orphan, slurm, wait_gone
-from sweep.owners import Owner
+from sweep.owners import Owner, alive
 from sweep.records import StudyRecord, TrialRecord
 
 CANCEL_REASON = "cancelled by sweep cancel"
@@ -81,17 +81,18 @@ def _stop_launchers(trials: list[FrozenTrial], out: Printer) -> None:
         if not owner.here:
             out(f"launcher {text} runs on another host: stop it too, or it resubmits the cancelled trials")
             continue
-        if owner.pid is None or owner.is_me or not _is_launcher(owner.pid):
+        if owner.pid is None or owner.is_me or not _is_launcher(owner):
             continue
         with contextlib.suppress(ProcessLookupError):
             os.kill(owner.pid, signal.SIGTERM)
-        if wait_gone(functools.partial(_is_launcher, owner.pid), LAUNCHER_STOP_S):
+        if wait_gone(functools.partial(_is_launcher, owner), LAUNCHER_STOP_S):
             out(f"launcher {text} stopped")
 
 
-def _is_launcher(pid: int) -> bool:
-    # Only a process started as sweep is signalled: a launcher's pid may have been reused since.
-    return procs.runs(pid, b"sweep")
+def _is_launcher(owner: Owner) -> bool:
+    # Only that launcher is signalled: its pid may belong to another process since (the start time
+    # it was stored with tells; an id without one must at least name a sweep process).
+    return owner.pid is not None and procs.runs(owner.pid, b"sweep") and alive(owner, None)
 
 
 __all__ = ["CANCEL_REASON", "cancel_study"]
