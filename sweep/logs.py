@@ -4,7 +4,9 @@ A `local` or `slurm` job writes its output where submitit puts it, in the trial'
 `RUN_DIR/submitit/<job id>_0_log.out` (and `.err`), one pair per attempt (a resubmission after a lost
 job is a new job id; a SLURM requeue keeps its id and appends). `--follow` prints what is added while
 the trial runs, moves on to a new attempt's file when the trial is resubmitted, and ends when the trial
-ends. A `debug` job runs inside its launcher: its output is the launcher's.
+ends. A user's program writes its own output beside its job's, `RUN_DIR/program.N.out` (and `.err`), N
+counting its starts: that is what is shown of a program's trial, whatever the executor. A `debug` job of
+the built-in trainer runs inside its launcher: its output is the launcher's.
 """
 
 from __future__ import annotations
@@ -35,27 +37,42 @@ def _write(text: str) -> None:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One job of a trial: its id, when it was submitted, its output file."""
+    """One start of a trial's job: what it is (its job id, or a program's start number), its output."""
 
-    job_id: str
-    submitted: float
+    key: str
+    label: str  # the line that heads it: "job 4242, submitted 2026-12-02 10:00:00"
     path: Path
 
 
 def attempts(run_dir: Path, *, stderr: bool = False) -> list[Attempt]:
-    """The trial's jobs that left an output file (or are about to), oldest first."""
-    folder = run_dir / SUBMITIT_DIR
+    """The trial's job starts that left an output file (or are about to), oldest first.
+
+    A user's program writes its own output beside its job's (`program.N.out`, N counting its starts):
+    that is what is shown of it. The built-in trainer's is the job's own submitit log.
+    """
     suffix = "err" if stderr else "out"
+    named = ((path.name.split(".")[1], path) for path in run_dir.glob(f"program.*.{suffix}"))
+    programs = [(int(number), path) for number, path in named if number.isdigit()]
+    if programs:
+        return [Attempt(str(number), f"program start {number}", path) for number, path in sorted(programs)]
+    folder = run_dir / SUBMITIT_DIR
     found = []
     for submitted in folder.glob("*_submitted.pkl"):
         job_id = submitted.name.removesuffix("_submitted.pkl")
-        found.append(Attempt(job_id, submitted.stat().st_mtime, folder / f"{job_id}_0_log.{suffix}"))
-    return sorted(found, key=lambda attempt: (attempt.submitted, attempt.job_id))
+        when = submitted.stat().st_mtime
+        text = datetime.datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M:%S")
+        found.append(
+            (
+                when,
+                job_id,
+                Attempt(job_id, f"job {job_id}, submitted {text}", folder / f"{job_id}_0_log.{suffix}"),
+            )
+        )
+    return [attempt for _, _, attempt in sorted(found, key=lambda item: (item[0], item[1]))]
 
 
 def _header(attempt: Attempt) -> str:
-    when = datetime.datetime.fromtimestamp(attempt.submitted).strftime("%Y-%m-%d %H:%M:%S")
-    return f"== job {attempt.job_id}, submitted {when} ==\n"
+    return f"== {attempt.label} ==\n"
 
 
 def trial_logs(
@@ -76,7 +93,7 @@ def trial_logs(
     trial = _trial(study, number)
     record = TrialRecord.of(trial)
     name = study.study_name
-    if record.executor == "debug":
+    if record.executor == "debug" and (record.run_dir is None or not attempts(record.run_dir)):
         raise SweepError(
             f"study '{name}' trial {number} ran in its launcher's process (executor debug): its output is "
             "the launcher's; use --executor local for a log per trial"
@@ -86,11 +103,11 @@ def trial_logs(
     shown: dict[str, int] = {}  # job id -> bytes printed
 
     def show(attempt: Attempt, *, header: bool) -> None:
-        if attempt.job_id not in shown:
+        if attempt.key not in shown:
             if header:
                 write(_header(attempt))
-            shown[attempt.job_id] = 0
-        shown[attempt.job_id] += _copy_new(attempt.path, shown[attempt.job_id], write)
+            shown[attempt.key] = 0
+        shown[attempt.key] += _copy_new(attempt.path, shown[attempt.key], write)
 
     while True:
         ended = not follow or _ended(study, number)  # before the read: it then holds the job's last lines
@@ -106,7 +123,7 @@ def trial_logs(
             show(found[-1], header=bool(shown))
         if ended:
             if not follow and not any(attempt.path.exists() for attempt in found):
-                write(f"(job {found[-1].job_id} has written nothing yet: {found[-1].path})\n")
+                write(f"({found[-1].label}: nothing written yet to {found[-1].path})\n")
             return
         time.sleep(poll_s)
 

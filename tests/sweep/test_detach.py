@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -250,3 +251,25 @@ def test_detach_flags_are_checked(tmp_path: Path) -> None:
         str(tmp_path),
     )
     assert_one_line_error(result, "--launcher-time must be more than 0")
+
+
+def test_logs_of_a_programs_trial_are_its_own_output_each_start_headed(tmp_path: Path) -> None:
+    (tmp_path / "talk.py").write_text(
+        "import os, sys, sweep\n"
+        "print('hello from start', os.environ['SWEEP_RESTART'])\n"
+        "print('to stderr', file=sys.stderr)\n"
+        "sweep.log_epoch(1, val_acc=0.5)\n"
+    )
+    study_file = tmp_path / "talk.toml"
+    study_file.write_text(
+        '[study]\nname = "talk"\nsampler = "grid"\n[space]\nlr = [0.1]\n[resources]\ngpus = 0\ncpus = 1\n'
+        f'[program]\ncommand = ["{sys.executable}", "talk.py"]\n'
+    )
+    results = tmp_path / "results"
+    args = ("--study", str(study_file), "--results-dir", str(results))
+    assert run_sweep("launch", *args[:2], "--executor", "debug", *args[2:]).returncode == 0
+    out = run_sweep("logs", "--study", "talk", "--trial", "0", "--results-dir", str(results))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("hello from start 0")
+    every = run_sweep("logs", "--study", "talk", "--trial", "0", "--all-attempts", "--stderr", *args[2:])
+    assert every.stdout.splitlines() == ["== program start 0 ==", "to stderr"]
