@@ -113,3 +113,63 @@ def test_kill_9_of_a_job_id_under_a_launcher_resumes_the_trial_with_each_epoch_o
     assert "is gone without a result; resuming it" in text and "trial 0 complete" in text, text
     assert "(best of 8 epochs)" in text and "already reported" not in text
     assert _epochs(run_dir) == list(range(1, 9))
+
+
+def _lines_until(proc: subprocess.Popen[str], count: int, text: str, *, timeout: float) -> list[str]:
+    """The launcher's lines until `count` of them contain `text`."""
+    import selectors
+
+    assert proc.stdout is not None
+    seen: list[str] = []
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and sum(text in line for line in seen) < count:
+        if selector.select(timeout=0.5):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            seen.append(line.rstrip("\n"))
+    assert sum(text in line for line in seen) >= count, f"no {count} lines with {text!r}: {seen}"
+    return seen
+
+
+@pytest.mark.slow
+def test_three_ctrl_c_of_a_launcher_leave_its_jobs_training_and_the_next_launch_completes_them(
+    no_leftovers: Path,
+) -> None:
+    """Fault 03: a terminal's Ctrl-C (SIGINT to the launcher's process group) stopped its local jobs too;
+    after three, the next launch failed the trials ('3 submissions; giving up')."""
+    epochs = 60
+    study = write_study(
+        no_leftovers / "ci.toml", study={"name": "ci", "sampler": "grid"},
+        space={"optimizer": ["sgd", "adam"]}, train={**TINY_TRAIN, "epochs": epochs},
+    )  # fmt: skip
+    results = no_leftovers / "results"
+    launch = ("launch", "--study", str(study), "--executor", "local", "--parallel", "2")
+    runs = [results / "runs" / "ci" / str(number) for number in (0, 1)]
+    for _ in range(3):
+        launcher = subprocess.Popen(
+            sweep_cmd(*launch, "--results-dir", str(results)),
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,  # its own process group, as a terminal's foreground job has
+        )  # fmt: skip
+        try:
+            _lines_until(launcher, 2, f"/{epochs}  val_acc", timeout=deadline(120))
+            os.killpg(launcher.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the whole group
+            rest, _ = launcher.communicate(timeout=deadline(60))
+        finally:
+            launcher.kill()
+        assert launcher.returncode == 130
+        assert "`sweep launch` again re-attaches live jobs" in rest and "`sweep cancel` stops them" in rest
+        assert all(processes_mentioning(str(run_dir)) for run_dir in runs)  # both jobs train on
+
+    last = subprocess.run(
+        sweep_cmd(*launch, "--results-dir", str(results)),
+        cwd=ROOT, capture_output=True, text=True, timeout=deadline(300),
+    )  # fmt: skip
+    assert last.returncode == 0, last.stdout + last.stderr
+    assert "trial 0 re-attached" in last.stdout and "trial 1 re-attached" in last.stdout
+    assert "failed" not in last.stdout and "again" not in last.stdout  # nothing resubmitted
+    assert "ci: 2 trials (2 complete)" in last.stdout
+    assert all(_epochs(run_dir) == list(range(1, epochs + 1)) for run_dir in runs)
