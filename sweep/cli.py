@@ -35,8 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    # `sweep launch` says itself what Ctrl-C left running and how to go on: one line, not two
-    interrupted = "" if args.command == "launch" else "interrupted"
+    # `sweep launch` says itself what Ctrl-C left running and how to go on: one line, not two. A dry
+    # run starts nothing and says nothing of it: the plain line is its one.
+    interrupted = "" if args.command == "launch" and not args.dry_run else "interrupted"
     return run_command(lambda: args.handler(args), interrupted=interrupted)
 
 

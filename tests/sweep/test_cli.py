@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,16 @@ import pytest
 from benchmarks.report_speed import make_study
 from sweep.cli import main
 from tests.conftest import deadline
-from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd, sweep_main, write_study
+from tests.sweep.conftest import (
+    ROOT,
+    TINY_TRAIN,
+    assert_one_line_error,
+    run_sweep,
+    sweep_cmd,
+    sweep_main,
+    wait_for,
+    write_study,
+)
 
 
 def test_unknown_study_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
@@ -182,3 +194,58 @@ def test_every_subcommand_help_starts_with_a_description(capsys: pytest.CaptureF
         paragraphs = capsys.readouterr().out.split("\n\n")  # usage, then the description
         description = " ".join(paragraphs[1].split())
         assert description[0].isupper() and description.endswith("."), (command, description)
+
+
+def _interrupt(args: list[str], started: Callable[[], bool], stdout: Path) -> tuple[int, str, str]:
+    """Run `sweep ARGS` with its stdout in the file `stdout`, send SIGINT to its process group (as
+    Ctrl-C does) once `started()`, and return its exit status, stdout and stderr."""
+    with stdout.open("w") as sink:
+        proc = subprocess.Popen(
+            sweep_cmd(*args), cwd=ROOT, stdout=sink, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        try:
+            wait_for(lambda: started() or proc.poll() is not None, timeout=deadline(60), what="the command")
+            assert proc.poll() is None, f"it ended before Ctrl-C: {proc.communicate()[1]}"
+            os.killpg(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=deadline(60))
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+    return proc.returncode, stdout.read_text(), err
+
+
+def test_ctrl_c_of_a_launch_with_a_trial_training_in_process_is_one_line(tmp_path: Path) -> None:
+    """Fault: Ctrl-C of `sweep launch` printed two lines (the launcher's and the CLI's 'interrupted')."""
+    study = write_study(
+        tmp_path / "cc.toml",
+        study={"name": "cc", "sampler": "grid"},
+        space={"lr": [0.05]},
+        train={**TINY_TRAIN, "epochs": 50},
+    )
+    results = tmp_path / "results"
+    metrics = results / "runs" / "cc" / "0" / "metrics.jsonl"
+    args = ["launch", "--study", str(study), "--executor", "debug", "--results-dir", str(results)]
+    code, out, err = _interrupt(
+        args, lambda: metrics.exists() and metrics.stat().st_size > 0, tmp_path / "out"
+    )
+    assert code == 130
+    said = [line for line in (out + err).splitlines() if "interrupt" in line.lower()]
+    assert len(said) == 1 and said[0].startswith("cc: launch interrupted with 1 trial running"), out + err
+    assert err == "" and "Traceback" not in out
+
+
+def test_ctrl_c_of_a_dry_run_is_one_line(tmp_path: Path) -> None:
+    """Fault: Ctrl-C of `sweep launch --dry-run` (a 10^6-point grid prints for seconds) said nothing."""
+    space = {
+        "lr": [0.001 * (i + 1) for i in range(100)],
+        "weight_decay": [1e-5 * (i + 1) for i in range(100)],
+        "seed": list(range(100)),
+    }
+    study = write_study(tmp_path / "huge.toml", study={"name": "huge", "sampler": "grid"}, space=space)
+    listed = tmp_path / "listed"  # the first planned trial there: the dry run is printing its 10^6 lines
+    args = ["launch", "--study", str(study), "--dry-run", "--results-dir", str(tmp_path / "r")]
+    code, _, err = _interrupt(args, lambda: listed.exists() and listed.stat().st_size > 0, listed)
+    assert code == 130
+    assert err.splitlines() == ["interrupted"], err
+    assert not (tmp_path / "r").exists()
