@@ -200,6 +200,7 @@ class Launcher:
         self.peers.say_waiting(self.spec.name, len(others))
         time.sleep(SCAN_SECONDS)
         self.scan()
+        self.source.ended()  # others' trials may have ended the search
         return True
 
     # -- reconcile --------------------------------------------------------------------------------------
@@ -336,6 +337,7 @@ class Launcher:
             if "Cannot tell a " not in str(err):
                 raise
         else:
+            self.source.ended()  # the search may be done: its confirmation trials are then listed
             return True
         self.out(f"trial {trial.number} was finished elsewhere (sweep cancel, another launcher); leaving it")
         return False

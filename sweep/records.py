@@ -15,11 +15,14 @@ sweep adds is in user attributes, whose keys are this module's constants:
             traceback    why a FAILed trial failed (str)
             diverged     for a trial whose metric became NaN or infinite (told PRUNED): what and when
                          (str, "val_loss nan at epoch 3/50")
+            confirm      true for a confirmation trial: a top configuration rerun with a further seed
+                         once the search was done ([study] confirm_top); absent for the search's
     study   metric       the metric the trials' values are (val_acc, ...)
             plan         what the first launch planned (`sweep.study.plan.plan_fingerprint`)
             gpus         [resources] gpus of the last launch, for GPU-hours without the study file
             detached     where the study's detached launcher runs (`sweep launch --detach`): a
                          `DetachedLauncher` as a dict
+            budget       the last launch's GPU-hour budget (float; absent: none), for `sweep status`
 
 Everything else in the package reads these through `TrialRecord` / `StudyRecord` and writes them
 through the functions below, so a misspelt key is an AttributeError, not a silent miss.
@@ -50,11 +53,13 @@ SUBMISSIONS = "submissions"
 JOB_ID = "job_id"
 TRACEBACK = "traceback"
 DIVERGED = "diverged"
+CONFIRM = "confirm"
 
 METRIC = "metric"
 PLAN = "plan"
 GPUS = "gpus"
 DETACHED = "detached"
+BUDGET = "budget"
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class TrialRecord:
     job_id: str | None
     traceback: str | None
     diverged: str | None = None
+    confirm: bool = False  # a confirmation trial (a further seed of a top configuration)
 
     @property
     def key(self) -> tuple[int | None, int]:
@@ -95,12 +101,18 @@ class TrialRecord:
             job_id=None if job_id is None else str(job_id),
             traceback=attrs.get(TRACEBACK),
             diverged=None if attrs.get(DIVERGED) is None else str(attrs[DIVERGED]),
+            confirm=attrs.get(CONFIRM) is True,
         )
 
 
-def trial_attrs(*, config: int, repeat: int, executor: str, launcher: str) -> dict[str, Any]:
+def trial_attrs(
+    *, config: int, repeat: int, executor: str, launcher: str, confirm: bool = False
+) -> dict[str, Any]:
     """The attributes a trial gets when it is created: which run it is and who runs it."""
-    return {CONFIG: config, REPEAT: repeat, EXECUTOR: executor, LAUNCHER: launcher}
+    attrs: dict[str, Any] = {CONFIG: config, REPEAT: repeat, EXECUTOR: executor, LAUNCHER: launcher}
+    if confirm:  # absent for the search's trials: a study stored before confirmation reads the same
+        attrs[CONFIRM] = True
+    return attrs
 
 
 def running_template(
@@ -194,16 +206,21 @@ class StudyRecord:
     plan: dict[str, Any] | None
     gpus: int | None
     detached: DetachedLauncher | None = None
+    budget: float | None = None  # GPU-hours
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:
         attrs = study.user_attrs
         plan, gpus, detached = attrs.get(PLAN), attrs.get(GPUS), attrs.get(DETACHED)
+        budget = attrs.get(BUDGET)
         return cls(
             metric=None if attrs.get(METRIC) is None else str(attrs[METRIC]),
             plan=plan if isinstance(plan, dict) else None,
             gpus=gpus if isinstance(gpus, int) and not isinstance(gpus, bool) else None,
             detached=DetachedLauncher.from_dict(detached) if isinstance(detached, dict) else None,
+            budget=float(budget)
+            if isinstance(budget, int | float) and not isinstance(budget, bool)
+            else None,
         )
 
 
@@ -224,6 +241,12 @@ def write_study(study: optuna.Study, *, metric: str, plan: dict[str, Any], gpus:
         study.set_user_attr(PLAN, plan)
     if stored.gpus != gpus:
         study.set_user_attr(GPUS, gpus)
+
+
+def write_budget(study: optuna.Study, budget: float | None) -> None:
+    """Store the launch's GPU-hour budget (None: no budget) when it differs from the stored one."""
+    if StudyRecord.of(study).budget != budget:
+        study.set_user_attr(BUDGET, budget)
 
 
 def failure_line(reason: str) -> str:

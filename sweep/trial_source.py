@@ -17,7 +17,14 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep import records
 from sweep._compat import create_trial, trial_id
 from sweep.claims import Claims, Holder
-from sweep.study.plan import PlannedTrial, distributions, missing_trials, next_sampled_config, taken
+from sweep.study.plan import (
+    PlannedTrial,
+    confirmation_trials,
+    distributions,
+    missing_trials,
+    next_sampled_config,
+    taken,
+)
 from sweep.study.spec import StudySpec
 
 QUEUE_TAKEN = "another launcher took this trial's queued configuration; nothing to run"
@@ -45,11 +52,20 @@ class TrialSource:
         self.distributions = distributions(spec)
         self.pending: deque[PlannedTrial] = deque()  # planned trials not yet started
         self.waiting = 0  # WAITING trials in the study's queue (left by an older sweep)
+        # Confirmation trials are planned from results: listed once the search is done. Until they
+        # are, each trial's end (`ended`) makes the next empty-handed `next` look again.
+        self.confirm_listed = not spec.confirm_top
+        self.relist = False
 
     def reconcile(self, trials: Sequence[FrozenTrial]) -> None:
         """List the planned trials that no trial has taken yet, and the queued ones."""
         self.pending = deque(missing_trials(self.spec, trials))
         self.waiting = sum(t.state == TrialState.WAITING for t in trials)
+        self.confirm_listed = self.confirm_listed or any(item.confirm for item in self.pending)
+
+    def ended(self) -> None:
+        """A trial ended: the search may be done now, and its confirmation trials due."""
+        self.relist = not self.confirm_listed
 
     def next(self) -> optuna.Trial | None:
         """The next queued or planned trial, else a new sampled configuration (tpe/random, within n_trials).
@@ -76,7 +92,13 @@ class TrialSource:
                     planned = self.start_planned(item)
                     if planned is not None:
                         return planned
-        return self.sampled()
+        sampled = self.sampled()
+        if sampled is None and self.relist:
+            self.relist = False
+            self.pending.extend(confirmation_trials(self.spec, self.study.get_trials(deepcopy=False)))
+            self.confirm_listed = bool(self.pending)
+            return self.next() if self.pending else None
+        return sampled
 
     def sampled(self) -> optuna.Trial | None:
         """A new configuration from the sampler, its index claimed first; its other seeds run next."""
@@ -106,14 +128,14 @@ class TrialSource:
         template = records.running_template(
             item.params,
             {key: self.distributions[key] for key in item.params},
-            self.created_attrs(item.config, item.repeat),
+            self.created_attrs(item.config, item.repeat, confirm=item.confirm),
         )
         trial = create_trial(self.study, template)
         self.claims.bind(item.config, item.repeat, trial_id(trial))
         return trial
 
-    def created_attrs(self, config: int, repeat: int) -> dict[str, Any]:
+    def created_attrs(self, config: int, repeat: int, *, confirm: bool = False) -> dict[str, Any]:
         """The attributes a trial is created with, in its one transaction: `submit` need not write them."""
         return records.trial_attrs(
-            config=config, repeat=repeat, executor=self.executor, launcher=self.launcher
+            config=config, repeat=repeat, executor=self.executor, launcher=self.launcher, confirm=confirm
         )

@@ -98,7 +98,7 @@ class ReportData:
     totals: Totals
     metrics: tuple[str, ...] = METRICS[:4]  # the table's metric columns, in order
     environment: tuple[Spread, ...] = ()  # how the complete trials' manifests differ (GPU, code, packages)
-    confirmation: Confirmation | None = None  # the search's and the confirmed winner, with confirmation trials
+    confirmation: Confirmation | None = None  # the search's and the confirmed winner (confirmation trials)
 
 
 def collect(

@@ -62,9 +62,7 @@ def load_trials(study: optuna.Study, storage: optuna.storages.BaseStorage | None
 
 def from_frozen(trials: list[FrozenTrial]) -> StoredTrials:
     """The frames of trials already loaded by Optuna."""
-    rows = [
-        (t.number, t.state.name, _float(t.value), _run_dir(t), *_said(TrialRecord.of(t))) for t in trials
-    ]
+    rows = [(t.number, t.state.name, _float(t.value), _run_dir(t), *_said(TrialRecord.of(t))) for t in trials]
     params = [
         (t.number, name, value, distribution_to_json(t.distributions[name]))
         for t in trials

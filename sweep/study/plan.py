@@ -6,6 +6,12 @@ configuration: planned ones first, in file order, then sampled ones) and `repeat
 say which, so a restart never starts a configuration that is COMPLETE, PRUNED or still running again.
 A planned configuration whose trial FAILed is run again by the next launch (the cause may be fixed);
 a sampled one is not (it used up its place in n_trials).
+
+Confirmation ([study] confirm_top = K, confirm_repeats = R): once the search is done (every planned and
+sampled trial finished), the K configurations with the best mean value over their search seeds are run
+again with R further seeds, repeats `repeats` .. `repeats + R - 1`, marked `confirm`. The plan of those
+depends on results, so it is worked out from the stored trials (`confirmation_trials`); a configuration
+that got a confirmation trial stays chosen, so the choice never moves once made.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ class PlannedTrial:
     config: int
     repeat: int
     params: dict[str, Any]
+    confirm: bool = False  # a confirmation trial: a further seed of one of the search's best
 
 
 def plan(spec: StudySpec) -> list[PlannedTrial]:
@@ -116,11 +123,17 @@ def taken(trials: Sequence[FrozenTrial]) -> set[tuple[int | None, int]]:
 
 
 def missing_trials(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[PlannedTrial]:
-    """Each planned (config, repeat), and each repeat of a sampled config, that no trial has taken yet.
+    """Each planned (config, repeat), and each repeat of a sampled config, that no trial has taken yet;
+    once the search is done, the confirmation trials not taken yet.
 
     A trial WAITING, RUNNING, COMPLETE or PRUNED takes its (config, repeat); a FAILed one does not, so a
     planned configuration that failed is planned again.
     """
+    missing = _search_missing(spec, trials)
+    return missing or confirmation_trials(spec, trials)
+
+
+def _search_missing(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[PlannedTrial]:
     wanted = plan(spec)
     planned = len(spec.planned_trials())
     sampled: dict[int, dict[str, Any]] = {}
@@ -131,6 +144,50 @@ def missing_trials(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[Plann
     wanted += [PlannedTrial(c, r, params) for c, params in sampled.items() for r in range(1, spec.repeats)]
     done = taken(trials)
     return [item for item in wanted if (item.config, item.repeat) not in done]
+
+
+def search_done(spec: StudySpec, trials: Sequence[FrozenTrial]) -> bool:
+    """Whether every trial of the search has finished: each planned and sampled configuration, each seed."""
+    if _search_missing(spec, trials):
+        return False
+    live = (TrialState.RUNNING, TrialState.WAITING)
+    if any(t.state in live and not TrialRecord.of(t).confirm for t in trials):
+        return False
+    return spec.sampler == "grid" or next_sampled_config(spec, trials) is None
+
+
+def confirmation_trials(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[PlannedTrial]:
+    """The confirmation trials not taken yet; none before the search is done or without confirm_top."""
+    if not spec.confirm_top or not search_done(spec, trials):
+        return []
+    done = taken(trials)
+    return [
+        PlannedTrial(config, repeat, params, confirm=True)
+        for config, params in top_configs(spec, trials)
+        for repeat in range(spec.repeats, spec.seeds)
+        if (config, repeat) not in done
+    ]
+
+
+def top_configs(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[tuple[int, dict[str, Any]]]:
+    """The `confirm_top` configurations to confirm, (config, params): those a confirmation trial holds
+    already, then the best by the mean value of their COMPLETE search trials (ties: launch order)."""
+    values: dict[int, list[float]] = {}
+    params: dict[int, dict[str, Any]] = {}
+    chosen: list[int] = []
+    for trial in trials:
+        record = TrialRecord.of(trial)
+        if record.config is None:
+            continue
+        params.setdefault(record.config, dict(trial.params))
+        if record.confirm and record.config not in chosen:
+            chosen.append(record.config)
+        elif not record.confirm and trial.state == TrialState.COMPLETE and trial.value is not None:
+            values.setdefault(record.config, []).append(trial.value)
+    sign = -1.0 if spec.direction == "maximize" else 1.0
+    ranked = sorted(values, key=lambda config: (sign * sum(values[config]) / len(values[config]), config))
+    chosen += [config for config in ranked if config not in chosen]
+    return [(config, params[config]) for config in chosen[: spec.confirm_top]]
 
 
 def next_sampled_config(spec: StudySpec, trials: Sequence[FrozenTrial]) -> int | None:
@@ -167,6 +224,11 @@ def dry_run(
     extra = max(0, sampled_configs(spec) - len(used))
     if extra:
         out(f"then {extra} configurations x {spec.repeats} repeats suggested by the {spec.sampler} sampler")
+    if spec.confirm_top and not search_done(spec, trials):
+        out(
+            f"then the {spec.confirm_top} best configurations x {spec.confirm_repeats} further seeds "
+            "(confirmation), once the search is done"
+        )
     done = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
     already = f", {done} already finished" if trials else ""
     out(

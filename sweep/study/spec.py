@@ -33,6 +33,9 @@ STUDY_KEYS = (
     "pruner_startup_trials",
     "pruner_warmup_epochs",
     "max_failures",
+    "confirm_top",
+    "confirm_repeats",
+    "budget_gpu_hours",
 )
 
 SlurmValue: TypeAlias = str | int | float | bool
@@ -184,6 +187,9 @@ class StudySpec:
     pruner_startup_trials: int | None = None  # median: finished trials before pruning starts (None: 5)
     pruner_warmup_epochs: int | None = None  # epochs every trial runs before it can be pruned (None: 0)
     max_failures: int = 3  # this many trials failing in a row stop the launcher (a typo must not burn a grid)
+    confirm_top: int = 0  # once the search is done, rerun this many best configurations ...
+    confirm_repeats: int = 0  # ... with this many further seeds each (repeats after the search's)
+    budget_gpu_hours: float | None = None  # no new trial once used + expected GPU-hours reach it
     train: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     space: Mapping[str, Dimension] = field(default_factory=lambda: MappingProxyType({}))
     points: tuple[Mapping[str, Any], ...] = ()
@@ -191,6 +197,11 @@ class StudySpec:
     program: Program | None = None  # None: the built-in trainer (trainer.run) with TrainConfig fields
     launcher: LauncherResources = field(default_factory=LauncherResources)  # a detached launcher's job
     source: str = field(default="<study>", compare=False)  # the file, for messages
+
+    @property
+    def seeds(self) -> int:
+        """Seed offsets a configuration may run with: the search's `repeats`, then the confirmation's."""
+        return self.repeats + (self.confirm_repeats if self.confirm_top else 0)
 
     @property
     def varied_keys(self) -> tuple[str, ...]:
@@ -224,7 +235,7 @@ class StudySpec:
         if self.program is None:
             return self.train_config(params, repeat=repeat).to_dict()
         values = {**self.train, **self._checked(params, repeat)}
-        if self.repeats > 1:
+        if self.seeds > 1:
             base = values.get("seed", 0)
             values["seed"] = (base if isinstance(base, int) else 0) + repeat
         return values
@@ -235,8 +246,8 @@ class StudySpec:
         clash = sorted(set(params) & set(self.train))
         if clash:
             raise SweepError(f"{self.source}: trial params {clash} are fixed in [train]; they cannot vary")
-        if not 0 <= repeat < self.repeats:
-            raise SweepError(f"{self.source}: repeat {repeat} is out of range; the study has {self.repeats}")
+        if not 0 <= repeat < self.seeds:
+            raise SweepError(f"{self.source}: repeat {repeat} is out of range; the study has {self.seeds}")
         return params
 
     def grid(self) -> list[dict[str, Any]]:
@@ -265,6 +276,9 @@ class StudySpec:
     def to_dict(self) -> dict[str, Any]:
         """The study as plain data in the TOML file's shape; `sweep.study.parse.parse_study` reads it back."""
         study = {key: getattr(self, key) for key in STUDY_KEYS}
+        unset = {"budget_gpu_hours": self.budget_gpu_hours is None, "confirm_top": not self.confirm_top}
+        unset["confirm_repeats"] = unset["confirm_top"]
+        study = {key: value for key, value in study.items() if not unset.get(key)}  # as a file omits them
         return {
             "study": study,
             "train": dict(self.train),

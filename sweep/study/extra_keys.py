@@ -1,0 +1,37 @@
+"""The [study] keys that act after or around the search: `confirm_top`/`confirm_repeats` (rerun the best
+configurations with further seeds) and `budget_gpu_hours` (stop starting trials past a cost)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sweep.study.reader import TableReader, is_number
+
+CONFIRM_KEYS = ("confirm_top", "confirm_repeats")
+
+
+def parse_extra(reader: TableReader, table: Mapping[str, Any]) -> dict[str, Any]:
+    """confirm_top, confirm_repeats (both or neither, each >= 1) and budget_gpu_hours (a number > 0)."""
+    given = [key for key in CONFIRM_KEYS if table.get(key) is not None]
+    if len(given) == 1:
+        other = next(key for key in CONFIRM_KEYS if key not in given)
+        raise reader.error(f"[study] key '{given[0]}'", f"needs '{other}' too; set both or neither")
+    confirm = {key: reader.integer(table, key, default=0, minimum=1, section="study") for key in CONFIRM_KEYS}
+    budget = table.get("budget_gpu_hours")
+    if budget is not None and (not is_number(budget) or not budget > 0):
+        raise reader.error("[study] key 'budget_gpu_hours'", f"is {budget!r}; give a number of GPU-hours > 0")
+    return {**confirm, "budget_gpu_hours": None if budget is None else float(budget)}
+
+
+def check_confirm(reader: TableReader, header: Mapping[str, Any], n_trials: int, varies_seed: bool) -> None:
+    """Confirmation needs as many configurations as it confirms, and seeds it may count up."""
+    top = header["confirm_top"]
+    if top > n_trials:
+        raise reader.error(
+            "[study] key 'confirm_top'", f"is {top} but the study runs {n_trials} configurations; lower it"
+        )
+    if top and varies_seed:
+        raise reader.error(
+            "[study] key 'confirm_repeats'", "is set while 'seed' varies; drop one (confirmation sets seed)"
+        )
