@@ -5,12 +5,16 @@ done by the modules they call, and a user's error is one line and exit 2 (`train
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from sweep import __version__
 from sweep.errors import StudyStopped, SweepError, run_command
+
+if TYPE_CHECKING:
+    from sweep.study.spec import StudySpec
 
 DEFAULT_RESULTS = Path("results")
 
@@ -24,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="sweep", description="Hyperparameter studies of training jobs on SLURM clusters.")
     parser.add_argument("--version", action="version", version=f"sweep {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_launch, _add_status, _add_report, _add_dashboard, _add_cancel, _add_sbatch):
+    for add in (_add_launch, _add_status, _add_logs, _add_report, _add_dashboard, _add_cancel, _add_sbatch):
         add(commands)
     return parser
 
@@ -53,7 +57,11 @@ def _add_storage_args(command: argparse.ArgumentParser) -> None:
         default=DEFAULT_RESULTS,
         help="holds sweep.db (the default storage) and runs/<study>/<trial>/ (default: results)",
     )
-    command.add_argument("--storage", help="any SQLAlchemy URL (default: sqlite:///RESULTS_DIR/sweep.db)")
+    command.add_argument(
+        "--storage",
+        default=os.environ.get("SWEEP_STORAGE") or None,
+        help="any SQLAlchemy URL (default: $SWEEP_STORAGE, else sqlite:///RESULTS_DIR/sweep.db)",
+    )
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -86,6 +94,27 @@ def _add_launch(commands: argparse._SubParsersAction) -> None:
     command.add_argument(
         "--dry-run", action="store_true", help="print the trials it would submit; write nothing"
     )
+    command.add_argument(
+        "--detach",
+        action="store_true",
+        help="return at once; the launcher runs on as a SLURM job of its own (slurm executor) or a "
+        "background process (output in RESULTS_DIR/NAME.launcher.log)",
+    )
+    command.add_argument(
+        "--launcher-partition", help="with --detach: the launcher job's partition ([launcher])"
+    )
+    command.add_argument(
+        "--launcher-time",
+        type=int,
+        metavar="MIN",
+        help="with --detach: the launcher job's time limit ([launcher])",
+    )
+    command.add_argument(
+        "--launcher-mem",
+        type=float,
+        metavar="GB",
+        help="with --detach: the launcher job's memory ([launcher])",
+    )
     command.set_defaults(handler=_launch)
 
 
@@ -108,6 +137,8 @@ def _launch(args: argparse.Namespace) -> int:
         if found:  # the plan is shown all the same; what would stop the launch comes last, exit 2
             raise SweepError("; ".join(found))
         return 0
+    if args.detach:
+        return _detach(args, spec, parallel)
     try:
         launch(
             spec,
@@ -119,6 +150,35 @@ def _launch(args: argparse.Namespace) -> int:
     except StudyStopped as stopped:  # the study's trials failed, not the command: exit 1
         print(f"error: {stopped}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _detach(args: argparse.Namespace, spec: StudySpec, parallel: int) -> int:
+    import dataclasses
+
+    from sweep.detach import detach
+    from sweep.study.files import find_study
+
+    study_file = Path(args.study) if args.study.endswith(".toml") else find_study(args.study)
+    assert study_file is not None  # load_study found it
+    overrides = {
+        "partition": args.launcher_partition,
+        "time_min": args.launcher_time,
+        "mem_gb": args.launcher_mem,
+    }
+    for flag, value in (("--launcher-time", args.launcher_time), ("--launcher-mem", args.launcher_mem)):
+        if value is not None and value <= 0:
+            raise SweepError(f"{flag} must be more than 0, got {value}")
+    wanted = {key: value for key, value in overrides.items() if value is not None}
+    spec = dataclasses.replace(spec, launcher=dataclasses.replace(spec.launcher, **wanted))
+    detach(
+        spec,
+        study_file,
+        results_dir=args.results_dir,
+        storage_url=args.storage,
+        executor=args.executor,
+        parallel=parallel,
+    )
     return 0
 
 
@@ -222,6 +282,43 @@ def _cancel(args: argparse.Namespace) -> int:
     study = storage.read_study(url, study_name(args.study))
     with storage.storage_errors(url):
         cancel_study(study)
+    return 0
+
+
+# -- logs -------------------------------------------------------------------------------------------------
+
+
+def _add_logs(commands: argparse._SubParsersAction) -> None:
+    command = _command(commands, "logs", help="print a trial's job output, or a detached launcher's")
+    command.add_argument("--study", required=True, help="a stored study's name (or its .toml file)")
+    which = command.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, help="the trial whose job output to print")
+    which.add_argument("--launcher", action="store_true", help="the study's detached launcher's output")
+    command.add_argument(
+        "--follow", "-f", action="store_true", help="print what is added until the trial (launcher) ends"
+    )
+    command.add_argument("--stderr", action="store_true", help="the job's stderr instead of its stdout")
+    command.add_argument(
+        "--all-attempts", action="store_true", help="every attempt's output, each headed by its job id"
+    )
+    _add_storage_args(command)
+    command.set_defaults(handler=_logs)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from sweep import storage
+    from sweep.logs import launcher_logs, trial_logs
+    from sweep.study.files import study_name
+
+    url = _url(args)
+    study = storage.read_study(url, study_name(args.study), check_schema=False)
+    with storage.storage_errors(url):
+        if args.launcher:
+            launcher_logs(study, follow=args.follow)
+        else:
+            trial_logs(
+                study, args.trial, follow=args.follow, stderr=args.stderr, all_attempts=args.all_attempts
+            )
     return 0
 
 

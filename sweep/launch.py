@@ -14,8 +14,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import preflight, records
 from sweep import storage as storage_mod
+from sweep.detach import record_detached_run
 from sweep.errors import StudyStopped, SweepError
-from sweep.executors import JobFn, make_executor
+from sweep.executors import Executor, JobFn, make_executor
 from sweep.launcher import POLL_SECONDS, Launcher, Printer, print_line
 from sweep.study.plan import check_same_plan, make_pruner, make_sampler, plan_fingerprint
 from sweep.study.spec import StudySpec, params_text
@@ -28,6 +29,60 @@ class Summary:
     study: str
     states: Counter[str] = field(default_factory=Counter)
     best: FrozenTrial | None = None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A study ready to launch: its executor, stored study (created, checked, its plan stored) and URL."""
+
+    study: optuna.Study
+    executor: Executor
+    storage_url: str
+
+
+def prepare(
+    spec: StudySpec,
+    *,
+    results_dir: Path,
+    storage_url: str | None = None,
+    executor: str = "auto",
+    parallel: int = 1,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> Prepared:
+    """Everything `launch` does before its launcher runs: the checks that would fail every trial, the
+    executor, the results folder, the storage, the study (created, or checked against this file).
+
+    Raises:
+        SweepError: Unreachable storage, an unknown executor, a study stored with another direction or
+            plan, or made by another tool.
+    """
+    found = preflight.problems(spec, executor)
+    if found:  # before the storage is touched: nothing stored, nothing submitted
+        raise SweepError("; ".join(found))
+    job_executor = make_executor(executor, spec.resources, parallel=parallel)
+    # A launch that cannot write its run dirs must fail before it touches the storage, and one whose
+    # storage is unreachable before it creates any folder: check first, create after.
+    runs_dir = storage_mod.runs_dir(results_dir, spec.name)
+    _check_creatable(runs_dir, str(results_dir))
+    if storage_url is None:
+        _make_dir(Path(results_dir), str(results_dir))  # the default storage lives in the results folder
+        storage_url = storage_mod.default_url(Path(results_dir))
+    storage = storage_mod.open_storage(storage_url, create=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = storage_mod.open_study(
+        spec.name,
+        storage,
+        direction=spec.direction,
+        sampler=make_sampler(spec),
+        pruner=pruner or make_pruner(spec),
+        url=storage_url,
+    )
+    with storage_mod.storage_errors(storage_url):
+        check_same_plan(spec, study, url=storage_mod.shown(storage_url))
+        # what the commands that read a study without its file use
+        records.write_study(study, metric=spec.metric, plan=plan_fingerprint(spec), gpus=spec.resources.gpus)
+    _make_dir(runs_dir, str(results_dir))  # only now: a refused launch leaves no empty run folders
+    return Prepared(study=study, executor=job_executor, storage_url=storage_url)
 
 
 def launch(
@@ -59,41 +114,25 @@ def launch(
     Raises:
         SweepError: Unreachable storage, an unknown executor, a study stored with another direction.
     """
-    found = preflight.problems(spec, executor)
-    if found:  # before the storage is touched: nothing stored, nothing submitted
-        raise SweepError("; ".join(found))
-    job_executor = make_executor(executor, spec.resources, parallel=parallel)
-    # A launch that cannot write its run dirs must fail before it touches the storage, and one whose
-    # storage is unreachable before it creates any folder: check first, create after.
-    runs_dir = storage_mod.runs_dir(results_dir, spec.name)
-    _check_creatable(runs_dir, str(results_dir))
-    if storage_url is None:
-        _make_dir(Path(results_dir), str(results_dir))  # the default storage lives in the results folder
-        storage_url = storage_mod.default_url(Path(results_dir))
-    storage = storage_mod.open_storage(storage_url, create=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = storage_mod.open_study(
-        spec.name,
-        storage,
-        direction=spec.direction,
-        sampler=make_sampler(spec),
-        pruner=pruner or make_pruner(spec),
-        url=storage_url,
+    prepared = prepare(
+        spec,
+        results_dir=results_dir,
+        storage_url=storage_url,
+        executor=executor,
+        parallel=parallel,
+        pruner=pruner,
     )
-    with storage_mod.storage_errors(storage_url):
-        check_same_plan(spec, study, url=storage_mod.shown(storage_url))
-        # what the commands that read a study without its file use
-        records.write_study(study, metric=spec.metric, plan=plan_fingerprint(spec), gpus=spec.resources.gpus)
-    _make_dir(runs_dir, str(results_dir))  # only now: a refused launch leaves no empty run folders
+    study, storage_url = prepared.study, prepared.storage_url
     launcher = Launcher(
         spec,
         study,
-        job_executor,
+        prepared.executor,
         results_dir=Path(results_dir),
         parallel=parallel,
         poll_s=poll_s,
         out=out,
         job=job,
+        predecessors=record_detached_run(study),
     )
     with storage_mod.storage_errors(storage_url):
         try:
