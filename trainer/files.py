@@ -7,11 +7,14 @@ this module without loading it.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+from trainer.errors import UserError
 
 
 def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
@@ -44,7 +47,14 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     """`torch.save(obj)` to `path` in one step."""
     import torch  # only the trainer saves tensors; everything else here needs no torch
 
-    _atomic_write(path, lambda handle: torch.save(obj, handle))
+    try:
+        _atomic_write(path, lambda handle: torch.save(obj, handle))
+    except RuntimeError as err:  # torch's writer hides the OS error: "[enforce fail ...] unexpected pos"
+        free = shutil.disk_usage(Path(path).parent).free
+        raise UserError(
+            f"{path}: cannot write it ({str(err).strip().splitlines()[-1]}); {free // 2**20} MiB are free on "
+            "its disk: free some space, and the run resumes from its last checkpoint"
+        ) from None
 
 
 def append_line(path: Path, line: str) -> None:

@@ -6,7 +6,7 @@ import os
 import stat
 from pathlib import Path
 
-from trainer.files import write_atomic
+from trainer.files import atomic_torch_save, write_atomic
 
 
 def test_a_new_file_follows_the_umask_and_an_existing_one_keeps_its_mode(tmp_path: Path) -> None:
@@ -22,3 +22,19 @@ def test_a_new_file_follows_the_umask_and_an_existing_one_keeps_its_mode(tmp_pat
         assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.json", "new.json"]  # no temp file left
     finally:
         os.umask(old)
+
+
+def test_a_checkpoint_that_does_not_fit_on_the_disk_is_one_error_naming_it(tmp_path: Path) -> None:
+    """Fault: a full disk while saving a checkpoint failed the trial with torch's 'unexpected pos 64 vs
+    0' and no word of the disk."""
+    import pytest
+    import torch
+
+    from tests.sweep.mounts import tmpfs
+    from trainer.errors import UserError
+
+    with tmpfs(tmp_path / "small", "1m") as small:
+        target = small / "checkpoint.pt"
+        with pytest.raises(UserError, match=r"checkpoint\.pt: cannot write it .*MiB are free on its disk"):
+            atomic_torch_save({"weights": torch.zeros(1_000_000)}, target)  # 4 MB
+        assert not target.exists() and not list(small.iterdir())  # no temp file left behind
