@@ -95,6 +95,13 @@ def _add_launch(commands: argparse._SubParsersAction) -> None:
         "--dry-run", action="store_true", help="print the trials it would submit; write nothing"
     )
     command.add_argument(
+        "--budget-gpu-hours",
+        type=float,
+        metavar="X",
+        help="start no new trial once the study's GPU-hours used plus those its running trials are "
+        "expected to use reach X (replaces [study] budget_gpu_hours)",
+    )
+    command.add_argument(
         "--detach",
         action="store_true",
         help="return at once; the launcher runs on as a SLURM job of its own (slurm executor) or a "
@@ -146,6 +153,7 @@ def _launch(args: argparse.Namespace) -> int:
             storage_url=args.storage,
             executor=args.executor,
             parallel=parallel,
+            budget_gpu_hours=args.budget_gpu_hours,
         )
     except StudyStopped as stopped:  # the study's trials failed, not the command: exit 1
         print(f"error: {stopped}", file=sys.stderr)

@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import preflight, records
 from sweep import storage as storage_mod
+from sweep.budget import check_budget
 from sweep.detach import record_detached_run
 from sweep.errors import StudyStopped, SweepError
 from sweep.executors import Executor, JobFn, make_executor
@@ -96,6 +97,7 @@ def launch(
     pruner: optuna.pruners.BasePruner | None = None,
     out: Printer = print_line,
     job: JobFn | None = None,
+    budget_gpu_hours: float | None = None,
 ) -> Summary:
     """Run (or continue) the study `spec` to the end and print one line per trial event and a summary.
 
@@ -110,10 +112,14 @@ def launch(
         out: Where progress lines go.
         job: What each trial's job calls, `job(config_dict, run_dir)`; default `TrainJob()` (the trainer).
             Benchmarks pass a no-op here to measure the launcher alone.
+        budget_gpu_hours: Replaces [study] budget_gpu_hours: no new trial starts once the study's GPU-hours
+            used plus those its running trials are expected to use reach it (`sweep.budget`).
 
     Raises:
         SweepError: Unreachable storage, an unknown executor, a study stored with another direction.
     """
+    budget = spec.budget_gpu_hours if budget_gpu_hours is None else budget_gpu_hours
+    check_budget(budget_gpu_hours, spec.resources.gpus, "--budget-gpu-hours")  # the file's is checked
     prepared = prepare(
         spec,
         results_dir=results_dir,
@@ -123,6 +129,8 @@ def launch(
         pruner=pruner,
     )
     study, storage_url = prepared.study, prepared.storage_url
+    with storage_mod.storage_errors(storage_url):
+        records.write_budget(study, budget)  # `sweep status` shows what is left of it
     launcher = Launcher(
         spec,
         study,
@@ -133,6 +141,7 @@ def launch(
         out=out,
         job=job,
         predecessors=record_detached_run(study),
+        budget=budget,
     )
     with storage_mod.storage_errors(storage_url):
         try:

@@ -31,6 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep import owners, records
 from sweep import storage as storage_mod
 from sweep._compat import rdb_storage, study_id
+from sweep.budget import Budget
 from sweep.claims import Claims, Stamper, create_tables
 from sweep.epochs import Epoch, best, read_epochs
 from sweep.errors import StudyStopped, SweepError
@@ -109,9 +110,11 @@ class Launcher:
         out: Printer = print_line,
         job: JobFn | None = None,
         predecessors: frozenset[str] = frozenset(),
+        budget: float | None = None,
     ) -> None:
         """`predecessors`: launcher ids that were this launcher before it restarted (a requeued detached
-        launcher): their claims are taken back at once, not after their stamps age."""
+        launcher): their claims are taken back at once, not after their stamps age. `budget`: GPU-hours
+        past which no new trial starts (`sweep.budget`)."""
         if parallel < 1:
             raise SweepError(f"--parallel must be 1 or more, got {parallel}")
         self.spec = spec
@@ -127,6 +130,7 @@ class Launcher:
         self.starting: int | None = None  # the trial whose job `submit` is starting (a debug job runs there)
         self.id = owners.launcher_id()  # stored as each watched trial's `launcher`
         self.failed_in_row = 0  # trials whose job failed since the last one that completed
+        self.budget = None if budget is None else Budget(budget, spec.resources.gpus, spec.name, out)
         storage = rdb_storage(study)
         create_tables(storage)
         self.claims = Claims(storage, study_id(study), self.id)
@@ -231,8 +235,10 @@ class Launcher:
     # -- ask and submit ---------------------------------------------------------------------------------
 
     def fill(self) -> None:
-        """Ask and submit trials until `parallel` run or none is left to ask."""
+        """Ask and submit trials until `parallel` run, none is left to ask or the budget is reached."""
         while len(self.running) < self.parallel:
+            if self.budget is not None and self.budget.stops(self.study, self.running):
+                return
             trial = self.ask()
             if trial is None:
                 return

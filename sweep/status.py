@@ -24,6 +24,7 @@ from sweep.errors import SweepError
 from sweep.executors import local, slurm
 from sweep.executors.base import SUBMITIT_DIR
 from sweep.executors.program import PARAMS_FILE
+from sweep.gpu_hours import StudyHours, study_hours
 from sweep.owners import Owner
 from sweep.records import StudyRecord, TrialRecord, failure_line
 from sweep.study.spec import params_text
@@ -70,8 +71,11 @@ def show(url: str, name: str | None, *, trial: int | None = None, out: Callable[
             return
         for stored in names:
             study = storage_mod.load_existing(stored, storage, url=url)
-            metric = StudyRecord.of(study).metric or "value"
-            out("\n".join(render(stored, metric, with_job_states(trial_rows(study)))))
+            record = StudyRecord.of(study)
+            metric = record.metric or "value"
+            hours = study_hours(study.get_trials(deepcopy=False), 1 if record.gpus is None else record.gpus)
+            out("\n".join(render(stored, metric, with_job_states(trial_rows(study)), hours=hours)))
+            out(f"  {hours.line()}" + budget_text(record.budget, hours.used))
     if not names:
         out(f"no studies in {storage_mod.shown(url)}")
 
@@ -225,8 +229,15 @@ def with_local_states(rows: list[TrialRow]) -> list[TrialRow]:
     return [replace(row, job_state=states[row.number]) if row.number in states else row for row in rows]
 
 
-def render(name: str, metric: str, rows: list[TrialRow]) -> list[str]:
-    """The lines of one study: a header, one line per trial, and the totals."""
+def budget_text(budget: float | None, used: float) -> str:
+    """What is left of the study's GPU-hour budget, for the GPU-hours line ('' without a budget)."""
+    if budget is None:
+        return ""
+    return f"; budget {budget:g}, {max(0.0, budget - used):.3f} left"
+
+
+def render(name: str, metric: str, rows: list[TrialRow], *, hours: StudyHours | None = None) -> list[str]:
+    """The lines of one study: a header, one line per trial (with its GPU-hours, when given), the totals."""
     lines = [f"study {name} ({metric})"]
     for row in rows:
         params = params_text(row.params) or "-"
@@ -234,6 +245,9 @@ def render(name: str, metric: str, rows: list[TrialRow]) -> list[str]:
         best = "-" if row.best is None else f"{row.best:.4f}"
         job = (row.job_id or "-") + (f" ({row.job_state})" if row.job_state else "")
         line = f"  #{row.number:<3} {row.state:<8} {params}  epochs {epochs}  best {best}  job {job}"
+        spent = hours.of(row.number) if hours is not None else None
+        if spent is not None and spent.attempts:
+            line += f"  gpu-h {spent.used:.3f}" + (f" (wasted {spent.wasted:.3f})" if spent.wasted else "")
         if row.reason:  # the line that says what happened, cut: `sweep status --trial N` has it whole
             line += f"  failed: {_cut(failure_line(row.reason), REASON_CHARS)}"
         lines.append(line)

@@ -14,6 +14,7 @@ back to PENDING: such a job is live, never gone.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -128,6 +129,43 @@ def sacct_states(job_ids: list[str]) -> dict[str, str]:
     if done.returncode != 0:
         raise SlurmUnavailable(f"sacct failed: {done.stderr.strip() or done.returncode}")
     return _parse(done.stdout)
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """One attempt of a job as the accounting database has it: `sacct -D` lists a requeued job's
+    earlier runs too, each with its own state and elapsed time."""
+
+    job_id: str
+    state: str  # COMPLETED, REQUEUED, PREEMPTED, FAILED, CANCELLED, RUNNING, PENDING, ...
+    elapsed_s: int  # ElapsedRaw: seconds it held its allocation (so far, for a running one)
+    gpus: int  # gres/gpu=N of AllocTRES; 0 without GPUs
+    start: str  # sacct's Start (for ordering; "Unknown" or "None" while pending)
+
+
+def sacct_allocations(job_ids: Iterable[str]) -> list[Allocation]:
+    """Every attempt of the jobs (requeued, preempted, failed ones too), oldest first per job.
+
+    Raises:
+        SlurmUnavailable: sacct did not answer.
+    """
+    ids = sorted(set(job_ids))
+    if not ids:
+        return []
+    fields = "JobID,State,ElapsedRaw,AllocTRES,Start"
+    done = _run(["sacct", "-D", "-X", "-n", "-P", "-o", fields, "-j", ",".join(ids)])
+    if done.returncode != 0:
+        raise SlurmUnavailable(f"sacct failed: {done.stderr.strip() or done.returncode}")
+    found = []
+    for line in done.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 5 or "." in parts[0] or not parts[2].isdigit():
+            continue
+        job_id, state, elapsed, tres, start = parts
+        gpus = re.search(r"(?:^|,)gres/gpu=(\d+)", tres)
+        state = state.split()[0].rstrip("+") if state else "UNKNOWN"
+        found.append(Allocation(job_id, state, int(elapsed), int(gpus.group(1)) if gpus else 0, start))
+    return found
 
 
 def job_states(job_ids: Iterable[str]) -> dict[str, JobState]:

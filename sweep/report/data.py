@@ -32,6 +32,7 @@ import optuna
 import pandas as pd
 
 from sweep.epochs import Epoch, read_epochs
+from sweep.gpu_hours import StudyHours, study_hours
 from sweep.records import StudyRecord
 from sweep.report.confirm import Confirmation, confirmation
 from sweep.report.environment import Spread, environment_spread
@@ -76,6 +77,7 @@ class Totals:
     epoch_seconds: float  # their summed wall time, from the metrics files
     gpus: int
     gpus_known: bool
+    hours: StudyHours | None = None  # GPU-hours attempt by attempt (sacct, manifests): used and wasted
 
     @property
     def gpu_hours(self) -> float:
@@ -128,7 +130,9 @@ def collect(
         rows=rows,
         shown=shown_params(rows, info.params),
         repeats=repeats,
-        totals=totals(frame, info),
+        totals=dataclasses.replace(
+            totals(frame, info), hours=study_hours(study.get_trials(deepcopy=False), info.gpus)
+        ),
         metrics=metrics,
         environment=environment_spread(_complete_run_dirs(stored.trials)),
         confirmation=confirmation(frame, info.params, info.direction),

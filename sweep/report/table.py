@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from sweep.gpu_hours import StudyHours
 from sweep.report.confirm import Winner
 from sweep.report.data import ACCURACIES, METRICS, PARAM, ReportData, Totals
 
@@ -261,6 +262,12 @@ def totals_line(totals: Totals) -> str:
     gpus = f"{totals.gpus} GPU{'s' if totals.gpus != 1 else ''} per trial"
     if not totals.gpus_known:
         gpus = "assuming 1 GPU per trial: neither the study file nor the storage says"
+    hours = totals.hours
+    if hours is not None and any(item.attempts for item in hours.trials):  # the jobs' own times
+        return (
+            f"Trials: {counts}. Epochs run: {totals.epochs}. {hours.line()}, every attempt's time from sacct"
+            f" or the run's manifest.json ({gpus}; {totals.epoch_seconds / 3600:.2f} h of epochs)."
+        )
     return (
         f"Trials: {counts}. Epochs run: {totals.epochs}. "
         f"GPU-hours: {totals.gpu_hours:.2f} ({gpus}; {totals.epoch_seconds / 3600:.2f} h of epochs)."
@@ -290,6 +297,14 @@ def machine_frame(data: ReportData) -> pd.DataFrame:
     return frame[columns]
 
 
+def _hours_dict(hours: StudyHours | None) -> dict[str, Any]:
+    """GPU-hours from the scheduler and the manifests, for the JSON totals: the study's and per trial."""
+    if hours is None:
+        return {}
+    trials = [item.to_dict() for item in hours.trials]
+    return {"gpu_hours_used": hours.used, "gpu_hours_wasted": hours.wasted, "gpu_hours_by_trial": trials}
+
+
 def csv_text(datas: list[ReportData]) -> str:
     """One CSV of every study's rows (a `study` column tells them apart)."""
     if not datas:
@@ -313,7 +328,11 @@ def json_text(datas: list[ReportData]) -> str:
                 "rows": json.loads(frame.to_json(orient="records", double_precision=15)),  # NaN -> null
                 "environment": [spread.to_dict() for spread in data.environment],
                 "confirmation": None if data.confirmation is None else data.confirmation.to_dict(),
-                "totals": {**totals.__dict__, "gpu_hours": totals.gpu_hours},
+                "totals": {
+                    **{key: value for key, value in totals.__dict__.items() if key != "hours"},
+                    "gpu_hours": totals.gpu_hours,
+                    **_hours_dict(totals.hours),
+                },
             }
         )
     return json.dumps(studies, indent=2) + "\n"

@@ -24,8 +24,16 @@ def parse_extra(reader: TableReader, table: Mapping[str, Any]) -> dict[str, Any]
     return {**confirm, "budget_gpu_hours": None if budget is None else float(budget)}
 
 
-def check_confirm(reader: TableReader, header: Mapping[str, Any], n_trials: int, varies_seed: bool) -> None:
-    """Confirmation needs as many configurations as it confirms, and seeds it may count up."""
+def check_extra(
+    reader: TableReader, header: Mapping[str, Any], n_trials: int, varies_seed: bool, gpus: int
+) -> None:
+    """Confirmation needs as many configurations as it confirms, and seeds it may count up; a budget
+    counts GPU-hours, so a study whose trials use no GPU cannot have one."""
+    if header["budget_gpu_hours"] is not None and gpus == 0:
+        raise reader.error(
+            "[study] key 'budget_gpu_hours'",
+            "is set but [resources] gpus is 0: its trials use no GPU-hours; set gpus or drop the budget",
+        )
     top = header["confirm_top"]
     if top > n_trials:
         raise reader.error(

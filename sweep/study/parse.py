@@ -51,7 +51,7 @@ from typing import Any
 
 from sweep.errors import SweepError
 from sweep.study.dimensions import check_points_in_space, parse_points, parse_space
-from sweep.study.extra_keys import check_confirm, parse_extra
+from sweep.study.extra_keys import check_extra, parse_extra
 from sweep.study.program import parse_program
 from sweep.study.reader import TableReader, did_you_mean, is_number
 from sweep.study.spec import (
@@ -150,7 +150,7 @@ class _Reader(TableReader):
             self.check_device(train, resources)
         n_trials = self.resolve_n_trials(header["n_trials"], header["sampler"], space, points)
         varies_seed = "seed" in space or any("seed" in point for point in points)
-        check_confirm(self, header, n_trials, varies_seed)
+        check_extra(self, header, n_trials, varies_seed, resources.gpus)
         spec = StudySpec(
             **{**header, "n_trials": n_trials},
             train=_frozen(train),

@@ -1,0 +1,179 @@
+"""What a study's trials cost in GPU-hours, attempt by attempt, and how much of it was wasted.
+
+Where the time comes from:
+    slurm   every attempt of every job the trial ran as (its stored job id and the SLURM job ids its
+            run dir's manifest.json names), from `sacct -D`: ElapsedRaw seconds x the allocation's
+            gres/gpu count. Requeued, preempted, failed and pruned attempts are all there.
+    local   each attempt in the run dir's manifest.json: its end minus its start (a running one: until
+    debug   now; one killed before it wrote its end: until its run dir's last write) x the study's GPUs
+            per trial.
+
+Wasted: all of a PRUNED or FAILed trial's hours (nothing of it is a result); for a trial that ran more
+than once (requeued, preempted, resubmitted after its job was lost), the hours beyond the epochs its
+metrics keep (their epoch_seconds x GPUs): the work the restarts lost and their start-up again (the
+first start's set-up is counted in it, so this is an upper bound). Without epoch_seconds, all attempts
+but the last.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep.epochs import read_epochs
+from sweep.executors import slurm
+from sweep.records import TrialRecord
+from trainer.manifest import manifest_path, read_manifest
+from trainer.paths import RunPaths
+
+WASTED_STATES = (TrialState.PRUNED, TrialState.FAIL)
+# sacct states of an attempt still counting: a job's result is stored before its batch script ends
+LIVE = frozenset({"RUNNING", "PENDING", "SUSPENDED", "COMPLETING", "CONFIGURING", "RESIZING"})
+
+
+@dataclass(frozen=True)
+class TrialHours:
+    """One trial's GPU-hours: used over all its attempts, and the part of them wasted."""
+
+    number: int
+    state: str
+    used: float
+    wasted: float
+    attempts: int
+    source: str  # sacct | manifest | none (no attempt known: not started, or a program writing no manifest)
+    ended: bool = True  # no attempt runs or waits to (its hours are final)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "trial": self.number,
+            "state": self.state,
+            "used": self.used,
+            "wasted": self.wasted,
+            "attempts": self.attempts,
+            "source": self.source,
+            "ended": self.ended,
+        }
+
+
+@dataclass(frozen=True)
+class StudyHours:
+    """A study's GPU-hours, per trial and in all."""
+
+    trials: tuple[TrialHours, ...]
+    error: str | None = None  # why some hours are missing (sacct did not answer)
+
+    @property
+    def used(self) -> float:
+        return sum(item.used for item in self.trials)
+
+    @property
+    def wasted(self) -> float:
+        return sum(item.wasted for item in self.trials)
+
+    def of(self, number: int) -> TrialHours | None:
+        return next((item for item in self.trials if item.number == number), None)
+
+    def line(self) -> str:
+        """`GPU-hours: 1.23 used, 0.40 of them wasted (32%: pruned, failed, lost to requeues)`."""
+        share = f"{100 * self.wasted / self.used:.0f}%: " if self.used > 0 else ""
+        line = f"GPU-hours: {self.used:.3f} used, {self.wasted:.3f} of them wasted ({share}pruned, failed, "
+        line += "lost to requeues)"
+        return line + (f"; {self.error}" if self.error else "")
+
+
+def study_hours(trials: Sequence[FrozenTrial], gpus: int, *, now: float | None = None) -> StudyHours:
+    """The GPU-hours of `trials`; `gpus`: GPUs per trial of local and debug jobs (SLURM says its own)."""
+    now = time.time() if now is None else now
+    slurm_ids = {t.number: _slurm_ids(t) for t in trials if TrialRecord.of(t).executor == "slurm"}
+    error = None
+    try:
+        allocations = slurm.sacct_allocations(i for ids in slurm_ids.values() for i in ids)
+    except slurm.SlurmUnavailable as err:
+        allocations, error = [], f"SLURM trials not counted ({err})"
+    by_job: dict[str, list[slurm.Allocation]] = {}
+    for item in allocations:
+        by_job.setdefault(item.job_id, []).append(item)
+    out = []
+    for trial in trials:
+        if trial.number in slurm_ids:
+            runs = [a for job in slurm_ids[trial.number] for a in by_job.get(job, [])]
+            attempts = [(float(a.elapsed_s), a.gpus) for a in runs]
+            ended = trial.state.is_finished() and all(a.state not in LIVE for a in runs)
+            out.append(_hours(trial, attempts, "sacct", ended))
+        else:
+            attempts = _local_attempts(trial, gpus, now)
+            out.append(_hours(trial, attempts, "manifest", trial.state.is_finished()))
+    return StudyHours(tuple(out), error)
+
+
+def _slurm_ids(trial: FrozenTrial) -> list[str]:
+    """The SLURM jobs a trial ran as, oldest first: the manifest's attempts', then the stored one."""
+    record = TrialRecord.of(trial)
+    ids = [a.slurm_job_id for a in read_manifest(record.run_dir)] if record.run_dir else []
+    return list(dict.fromkeys(i for i in [*ids, record.job_id] if i and i.isdigit()))
+
+
+def _local_attempts(trial: FrozenTrial, gpus: int, now: float) -> list[tuple[float, int]]:
+    """(seconds, GPUs) of each attempt in the run dir's manifest."""
+    run_dir = TrialRecord.of(trial).run_dir
+    if run_dir is None:
+        return []
+    attempts = read_manifest(run_dir)
+    out = []
+    for index, attempt in enumerate(attempts):
+        start = _epoch(attempt.started)
+        end = _epoch(attempt.ended) if attempt.ended else None
+        if end is None and index + 1 < len(attempts):  # killed: it ran until the next one started
+            end = _epoch(attempts[index + 1].started)
+        elif end is None:
+            end = now if trial.state == TrialState.RUNNING else _last_write(run_dir, start)
+        if start is not None and end is not None:
+            out.append((max(0.0, end - start), gpus))
+    return out
+
+
+def _hours(trial: FrozenTrial, attempts: list[tuple[float, int]], source: str, ended: bool) -> TrialHours:
+    used = sum(seconds * gpus for seconds, gpus in attempts) / 3600
+    wasted = 0.0
+    if trial.state in WASTED_STATES:
+        wasted = used
+    elif len(attempts) > 1:
+        kept = _kept_seconds(trial)
+        last_gpus = attempts[-1][1]
+        lost = used - kept * last_gpus / 3600 if kept else sum(s * g for s, g in attempts[:-1]) / 3600
+        wasted = min(used, max(0.0, lost))
+    shown = source if attempts else "none"
+    return TrialHours(trial.number, trial.state.name, used, wasted, len(attempts), shown, ended)
+
+
+def _kept_seconds(trial: FrozenTrial) -> float:
+    """The epoch_seconds of the epochs the trial's metrics keep (0 when they say none)."""
+    run_dir = TrialRecord.of(trial).run_dir
+    if run_dir is None:
+        return 0.0
+    return sum(float(e.get("epoch_seconds", 0.0)) for e in read_epochs(RunPaths(run_dir).metrics))
+
+
+def _epoch(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _last_write(run_dir: Path, start: float | None) -> float | None:
+    """When a killed attempt last wrote to its run dir: its end, as well as it is known."""
+    times = [path.stat().st_mtime for path in _files(run_dir) if path.exists()]
+    return max(times) if times and (start is None or max(times) >= start) else start
+
+
+def _files(run_dir: Path) -> Iterable[Path]:
+    paths = RunPaths(run_dir)
+    return (paths.metrics, manifest_path(run_dir), paths.checkpoint)

@@ -1,0 +1,177 @@
+"""GPU-hours attempt by attempt: from sacct on the real SLURM cluster (its fake GPU), from the manifests
+of local runs; and the budget that stops a launcher starting trials."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.errors import SweepError
+from sweep.gpu_hours import study_hours
+from sweep.launch import launch
+from sweep.study import load_study
+from tests.conftest import deadline
+from tests.sweep.conftest import TINY_TRAIN, run_sweep, wait_for, write_study
+from tests.sweep.executors.test_slurm import (
+    JOB_TIMEOUT_S,
+    LONG_TRAIN,
+    _launch_in_background,
+    epochs_of,
+    slurm_cluster,  # noqa: F401  (a fixture: the cluster is up)
+    stored_trials,
+    study_jobs,  # noqa: F401  (a fixture: their jobs are cancelled at the end)
+)
+from trainer.manifest import Attempt
+
+EMPTY = {field.name: None for field in dataclasses.fields(Attempt)}  # a manifest attempt, times only
+GPU = {"gpus": 1, "cpus": 1, "timeout_min": 10}  # the dev cluster's one fake GPU (gpu:fake:1)
+
+
+def _sacct_seconds(job_id: str) -> list[tuple[str, int, str]]:
+    """(State, ElapsedRaw, AllocTRES) of each attempt of the job, as sacct itself prints them."""
+    done = subprocess.run(
+        ["sacct", "-D", "-X", "-n", "-P", "-o", "State,ElapsedRaw,AllocTRES", "-j", job_id],
+        capture_output=True, text=True, timeout=deadline(30), check=True,
+    )  # fmt: skip
+    return [(s, int(e), t) for s, e, t in (line.split("|") for line in done.stdout.splitlines())]
+
+
+@pytest.mark.slow
+def test_gpu_hours_from_sacct_count_a_pruned_and_a_requeued_trial(
+    tmp_path: Path,
+    study_jobs: list[str],  # noqa: F811  (the fixture imported above)
+) -> None:
+    study_jobs.append("hours")
+    results = tmp_path / "results"
+
+    def study_file(n_trials: int) -> Path:
+        return write_study(
+            tmp_path / "hours.toml",
+            study={"name": "hours", "sampler": "grid", "n_trials": n_trials},
+            train=LONG_TRAIN,
+            space={"lr": [0.1, 0.05]},
+            resources=GPU,
+        )
+
+    # Trial 0 is pruned at its first epoch (every value is below 2.0), its job cancelled.
+    first = load_study(str(study_file(1)))
+    launch(first, results_dir=results, executor="slurm", pruner=optuna.pruners.ThresholdPruner(lower=2.0),
+           out=lambda _: None)  # fmt: skip
+    # Trial 1 (n_trials may grow between launches) is requeued after its first epoch and completes.
+    log = tmp_path / "launcher.log"
+    launcher = _launch_in_background(study_file(2), results, log)
+    try:
+        run_dir = results / "runs" / "hours" / "1"
+        wait_for(lambda: (run_dir / "metrics.jsonl").exists() and len(epochs_of(run_dir)) >= 1,
+                 timeout=JOB_TIMEOUT_S, what="trial 1's first epoch")  # fmt: skip
+        job_id = log.read_text().split("trial 1 submitted  job ")[1].split()[0]
+        subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=deadline(30))
+        launcher.wait(timeout=deadline(300))
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, log.read_text()
+    trials = stored_trials(results, "hours")
+    assert [t.state for t in trials] == [TrialState.PRUNED, TrialState.COMPLETE], log.read_text()
+
+    ended = ("COMPLETED", "CANCELLED", "REQUEUED", "FAILED", "TIMEOUT", "PREEMPTED", "NODE_FAIL")
+    for trial in trials:  # a job's result is in before its batch script has ended
+        wait_for(lambda t=trial: all(s.split()[0].rstrip("+") in ended for s, _, _ in
+                                     _sacct_seconds(str(t.user_attrs["job_id"]))),
+                 timeout=deadline(60), what="sacct to say the jobs ended")  # fmt: skip
+    hours = study_hours(trials, gpus=1)
+    assert all(item.ended for item in hours.trials)
+    for trial, item in zip(trials, hours.trials, strict=True):
+        printed = _sacct_seconds(str(trial.user_attrs["job_id"]))
+        assert all("gres/gpu=1" in tres for _, _, tres in printed), printed
+        assert item.source == "sacct" and item.attempts == len(printed)
+        assert item.used == pytest.approx(sum(seconds for _, seconds, _ in printed) / 3600), printed
+        print(f"trial {trial.number}: sacct {printed} -> {item}")
+    pruned, requeued = hours.trials
+    assert pruned.used > 0 and pruned.wasted == pruned.used  # a pruned trial is all waste
+    states = [state for state, _, _ in _sacct_seconds(str(trials[1].user_attrs["job_id"]))]
+    assert requeued.attempts >= 2 and "REQUEUED" in states, states
+    assert 0 < hours.wasted < hours.used
+    status = run_sweep("status", "--study", "hours", "--results-dir", str(results))
+    assert status.returncode == 0, status.stderr
+    assert f"GPU-hours: {hours.used:.3f} used, {hours.wasted:.3f} of them wasted" in status.stdout
+    assert f"gpu-h {pruned.used:.3f} (wasted {pruned.used:.3f})" in status.stdout
+
+
+@pytest.mark.slow
+def test_a_budget_smaller_than_the_grid_stops_the_launcher_and_a_bigger_one_continues(
+    tmp_path: Path,
+    study_jobs: list[str],  # noqa: F811  (the fixture imported above)
+) -> None:
+    study_jobs.append("budget")
+    path = write_study(
+        tmp_path / "budget.toml",
+        study={"name": "budget", "sampler": "grid"},
+        train={**TINY_TRAIN, "epochs": 1},
+        space={"lr": [0.05, 0.1, 0.2]},
+        resources=GPU,
+    )
+    results = tmp_path / "results"
+    args = ("--study", str(path), "--executor", "slurm", "--results-dir", str(results))
+    small = run_sweep("launch", *args, "--budget-gpu-hours", "0.0001", timeout=deadline(300))
+    assert small.returncode == 0, small.stdout + small.stderr
+    (line,) = [line for line in small.stdout.splitlines() if "GPU-hour budget reached" in line]
+    assert "starting no new trial" in line and ">= 0.0001" in line
+    assert [t.state for t in stored_trials(results, "budget")] == [TrialState.COMPLETE]  # one, not three
+    status = run_sweep("status", "--study", "budget", "--results-dir", str(results))
+    assert "; budget 0.0001, 0.000 left" in status.stdout, status.stdout
+
+    big = run_sweep("launch", *args, "--budget-gpu-hours", "10", timeout=deadline(300))
+    assert big.returncode == 0, big.stdout + big.stderr
+    assert "budget reached" not in big.stdout
+    assert [t.state for t in stored_trials(results, "budget")] == [TrialState.COMPLETE] * 3
+    status = run_sweep("status", "--study", "budget", "--results-dir", str(results))
+    used = study_hours(stored_trials(results, "budget"), gpus=1).used
+    assert f"; budget 10, {10 - used:.3f} left" in status.stdout, status.stdout
+
+
+def test_a_budget_on_a_study_without_gpus_is_refused(tmp_path: Path) -> None:
+    path = write_study(
+        tmp_path / "cpu.toml", study={"sampler": "grid", "budget_gpu_hours": 1.0}, space={"lr": [0.1]}
+    )
+    with pytest.raises(SweepError, match="key 'budget_gpu_hours' is set but \\[resources\\] gpus is 0"):
+        load_study(path)
+    spec = load_study(write_study(tmp_path / "cpu2.toml", study={"sampler": "grid"}, space={"lr": [0.1]}))
+    with pytest.raises(SweepError, match="--budget-gpu-hours is set but \\[resources\\] gpus is 0"):
+        launch(spec, results_dir=tmp_path / "results", executor="debug", budget_gpu_hours=1.0)
+    assert not (tmp_path / "results").exists()  # refused before anything is stored
+
+
+def test_local_gpu_hours_are_each_attempts_wall_time_times_its_gpus(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    study = optuna.create_study(storage=storage, study_name="local", direction="maximize")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    spans = {0: [(0, 600), (700, 1900)], 1: [(0, 1800)]}  # trial 0: lost once, resumed; trial 1: pruned
+    for number, attempts in spans.items():
+        run_dir = tmp_path / str(number)
+        run_dir.mkdir()
+        manifest = [
+            {**EMPTY, "number": i + 1, "started": (start + timedelta(seconds=a)).isoformat(),
+             "ended": (start + timedelta(seconds=b)).isoformat()}
+            for i, (a, b) in enumerate(attempts)
+        ]  # fmt: skip
+        (run_dir / "manifest.json").write_text(json.dumps({"attempts": manifest}))
+        (run_dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "epoch_seconds": 1500.0}) + "\n")
+        state = TrialState.COMPLETE if number == 0 else TrialState.PRUNED
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state, value=0.5 if number == 0 else None,
+                user_attrs={"config": number, "run_dir": str(run_dir), "executor": "local"},
+            )
+        )  # fmt: skip
+    hours = study_hours(study.get_trials(), gpus=2)
+    resumed, pruned = hours.trials
+    assert resumed.used == pytest.approx((600 + 1200) * 2 / 3600) and resumed.attempts == 2
+    assert resumed.wasted == pytest.approx((1800 - 1500) * 2 / 3600)  # beyond its kept epoch: lost
+    assert pruned.used == pytest.approx(1800 * 2 / 3600) and pruned.wasted == pruned.used
