@@ -34,6 +34,9 @@ class Outcome:
 
     status: Literal["success", "error", "lost"]
     detail: str = ""  # the traceback of an error; what is known of a lost job
+    # A lost job stopped by a signal from outside it (someone's `kill` of its id), not by a failure of
+    # its own: a resubmission need not count against the trial. False where it is not known.
+    killed: bool = False
 
 
 class Job(abc.ABC):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -244,9 +245,16 @@ class LocalJob(Job):
         if pickled is not None:
             return pickled
         logs = log_paths(self.folder, self.job_id)
-        return Outcome(
-            "lost", f"job {self.job_id} stopped without a result; see {logs.stderr} and {logs.stdout}"
-        )
+        lost = f"job {self.job_id} stopped without a result; see {logs.stderr} and {logs.stdout}"
+        # The controller dies of a signal only when someone signals it: its task's crash or out-of-memory
+        # kill ends it with a status. Known only to the launcher that started it (its exit status).
+        code = self._popen.returncode if self._popen is not None else None
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+            return Outcome(
+                "lost", f"job {self.job_id} was stopped by {name} from outside; {lost}", killed=True
+            )
+        return Outcome("lost", lost)
 
 
 def attach(job_id: str, run_dir: Path) -> LocalJob:

@@ -53,7 +53,21 @@ def test_kill_9_of_the_job_id_stops_the_rest_of_the_job_before_it_is_done(no_lef
     os.kill(int(job.job_id), signal.SIGKILL)  # the user kills "the job" `sweep status` shows
     wait_for(job.done, timeout=deadline(30), what="the job to be done")
     assert processes_mentioning(str(run_dir)) == []  # done means nothing of it runs any more
-    assert job.outcome().status == "lost"
+    outcome = job.outcome()
+    assert outcome.status == "lost" and outcome.killed  # by someone's hand: not the job's failure
+    assert f"job {job.job_id} was stopped by SIGKILL from outside" in outcome.detail
+
+
+def die_of_sigkill(config: dict[str, Any], run_dir: str) -> None:
+    """A job killed from within, as the out-of-memory killer kills a trainer."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_job_whose_trainer_is_killed_is_lost_and_not_taken_for_a_users_kill(no_leftovers: Path) -> None:
+    job = LocalExecutor(Resources(gpus=0)).submit(die_of_sigkill, {}, no_leftovers / "run")
+    wait_for(job.done, timeout=deadline(60), what="the job to end")
+    outcome = job.outcome()
+    assert outcome.status == "lost" and not outcome.killed
 
 
 def test_a_trainer_dies_with_its_controller_and_the_job_started_again_runs_each_epoch_once(
