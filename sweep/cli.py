@@ -186,6 +186,7 @@ def _detach(args: argparse.Namespace, spec: StudySpec, parallel: int) -> int:
         storage_url=args.storage,
         executor=args.executor,
         parallel=parallel,
+        budget_gpu_hours=args.budget_gpu_hours,
     )
     return 0
 

@@ -73,6 +73,7 @@ def detach(
     storage_url: str | None,
     executor: str,
     parallel: int,
+    budget_gpu_hours: float | None = None,
     out: Printer = print,
 ) -> DetachedLauncher:
     """Check and store the study as a launch would, then start its launcher detached and return where.
@@ -105,6 +106,8 @@ def detach(
         "--results-dir",
         str(Path(results_dir).absolute()),
     ]
+    if budget_gpu_hours is not None:
+        args += ["--budget-gpu-hours", str(budget_gpu_hours)]
     env = {DETACHED_ENV: kind}
     if storage_url is not None:
         env[STORAGE_ENV] = storage_url
