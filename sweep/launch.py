@@ -120,14 +120,18 @@ def launch(
     """
     budget = spec.budget_gpu_hours if budget_gpu_hours is None else budget_gpu_hours
     check_budget(budget_gpu_hours, spec.resources.gpus, "--budget-gpu-hours")  # the file's is checked
-    prepared = prepare(
-        spec,
-        results_dir=results_dir,
-        storage_url=storage_url,
-        executor=executor,
-        parallel=parallel,
-        pruner=pruner,
-    )
+    try:
+        prepared = prepare(
+            spec,
+            results_dir=results_dir,
+            storage_url=storage_url,
+            executor=executor,
+            parallel=parallel,
+            pruner=pruner,
+        )
+    except KeyboardInterrupt:  # the CLI prints nothing for a launch: its one line is said here
+        out(f"{spec.name}: launch interrupted while setting up; no trial was started")
+        raise
     study, storage_url = prepared.study, prepared.storage_url
     with storage_mod.storage_errors(storage_url):
         records.write_budget(study, budget)  # `sweep status` shows what is left of it

@@ -712,3 +712,19 @@ def test_a_dry_run_shows_the_plan_and_then_what_would_stop_the_launch(
     assert_one_line_error(result, "data_dir 'data'", "has no cifar-10-batches-py")
     assert "tuning: 7 planned trials" in result.stdout
     assert not (tmp_path / "r").exists()
+
+
+def test_ctrl_c_while_a_launch_sets_up_says_one_line(
+    tiny_smoke: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C before the loop (the checks, opening the storage) printed nothing and exited 130."""
+    from sweep import preflight
+
+    def interrupted(*_: object) -> list[str]:
+        raise KeyboardInterrupt  # where a Ctrl-C during the checks arrives
+
+    monkeypatch.setattr(preflight, "problems", interrupted)
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        launch(load_study(tiny_smoke), results_dir=tmp_path, executor="debug", out=lines.append)
+    assert lines == ["smoke: launch interrupted while setting up; no trial was started"]
