@@ -4,7 +4,7 @@
 # start one (installing Debian packages, as root) only under CI=true or SWEEP_TEST_START_SLURM=1;
 # the browser tests need Debian's chromium, installed here only under CI=true; the PostgreSQL tests a
 # server that scripts/postgres-dev.sh starts under CI=true or SWEEP_TEST_START_POSTGRES=1 (or one named
-# by SWEEP_TEST_POSTGRES_URL). Otherwise they skip.
+# by SWEEP_TEST_POSTGRES_URL); the live-view tests tmux, installed here only under CI=true. Otherwise they skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== python: $(python3 --version)"
@@ -34,6 +34,13 @@ if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 if command -v chromium >/dev/null; then chromium --version; fi
+if [ "${CI:-}" = "true" ] && ! command -v tmux >/dev/null; then
+    echo "== tmux: a real terminal for the tests of the live view (tests/sweep/test_live.py)"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+fi
 
 echo "== tests"
 python -m pytest -q "$@"

@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import preflight, records
+from sweep import live, preflight, records
 from sweep import storage as storage_mod
 from sweep.budget import check_budget
 from sweep.detach import record_detached_run
@@ -135,6 +136,10 @@ def launch(
     study, storage_url = prepared.study, prepared.storage_url
     with storage_mod.storage_errors(storage_url):
         records.write_budget(study, budget)  # `sweep status` shows what is left of it
+    # On a terminal the launcher's lines go above a live view of the study; elsewhere plain, as ever
+    shown = out is print_line and live.on_terminal()
+    view = live.launch_view(spec, storage_url, parallel=parallel) if shown else None
+    out = view or out
     launcher = Launcher(
         spec,
         study,
@@ -149,7 +154,8 @@ def launch(
     )
     with storage_mod.storage_errors(storage_url):
         try:
-            launcher.run()
+            with view or nullcontext():  # closed first: what follows is printed under the view, plain
+                launcher.run()
         except KeyboardInterrupt:  # Ctrl-C: say what is left and how to go on; the CLI exits 130
             out(launcher.interrupted())
             raise

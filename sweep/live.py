@@ -1,0 +1,323 @@
+"""The live view of a study on a terminal: `sweep launch` (attached) and `sweep status --watch`.
+
+`progress` builds plain data (`StudyProgress`: the study line and one `TrialProgress` per running
+trial) from the stored study and the running trials' run dirs; `render` turns it into rich
+renderables; `LiveView` redraws it in place (rich.live.Live) and prints event lines above it. Where
+stdout is not a terminal nothing here is used: the commands print their plain lines as before.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from sweep.epochs import best, metric_values, read_epochs
+from sweep.executors.program import PARAMS_FILE
+from sweep.records import StudyRecord, TrialRecord
+from sweep.study.plan import missing_trials, next_sampled_config
+from sweep.study.spec import StudySpec, params_text
+from trainer.paths import RunPaths
+
+READ_SECONDS = 1.0  # the storage and the run dirs are read at most this often
+REFRESH_PER_SECOND = 2  # redraws of the view; its data changes at most once per READ_SECONDS
+BAR_WIDTH = 24
+# A launcher's per-epoch line (`trial 3 epoch 2/50  val_acc 0.41`): the view's bars and metrics show
+# the same, so above the view they would only push the other events out of sight.
+EPOCH_LINE = re.compile(r"^trial \d+ epoch ")
+
+
+@dataclass(frozen=True)
+class TrialProgress:
+    """One running trial's row of the view."""
+
+    number: int
+    params: str
+    epochs_done: int
+    epochs: int | None  # from the run dir's config.json / params.json; None when neither says
+    last: float | None  # the study metric at the last epoch
+    best: float | None
+    epoch_seconds: float | None  # mean over the epochs done
+    eta_seconds: float | None  # mean epoch time × epochs left
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """The study line of the view and its running trials' rows."""
+
+    name: str
+    metric: str
+    complete: int
+    running: int
+    queued: int  # WAITING trials plus, when the study file is known, the runs not yet started
+    pruned: int
+    failed: int
+    gpus: int  # per trial; 0: the hours shown are the jobs' wall-clock hours (CPU jobs)
+    hours: float  # GPU-hours (gpus > 0) or job-hours so far, running trials until now
+    eta_seconds: float | None  # None until one trial finished
+    trials: tuple[TrialProgress, ...]
+
+
+def runs_left(spec: StudySpec, trials: Sequence[FrozenTrial]) -> int:
+    """Runs of the study file that no trial has taken yet: planned ones, and sampled ones to come."""
+    left = len(missing_trials(spec, trials))
+    next_config = next_sampled_config(spec, trials)
+    if next_config is not None:
+        left += (spec.n_trials - next_config) * spec.repeats
+    return left
+
+
+def progress(
+    study: optuna.Study,
+    *,
+    spec: StudySpec | None = None,
+    parallel: int | None = None,
+    now: datetime | None = None,
+) -> StudyProgress:
+    """The view's data: counts, hours and ETA from the stored trials, each running trial's epochs from its
+    run dir. `spec` adds the runs not started yet to `queued`; `parallel` (default: the trials running)
+    divides the study's ETA."""
+    now = now or datetime.now()  # Optuna stores naive local times
+    trials = study.get_trials(deepcopy=False)
+    record = StudyRecord.of(study)
+    metric = record.metric or "value"
+    direction = "maximize" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
+    states = [trial.state for trial in trials]
+    running = [trial for trial in trials if trial.state == TrialState.RUNNING]
+    queued = states.count(TrialState.WAITING) + (runs_left(spec, trials) if spec is not None else 0)
+    gpus = record.gpus or 0
+    seconds = sum(_elapsed(trial, now) for trial in trials)
+    return StudyProgress(
+        name=study.study_name,
+        metric=metric,
+        complete=states.count(TrialState.COMPLETE),
+        running=len(running),
+        queued=queued,
+        pruned=states.count(TrialState.PRUNED),
+        failed=states.count(TrialState.FAIL),
+        gpus=gpus,
+        hours=seconds * (gpus or 1) / 3600,
+        eta_seconds=_study_eta(trials, running, queued, parallel or len(running) or 1, now),
+        trials=tuple(_trial_progress(trial, metric, direction, now) for trial in running),
+    )
+
+
+def _elapsed(trial: FrozenTrial, now: datetime) -> float:
+    """Seconds the trial's job has taken so far (a trial never started: 0)."""
+    if trial.datetime_start is None:
+        return 0.0
+    end = trial.datetime_complete or (now if trial.state == TrialState.RUNNING else trial.datetime_start)
+    return max(0.0, (end - trial.datetime_start).total_seconds())
+
+
+def _study_eta(
+    trials: Sequence[FrozenTrial], running: Sequence[FrozenTrial], queued: int, parallel: int, now: datetime
+) -> float | None:
+    """Mean duration of the COMPLETE trials × what is left (the running trials' rest, the queued ones)
+    / the jobs at once; None until one trial completed."""
+    durations = [_elapsed(t, now) for t in trials if t.state == TrialState.COMPLETE and t.datetime_complete]
+    if not durations:
+        return None
+    mean = sum(durations) / len(durations)
+    rests = [max(0.0, mean - _elapsed(trial, now)) for trial in running]
+    # never less than the longest running trial's rest: those run at once, not one after another
+    return max(max(rests, default=0.0), (sum(rests) + queued * mean) / max(parallel, 1))
+
+
+def _trial_progress(trial: FrozenTrial, metric: str, direction: str, now: datetime) -> TrialProgress:
+    record = TrialRecord.of(trial)
+    history = read_epochs(RunPaths(record.run_dir).metrics) if record.run_dir is not None else []
+    values = [value for _, value in metric_values(history, metric)]
+    if not history:  # no run dir (yet), or a program that writes none: what the launcher reported
+        values = [trial.intermediate_values[step] for step in sorted(trial.intermediate_values)]
+    epochs_done = len(history) or len(trial.intermediate_values)
+    epochs = _configured_epochs(record.run_dir) if record.run_dir is not None else None
+    times = [epoch["epoch_seconds"] for epoch in history if "epoch_seconds" in epoch]
+    if times:
+        epoch_seconds: float | None = sum(times) / len(times)
+    else:  # a program that logs no epoch times: the trial's time so far per epoch
+        epoch_seconds = _elapsed(trial, now) / epochs_done if epochs_done else None
+    eta = None
+    if epoch_seconds is not None and epochs is not None:
+        eta = epoch_seconds * max(0, epochs - epochs_done)
+    if history:
+        best_value = best(history, metric, direction)
+    else:
+        best_value = (max if direction == "maximize" else min)(values) if values else None
+    return TrialProgress(
+        number=trial.number,
+        params=params_text(trial.params),
+        epochs_done=epochs_done,
+        epochs=epochs,
+        last=values[-1] if values else None,
+        best=best_value,
+        epoch_seconds=epoch_seconds,
+        eta_seconds=eta,
+    )
+
+
+def _configured_epochs(run_dir: Path) -> int | None:
+    """`epochs` of the run's config.json (the trainer's), else of its params.json (a program's)."""
+    for path in (RunPaths(run_dir).config, run_dir / PARAMS_FILE):
+        try:
+            epochs = json.loads(path.read_text()).get("epochs")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(epochs, int) and not isinstance(epochs, bool):
+            return epochs
+    return None
+
+
+# -- rendering ----------------------------------------------------------------------------------------------
+
+
+def duration(seconds: float | None) -> str:
+    """`1:02:03`, `4:05`, or `unknown`."""
+    if seconds is None:
+        return "unknown"
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def study_line(data: StudyProgress) -> str:
+    """The view's first line: counts, hours so far and the study's ETA."""
+    hours = f"GPU-hours {data.hours:.2f}" if data.gpus else f"job-hours {data.hours:.2f} (no GPUs)"
+    return (
+        f"study {data.name} ({data.metric}): {data.complete} complete, {data.running} running, "
+        f"{data.queued} queued, {data.pruned} pruned, {data.failed} failed  {hours}  "
+        f"ETA {duration(data.eta_seconds)}"
+    )
+
+
+def render(data: StudyProgress, note: str = "") -> RenderableType:
+    """The study line, then one row per running trial: bar, epochs, last and best metric, times, params."""
+    rows = Table.grid(padding=(0, 1))
+    for _ in range(8):
+        rows.add_column(no_wrap=True)
+    for trial in data.trials:
+        epochs = f"{trial.epochs_done}/{trial.epochs if trial.epochs is not None else '?'}"
+        rows.add_row(
+            f"  trial {trial.number}",
+            ProgressBar(total=trial.epochs, completed=trial.epochs_done, width=BAR_WIDTH),
+            f"epoch {epochs}",
+            f"last {_number(trial.last)}",
+            f"best {_number(trial.best)}",
+            f"{trial.epoch_seconds:.1f}s/epoch" if trial.epoch_seconds is not None else "-s/epoch",
+            f"ETA {duration(trial.eta_seconds)}",
+            Text(trial.params, overflow="ellipsis"),
+        )
+    parts: list[RenderableType] = [Text(study_line(data), style="bold", overflow="ellipsis", no_wrap=True)]
+    if data.trials:
+        parts.append(rows)
+    if note:
+        parts.append(Text(note, style="dim"))
+    return Group(*parts)
+
+
+# -- the live region ------------------------------------------------------------------------------------
+
+
+class LiveView:
+    """The view redrawn in place while the context is open; calling it prints an event line above it
+    (after the context closed: a plain line, as without a view)."""
+
+    def __init__(
+        self, build: Callable[[], StudyProgress], *, read_s: float = READ_SECONDS, epoch_lines: bool = False
+    ) -> None:
+        self.build = build
+        self.read_s = read_s
+        self.epoch_lines = epoch_lines
+        self.console = Console()
+        self.data: StudyProgress | None = None
+        self.note = ""
+        self.read_at = -float("inf")
+        self.lock = threading.Lock()  # the refresh thread and the caller both read
+        self.closing = False
+        self.live: Live | None = None
+
+    def latest(self) -> StudyProgress | None:
+        """The view's data, read again when it is READ_SECONDS old."""
+        with self.lock:
+            if not self.closing and time.monotonic() - self.read_at >= self.read_s:
+                self.read_at = time.monotonic()
+                try:
+                    self.data, self.note = self.build(), ""
+                # In the refresh thread an error would end the redraws with a traceback over the view:
+                # keep the last frame and say why it is not new (a busy or vanished database).
+                except Exception as err:  # noqa: BLE001
+                    self.note = f"(view not updated: {type(err).__name__}: {str(err).splitlines()[0][:100]})"
+            return self.data
+
+    def renderable(self) -> RenderableType:
+        data = self.latest()
+        return render(data, self.note) if data is not None else Text("reading the study…")
+
+    def __call__(self, line: str) -> None:
+        if self.live is None:
+            print(line, flush=True)
+        elif self.epoch_lines or not EPOCH_LINE.match(line):
+            self.live.console.print(Text(line), soft_wrap=True)
+
+    def __enter__(self) -> LiveView:
+        # transient: at the end the view goes, leaving the event lines and what the command prints last
+        self.live = Live(
+            get_renderable=self.renderable,
+            console=self.console,
+            refresh_per_second=REFRESH_PER_SECOND,
+            transient=True,
+        )
+        self.live.__enter__()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.closing = True  # the last redraw (Ctrl-C, an error) reads nothing more
+        live, self.live = self.live, None
+        if live is not None:
+            live.__exit__(kind, error, tb)
+
+
+def on_terminal() -> bool:
+    """Whether stdout is a terminal, where the view is shown (not a file, a pipe, CI's log)."""
+    return sys.stdout.isatty()
+
+
+def launch_view(spec: StudySpec, url: str, *, parallel: int) -> LiveView:
+    """The view `sweep launch` shows while its launcher runs: the study read through its own storage
+    handle (the launcher's is its own thread's), queued counted from the study file."""
+    from sweep import storage as storage_mod
+
+    study: list[optuna.Study] = []
+
+    def build() -> StudyProgress:
+        if not study:  # opened on the first read, in the refresh thread: the launch is not delayed
+            study.append(storage_mod.read_study(url, spec.name))
+        return progress(study[0], spec=spec, parallel=parallel)
+
+    return LiveView(build)
+
+
+def watch_view(study: optuna.Study, *, spec: StudySpec | None, read_s: float) -> LiveView:
+    """The view `sweep status --watch` shows."""
+    return LiveView(lambda: progress(study, spec=spec), read_s=read_s)
