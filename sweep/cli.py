@@ -198,14 +198,31 @@ def _add_status(commands: argparse._SubParsersAction) -> None:
     command = _command(commands, "status", help="one line per trial of the stored studies, and totals")
     command.add_argument("--study", help="a study name (or its .toml file); default: every stored study")
     command.add_argument("--trial", type=int, help="one trial's details, the whole reason of a failed one")
+    command.add_argument(
+        "--watch",
+        action="store_true",
+        help="follow the study until no trial runs (live view on a terminal; else status when it changes)",
+    )
+    command.add_argument(
+        "--interval",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="with --watch: seconds between reads (default: 2)",
+    )
     _add_storage_args(command)
     command.set_defaults(handler=_status)
 
 
 def _status(args: argparse.Namespace) -> int:
-    from sweep.status import show
+    from sweep.status import show, watch
     from sweep.study.files import study_name
 
+    if args.watch:
+        if args.trial is not None:
+            raise SweepError("--watch follows a whole study; leave out --trial (or --watch)")
+        watch(_url(args), args.study, interval=args.interval)
+        return 0
     show(_url(args), study_name(args.study) if args.study is not None else None, trial=args.trial)
     return 0
 

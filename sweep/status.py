@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from sweep import live
 from sweep import storage as storage_mod
 from sweep.epochs import read_epochs
 from sweep.errors import SweepError
@@ -27,11 +30,13 @@ from sweep.executors.program import PARAMS_FILE
 from sweep.gpu_hours import StudyHours, study_hours
 from sweep.owners import Owner
 from sweep.records import StudyRecord, TrialRecord, failure_line
-from sweep.study.spec import params_text
+from sweep.study.files import find_study, load_study
+from sweep.study.spec import StudySpec, params_text
 from trainer.manifest import Attempt, read_manifest
 from trainer.paths import RunPaths
 
 REASON_CHARS = 100  # of a failed trial's reason on its status line
+WATCH_SECONDS = 2.0  # `sweep status --watch`: how often the study is read
 
 
 @dataclass(frozen=True)
@@ -259,3 +264,60 @@ def render(name: str, metric: str, rows: list[TrialRow], *, hours: StudyHours | 
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def watch(
+    url: str, study_arg: str | None, *, interval: float = WATCH_SECONDS, out: Callable[[str], None] = print
+) -> None:
+    """`sweep status --watch`: on a terminal the live view until no trial of the study runs, then the
+    plain status; elsewhere the plain status again, every `interval` seconds, whenever it changed.
+
+    Raises:
+        SweepError: No study to watch (none or several stored and no --study), or a bad --interval.
+    """
+    if not interval > 0:
+        raise SweepError(f"--interval must be more than 0 seconds, got {interval}")
+    storage = storage_mod.open_storage(url, create=False)
+    with storage_mod.storage_errors(url):
+        names = storage_mod.study_names(storage)
+        if study_arg is None and len(names) != 1:
+            raise SweepError(f"--watch needs --study NAME: the storage holds {', '.join(names) or 'none'}")
+        name = load_study(study_arg).name if study_arg and study_arg.endswith(".toml") else study_arg
+        name = name or names[0]
+        study = storage_mod.load_existing(name, storage, url=url)
+        spec = _study_file(study_arg or name, name)
+        view = live.watch_view(study, spec=spec, read_s=max(interval, live.READ_SECONDS))
+        terminal = live.on_terminal()  # asked once: within the view, sys.stdout is rich's proxy
+        shown, idle = "", 0
+        # Nothing running at two reads in a row ends the watch: one read may fall between a trial's end
+        # and the start of the next.
+        with view if terminal else nullcontext(view):
+            while idle < 2:
+                if terminal:
+                    data = view.latest()
+                    running = data is not None and data.running > 0
+                else:
+                    rows = with_job_states(trial_rows(study))
+                    text = "\n".join(render(name, StudyRecord.of(study).metric or "value", rows))
+                    if text != shown:
+                        out(text)
+                        shown = text
+                    running = any(row.state == "RUNNING" for row in rows)
+                idle = 0 if running else idle + 1
+                if idle < 2:
+                    time.sleep(interval)
+    if terminal:
+        show(url, name, out=out)
+
+
+def _study_file(study_arg: str, name: str) -> StudySpec | None:
+    """The study file of a watched study, which counts the runs not started yet; None when there is
+    none of that name, or it cannot be read (the watch then counts only stored trials)."""
+    path = Path(study_arg) if study_arg.endswith(".toml") else find_study(study_arg)
+    if path is None:
+        return None
+    try:
+        spec = load_study(path)
+    except SweepError:
+        return None
+    return spec if spec.name == name else None
