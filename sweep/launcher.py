@@ -12,10 +12,8 @@ The loop is a few named steps:
     report     `trial.report(metric, epoch)` for each new epoch; prune: cancel the job, tell PRUNED
     tell       a finished job: its best metric (COMPLETE), or FAIL with the traceback kept
 
-Which trial is which configuration, and what is left to run, is `sweep.study.plan`'s; who may watch a
-running trial is `sweep.owners`'; which launcher holds which run, decided in the database so that
-several launchers never start one twice, is `sweep.claims`'; what is stored of a trial is
-`sweep.records`'.
+What is left to run is `sweep.study.plan`'s; where the next trial comes from, `sweep.trial_source`'s;
+which launcher holds which run (decided in the database), `sweep.claims`' and `sweep.takeover`'s.
 """
 
 import math
@@ -59,9 +57,6 @@ Printer = Callable[[str], None]
 
 def print_line(line: str) -> None:
     print(line, flush=True)
-
-
-# -- the launcher -----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -248,10 +243,11 @@ class Launcher:
         """The next trial to run, created (and its run claimed) now; None when none is left."""
         return self.source.next()
 
-    def submit(self, trial: optuna.Trial, *, reported: int = 0) -> None:
+    def submit(self, trial: optuna.Trial, *, reported: int = 0, counted: bool = True) -> None:
         """Write the trial's config.json into its run dir and start its job (again, after a lost job).
 
-        A job started again on the same run dir resumes from its checkpoint.pt.
+        A job started again on the same run dir resumes from its checkpoint.pt. `counted`: the start
+        counts toward MAX_SUBMISSIONS (not after a job someone killed by hand).
         """
         record = TrialRecord.of(trial)
         values = self.spec.trial_values(trial.params, repeat=record.repeat)
@@ -266,7 +262,7 @@ class Launcher:
             run_dir=run_dir if record.run_dir != run_dir else None,
             executor=self.executor.name if record.executor != self.executor.name else None,
             launcher=self.id if record.launcher != self.id else None,
-            submissions=record.submissions + 1,
+            submissions=record.submissions + 1 if counted else None,
         )
         self.starting = trial.number  # kept if submit raises: `interrupted` names the trial
         job = self.executor.submit(self.job, values, run_dir)
@@ -351,10 +347,14 @@ class Launcher:
     def finish(self, item: Running, history: list[Epoch]) -> None:
         outcome = item.job.outcome()
         number = item.trial.number
-        if outcome.status == "lost" and TrialRecord.of(item.trial).submissions < MAX_SUBMISSIONS:
+        # a job killed from outside (by hand) is not the trial's failure: resumed, and not counted
+        if outcome.status == "lost" and (
+            outcome.killed or TrialRecord.of(item.trial).submissions < MAX_SUBMISSIONS
+        ):
             del self.running[number]
-            self.out(f"trial {number} job {item.job.job_id} is gone without a result; resuming it")
-            self.submit(item.trial, reported=item.reported)
+            why = "was killed from outside" if outcome.killed else "is gone without a result"
+            self.out(f"trial {number} job {item.job.job_id} {why}; resuming it")
+            self.submit(item.trial, reported=item.reported, counted=not outcome.killed)
             return
         del self.running[number]
         value = best(history, self.spec.metric, self.spec.direction)

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial
 
 from sweep import live
 from sweep import storage as storage_mod
+from sweep.detach import describe as describe_detached
 from sweep.epochs import read_epochs
 from sweep.errors import SweepError
 from sweep.executors import local, slurm
@@ -81,6 +82,9 @@ def show(url: str, name: str | None, *, trial: int | None = None, out: Callable[
             hours = study_hours(study.get_trials(deepcopy=False), 1 if record.gpus is None else record.gpus)
             out("\n".join(render(stored, metric, with_job_states(trial_rows(study)), hours=hours)))
             out(f"  {hours.line()}" + budget_text(record.budget, hours.used))
+            detached = StudyRecord.of(study).detached
+            if detached is not None:
+                out(f"  launcher: {describe_detached(detached)}")
     if not names:
         out(f"no studies in {storage_mod.shown(url)}")
 

@@ -120,8 +120,9 @@ def run_sweep(*args: str, timeout: float = deadline(120)) -> subprocess.Complete
 
 
 @pytest.fixture
-def sessions() -> Iterator[list[subprocess.Popen[str]]]:
-    """Processes started in their own session; each session (jobs included) is killed at the end."""
+def sessions(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
+    """Processes started in their own session; each session is killed at the end, and so is every
+    process that names the test's folder (a local job runs in a session of its own)."""
     started: list[subprocess.Popen[str]] = []
     yield started
     for proc in started:
@@ -129,6 +130,9 @@ def sessions() -> Iterator[list[subprocess.Popen[str]]]:
             os.killpg(proc.pid, signal.SIGKILL)
         with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=deadline(10))
+    for pid in processes_mentioning(str(tmp_path)):
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def processes_mentioning(text: str) -> list[int]:

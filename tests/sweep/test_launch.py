@@ -493,27 +493,21 @@ def test_ctrl_c_stops_the_launcher_with_one_line_and_the_next_launch_completes_t
     job = _stored(results, "ctrlc").trials[1].user_attrs["job_id"]
     assert f"ctrlc: launch interrupted with 1 trial running: trial 1 (job {job})." in rest
     assert rest.rstrip().splitlines()[-1].startswith("ctrlc: launch interrupted")  # one line, not two
-    # submitit's controller gives its task a second after SIGINT before it kills it and exits
+    # the job runs in a session of its own: the terminal's Ctrl-C stopped the launcher only
     run_dir = results / "runs" / "ctrlc" / "1"
-    wait_for(
-        lambda: processes_mentioning(str(run_dir)) == [],
-        timeout=deadline(30),
-        what="the job's processes to end",
-    )
-    stopped_at = len(read_metrics(run_dir / "metrics.jsonl"))
-    assert 1 <= stopped_at < 30  # the terminal's Ctrl-C stopped the local job too
+    assert processes_mentioning(str(run_dir))
     status = run_sweep("status", "--results-dir", str(results))
-    assert f"job {job} (local: ended; `sweep launch` resumes it)" in status.stdout
+    assert f"job {job} (local: running" in status.stdout
 
     second = run_sweep(
         "launch", "--study", str(study_file), "--executor", "local", "--results-dir", str(results),
         timeout=deadline(180),
     )  # fmt: skip
     assert second.returncode == 0, second.stderr
-    assert "trial 1 job" in second.stdout and "resuming it" in second.stdout
+    assert f"trial 1 re-attached  job {job}" in second.stdout
     _assert_all_complete(results, "ctrlc", 2)
     epochs = [record.epoch for record in read_metrics(run_dir / "metrics.jsonl")]
-    assert epochs == list(range(1, 31))  # resumed from its checkpoint: no epoch twice
+    assert epochs == list(range(1, 31))  # the same job trained on: no epoch twice
 
 
 def test_ctrl_c_during_a_debug_job_names_it_and_the_next_launch_runs_it(tmp_path: Path) -> None:

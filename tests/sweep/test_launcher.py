@@ -3,6 +3,9 @@ runs), a launcher stopped for minutes, and diverged trials."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -15,11 +18,11 @@ from optuna.trial import TrialState
 
 from sweep import procs
 from sweep.executors.debug import DebugExecutor
-from sweep.launcher import Launcher
+from sweep.launcher import MAX_SUBMISSIONS, Launcher
 from sweep.owners import launcher_id
 from sweep.study import load_study
 from tests.conftest import deadline
-from tests.sweep.conftest import TINY_TRAIN, instant_job, run_sweep, write_study
+from tests.sweep.conftest import ROOT, TINY_TRAIN, instant_job, run_sweep, sweep_cmd, write_study
 from tests.sweep.test_launch import _new_study, hand_claim
 
 
@@ -162,3 +165,39 @@ def test_a_diverged_trial_is_a_result_not_a_failure(tmp_path: Path) -> None:
     (fine_row,) = [row for row in rows if "0.05" in row]
     assert "diverged" not in fine_row and "**" in fine_row  # the other one is the best
     assert "Diverged: val_loss became NaN or infinite" in report.stdout
+
+
+@pytest.mark.slow
+def test_a_job_killed_by_hand_is_resumed_however_often_and_never_fails_the_trial(
+    tmp_path: Path, sessions: list
+) -> None:
+    """Fault: a job killed by hand counted as a failed submission: the third kill failed the trial."""
+    study_file = write_study(
+        tmp_path / "kills.toml",
+        study={"name": "kills", "sampler": "grid"},
+        space={"lr": [0.05]},
+        train={**TINY_TRAIN, "epochs": 14},  # the last kill lands well before the last epoch
+    )
+    results = tmp_path / "results"
+    args = ("launch", "--study", str(study_file), "--executor", "local", "--results-dir", str(results))
+    launcher = subprocess.Popen(
+        sweep_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    sessions.append(launcher)
+    assert launcher.stdout is not None
+    kills, job, lines = 0, None, []
+    for line in launcher.stdout:
+        lines.append(line)
+        if " submitted" in line:
+            job = int(line.split(" job ")[1].split()[0])
+        elif " epoch " in line and job is not None and kills < MAX_SUBMISSIONS + 1:
+            os.kill(job, signal.SIGKILL)  # `kill -9` of the job id `sweep status` shows
+            kills, job = kills + 1, None
+    assert launcher.wait(timeout=deadline(60)) == 0, "".join(lines)
+    assert kills == MAX_SUBMISSIONS + 1
+    text = "".join(lines)
+    assert text.count("was killed from outside; resuming it") == kills
+    (trial,) = optuna.load_study(study_name="kills", storage=f"sqlite:///{results / 'sweep.db'}").trials
+    assert trial.state == TrialState.COMPLETE and trial.user_attrs["submissions"] == 1
+    metrics = (results / "runs" / "kills" / "0" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in metrics] == list(range(1, 15))  # each once, in order
