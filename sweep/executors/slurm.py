@@ -323,18 +323,24 @@ class SlurmExecutor(Executor):
         return attach(job_id, run_dir, self.states)
 
     def orphan(self, run_dir: Path, *, after: str | None = None) -> str | None:
-        # submitit names each submission's script <job id>_submission.sh as soon as sbatch has answered
-        ids = [path.name.split("_")[0] for path in (run_dir / SUBMITIT_DIR).glob("*_submission.sh")]
-        last = int(after) if after is not None and str(after).isdigit() else -1
-        newer = sorted((i for i in ids if i.isdigit() and int(i) > last), key=int)
-        if not newer:
-            return None
-        try:
-            states = job_states(newer)
-        except SlurmUnavailable:
-            return None
-        live = [job_id for job_id in newer if states[job_id].live]
-        return live[-1] if live else None
+        return orphan(run_dir, after=after)
+
+
+def orphan(run_dir: Path, *, after: str | None = None) -> str | None:
+    """The live job of `run_dir` newer than `after` that a launcher submitted but never stored (it died
+    first); `sweep cancel` and a restarted launcher find it here."""
+    # submitit names each submission's script <job id>_submission.sh as soon as sbatch has answered
+    ids = [path.name.split("_")[0] for path in (run_dir / SUBMITIT_DIR).glob("*_submission.sh")]
+    last = int(after) if after is not None and str(after).isdigit() else -1
+    newer = sorted((i for i in ids if i.isdigit() and int(i) > last), key=int)
+    if not newer:
+        return None
+    try:
+        states = job_states(newer)
+    except SlurmUnavailable:
+        return None
+    live = [job_id for job_id in newer if states[job_id].live]
+    return live[-1] if live else None
 
 
 EXECUTOR = SlurmExecutor
