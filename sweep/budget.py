@@ -68,14 +68,17 @@ class Budget:
     def __init__(self, limit: float, gpus: int, name: str, out: Callable[[str], None]) -> None:
         self.limit, self.gpus, self.name, self.out = limit, gpus, name, out
         self.finished: dict[int, TrialHours] = {}  # a finished trial's hours do not change: read once
-        self.checked: tuple[frozenset[int], float] | None = None  # running trials and when, last read
+        # (running trials, finished count) and when, at the last read
+        self.checked: tuple[tuple[frozenset[int], int], float] | None = None
         self.stopped = False
 
     def stops(self, study: optuna.Study, running: Iterable[int]) -> bool:
         """Whether the budget stops new trials now (read again when the running trials change)."""
         if self.stopped:
             return True
-        now, watched = time.monotonic(), frozenset(running)
+        stored = study.get_trials(deepcopy=False)
+        # the hours change when a trial starts or ends: then they are read again at once
+        now, watched = time.monotonic(), (frozenset(running), sum(t.state.is_finished() for t in stored))
         if (
             self.checked is not None
             and self.checked[0] == watched
@@ -83,7 +86,7 @@ class Budget:
         ):
             return False
         self.checked = (watched, now)
-        trials = [t for t in study.get_trials(deepcopy=False) if t.number not in self.finished]
+        trials = [t for t in stored if t.number not in self.finished]
         live = []
         for item in study_hours(trials, self.gpus).trials:
             if item.ended:

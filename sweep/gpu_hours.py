@@ -104,7 +104,10 @@ def study_hours(trials: Sequence[FrozenTrial], gpus: int, *, now: float | None =
             runs = [a for job in slurm_ids[trial.number] for a in by_job.get(job, [])]
             attempts = [(float(a.elapsed_s), a.gpus) for a in runs]
             ended = trial.state.is_finished() and all(a.state not in LIVE for a in runs)
-            out.append(_hours(trial, attempts, "sacct", ended))
+            if runs or error is not None:
+                out.append(_hours(trial, attempts, "sacct", ended and bool(runs)))
+            else:  # slurmdbd has not recorded its job yet (it lags): the trial's own times, for now
+                out.append(_hours(trial, _stored_attempt(trial, gpus, now), "stored", False))
         else:
             attempts = _local_attempts(trial, gpus, now)
             out.append(_hours(trial, attempts, "manifest", trial.state.is_finished()))
@@ -135,6 +138,15 @@ def _local_attempts(trial: FrozenTrial, gpus: int, now: float) -> list[tuple[flo
         if start is not None and end is not None:
             out.append((max(0.0, end - start), gpus))
     return out
+
+
+def _stored_attempt(trial: FrozenTrial, gpus: int, now: float) -> list[tuple[float, int]]:
+    """(seconds, GPUs) from the trial's stored start and end (now while it runs): more than its job
+    used, as it counts the time queued too; only until the scheduler's own record is there."""
+    if trial.datetime_start is None:
+        return []
+    end = trial.datetime_complete.timestamp() if trial.datetime_complete is not None else now
+    return [(max(0.0, end - trial.datetime_start.timestamp()), gpus)]
 
 
 def _hours(trial: FrozenTrial, attempts: list[tuple[float, int]], source: str, ended: bool) -> TrialHours:

@@ -70,7 +70,8 @@ def test_a_second_local_job_on_a_running_jobs_run_dir_fails_and_the_first_trains
     no_leftovers: Path,
 ) -> None:
     """Fault 02: a job started on a run dir whose job still ran trained beside it (epochs interleaved)."""
-    run_dir, config = no_leftovers / "run", tiny_config(epochs=4).to_dict()
+    # 30 epochs: the first job surely still trains when the second starts (a second or two later)
+    run_dir, config = no_leftovers / "run", tiny_config(epochs=30).to_dict()
     executor = LocalExecutor(Resources(gpus=0))
     first = executor.submit(TrainJob(), config, run_dir)
     wait_for(lambda: (run_dir / "metrics.jsonl").exists(), timeout=deadline(120), what="the first epoch")
@@ -80,7 +81,7 @@ def test_a_second_local_job_on_a_running_jobs_run_dir_fails_and_the_first_trains
     assert outcome.status == "error" and f"run dir {run_dir} is in use by another job" in outcome.detail
     wait_for(first.done, timeout=deadline(120), what="the first job")
     assert first.outcome().status == "success"
-    assert [record.epoch for record in read_metrics(run_dir / "metrics.jsonl")] == [1, 2, 3, 4]
+    assert [record.epoch for record in read_metrics(run_dir / "metrics.jsonl")] == list(range(1, 31))
 
 
 def test_a_program_keeps_its_run_dir_locked_after_its_job_is_killed(no_leftovers: Path) -> None:

@@ -124,7 +124,7 @@ def test_kill_9_of_a_job_id_under_a_launcher_resumes_the_trial_with_each_epoch_o
     finally:
         launcher.kill()
     text = log.read_text()
-    assert "is gone without a result; resuming it" in text and "trial 0 complete" in text, text
+    assert "was killed from outside; resuming it" in text and "trial 0 complete" in text, text
     assert "(best of 8 epochs)" in text and "already reported" not in text
     assert _epochs(run_dir) == list(range(1, 9))
 
