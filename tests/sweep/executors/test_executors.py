@@ -76,7 +76,9 @@ def test_local_job_is_reattached_by_id_and_cancelled(tmp_path: Path) -> None:
     again = LocalExecutor(Resources(gpus=0)).attach(job.job_id, tmp_path)  # as a restarted launcher would
     assert not again.done()
     again.cancel()
-    assert again.done() and job.done()
+    assert again.done()
+    # the submitting handle learns of the end when its controller's exit reaches it (a moment later)
+    wait_for(job.done, timeout=deadline(10), what="the first handle to see the end")
     assert processes_mentioning(str(tmp_path)) == []
     assert again.outcome().status == "lost"
 
