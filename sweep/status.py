@@ -56,6 +56,7 @@ class TrialRow:
     run_dir: str | None = None
     launcher: str | None = None  # host:pid of the launcher that watches (or last watched) the trial
     reason: str | None = None  # why a FAILed trial failed: its whole text (`sweep status --trial N`)
+    diverged: str | None = None  # what diverged, and when, of a trial stopped for a NaN/infinite metric
 
 
 def show(url: str, name: str | None, *, trial: int | None = None, out: Callable[[str], None] = print) -> None:
@@ -118,6 +119,8 @@ def trial_lines(name: str, study: optuna.Study, number: int) -> list[str]:
         lines += manifest_lines(read_manifest(Path(row.run_dir)))
     if row.reason:
         lines += ["  reason:", *(f"    {line}" for line in row.reason.rstrip().splitlines())]
+    if row.diverged:
+        lines.append(f"  diverged: {row.diverged} (its job was stopped; its epochs stay in its run dir)")
     return lines
 
 
@@ -178,6 +181,7 @@ def _row(trial: FrozenTrial, maximize: bool) -> TrialRow:
         run_dir=None if record.run_dir is None else str(record.run_dir),
         launcher=record.launcher,
         reason=record.traceback if trial.state.name == "FAIL" else None,
+        diverged=record.diverged,
     )
 
 
@@ -259,6 +263,8 @@ def render(name: str, metric: str, rows: list[TrialRow], *, hours: StudyHours | 
             line += f"  gpu-h {spent.used:.3f}" + (f" (wasted {spent.wasted:.3f})" if spent.wasted else "")
         if row.reason:  # the line that says what happened, cut: `sweep status --trial N` has it whole
             line += f"  failed: {_cut(failure_line(row.reason), REASON_CHARS)}"
+        if row.diverged:
+            line += f"  diverged: {row.diverged}"
         lines.append(line)
     counts = Counter(row.state for row in rows)
     totals = ", ".join(f"{count} {state.lower()}" for state, count in sorted(counts.items()))

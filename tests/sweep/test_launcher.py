@@ -165,6 +165,8 @@ def test_a_diverged_trial_is_a_result_not_a_failure(tmp_path: Path) -> None:
     (fine_row,) = [row for row in rows if "0.05" in row]
     assert "diverged" not in fine_row and "**" in fine_row  # the other one is the best
     assert "Diverged: val_loss became NaN or infinite" in report.stdout
+    status = run_sweep("status", "--results-dir", str(results))
+    assert "diverged: val_loss nan at epoch 1/2" in status.stdout.splitlines()[1]  # trial 0's line
 
 
 @pytest.mark.slow
