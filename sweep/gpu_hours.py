@@ -86,10 +86,41 @@ class StudyHours:
         return line + (f"; {self.error}" if self.error else "")
 
 
-def study_hours(trials: Sequence[FrozenTrial], gpus: int, *, now: float | None = None) -> StudyHours:
+@dataclass(frozen=True)
+class TrialFacts:
+    """What the accounting needs of a trial: from a FrozenTrial, or from the report's own fast read
+    (which builds no FrozenTrial: `get_trials` takes seconds on a large study)."""
+
+    number: int
+    state: TrialState
+    executor: str | None
+    job_id: str | None
+    run_dir: Path | None
+    start: float | None  # Unix times of the trial's stored start and end
+    complete: float | None
+
+    @classmethod
+    def of(cls, trial: FrozenTrial) -> TrialFacts:
+        record = TrialRecord.of(trial)
+        start, complete = trial.datetime_start, trial.datetime_complete
+        return cls(
+            number=trial.number,
+            state=trial.state,
+            executor=record.executor,
+            job_id=record.job_id,
+            run_dir=record.run_dir,
+            start=None if start is None else start.timestamp(),
+            complete=None if complete is None else complete.timestamp(),
+        )
+
+
+def study_hours(
+    trials: Sequence[FrozenTrial | TrialFacts], gpus: int, *, now: float | None = None
+) -> StudyHours:
     """The GPU-hours of `trials`; `gpus`: GPUs per trial of local and debug jobs (SLURM says its own)."""
     now = time.time() if now is None else now
-    slurm_ids = {t.number: _slurm_ids(t) for t in trials if TrialRecord.of(t).executor == "slurm"}
+    facts = [t if isinstance(t, TrialFacts) else TrialFacts.of(t) for t in trials]
+    slurm_ids = {t.number: _slurm_ids(t) for t in facts if t.executor == "slurm"}
     error = None
     try:
         allocations = slurm.sacct_allocations(i for ids in slurm_ids.values() for i in ids)
@@ -99,7 +130,7 @@ def study_hours(trials: Sequence[FrozenTrial], gpus: int, *, now: float | None =
     for item in allocations:
         by_job.setdefault(item.job_id, []).append(item)
     out = []
-    for trial in trials:
+    for trial in facts:
         if trial.number in slurm_ids:
             runs = [a for job in slurm_ids[trial.number] for a in by_job.get(job, [])]
             attempts = [(float(a.elapsed_s), a.gpus) for a in runs]
@@ -114,16 +145,15 @@ def study_hours(trials: Sequence[FrozenTrial], gpus: int, *, now: float | None =
     return StudyHours(tuple(out), error)
 
 
-def _slurm_ids(trial: FrozenTrial) -> list[str]:
+def _slurm_ids(trial: TrialFacts) -> list[str]:
     """The SLURM jobs a trial ran as, oldest first: the manifest's attempts', then the stored one."""
-    record = TrialRecord.of(trial)
-    ids = [a.slurm_job_id for a in read_manifest(record.run_dir)] if record.run_dir else []
-    return list(dict.fromkeys(i for i in [*ids, record.job_id] if i and i.isdigit()))
+    ids = [a.slurm_job_id for a in read_manifest(trial.run_dir)] if trial.run_dir else []
+    return list(dict.fromkeys(i for i in [*ids, trial.job_id] if i and i.isdigit()))
 
 
-def _local_attempts(trial: FrozenTrial, gpus: int, now: float) -> list[tuple[float, int]]:
+def _local_attempts(trial: TrialFacts, gpus: int, now: float) -> list[tuple[float, int]]:
     """(seconds, GPUs) of each attempt in the run dir's manifest."""
-    run_dir = TrialRecord.of(trial).run_dir
+    run_dir = trial.run_dir
     if run_dir is None:
         return []
     attempts = read_manifest(run_dir)
@@ -140,16 +170,16 @@ def _local_attempts(trial: FrozenTrial, gpus: int, now: float) -> list[tuple[flo
     return out
 
 
-def _stored_attempt(trial: FrozenTrial, gpus: int, now: float) -> list[tuple[float, int]]:
+def _stored_attempt(trial: TrialFacts, gpus: int, now: float) -> list[tuple[float, int]]:
     """(seconds, GPUs) from the trial's stored start and end (now while it runs): more than its job
     used, as it counts the time queued too; only until the scheduler's own record is there."""
-    if trial.datetime_start is None:
+    if trial.start is None:
         return []
-    end = trial.datetime_complete.timestamp() if trial.datetime_complete is not None else now
-    return [(max(0.0, end - trial.datetime_start.timestamp()), gpus)]
+    end = trial.complete if trial.complete is not None else now
+    return [(max(0.0, end - trial.start), gpus)]
 
 
-def _hours(trial: FrozenTrial, attempts: list[tuple[float, int]], source: str, ended: bool) -> TrialHours:
+def _hours(trial: TrialFacts, attempts: list[tuple[float, int]], source: str, ended: bool) -> TrialHours:
     used = sum(seconds * gpus for seconds, gpus in attempts) / 3600
     wasted = 0.0
     if trial.state in WASTED_STATES:
@@ -163,9 +193,9 @@ def _hours(trial: FrozenTrial, attempts: list[tuple[float, int]], source: str, e
     return TrialHours(trial.number, trial.state.name, used, wasted, len(attempts), shown, ended)
 
 
-def _kept_seconds(trial: FrozenTrial) -> float:
+def _kept_seconds(trial: TrialFacts) -> float:
     """The epoch_seconds of the epochs the trial's metrics keep (0 when they say none)."""
-    run_dir = TrialRecord.of(trial).run_dir
+    run_dir = trial.run_dir
     if run_dir is None:
         return 0.0
     return sum(float(e.get("epoch_seconds", 0.0)) for e in read_epochs(RunPaths(run_dir).metrics))

@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
 from sweep.epochs import Epoch, read_epochs
-from sweep.gpu_hours import StudyHours, study_hours
+from sweep.gpu_hours import StudyHours, TrialFacts, study_hours
 from sweep.records import StudyRecord
 from sweep.report.confirm import Confirmation, confirmation
 from sweep.report.environment import Spread, environment_spread
@@ -131,12 +132,31 @@ def collect(
         shown=shown_params(rows, info.params),
         repeats=repeats,
         totals=dataclasses.replace(
-            totals(frame, info), hours=study_hours(study.get_trials(deepcopy=False), info.gpus)
+            totals(frame, info), hours=study_hours(trial_facts(stored.trials), info.gpus)
         ),
         metrics=metrics,
         environment=environment_spread(_complete_run_dirs(stored.trials)),
         confirmation=confirmation(frame, info.params, info.direction),
     )
+
+
+def trial_facts(trials: pd.DataFrame) -> list[TrialFacts]:
+    """What the GPU-hours accounting needs of each trial, from the stored frame (no FrozenTrials)."""
+    columns = ["number", "state", "executor", "job_id", "run_dir", "start", "complete"]
+    return [
+        TrialFacts(
+            number=int(number),
+            state=TrialState[state],
+            executor=executor if isinstance(executor, str) else None,  # missing ones may read as NaN
+            job_id=job_id if isinstance(job_id, str) else None,
+            run_dir=Path(run_dir) if isinstance(run_dir, str) else None,
+            start=None if math.isnan(start) else float(start),
+            complete=None if math.isnan(complete) else float(complete),
+        )
+        for number, state, executor, job_id, run_dir, start, complete in zip(
+            *(trials[column].tolist() for column in columns), strict=True
+        )
+    ]
 
 
 def _complete_run_dirs(trials: pd.DataFrame) -> list[tuple[int, Path]]:

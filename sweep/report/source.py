@@ -9,6 +9,7 @@ both give the same frames.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
 import math
@@ -33,7 +34,9 @@ from sweep import records
 from sweep._compat import rdb_models
 from sweep.records import TrialRecord
 
-TRIAL_COLUMNS = ["number", "state", "value", "run_dir", "diverged", "confirm"]
+TRIAL_COLUMNS = [
+    "number", "state", "value", "run_dir", "diverged", "confirm", "executor", "job_id", "start", "complete"
+]  # fmt: skip
 PARAM_COLUMNS = ["number", "name", "value", "distribution"]
 STEP_COLUMNS = ["number", "step", "value"]
 _STORED_FLOATS = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
@@ -44,7 +47,8 @@ class StoredTrials:
     """The rows of a study's trials that a report uses, each frame sorted by trial number."""
 
     # number, state (COMPLETE, PRUNED, ...), value (NaN if none), run_dir (None if none), diverged (what,
-    # for a trial whose metric became NaN or infinite; else None), confirm (a confirmation trial: bool)
+    # for a trial whose metric became NaN or infinite; else None), confirm (a confirmation trial: bool),
+    # executor and job_id (None if none), start and complete (Unix times, NaN if none: for GPU-hours)
     trials: pd.DataFrame
     params: pd.DataFrame  # number, name, value (as the trial saw it: "adam", 0.1), distribution (JSON)
     steps: pd.DataFrame  # number, step, value: the intermediate values (the metric reported each epoch)
@@ -62,7 +66,10 @@ def load_trials(study: optuna.Study, storage: optuna.storages.BaseStorage | None
 
 def from_frozen(trials: list[FrozenTrial]) -> StoredTrials:
     """The frames of trials already loaded by Optuna."""
-    rows = [(t.number, t.state.name, _float(t.value), _run_dir(t), *_said(TrialRecord.of(t))) for t in trials]
+    rows = [
+        (t.number, t.state.name, _float(t.value), _run_dir(t), *_said(TrialRecord.of(t)), *_times(t))
+        for t in trials
+    ]
     params = [
         (t.number, name, value, distribution_to_json(t.distributions[name]))
         for t in trials
@@ -76,8 +83,21 @@ def from_frozen(trials: list[FrozenTrial]) -> StoredTrials:
     )
 
 
-def _said(record: TrialRecord) -> tuple[str | None, bool]:
-    return record.diverged, record.confirm
+def _said(record: TrialRecord) -> tuple[str | None, bool, str | None, str | None]:
+    return record.diverged, record.confirm, record.executor, record.job_id
+
+
+def _times(trial: FrozenTrial) -> tuple[float, float]:
+    return _time(trial.datetime_start), _time(trial.datetime_complete)
+
+
+def _time(value: datetime.datetime | str | None) -> float:
+    """A stored start or end as a Unix time: Optuna stores naive local times, read as `FrozenTrial` does."""
+    if value is None:
+        return math.nan
+    if isinstance(value, str):
+        value = datetime.datetime.fromisoformat(value)
+    return value.timestamp()
 
 
 def _run_dir(trial: FrozenTrial) -> str | None:
@@ -97,6 +117,8 @@ def _frame(rows: list[tuple[Any, ...]], columns: list[str]) -> pd.DataFrame:
         frame["run_dir"] = _objects([row[3] for row in rows])
         frame["diverged"] = _objects([row[4] for row in rows])
         frame["confirm"] = np.array([row[5] for row in rows], dtype=bool)
+        frame["executor"] = _objects([row[6] for row in rows])
+        frame["job_id"] = _objects([row[7] for row in rows])
     return frame
 
 
@@ -116,9 +138,13 @@ def _from_tables(storage: RDBStorage, study_id: int) -> StoredTrials:
     steps_t = models.TrialIntermediateValueModel.__table__
     ids = sa.select(trials_t.c.trial_id).where(trials_t.c.study_id == study_id)
     queries = {
-        "trials": sa.select(trials_t.c.trial_id, trials_t.c.number, _text(trials_t.c.state)).where(
-            trials_t.c.study_id == study_id
-        ),
+        "trials": sa.select(
+            trials_t.c.trial_id,
+            trials_t.c.number,
+            _text(trials_t.c.state),
+            trials_t.c.datetime_start,
+            trials_t.c.datetime_complete,
+        ).where(trials_t.c.study_id == study_id),
         "values": sa.select(values_t.c.trial_id, values_t.c.value, _text(values_t.c.value_type)).where(
             values_t.c.trial_id.in_(ids), values_t.c.objective == 0
         ),
@@ -135,6 +161,9 @@ def _from_tables(storage: RDBStorage, study_id: int) -> StoredTrials:
         ),
         "confirm": sa.select(attrs_t.c.trial_id, attrs_t.c.value_json).where(
             attrs_t.c.trial_id.in_(ids), attrs_t.c.key == records.CONFIRM
+        ),
+        "jobs": sa.select(attrs_t.c.trial_id, attrs_t.c.key, attrs_t.c.value_json).where(
+            attrs_t.c.trial_id.in_(ids), attrs_t.c.key.in_([records.EXECUTOR, records.JOB_ID])
         ),
         "steps": sa.select(
             steps_t.c.trial_id,
@@ -176,10 +205,13 @@ def _assemble(
     run_dirs: list[Any],
     diverged: list[Any],
     confirm: list[Any],
+    jobs: list[Any],
     steps: list[Any],
 ) -> StoredTrials:
     """The query rows as frames, converted column by column (no Python loop over rows)."""
-    frame = pd.DataFrame.from_records(trials, columns=["trial_id", "number", "state"])
+    frame = pd.DataFrame.from_records(trials, columns=["trial_id", "number", "state", "start", "complete"])
+    frame["start"] = [_time(value) for value in frame["start"].tolist()]
+    frame["complete"] = [_time(value) for value in frame["complete"].tolist()]
     number = pd.Series(frame["number"].to_numpy(), index=frame["trial_id"].to_numpy())
     value = pd.DataFrame.from_records(values, columns=["trial_id", "value", "kind"])
     frame["value"] = frame["trial_id"].map(pd.Series(_floats(value), index=value["trial_id"].to_numpy()))
@@ -191,6 +223,9 @@ def _assemble(
     frame["diverged"] = _objects([said.get(trial_id) for trial_id in frame["trial_id"].tolist()])
     confirmed = {trial_id for trial_id, text in confirm if json.loads(text) is True}
     frame["confirm"] = frame["trial_id"].isin(confirmed).to_numpy(dtype=bool)
+    for key, column in ((records.EXECUTOR, "executor"), (records.JOB_ID, "job_id")):
+        found = {trial_id: json.loads(text) for trial_id, name, text in jobs if name == key}
+        frame[column] = _objects([_text_or_none(found.get(i)) for i in frame["trial_id"].tolist()])
     param = pd.DataFrame.from_records(params, columns=["trial_id", "name", "internal", "distribution"])
     param["number"] = param["trial_id"].map(number)
     param["value"] = _external(param)
@@ -202,6 +237,10 @@ def _assemble(
         params=param[PARAM_COLUMNS].sort_values("number", kind="stable", ignore_index=True),
         steps=step[STEP_COLUMNS].sort_values(["number", "step"], ignore_index=True),
     )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _floats(frame: pd.DataFrame) -> np.ndarray:
