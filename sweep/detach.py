@@ -288,7 +288,11 @@ def stop(record: DetachedLauncher, out: Printer = print) -> None:
         wait_gone(lambda: bool(alive(record)), STOP_WAIT_S * 4)
         out(f"detached launcher (SLURM job {record.job_id}) stopped")
         return
-    if not alive(record) or record.pid is None:
+    live = alive(record)
+    if live is None:  # a process on another host: no signal reaches it from here
+        out(f"detached launcher (process {record.pid} on {record.host}) runs on another host: stop it there")
+        return
+    if not live or record.pid is None:
         return
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):

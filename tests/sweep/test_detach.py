@@ -273,3 +273,15 @@ def test_logs_of_a_programs_trial_are_its_own_output_each_start_headed(tmp_path:
     assert out.stdout.startswith("hello from start 0")
     every = run_sweep("logs", "--study", "talk", "--trial", "0", "--all-attempts", "--stderr", *args[2:])
     assert every.stdout.splitlines() == ["== program start 0 ==", "to stderr"]
+
+
+def test_cancel_names_a_detached_launcher_on_another_host_instead_of_signalling_a_local_pid() -> None:
+    from sweep.detach import stop
+    from sweep.records import DetachedLauncher
+
+    elsewhere = DetachedLauncher(kind="local", log="/x.log", since=0.0, host="another-host.example", pid=1)
+    lines: list[str] = []
+    stop(elsewhere, lines.append)  # pid 1 here is init: it must not be signalled
+    assert lines == [
+        "detached launcher (process 1 on another-host.example) runs on another host: stop it there"
+    ]
