@@ -30,6 +30,7 @@ from sweep import procs
 from sweep.epochs import read_epochs
 from sweep.executors.job import LOCK_WAIT_S, MAX_REQUEUES, restarts, run_dir_held
 from trainer.files import write_atomic
+from trainer.manifest import recorded_attempt
 
 if TYPE_CHECKING:  # the job process need not load the study parser (a third of its start-up)
     from sweep.study.spec import Program
@@ -119,7 +120,10 @@ class ProgramJob(submitit.helpers.Checkpointable):
             except OSError as error:
                 raise ProgramFailed(f"cannot start {command[0]!r}: {error.strerror or error}") from None
         write_atomic(folder / PID_FILE, f"{process.pid} {self.program.stop_grace_s}\n")
-        code = _wait(process, self.program.stop_grace_s)
+        # manifest.json: the program's code, the machine, the times (torch's CUDA/GPUs would be this
+        # wrapper's interpreter's, not the program's: nvidia-smi says the GPUs)
+        with recorded_attempt(folder, program_dir=Path(self.program.workdir), torch_details=False):
+            code = _wait(process, self.program.stop_grace_s)
         if code != 0:
             tail = _tail(err)
             raise ProgramFailed(f"{command[0]} exited with status {code}" + (f": {tail}" if tail else ""))

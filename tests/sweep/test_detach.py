@@ -273,6 +273,9 @@ def test_logs_of_a_programs_trial_are_its_own_output_each_start_headed(tmp_path:
     assert out.stdout.startswith("hello from start 0")
     every = run_sweep("logs", "--study", "talk", "--trial", "0", "--all-attempts", "--stderr", *args[2:])
     assert every.stdout.splitlines() == ["== program start 0 ==", "to stderr"]
+    # a program's start leaves its manifest too: its own folder's code, the machine, the times
+    (attempt,) = json.loads((results / "runs" / "talk" / "0" / "manifest.json").read_text())["attempts"]
+    assert attempt["program_dir"] == str(tmp_path.resolve()) and attempt["ended"] is not None
 
 
 def test_cancel_names_a_detached_launcher_on_another_host_instead_of_signalling_a_local_pid() -> None:
