@@ -137,21 +137,9 @@ class Claims:
         launcher is gone before it created the trial.
         """
         now = time.time()
-        try:
-            with self._transaction() as conn:
-                conn.execute(
-                    sa.insert(CLAIMS).values(
-                        study_id=self.study_id,
-                        config=config,
-                        repeat=repeat,
-                        trial_id=None,
-                        launcher=self.launcher,
-                        stamped=now,
-                    )
-                )
+        if self._insert(config, repeat, trial_id=None, now=now):
             return True
-        except sa.exc.IntegrityError:
-            pass  # claimed before: free only if its trial failed, or its launcher died before making one
+        # claimed before: free only if its trial failed, or its launcher died before making one
         held = self.holder(config, repeat)
         if held is None:  # the row went away in between (never deleted by sweep): try once more
             return self.claim(config, repeat, may_take=may_take, rerun=rerun)
@@ -177,23 +165,11 @@ class Claims:
         that launcher is gone; exactly one of several launchers trying at once wins."""
         held = self.holder(config, repeat)
         if held is None:  # a trial from before claims existed: the first to insert its row wins
-            try:
-                with self._transaction() as conn:
-                    conn.execute(
-                        sa.insert(CLAIMS).values(
-                            study_id=self.study_id,
-                            config=config,
-                            repeat=repeat,
-                            trial_id=trial_id,
-                            launcher=self.launcher,
-                            stamped=time.time(),
-                        )
-                    )
+            if self._insert(config, repeat, trial_id=trial_id, now=time.time()):
                 return True
-            except sa.exc.IntegrityError:
-                held = self.holder(config, repeat)
-                if held is None:
-                    return False
+            held = self.holder(config, repeat)
+            if held is None:
+                return False
         if held.launcher == self.launcher:
             return held.trial_id == trial_id
         if held.trial_id != trial_id or not may_take(held):
@@ -219,6 +195,25 @@ class Claims:
                 )
             ).all()
         return {(row.config, row.repeat) for row in rows}
+
+    def _insert(self, config: int, repeat: int, *, trial_id: int | None, now: float) -> bool:
+        """Insert the run's row for this launcher; False when a row is there already (the key's one
+        winner is another launcher, or an earlier claim)."""
+        try:
+            with self._transaction() as conn:
+                conn.execute(
+                    sa.insert(CLAIMS).values(
+                        study_id=self.study_id,
+                        config=config,
+                        repeat=repeat,
+                        trial_id=trial_id,
+                        launcher=self.launcher,
+                        stamped=now,
+                    )
+                )
+        except sa.exc.IntegrityError:
+            return False
+        return True
 
     def _swap(self, held: Holder, *, trial_id: int | None, now: float) -> bool:
         """Compare-and-set: the row becomes this launcher's only if it is still as `held` says."""
