@@ -30,7 +30,7 @@ install() {
   log "installing postgresql"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-  [ -n "$(cluster)" ] || pg_createcluster "$(ls /usr/lib/postgresql | sort -V | tail -1)" main >/dev/null
+  [ -n "$(cluster)" ] || pg_createcluster "$(ls /usr/lib/postgresql | sort -V | tail -1)" main >&2
 }
 
 url() { echo "postgresql://$ROLE:$PASSWORD@127.0.0.1:$PORT/$ROLE"; }
@@ -42,15 +42,16 @@ start() {
   read -r version name <<<"$(cluster)"
   if ! pg_lsclusters -h | awk -v v="$version" -v n="$name" '$1 == v && $2 == n {print $4}' | grep -q online; then
     log "starting cluster $version/$name on port $PORT"
-    pg_ctlcluster "$version" "$name" start
+    # stdout is the URL alone: pg_ctlcluster's own lines (such as "Removed stale pid file.") go to stderr
+    pg_ctlcluster "$version" "$name" start >&2
   fi
   for _ in $(seq 100); do psql_admin -c "select 1" >/dev/null 2>&1 && break; sleep 0.1; done
   psql_admin -c "select 1" >/dev/null || die "the server does not answer; see /var/log/postgresql/"
   if [ -z "$(psql_admin -c "select 1 from pg_roles where rolname = '$ROLE'")" ]; then
-    psql_admin -c "create role $ROLE login createdb password '$PASSWORD'"
+    psql_admin -c "create role $ROLE login createdb password '$PASSWORD'" >&2
   fi
   if [ -z "$(psql_admin -c "select 1 from pg_database where datname = '$ROLE'")" ]; then
-    psql_admin -c "create database $ROLE owner $ROLE"
+    psql_admin -c "create database $ROLE owner $ROLE" >&2
   fi
   url
 }

@@ -23,7 +23,8 @@ if [ "${CI:-}" = "true" ] || [ "${SWEEP_TEST_START_SLURM:-}" = "1" ]; then
 fi
 if [ "${CI:-}" = "true" ] || [ "${SWEEP_TEST_START_POSTGRES:-}" = "1" ]; then
     echo "== postgresql: a server on 127.0.0.1 for tests/sweep/test_claims.py (several launchers)"
-    SWEEP_TEST_POSTGRES_URL=$(bash scripts/postgres-dev.sh start)
+    # the URL is the last line (and the only one on stdout); tail guards against a tool that prints there
+    SWEEP_TEST_POSTGRES_URL=$(bash scripts/postgres-dev.sh start | tail -1)
     export SWEEP_TEST_POSTGRES_URL
 fi
 if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null; then
