@@ -25,7 +25,10 @@ if [ "${CI:-}" = "true" ] || [ "${SWEEP_TEST_START_POSTGRES:-}" = "1" ]; then
     echo "== postgresql: a server on 127.0.0.1 for tests/sweep/test_claims.py (several launchers)"
     # the URL is the last line (and the only one on stdout); tail guards against a tool that prints there
     SWEEP_TEST_POSTGRES_URL=$(bash scripts/postgres-dev.sh start | tail -1)
-    export SWEEP_TEST_POSTGRES_URL
+    case "$SWEEP_TEST_POSTGRES_URL" in
+        postgresql://*) export SWEEP_TEST_POSTGRES_URL ;;
+        *) echo "error: scripts/postgres-dev.sh start printed no URL: '$SWEEP_TEST_POSTGRES_URL'" >&2; exit 1 ;;
+    esac
 fi
 if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null; then
     echo "== chromium: headless browser for the report and dashboard tests (Playwright drives it)"
