@@ -64,6 +64,16 @@ def study_id(study: optuna.Study) -> int:
     return int(study._study_id)
 
 
+def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial | None:
+    """Trial `number` of the study read alone (two small queries), or None when there is none.
+    `Study.get_trials` reads every trial; the per-trial reads are on the private `Study._storage`."""
+    try:
+        trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    except KeyError:
+        return None
+    return study._storage.get_trial(trial_id)
+
+
 def enqueued_params(trial: FrozenTrial) -> dict[str, Any]:
     """The params a WAITING trial was enqueued with: Optuna keeps them in its own system attribute
     `fixed_params` until the trial is asked for, and offers no accessor."""

@@ -22,6 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweep import detach
+from sweep._compat import trial_by_number
 from sweep.errors import SweepError
 from sweep.executors.base import SUBMITIT_DIR
 from sweep.records import StudyRecord, TrialRecord
@@ -168,10 +169,12 @@ def _copy_new(path: Path, offset: int, write: Write) -> int:
 
 
 def _trial(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial:
-    trials = study.get_trials(deepcopy=False)
-    if not 0 <= number < len(trials):
-        raise SweepError(f"study '{study.study_name}' has no trial {number} (trials 0 to {len(trials) - 1})")
-    return trials[number]
+    # one trial's rows, not the whole study's: a follow asks every poll, and a study may hold 10,000
+    trial = trial_by_number(study, number)
+    if trial is None:
+        count = len(study.get_trials(deepcopy=False))
+        raise SweepError(f"study '{study.study_name}' has no trial {number} (trials 0 to {count - 1})")
+    return trial
 
 
 def _ended(study: optuna.Study, number: int) -> bool:
