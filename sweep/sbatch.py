@@ -3,8 +3,9 @@ users who submit by hand.
 
 The #SBATCH options are the ones submitit writes for `sweep launch --executor slurm` (the same
 `slurm_parameters(resources)`, rendered by submitit itself), less submitit's own plumbing (its log
-files, its USR2 signal, its wckey); the command is `python -m trainer` on the trial's run dir, which
-resumes from checkpoint.pt when the job is requeued or submitted again.
+files, its USR2 signal, its wckey); the command is the launched job's own (`python -m sweep.executors.job`
+on the trial's run dir: the trainer, with the run dir locked), which resumes from checkpoint.pt when the
+job is requeued or submitted again.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from sweep.study.spec import Resources, StudySpec
 from trainer.files import write_atomic
 from trainer.paths import RunPaths
 
-# What the job runs: the built-in trainer on the run dir's config.json, or the study's own program
-# through the same job code as `sweep launch` (the SWEEP_* contract, its own process group).
+# What the job runs, through the same job code as `sweep launch`: the built-in trainer on the run dir's
+# config.json, or the study's own program (the SWEEP_* contract, its own process group).
 TRAINER_COMMAND = (
+    "# the job `sweep launch` runs: the trainer on config.json, the run dir locked (no two jobs write it);\n"
     "# started again (requeue, preemption, or this script resubmitted) it resumes from checkpoint.pt\n"
-    """srun --unbuffered {python} -m trainer \\
-    --config {config} --run-dir {run_dir_arg}"""
+    "srun --unbuffered {python} -m sweep.executors.job {run_dir_arg}"
 )
 PROGRAM_COMMAND = """# the study's own program; started again it is told so (SWEEP_RESTART) and resumes itself
 srun --unbuffered {python} -m sweep.executors.program {run_dir_arg}"""

@@ -15,6 +15,7 @@ import ctypes
 import dataclasses
 import errno
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -28,7 +29,7 @@ from typing import Any
 import submitit.helpers
 from submitit.helpers import DelayedSubmission
 
-from sweep.errors import SweepError
+from sweep.errors import SweepError, run_command
 
 # Requeues one SLURM job may go through (time limits, preemptions, `scontrol requeue`), each resuming
 # from checkpoint.pt: a trial whose epochs outlast its time limit this often is failed, not requeued forever.
@@ -167,3 +168,32 @@ class TrainJob(submitit.helpers.Checkpointable):
             return None  # submitit then ends the job with "checkpoint function returned None"
         print("sweep: time limit or preemption; requeueing to resume from checkpoint.pt", flush=True)
         return DelayedSubmission(self, *args, **kwargs)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m sweep.executors.job RUN_DIR`: train RUN_DIR/config.json in RUN_DIR as a launched job
+    does (the run dir locked, an exit at SIGTERM, resumed from checkpoint.pt); `sweep sbatch` runs it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sweep.executors.job", description=main.__doc__)
+    parser.add_argument("run_dir", type=Path, help="a run dir holding config.json (a TrainConfig)")
+    parser.add_argument(
+        "--lock-wait-s", type=float, default=LOCK_WAIT_S,
+        help=f"how long to wait for another job's lock on the run dir (default {LOCK_WAIT_S:.0f})",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+
+    def body() -> int:
+        config_path = args.run_dir / "config.json"
+        try:
+            config = json.loads(config_path.read_text())
+        except (OSError, ValueError) as err:
+            raise SweepError(f"{config_path}: {getattr(err, 'strerror', None) or err}") from None
+        TrainJob(lock_wait_s=args.lock_wait_s)(config, str(args.run_dir))
+        return 0
+
+    return run_command(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

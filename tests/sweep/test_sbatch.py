@@ -62,7 +62,7 @@ def test_cli_renders_a_stored_trial_and_a_planned_config(tmp_path: Path) -> None
     planned = run_sweep("sbatch", "--study", str(study), "--config", "1", "--results-dir", str(results))
     assert planned.returncode == 0, planned.stderr
     run_dir = (results / "runs" / "tiny" / "config1-repeat0").resolve()
-    assert f"--config {run_dir}/config.json --run-dir {run_dir}\n" in planned.stdout
+    assert f"-m sweep.executors.job {run_dir}\n" in planned.stdout
     assert '"lr": 0.2' in (run_dir / "config.json").read_text()
     assert "#SBATCH --job-name=sweep-tiny-config1-repeat0" in planned.stdout
 
@@ -71,7 +71,7 @@ def test_cli_renders_a_stored_trial_and_a_planned_config(tmp_path: Path) -> None
     assert launched.returncode == 0, launched.stderr
     stored = run_sweep("sbatch", "--study", str(study), "--trial", "1", "--results-dir", str(results))
     assert stored.returncode == 0, stored.stderr
-    assert f"--run-dir {(results / 'runs' / 'tiny' / '1').resolve()}\n" in stored.stdout
+    assert f"-m sweep.executors.job {(results / 'runs' / 'tiny' / '1').resolve()}\n" in stored.stdout
 
     missing = run_sweep("sbatch", "--study", str(study), "--trial", "7", "--results-dir", str(results))
     assert missing.returncode == 2 and "no trial 7" in missing.stderr

@@ -116,3 +116,45 @@ def test_a_program_keeps_its_run_dir_locked_after_its_job_is_killed(no_leftovers
 def _held(fd: int | None) -> int:
     assert fd is not None  # this file system has locks
     return fd
+
+
+# -- `python -m sweep.executors.job RUN_DIR`: the command of `sweep sbatch` scripts --------------------------
+
+
+def _job_command(run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sweep.executors.job", str(run_dir), *extra],
+        capture_output=True, text=True, timeout=deadline(120),
+    )  # fmt: skip
+
+
+def test_the_job_command_trains_the_run_dirs_config_and_resumes_it(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(tiny_config(epochs=2).to_json())
+    first = _job_command(run_dir)
+    assert first.returncode == 0, first.stderr
+    assert [record.epoch for record in read_metrics(run_dir / "metrics.jsonl")] == [1, 2]
+    again = _job_command(run_dir)  # submitted again: it resumes, with nothing left to train
+    assert again.returncode == 0, again.stderr
+    assert f"{run_dir}: already complete (2 epochs); nothing to do" in again.stdout
+    assert [record.epoch for record in read_metrics(run_dir / "metrics.jsonl")] == [1, 2]
+
+
+def test_the_job_command_refuses_a_run_dir_another_job_holds_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(tiny_config().to_json())
+    holder = _hold(tmp_path, 60)
+    try:
+        refused = _job_command(tmp_path, "--lock-wait-s", "0.5")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("error: run dir ") and "in use by another job" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_the_job_command_names_a_missing_config_in_one_line(tmp_path: Path) -> None:
+    missing = _job_command(tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr == f"error: {tmp_path / 'config.json'}: No such file or directory\n"
