@@ -3,7 +3,9 @@
 Where the time comes from:
     slurm   every attempt of every job the trial ran as (its stored job id and the SLURM job ids its
             run dir's manifest.json names), from `sacct -D`: ElapsedRaw seconds x the allocation's
-            gres/gpu count. Requeued, preempted, failed and pruned attempts are all there.
+            gres/gpu count. Requeued, preempted, failed and pruned attempts are all there. Until the
+            trial has ended and sacct's records are final, the manifest's (or stored) times where
+            they say more: slurmdbd lags behind the jobs.
     local   each attempt in the run dir's manifest.json: its end minus its start (a running one: until
     debug   now; one killed before it wrote its end: until its run dir's last write) x the study's GPUs
             per trial.
@@ -45,7 +47,9 @@ class TrialHours:
     used: float
     wasted: float
     attempts: int
-    source: str  # sacct | manifest | none (no attempt known: not started, or a program writing no manifest)
+    # sacct | manifest | stored (the trial's stored times) | none (no attempt known: not started, or a
+    # program writing no manifest)
+    source: str
     ended: bool = True  # no attempt runs or waits to (its hours are final)
 
     def to_dict(self) -> dict[str, object]:
@@ -133,16 +137,32 @@ def study_hours(
     for trial in facts:
         if trial.number in slurm_ids:
             runs = [a for job in slurm_ids[trial.number] for a in by_job.get(job, [])]
-            attempts = [(float(a.elapsed_s), a.gpus) for a in runs]
-            ended = trial.state.is_finished() and all(a.state not in LIVE for a in runs)
-            if runs or error is not None:
-                out.append(_hours(trial, attempts, "sacct", ended and bool(runs)))
-            else:  # slurmdbd has not recorded its job yet (it lags): the trial's own times, for now
-                out.append(_hours(trial, _stored_attempt(trial, gpus, now), "stored", False))
+            out.append(_slurm_hours(trial, runs, gpus, now))
         else:
             attempts = _local_attempts(trial, gpus, now)
             out.append(_hours(trial, attempts, "manifest", trial.state.is_finished()))
     return StudyHours(tuple(out), error)
+
+
+def _slurm_hours(trial: TrialFacts, runs: list[slurm.Allocation], gpus: int, now: float) -> TrialHours:
+    """sacct's hours once the trial has ended and every attempt's record is final. Until then, the more
+    of sacct's and the trial's own record (its manifest's attempts, else its stored times): slurmdbd
+    lags behind the jobs (a job that has run may still read PENDING with no GPUs, or not at all, for a
+    few seconds) and sacct may not answer, and a budget must not take a job that ran for one that cost
+    nothing."""
+    attempts = [(float(a.elapsed_s), a.gpus) for a in runs]
+    if runs and trial.state.is_finished() and all(a.state not in LIVE for a in runs):
+        return _hours(trial, attempts, "sacct", True)
+    own, source = _local_attempts(trial, gpus, now), "manifest"
+    if not own and (trial.state.is_finished() or not runs):  # a job still queued has cost nothing
+        own, source = _stored_attempt(trial, gpus, now), "stored"
+    if runs and _gpu_seconds(attempts) >= _gpu_seconds(own):
+        return _hours(trial, attempts, "sacct", False)
+    return _hours(trial, own, source, False)
+
+
+def _gpu_seconds(attempts: list[tuple[float, int]]) -> float:
+    return sum(seconds * gpus for seconds, gpus in attempts)
 
 
 def _slurm_ids(trial: TrialFacts) -> list[str]:
@@ -180,7 +200,7 @@ def _stored_attempt(trial: TrialFacts, gpus: int, now: float) -> list[tuple[floa
 
 
 def _hours(trial: TrialFacts, attempts: list[tuple[float, int]], source: str, ended: bool) -> TrialHours:
-    used = sum(seconds * gpus for seconds, gpus in attempts) / 3600
+    used = _gpu_seconds(attempts) / 3600
     wasted = 0.0
     if trial.state in WASTED_STATES:
         wasted = used

@@ -148,20 +148,38 @@ def test_a_budget_on_a_study_without_gpus_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "results").exists()  # refused before anything is stored
 
 
+def _run_dir_with_manifest(run_dir: Path, start: datetime, spans: list[tuple[int, int]]) -> Path:
+    """`run_dir` with a manifest.json of one attempt per (start, end) span, in seconds after `start`."""
+    run_dir.mkdir()
+    manifest = [
+        {**EMPTY, "number": i + 1, "started": (start + timedelta(seconds=a)).isoformat(),
+         "ended": (start + timedelta(seconds=b)).isoformat()}
+        for i, (a, b) in enumerate(spans)
+    ]  # fmt: skip
+    (run_dir / "manifest.json").write_text(json.dumps({"attempts": manifest}))
+    return run_dir
+
+
+def test_a_slurm_trial_that_sacct_has_not_recorded_yet_counts_its_manifests_hours(tmp_path: Path) -> None:
+    """slurmdbd lags: a job that has just ended may read PENDING with no GPUs, or not at all (and sacct
+    may not answer). A budget then took its trial for one that cost nothing and started another."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'db.sqlite'}", direction="maximize")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    run_dir = _run_dir_with_manifest(tmp_path / "0", start, [(0, 600), (700, 1900)])
+    attrs = {"config": 0, "run_dir": str(run_dir), "executor": "slurm", "job_id": "987654321"}  # unknown
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=0.5, user_attrs=attrs))
+    (hours,) = study_hours(study.get_trials(), gpus=2).trials
+    assert hours.used == pytest.approx((600 + 1200) * 2 / 3600) and hours.source == "manifest"
+    assert not hours.ended  # read again later: sacct's own record replaces it once it is there
+
+
 def test_local_gpu_hours_are_each_attempts_wall_time_times_its_gpus(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'db.sqlite'}"
     study = optuna.create_study(storage=storage, study_name="local", direction="maximize")
     start = datetime(2026, 1, 1, tzinfo=UTC)
     spans = {0: [(0, 600), (700, 1900)], 1: [(0, 1800)]}  # trial 0: lost once, resumed; trial 1: pruned
     for number, attempts in spans.items():
-        run_dir = tmp_path / str(number)
-        run_dir.mkdir()
-        manifest = [
-            {**EMPTY, "number": i + 1, "started": (start + timedelta(seconds=a)).isoformat(),
-             "ended": (start + timedelta(seconds=b)).isoformat()}
-            for i, (a, b) in enumerate(attempts)
-        ]  # fmt: skip
-        (run_dir / "manifest.json").write_text(json.dumps({"attempts": manifest}))
+        run_dir = _run_dir_with_manifest(tmp_path / str(number), start, attempts)
         (run_dir / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "epoch_seconds": 1500.0}) + "\n")
         state = TrialState.COMPLETE if number == 0 else TrialState.PRUNED
         study.add_trial(
