@@ -10,7 +10,6 @@ have one (`check_budget`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ import optuna
 from optuna.trial import TrialState
 
 from sweep.errors import SweepError
-from sweep.gpu_hours import TrialHours, study_hours
+from sweep.gpu_hours import HoursTally, TrialHours
 
 RECHECK_SECONDS = 5.0  # while the running trials stay the same, how often the hours are read again
 
@@ -67,33 +66,15 @@ class Budget:
 
     def __init__(self, limit: float, gpus: int, name: str, out: Callable[[str], None]) -> None:
         self.limit, self.gpus, self.name, self.out = limit, gpus, name, out
-        self.finished: dict[int, TrialHours] = {}  # a finished trial's hours do not change: read once
-        # (running trials, finished count) and when, at the last read
-        self.checked: tuple[tuple[frozenset[int], int], float] | None = None
+        # the hours are read again at once when a trial starts or ends, else every RECHECK_SECONDS
+        self.tally = HoursTally(every_s=RECHECK_SECONDS)
         self.stopped = False
 
-    def stops(self, study: optuna.Study, running: Iterable[int]) -> bool:
-        """Whether the budget stops new trials now (read again when the running trials change)."""
+    def stops(self, study: optuna.Study) -> bool:
+        """Whether the budget stops new trials now."""
         if self.stopped:
             return True
-        stored = study.get_trials(deepcopy=False)
-        # the hours change when a trial starts or ends: then they are read again at once
-        now, watched = time.monotonic(), (frozenset(running), sum(t.state.is_finished() for t in stored))
-        if (
-            self.checked is not None
-            and self.checked[0] == watched
-            and now - self.checked[1] < RECHECK_SECONDS
-        ):
-            return False
-        self.checked = (watched, now)
-        trials = [t for t in stored if t.number not in self.finished]
-        live = []
-        for item in study_hours(trials, self.gpus).trials:
-            if item.ended:
-                self.finished[item.number] = item
-            else:
-                live.append(item)
-        where = spent([*self.finished.values(), *live], self.limit)
+        where = spent(self.tally.hours(study.get_trials(deepcopy=False), self.gpus).trials, self.limit)
         if where.reached:
             self.stopped = True
             self.out(

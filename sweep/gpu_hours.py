@@ -144,6 +144,31 @@ def study_hours(
     return StudyHours(tuple(out), error)
 
 
+class HoursTally:
+    """A study's GPU-hours read again while it runs (the launcher's budget, the live view): a trial's
+    hours are read once they are final, the others again when a trial starts or ends and otherwise at
+    most every `every_s` seconds (each read runs sacct and reads the run dirs' manifests)."""
+
+    def __init__(self, *, every_s: float = 5.0) -> None:
+        self.every_s = every_s
+        self.final: dict[int, TrialHours] = {}  # a trial whose hours no longer change
+        self.live: tuple[TrialHours, ...] = ()
+        self.error: str | None = None
+        self.read_as: tuple[frozenset[tuple[int, str]], float] | None = None  # what was read, and when
+
+    def hours(self, trials: Sequence[FrozenTrial], gpus: int) -> StudyHours:
+        """The hours of `trials` (a study's, as `study_hours` counts them), read again when due."""
+        rest = [t for t in trials if t.number not in self.final]
+        seen, now = frozenset((t.number, t.state.name) for t in rest), time.monotonic()
+        if self.read_as is None or self.read_as[0] != seen or now - self.read_as[1] >= self.every_s:
+            self.read_as = (seen, now)
+            read = study_hours(rest, gpus)
+            self.final.update((item.number, item) for item in read.trials if item.ended)
+            self.live, self.error = tuple(item for item in read.trials if not item.ended), read.error
+        items = sorted([*self.final.values(), *self.live], key=lambda item: item.number)
+        return StudyHours(tuple(items), self.error)
+
+
 def _slurm_hours(trial: TrialFacts, runs: list[slurm.Allocation], gpus: int, now: float) -> TrialHours:
     """sacct's hours once the trial has ended and every attempt's record is final. Until then, the more
     of sacct's and the trial's own record (its manifest's attempts, else its stored times): slurmdbd

@@ -232,7 +232,7 @@ class Launcher:
     def fill(self) -> None:
         """Ask and submit trials until `parallel` run, none is left to ask or the budget is reached."""
         while len(self.running) < self.parallel:
-            if self.budget is not None and self.budget.stops(self.study, self.running):
+            if self.budget is not None and self.budget.stops(self.study):
                 return
             trial = self.ask()
             if trial is None:

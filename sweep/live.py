@@ -29,6 +29,7 @@ from rich.text import Text
 
 from sweep.epochs import best, metric_values, read_epochs
 from sweep.executors.program import PARAMS_FILE
+from sweep.gpu_hours import HoursTally
 from sweep.records import StudyRecord, TrialRecord
 from sweep.study.plan import missing_trials, next_sampled_config
 from sweep.study.spec import StudySpec, params_text
@@ -68,7 +69,9 @@ class StudyProgress:
     pruned: int
     failed: int
     gpus: int  # per trial; 0: the hours shown are the jobs' wall-clock hours (CPU jobs)
-    hours: float  # GPU-hours (gpus > 0) or job-hours so far, running trials until now
+    # GPU-hours so far as `sweep status` counts them (sacct, the manifests: `sweep.gpu_hours`); with no
+    # GPUs, the trials' stored wall-clock hours (running ones until now)
+    hours: float
     eta_seconds: float | None  # None until one trial finished
     trials: tuple[TrialProgress, ...]
 
@@ -88,10 +91,11 @@ def progress(
     spec: StudySpec | None = None,
     parallel: int | None = None,
     now: datetime | None = None,
+    tally: HoursTally | None = None,
 ) -> StudyProgress:
     """The view's data: counts, hours and ETA from the stored trials, each running trial's epochs from its
     run dir. `spec` adds the runs not started yet to `queued`; `parallel` (default: the trials running)
-    divides the study's ETA."""
+    divides the study's ETA; `tally` keeps the GPU-hours between reads (else they are all read now)."""
     now = now or datetime.now()  # Optuna stores naive local times
     trials = study.get_trials(deepcopy=False)
     record = StudyRecord.of(study)
@@ -101,7 +105,10 @@ def progress(
     running = [trial for trial in trials if trial.state == TrialState.RUNNING]
     queued = states.count(TrialState.WAITING) + (runs_left(spec, trials) if spec is not None else 0)
     gpus = record.gpus or 0
-    seconds = sum(_elapsed(trial, now) for trial in trials)
+    if gpus:
+        hours = (tally or HoursTally()).hours(trials, gpus).used
+    else:
+        hours = sum(_elapsed(trial, now) for trial in trials) / 3600
     return StudyProgress(
         name=study.study_name,
         metric=metric,
@@ -111,7 +118,7 @@ def progress(
         pruned=states.count(TrialState.PRUNED),
         failed=states.count(TrialState.FAIL),
         gpus=gpus,
-        hours=seconds * (gpus or 1) / 3600,
+        hours=hours,
         eta_seconds=_study_eta(trials, running, queued, parallel or len(running) or 1, now),
         trials=tuple(_trial_progress(trial, metric, direction, now) for trial in running),
     )
@@ -309,15 +316,17 @@ def launch_view(spec: StudySpec, url: str, *, parallel: int) -> LiveView:
     from sweep import storage as storage_mod
 
     study: list[optuna.Study] = []
+    tally = HoursTally()
 
     def build() -> StudyProgress:
         if not study:  # opened on the first read, in the refresh thread: the launch is not delayed
             study.append(storage_mod.read_study(url, spec.name))
-        return progress(study[0], spec=spec, parallel=parallel)
+        return progress(study[0], spec=spec, parallel=parallel, tally=tally)
 
     return LiveView(build)
 
 
 def watch_view(study: optuna.Study, *, spec: StudySpec | None, read_s: float) -> LiveView:
     """The view `sweep status --watch` shows."""
-    return LiveView(lambda: progress(study, spec=spec), read_s=read_s)
+    tally = HoursTally()
+    return LiveView(lambda: progress(study, spec=spec, tally=tally), read_s=read_s)

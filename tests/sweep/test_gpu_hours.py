@@ -14,7 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.errors import SweepError
-from sweep.gpu_hours import study_hours
+from sweep.gpu_hours import HoursTally, study_hours
 from sweep.launch import launch
 from sweep.study import load_study
 from tests.conftest import deadline
@@ -150,7 +150,7 @@ def test_a_budget_on_a_study_without_gpus_is_refused(tmp_path: Path) -> None:
 
 def _run_dir_with_manifest(run_dir: Path, start: datetime, spans: list[tuple[int, int]]) -> Path:
     """`run_dir` with a manifest.json of one attempt per (start, end) span, in seconds after `start`."""
-    run_dir.mkdir()
+    run_dir.mkdir(exist_ok=True)
     manifest = [
         {**EMPTY, "number": i + 1, "started": (start + timedelta(seconds=a)).isoformat(),
          "ended": (start + timedelta(seconds=b)).isoformat()}
@@ -193,3 +193,23 @@ def test_local_gpu_hours_are_each_attempts_wall_time_times_its_gpus(tmp_path: Pa
     assert resumed.used == pytest.approx((600 + 1200) * 2 / 3600) and resumed.attempts == 2
     assert resumed.wasted == pytest.approx((1800 - 1500) * 2 / 3600)  # beyond its kept epoch: lost
     assert pruned.used == pytest.approx(1800 * 2 / 3600) and pruned.wasted == pruned.used
+
+
+def test_a_tally_reads_hours_again_when_a_trial_ends_and_a_final_trials_once(tmp_path: Path) -> None:
+    """The launcher's budget and the live view read the hours as the study runs, not on every poll."""
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'db.sqlite'}", direction="maximize")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    run_dir = _run_dir_with_manifest(tmp_path / "0", start, [(0, 3600)])
+    attrs = {"config": 0, "run_dir": str(run_dir), "executor": "local"}
+    trial = study.ask()
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    tally = HoursTally(every_s=3600)
+    assert tally.hours(study.get_trials(), gpus=1).used == pytest.approx(1.0)
+    _run_dir_with_manifest(run_dir, start, [(0, 7200)])  # the attempt ran on
+    assert tally.hours(study.get_trials(), gpus=1).used == pytest.approx(1.0)  # nothing changed: not read
+    study.tell(trial, 0.5)
+    (hours,) = tally.hours(study.get_trials(), gpus=1).trials  # it ended: read again, and final now
+    assert hours.used == pytest.approx(2.0) and hours.ended
+    run_dir.joinpath("manifest.json").unlink()
+    assert tally.hours(study.get_trials(), gpus=1).used == pytest.approx(2.0)  # final: never read again

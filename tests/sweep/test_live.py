@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import records
 from sweep._compat import trial_of
+from sweep.gpu_hours import study_hours
 from sweep.launch import launch
 from sweep.live import LiveView, StudyProgress, progress, render, study_line
 from sweep.storage import default_url
@@ -37,6 +39,7 @@ from tests.sweep.conftest import (
     wait_for,
     write_study,
 )
+from trainer.manifest import Attempt
 
 TMUX = shutil.which("tmux")
 # A trial of this size trains for a few seconds: long enough to be seen running in the view.
@@ -101,6 +104,10 @@ def test_progress_counts_hours_eta_and_a_running_trials_epochs(tmp_path: Path) -
     epochs = [(1, 0.2, 10.0), (2, 0.5, 20.0), (3, 0.4, 30.0)]
     lines = [json.dumps({"epoch": e, "val_acc": acc, "epoch_seconds": s}) for e, acc, s in epochs]
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    # its job's attempt, as the trainer records it: started 30 minutes ago, still running
+    started = (now - timedelta(minutes=30)).astimezone().isoformat()
+    attempt = {**{field.name: None for field in dataclasses.fields(Attempt)}, "number": 1, "started": started}
+    (run_dir / "manifest.json").write_text(json.dumps({"attempts": [attempt]}))
     records.write(trial_of(study, study.get_trials(states=(TrialState.RUNNING,))[0]), run_dir=run_dir)
     # The study file now plans 4 configurations: 0 and 1 are done, 2 runs, 3 is not started
     larger = write_study(
@@ -114,8 +121,10 @@ def test_progress_counts_hours_eta_and_a_running_trials_epochs(tmp_path: Path) -
 
     assert (data.complete, data.running, data.queued, data.pruned, data.failed) == (3, 1, 2, 1, 1)
     assert (data.name, data.metric, data.gpus) == ("live", "val_acc", 2)
-    # 2 GPUs x (2 h complete + 1 h pruned + 0.5 h failed + 0.5 h running + the two instant trials)
-    assert 8.0 <= data.hours < 8.01
+    # GPU-hours as `sweep status` counts them: 2 GPUs x the running job's 0.5 h in its manifest; the
+    # trials another tool stored say nothing of their jobs, and the instant ones ran no job
+    assert 1.0 <= data.hours < 1.01
+    assert data.hours == pytest.approx(study_hours(study.get_trials(), 2).used, abs=1e-3)
     # mean complete trial 2400 s (7200 s and two instant ones); the running one has 600 s left; the
     # 2 queued 4800 s: (600 + 4800) / 2 jobs at once
     assert data.eta_seconds == pytest.approx(2700, abs=5)
@@ -124,7 +133,7 @@ def test_progress_counts_hours_eta_and_a_running_trials_epochs(tmp_path: Path) -
     assert trial.epoch_seconds == pytest.approx(20.0)
     assert trial.eta_seconds == pytest.approx(100.0)  # 5 epochs left at the mean 20 s
     assert study_line(data) == (
-        "study live (val_acc): 3 complete, 1 running, 2 queued, 1 pruned, 1 failed  GPU-hours 8.00  ETA 45:00"
+        "study live (val_acc): 3 complete, 1 running, 2 queued, 1 pruned, 1 failed  GPU-hours 1.00  ETA 45:00"
     )
 
 
