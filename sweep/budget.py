@@ -19,8 +19,6 @@ from optuna.trial import TrialState
 from sweep.errors import SweepError
 from sweep.gpu_hours import HoursTally, TrialHours
 
-RECHECK_SECONDS = 5.0  # while the running trials stay the same, how often the hours are read again
-
 
 @dataclass(frozen=True)
 class Spent:
@@ -66,8 +64,8 @@ class Budget:
 
     def __init__(self, limit: float, gpus: int, name: str, out: Callable[[str], None]) -> None:
         self.limit, self.gpus, self.name, self.out = limit, gpus, name, out
-        # the hours are read again at once when a trial starts or ends, else every RECHECK_SECONDS
-        self.tally = HoursTally(every_s=RECHECK_SECONDS)
+        # the hours are read again at once when a trial starts or ends, else every REREAD_SECONDS
+        self.tally = HoursTally()
         self.stopped = False
 
     def stops(self, study: optuna.Study) -> bool:

@@ -36,6 +36,7 @@ from trainer.paths import RunPaths
 WASTED_STATES = (TrialState.PRUNED, TrialState.FAIL)
 # sacct states of an attempt still counting: a job's result is stored before its batch script ends
 LIVE = frozenset({"RUNNING", "PENDING", "SUSPENDED", "COMPLETING", "CONFIGURING", "RESIZING"})
+REREAD_SECONDS = 5.0  # while no trial starts or ends, how often a HoursTally reads the hours again
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ class HoursTally:
     hours are read once they are final, the others again when a trial starts or ends and otherwise at
     most every `every_s` seconds (each read runs sacct and reads the run dirs' manifests)."""
 
-    def __init__(self, *, every_s: float = 5.0) -> None:
+    def __init__(self, *, every_s: float = REREAD_SECONDS) -> None:
         self.every_s = every_s
         self.final: dict[int, TrialHours] = {}  # a trial whose hours no longer change
         self.live: tuple[TrialHours, ...] = ()

@@ -74,7 +74,6 @@ def render(
         "sbatch_options": "\n".join(sbatch_options(resources, name=job_name(study, trial))),
         "run_dir": str(run_dir),
         "run_dir_arg": shlex.quote(str(run_dir)),
-        "config": shlex.quote(str(run_dir / "config.json")),
         "workdir": str(workdir),
         "python": shlex.quote(python),
     }
