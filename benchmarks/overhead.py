@@ -43,8 +43,8 @@ import optuna  # noqa: E402
 
 from benchmarks import report_speed  # noqa: E402
 from benchmarks.noop_job import noop  # noqa: E402
-from sweep.launch import launch  # noqa: E402
-from sweep.launcher import POLL_SECONDS  # noqa: E402
+from sweep.launcher import launch  # noqa: E402
+from sweep.launcher.loop import POLL_SECONDS  # noqa: E402
 from sweep.study import StudySpec, load_study  # noqa: E402
 
 REFERENCE = "plain optuna, sqlite"

@@ -34,12 +34,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from trainer import run
 from trainer.config import TrainConfig
-from trainer.data import ImageSet, load_splits
+from trainer.data import ImageSet
 from trainer.errors import UserError
 from trainer.gpu_loader import GpuTrainBatches
 from trainer.loaders import CIFAR10_MEAN, CIFAR10_STD, AugmentedImages, EpochBatches
 from trainer.model import PreActResNet, count_parameters
 from trainer.optim import build_optimizer
+from trainer.splits import load_splits
 from trainer.train import configure_backends, train_one_epoch
 
 Batch = tuple[torch.Tensor, torch.Tensor]

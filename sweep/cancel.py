@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import procs, records
 from sweep._compat import trial_of
-from sweep.detach import stop as stop_detached
+from sweep.detached import stop as stop_detached
 from sweep.executors import attach, orphan, slurm, wait_gone
 from sweep.owners import Owner, alive
 from sweep.records import StudyRecord, TrialRecord

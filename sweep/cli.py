@@ -126,23 +126,15 @@ def _add_launch(commands: argparse._SubParsersAction) -> None:
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from sweep import preflight, storage
-    from sweep.launch import launch
+    from sweep.launcher import dry_run, launch
     from sweep.study.files import load_study
-    from sweep.study.plan import check_same_plan, dry_run
 
     spec = load_study(args.study)  # a bad study stops here, before any storage is touched
     parallel = args.parallel if args.parallel is not None else spec.resources.array_parallelism or 1
     if parallel < 1:
         raise SweepError(f"--parallel must be 1 or more, got {parallel}")
     if args.dry_run:
-        stored = storage.stored_study(_url(args), spec.name)  # read only: a dry run creates nothing
-        if stored is not None:
-            check_same_plan(spec, stored, url=storage.shown(_url(args)))
-        dry_run(spec, study=stored)
-        found = preflight.problems(spec, args.executor)
-        if found:  # the plan is shown all the same; what would stop the launch comes last, exit 2
-            raise SweepError("; ".join(found))
+        dry_run(spec, storage_url=_url(args), executor=args.executor)
         return 0
     if args.detach:
         return _detach(args, spec, parallel)
@@ -164,7 +156,8 @@ def _launch(args: argparse.Namespace) -> int:
 def _detach(args: argparse.Namespace, spec: StudySpec, parallel: int) -> int:
     import dataclasses
 
-    from sweep.detach import detach
+    from sweep.launcher import prepare
+    from sweep.launcher.detach import detach
     from sweep.study.files import find_study
 
     study_file = Path(args.study) if args.study.endswith(".toml") else find_study(args.study)
@@ -179,9 +172,17 @@ def _detach(args: argparse.Namespace, spec: StudySpec, parallel: int) -> int:
             raise SweepError(f"{flag} must be more than 0, got {value}")
     wanted = {key: value for key, value in overrides.items() if value is not None}
     spec = dataclasses.replace(spec, launcher=dataclasses.replace(spec.launcher, **wanted))
+    prepared = prepare(
+        spec,
+        results_dir=args.results_dir,
+        storage_url=args.storage,
+        executor=args.executor,
+        parallel=parallel,
+    )
     detach(
         spec,
         study_file,
+        prepared,
         results_dir=args.results_dir,
         storage_url=args.storage,
         executor=args.executor,

@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from sweep import detach
+from sweep import detached
 from sweep._compat import trial_by_number
 from sweep.errors import SweepError
 from sweep.executors.base import SUBMITIT_DIR
@@ -147,9 +147,9 @@ def launcher_logs(
         done += _copy_new(path, done, write)
         if not follow:
             if not path.exists():
-                write(f"(no output yet: {path}; {detach.describe(record)})\n")
+                write(f"(no output yet: {path}; {detached.describe(record)})\n")
             return
-        if detach.alive(record) is False:
+        if detached.alive(record) is False:
             _copy_new(path, done, write)
             return
         time.sleep(poll_s)

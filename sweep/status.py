@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial
 
 from sweep import live
 from sweep import storage as storage_mod
-from sweep.detach import describe as describe_detached
+from sweep.detached import describe as describe_detached
 from sweep.epochs import read_epochs
 from sweep.errors import SweepError
 from sweep.executors import local, slurm

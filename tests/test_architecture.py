@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = (
     "sweep.cli",
-    "sweep.launch",
+    "sweep.launcher",
     "sweep.status",
     "sweep.cancel",
     "sweep.sbatch",
@@ -44,11 +44,89 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+def _runtime_imports(path: Path) -> set[str]:
+    """Every module `path` imports when it runs (at the top or inside a function), not those under
+    `if TYPE_CHECKING:`; `from package import module` counts as the module."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                name = f"{node.module}.{alias.name}"
+                found.add(name if name in ALL else node.module)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return found
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of `graph` (module -> the modules it imports), each as the modules around it,
+    one per strongly connected group (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    groups: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                connect(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1 or node in graph.get(node, ()):
+                groups.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return groups
+
+
 def _starts(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == prefix or name.startswith(prefix + ".") for prefix in prefixes)
 
 
 ALL = {**_modules("sweep"), **_modules("trainer")}
+
+
+def test_no_module_of_sweep_or_the_trainer_imports_itself_through_others() -> None:
+    # Imports inside functions count: they are how a cycle hides, and it bites when a module runs alone.
+    graph = {module: {name for name in _runtime_imports(path) if name in ALL} for module, path in ALL.items()}
+    cycles = import_cycles(graph)
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(cycle) for cycle in cycles)
+
+
+def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path: Path) -> None:
+    (tmp_path / "a.py").write_text("import b\n")
+    (tmp_path / "b.py").write_text("def f():\n    from c import g\n")
+    (tmp_path / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import d\nimport a\n")
+    (tmp_path / "d.py").write_text("import c\n")
+    names = {"a", "b", "c", "d"}
+    graph = {p.stem: _runtime_imports(p) & names for p in tmp_path.glob("*.py")}
+    assert graph["c"] == {"a"}, "an import under TYPE_CHECKING is not a runtime import"
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    assert import_cycles({**graph, "b": set()}) == []
 
 
 @pytest.mark.parametrize("module", sorted(_modules("trainer")))

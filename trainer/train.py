@@ -23,7 +23,7 @@ from trainer.checkpoint import (
     save_checkpoint,
 )
 from trainer.config import RESUMABLE_CHANGES, TrainConfig
-from trainer.data import DataSplits, ImageSet, load_splits
+from trainer.data import ImageSet
 from trainer.errors import UserError
 from trainer.files import append_line, write_atomic
 from trainer.loaders import EpochBatches, EvalBatches, TrainBatches
@@ -33,6 +33,7 @@ from trainer.model import PreActResNet, count_parameters
 from trainer.optim import build_optimizer, build_schedule
 from trainer.paths import RunPaths
 from trainer.progress import Progress
+from trainer.splits import DataSplits, load_splits
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 TRAINER_DIR = Path(__file__).resolve().parent  # the code a run's manifest records

@@ -114,7 +114,7 @@ def test_parallel_must_be_positive(
 
 def test_module_entry_points_and_no_torch_in_the_launcher() -> None:
     code = (
-        "import sys, sweep.cli, sweep.launch, sweep.executors, sweep.executors.job, sweep.status;"
+        "import sys, sweep.cli, sweep.launcher, sweep.executors, sweep.executors.job, sweep.status;"
         "assert 'torch' not in sys.modules, 'the launcher imported torch'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=deadline(60))
@@ -133,10 +133,10 @@ def test_module_entry_points_and_no_torch_in_the_launcher() -> None:
 def test_parallel_defaults_to_the_study_array_parallelism(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: list[str], expected: int
 ) -> None:
-    import sweep.launch
+    import sweep.launcher
 
     seen: dict[str, int] = {}
-    monkeypatch.setattr(sweep.launch, "launch", lambda spec, **kwargs: seen.update(kwargs))
+    monkeypatch.setattr(sweep.launcher, "launch", lambda spec, **kwargs: seen.update(kwargs))
     resources = {"gpus": 0, "cpus": 1, "array_parallelism": 3}
     study_file = write_study(
         tmp_path / "par.toml",

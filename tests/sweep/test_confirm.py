@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.errors import SweepError
-from sweep.launch import launch
+from sweep.launcher import launch
 from sweep.records import TrialRecord
 from sweep.report import report
 from sweep.study import load_study

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from sweep.errors import SweepError
 from sweep.gpu_hours import HoursTally, study_hours
-from sweep.launch import launch
+from sweep.launcher import launch
 from sweep.study import load_study
 from tests.conftest import deadline
 from tests.sweep.conftest import TINY_TRAIN, run_sweep, wait_for, write_study

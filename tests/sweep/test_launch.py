@@ -20,8 +20,8 @@ from optuna.trial import TrialState
 from sweep.epochs import best
 from sweep.errors import SweepError
 from sweep.executors.debug import DebugExecutor
-from sweep.launch import launch
-from sweep.launcher import Launcher
+from sweep.launcher import launch
+from sweep.launcher.loop import Launcher
 from sweep.owners import HEARTBEAT_STALE_S, launcher_id
 from sweep.storage import default_url, open_storage, open_study
 from sweep.study import StudySpec, load_study
@@ -712,7 +712,7 @@ def test_ctrl_c_while_a_launch_sets_up_says_one_line(
     tiny_smoke: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C before the loop (the checks, opening the storage) printed nothing and exited 130."""
-    from sweep import preflight
+    from sweep.launcher import preflight
 
     def interrupted(*_: object) -> list[str]:
         raise KeyboardInterrupt  # where a Ctrl-C during the checks arrives

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 
 from sweep import procs
 from sweep.executors.debug import DebugExecutor
-from sweep.launcher import MAX_SUBMISSIONS, Launcher
+from sweep.launcher.loop import MAX_SUBMISSIONS, Launcher
 from sweep.owners import launcher_id
 from sweep.study import load_study
 from tests.conftest import deadline

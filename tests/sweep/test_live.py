@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep import records
 from sweep._compat import trial_of
 from sweep.gpu_hours import study_hours
-from sweep.launch import launch
+from sweep.launcher import launch
 from sweep.live import LiveView, StudyProgress, progress, render, study_line
 from sweep.storage import default_url
 from sweep.study import load_study

@@ -14,13 +14,12 @@ from trainer.data import (
     TRAIN_FILES,
     ensure_cifar10,
     find_batches_dir,
-    load_splits,
     read_batches,
-    split_indices,
 )
 from trainer.errors import UserError
 from trainer.fake_data import generate
 from trainer.fake_data import main as fake_data_main
+from trainer.splits import load_splits, split_indices
 
 
 def test_fake_data_cli_does_not_replace_a_data_set_unless_forced(

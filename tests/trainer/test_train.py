@@ -12,11 +12,11 @@ from tests.conftest import deadline, tiny_config
 from trainer import TrainConfig, TrainResult, read_metrics, run
 from trainer.checkpoint import best_path
 from trainer.config import OPTIMIZERS, SCHEDULES
-from trainer.data import load_splits
 from trainer.errors import UserError
 from trainer.loaders import normalized_tensor
 from trainer.model import PreActResNet
 from trainer.paths import RunPaths
+from trainer.splits import load_splits
 
 METRIC_KEYS = {
     "epoch",

@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 from submitit.core.utils import cloudpickle_dump
 
 from sweep.executors.base import SUBMITIT_DIR, log_paths, pickled_outcome
-from sweep.launch import launch
+from sweep.launcher import launch
 from sweep.storage import default_url
 from sweep.study import load_study
 from tests.conftest import deadline

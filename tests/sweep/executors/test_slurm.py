@@ -23,7 +23,7 @@ import pytest
 
 from sweep import storage
 from sweep.executors.slurm import SlurmExecutor, job_states, squeue_states
-from sweep.launch import launch
+from sweep.launcher import launch
 from sweep.study import Resources, load_study
 from tests.conftest import deadline
 from tests.sweep.conftest import ROOT, TINY_TRAIN, run_sweep, sweep_cmd, wait_for, write_study

@@ -11,7 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.cli import main
-from sweep.launch import launch
+from sweep.launcher import launch
 from sweep.report.table import format_value
 from sweep.study import load_study
 from tests.sweep.conftest import TINY_TRAIN, assert_one_line_error, sweep_main, write_study

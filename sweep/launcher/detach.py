@@ -14,17 +14,16 @@ while that launcher lives is refused, `sweep cancel` stops it, `sweep status` an
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import datetime
+import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,17 @@ import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from sweep import owners, procs, records
-from sweep.errors import SweepError
+from sweep.detached import alive, describe, time_text
+from sweep.errors import StudyStopped, SweepError, run_command
+from sweep.launcher import Prepared, launch
 from sweep.records import DetachedLauncher, StudyRecord
+from sweep.study.files import load_study
 from sweep.study.spec import StudySpec
 
 DETACHED_ENV = "SWEEP_DETACHED"  # in a detached launcher's environment: local | slurm
 STORAGE_ENV = "SWEEP_STORAGE"  # --storage, passed in the environment: a password stays off `ps`
 LAUNCHERS_DIR = "launchers"  # DIR/launchers/NAME/: a SLURM launcher's job files and logs
 MAX_LAUNCHER_REQUEUES = 1000  # time limits a SLURM launcher may pass through (each is a requeue)
-STOP_WAIT_S = 15.0  # how long a stopped launcher gets to exit before SIGKILL
 # What submitit's SLURM job environment reads (its requeue at a time limit among others)
 SUBMITIT_SLURM_VARIABLES = frozenset(
     {
@@ -68,6 +69,7 @@ def log_file(results_dir: Path, study: str) -> Path:
 def detach(
     spec: StudySpec,
     study_file: Path,
+    prepared: Prepared,
     *,
     results_dir: Path,
     storage_url: str | None,
@@ -76,17 +78,13 @@ def detach(
     budget_gpu_hours: float | None = None,
     out: Printer = print,
 ) -> DetachedLauncher:
-    """Check and store the study as a launch would, then start its launcher detached and return where.
+    """Start the launcher of a study that `sweep.launcher.prepare` checked and stored, detached, and
+    return where it runs.
 
     Raises:
-        SweepError: What a launch would refuse, or a detached launcher of the study still runs.
+        SweepError: A detached launcher of the study still runs, or sbatch refused the launcher's job.
     """
-    from sweep.launch import prepare  # sweep.launch imports this module
-
     kind = "slurm" if executor == "slurm" or (executor == "auto" and shutil.which("sbatch")) else "local"
-    prepared = prepare(
-        spec, results_dir=results_dir, storage_url=storage_url, executor=executor, parallel=parallel
-    )
     study = prepared.study
     current = StudyRecord.of(study).detached
     if current is not None and alive(current):
@@ -95,26 +93,20 @@ def detach(
             f"`sweep logs --study {spec.name} --launcher --follow`, stop it with "
             f"`sweep cancel --study {spec.name}`"
         )
-    args = [
-        "launch",
-        "--study",
-        str(study_file.absolute()),
-        "--executor",
-        prepared.executor.name,
-        "--parallel",
-        str(parallel),
-        "--results-dir",
-        str(Path(results_dir).absolute()),
-    ]
-    if budget_gpu_hours is not None:
-        args += ["--budget-gpu-hours", str(budget_gpu_hours)]
+    request = DetachedLaunch(
+        study_file=str(study_file.absolute()),
+        results_dir=str(Path(results_dir).absolute()),
+        executor=prepared.executor.name,
+        parallel=parallel,
+        budget_gpu_hours=budget_gpu_hours,
+    )
     env = {DETACHED_ENV: kind}
     if storage_url is not None:
         env[STORAGE_ENV] = storage_url
     if kind == "slurm":
-        started = _start_slurm(spec, args, env, Path(results_dir))
+        started = _start_slurm(spec, LauncherJob(request, env), Path(results_dir))
     else:
-        started = _start_local(args, env, log_file(Path(results_dir), spec.name))
+        started = _start_local(request, env, log_file(Path(results_dir), spec.name))
     records.write_detached(study, started)
     where = (
         f"SLURM job {started.job_id} (its output: {started.log})"
@@ -129,14 +121,43 @@ def detach(
     return started
 
 
-def _start_local(args: list[str], env: dict[str, str], log: Path) -> DetachedLauncher:
-    """A background `sweep launch` in a session of its own (no terminal: no hang-up, no Ctrl-C)."""
+@dataclass(frozen=True)
+class DetachedLaunch:
+    """What a detached launcher runs: `sweep launch` of a study file with these settings (the storage
+    comes in the environment, STORAGE_ENV, so that a password stays off `ps`)."""
+
+    study_file: str
+    results_dir: str
+    executor: str
+    parallel: int
+    budget_gpu_hours: float | None = None
+
+    def run(self) -> int:
+        """Launch the study to the end, as `sweep launch` would; its exit status (1: the study stopped)."""
+        try:
+            launch(
+                load_study(self.study_file),
+                results_dir=Path(self.results_dir),
+                storage_url=os.environ.get(STORAGE_ENV) or None,
+                executor=self.executor,
+                parallel=self.parallel,
+                budget_gpu_hours=self.budget_gpu_hours,
+                on_start=record_detached_run,
+            )
+        except StudyStopped as stopped:  # the study's trials failed, not the launcher: exit 1
+            print(f"error: {stopped}", file=sys.stderr, flush=True)
+            return 1
+        return 0
+
+
+def _start_local(request: DetachedLaunch, env: dict[str, str], log: Path) -> DetachedLauncher:
+    """A background launcher in a session of its own (no terminal: no hang-up, no Ctrl-C)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as output:
-        output.write(f"== sweep launch --detach, {_time_text(time.time())} ==\n")
+        output.write(f"== sweep launch --detach, {time_text(time.time())} ==\n")
         output.flush()
         process = subprocess.Popen(
-            [sys.executable, "-m", "sweep", *args],
+            [sys.executable, "-m", __name__, json.dumps(dataclasses.asdict(request))],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -154,14 +175,14 @@ def _start_local(args: list[str], env: dict[str, str], log: Path) -> DetachedLau
 
 
 class LauncherJob(Checkpointable):
-    """A detached launcher as a SLURM job: `sweep launch` with the given arguments and environment.
+    """A detached launcher as a SLURM job: the launch `request` with the given environment.
 
     Checkpointable: at the job's time limit (submitit's signal) or on preemption submitit requeues it,
     and the launcher starting again re-attaches to the study's running trials.
     """
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.args = args
+    def __init__(self, request: DetachedLaunch, env: dict[str, str]) -> None:
+        self.request = request
         self.env = env
 
     def __call__(self) -> int:
@@ -173,20 +194,16 @@ class LauncherJob(Checkpointable):
         for name in [name for name in os.environ if name.startswith(("SLURM_", "SBATCH_"))]:
             if name not in SUBMITIT_SLURM_VARIABLES:
                 del os.environ[name]
-        from sweep.cli import main
-
-        status = main(self.args)
+        status = run_command(self.request.run, interrupted="")
         if status != 0:  # the job's state says so: FAILED in sacct, not COMPLETED
             raise SystemExit(status)
         return status
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
-        return DelayedSubmission(LauncherJob(self.args, self.env))
+        return DelayedSubmission(LauncherJob(self.request, self.env))
 
 
-def _start_slurm(
-    spec: StudySpec, args: list[str], env: dict[str, str], results_dir: Path
-) -> DetachedLauncher:
+def _start_slurm(spec: StudySpec, job: LauncherJob, results_dir: Path) -> DetachedLauncher:
     folder = Path(results_dir).absolute() / LAUNCHERS_DIR / spec.name
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_LAUNCHER_REQUEUES)
     wanted = spec.launcher
@@ -203,14 +220,14 @@ def _start_slurm(
         parameters["partition"] = wanted.partition
     executor.update_parameters(**parameters)
     try:
-        job = executor.submit(LauncherJob(args, env))
+        submitted = executor.submit(job)
     except submitit.core.utils.FailedJobError as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else "no message"
         raise SweepError(
             f"sbatch refused the launcher's job ([launcher] of {spec.source}): {reason}"
         ) from None
     return DetachedLauncher(
-        kind="slurm", log=str(Path(job.paths.stdout)), since=time.time(), job_id=str(job.job_id)
+        kind="slurm", log=str(Path(submitted.paths.stdout)), since=time.time(), job_id=str(submitted.job_id)
     )
 
 
@@ -240,70 +257,5 @@ def record_detached_run(study: optuna.Study) -> frozenset[str]:
     return frozenset(record.launcher_ids)
 
 
-def alive(record: DetachedLauncher) -> bool | None:
-    """Whether the detached launcher still runs (or may run again: a requeued job); None: cannot tell
-    (a process on another host, SLURM not answering)."""
-    if record.kind == "slurm":
-        from sweep.executors import slurm
-
-        if record.job_id is None:
-            return False
-        try:
-            return slurm.job_states([record.job_id])[record.job_id].live
-        except slurm.SlurmUnavailable:
-            return None
-    if record.host != socket.gethostname():
-        return None
-    return record.pid is not None and owners.alive(
-        owners.Owner(record.host, record.pid, record.started), None
-    )
-
-
-def describe(record: DetachedLauncher) -> str:
-    """One line: where the detached launcher runs, whether it still does, since when."""
-    since = _time_text(record.since)
-    if record.kind == "slurm":
-        from sweep.executors import slurm
-
-        try:
-            state = slurm.job_states([record.job_id or ""])[record.job_id or ""].state
-        except slurm.SlurmUnavailable:
-            state = "unknown: SLURM does not answer"
-        node = f" on {record.host}" if record.host else ""
-        return f"SLURM job {record.job_id} {state}{node}, started {since}"
-    live = alive(record)
-    said = "alive" if live else ("on another host" if live is None else "ended")
-    return f"process {record.pid} on {record.host} ({said}), started {since}"
-
-
-def stop(record: DetachedLauncher, out: Printer = print) -> None:
-    """Stop the detached launcher (before its trials are cancelled: it would start them again)."""
-    if record.kind == "slurm":
-        from sweep.executors import slurm
-        from sweep.executors.base import wait_gone
-
-        if record.job_id is None or not alive(record):
-            return
-        slurm.scancel([record.job_id])
-        wait_gone(lambda: bool(alive(record)), STOP_WAIT_S * 4)
-        out(f"detached launcher (SLURM job {record.job_id}) stopped")
-        return
-    live = alive(record)
-    if live is None:  # a process on another host: no signal reaches it from here
-        out(f"detached launcher (process {record.pid} on {record.host}) runs on another host: stop it there")
-        return
-    if not live or record.pid is None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(record.pid, sig)
-        deadline = time.monotonic() + STOP_WAIT_S
-        while alive(record) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not alive(record):
-            break
-    out(f"detached launcher (process {record.pid} on {record.host}) stopped")
-
-
-def _time_text(stamp: float) -> str:
-    return datetime.datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+if __name__ == "__main__":  # a local detached launcher: `python -m sweep.launcher.detach REQUEST_JSON`
+    sys.exit(run_command(DetachedLaunch(**json.loads(sys.argv[1])).run, interrupted=""))

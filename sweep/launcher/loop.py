@@ -12,8 +12,8 @@ The loop is a few named steps:
     report     `trial.report(metric, epoch)` for each new epoch; prune: cancel the job, tell PRUNED
     tell       a finished job: its best metric (COMPLETE), or FAIL with the traceback kept
 
-What is left to run is `sweep.study.plan`'s; where the next trial comes from, `sweep.trial_source`'s;
-which launcher holds which run (decided in the database), `sweep.claims`' and `sweep.takeover`'s.
+What is left to run is `sweep.study.plan`'s; where the next trial comes from, `sweep.launcher.source`'s;
+which launcher holds which run (decided in the database), `sweep.claims`' and `sweep.launcher.takeover`'s.
 """
 
 import math
@@ -29,20 +29,20 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep import owners, records
 from sweep import storage as storage_mod
 from sweep._compat import rdb_storage, study_id
-from sweep.budget import Budget
 from sweep.claims import Claims, Stamper, create_tables
 from sweep.epochs import Epoch, best, read_epochs
 from sweep.errors import StudyStopped, SweepError
 from sweep.executors import Executor, Job, JobFn, attach, wait_for_end
 from sweep.executors.job import TrainJob
 from sweep.executors.program import ProgramJob
+from sweep.launcher.budget import Budget
+from sweep.launcher.source import TrialSource
+from sweep.launcher.takeover import TakeOver
 from sweep.records import TrialRecord
 from sweep.study.plan import (
     distributions,
 )
 from sweep.study.spec import StudySpec, params_text
-from sweep.takeover import TakeOver
-from sweep.trial_source import TrialSource
 from trainer.config import TrainConfig
 from trainer.files import write_atomic
 from trainer.paths import RunPaths
@@ -60,7 +60,7 @@ def print_line(line: str) -> None:
 
 
 @dataclass
-class Running:
+class Watched:
     """A trial whose job the launcher watches."""
 
     trial: optuna.Trial
@@ -109,7 +109,7 @@ class Launcher:
     ) -> None:
         """`predecessors`: launcher ids that were this launcher before it restarted (a requeued detached
         launcher): their claims are taken back at once, not after their stamps age. `budget`: GPU-hours
-        past which no new trial starts (`sweep.budget`)."""
+        past which no new trial starts (`sweep.launcher.budget`)."""
         if parallel < 1:
             raise SweepError(f"--parallel must be 1 or more, got {parallel}")
         self.spec = spec
@@ -121,7 +121,7 @@ class Launcher:
         self.out = out
         self.job: JobFn = job or (ProgramJob(spec.program, spec.metric) if spec.program else TrainJob())
         self.distributions = distributions(spec)
-        self.running: dict[int, Running] = {}
+        self.running: dict[int, Watched] = {}
         self.starting: int | None = None  # the trial whose job `submit` is starting (a debug job runs there)
         self.id = owners.launcher_id()  # stored as each watched trial's `launcher`
         self.failed_in_row = 0  # trials whose job failed since the last one that completed
@@ -224,7 +224,7 @@ class Launcher:
             else attach(taken.kind, taken.job_id, taken.run_dir)
         )
         values = self.spec.trial_values(taken.trial.params, repeat=taken.repeat)
-        self.running[taken.trial.number] = Running(taken.trial, job, values, taken.run_dir, taken.reported)
+        self.running[taken.trial.number] = Watched(taken.trial, job, values, taken.run_dir, taken.reported)
         self.out(f"trial {taken.trial.number} re-attached  job {taken.job_id} ({job.describe()})")
 
     # -- ask and submit ---------------------------------------------------------------------------------
@@ -268,13 +268,13 @@ class Launcher:
         job = self.executor.submit(self.job, values, run_dir)
         self.starting = None
         records.write(trial, job_id=job.job_id)
-        self.running[trial.number] = Running(trial, job, values, run_dir, reported)
+        self.running[trial.number] = Watched(trial, job, values, run_dir, reported)
         again = " again" if record.submissions else ""
         self.out(f"trial {trial.number} submitted{again}  job {job.job_id}  {params_text(trial.params)}")
 
     # -- poll, report/prune, tell -----------------------------------------------------------------------
 
-    def poll(self, item: Running) -> bool:
+    def poll(self, item: Watched) -> bool:
         """Report the trial's new epochs, prune it if the pruner says so, tell it once its job is done.
 
         Returns whether anything happened (a new epoch, a prune, an end).
@@ -297,7 +297,7 @@ class Launcher:
             self.finish(item, history)
         return done or bool(new)
 
-    def report(self, item: Running, record: Epoch) -> bool:
+    def report(self, item: Watched, record: Epoch) -> bool:
         """Report the epoch's metric to the trial; False when the epoch logged no value of it."""
         epoch, value = int(record["epoch"]), record.get(self.spec.metric)
         item.reported = epoch
@@ -309,13 +309,13 @@ class Launcher:
         self.out(f"trial {number} epoch {item.of_epochs(epoch)}  {metric} {value:.4f}")
         return True
 
-    def prune(self, item: Running, epoch: int) -> None:
+    def prune(self, item: Watched, epoch: int) -> None:
         item.job.cancel()
         del self.running[item.trial.number]
         if self.tell(item.trial, state=TrialState.PRUNED):
             self.out(f"trial {item.trial.number} pruned at epoch {item.of_epochs(epoch)}; job stopped")
 
-    def diverge(self, item: Running, epoch: int, value: float) -> None:
+    def diverge(self, item: Watched, epoch: int, value: float) -> None:
         """The trial's metric is NaN or infinite: it diverged. That is a result (the configuration does
         not train), not a failure to run it again: the trial is told PRUNED with `diverged` kept, its
         job stopped, its epochs left in its run dir for the report."""
@@ -344,7 +344,7 @@ class Launcher:
         self.out(f"trial {trial.number} was finished elsewhere (sweep cancel, another launcher); leaving it")
         return False
 
-    def finish(self, item: Running, history: list[Epoch]) -> None:
+    def finish(self, item: Watched, history: list[Epoch]) -> None:
         outcome = item.job.outcome()
         number = item.trial.number
         # a job killed from outside (by hand) is not the trial's failure: resumed, and not counted

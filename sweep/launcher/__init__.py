@@ -1,11 +1,18 @@
 """`sweep launch`: set a study up (its executor, results folder, storage and stored plan), run the
-`Launcher` loop to the end, and print one summary line. Ctrl-C says what is left and how to go on."""
+`Launcher` loop to the end, and print one summary line. Ctrl-C says what is left and how to go on.
+
+The package is the launcher process and its private parts: `loop` (the Launcher loop), `source` (the
+next trial), `takeover` (peers' trials), `budget` (GPU-hours), `preflight` (what would fail every
+trial) and `detach` (starting a launcher that leaves the terminal). This module is its face:
+`prepare()`, `launch()`, `dry_run()` and the summary.
+"""
 
 from __future__ import annotations
 
 import math
 import os
 from collections import Counter
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,13 +20,14 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import live, preflight, records
+from sweep import live, records
 from sweep import storage as storage_mod
-from sweep.budget import check_budget
-from sweep.detach import record_detached_run
 from sweep.errors import StudyStopped, SweepError
 from sweep.executors import Executor, JobFn, make_executor
-from sweep.launcher import POLL_SECONDS, Launcher, Printer, print_line
+from sweep.launcher import preflight
+from sweep.launcher.budget import check_budget
+from sweep.launcher.loop import POLL_SECONDS, Launcher, Printer, print_line
+from sweep.study import plan
 from sweep.study.plan import check_same_plan, make_pruner, make_sampler, plan_fingerprint
 from sweep.study.spec import StudySpec, params_text
 
@@ -99,6 +107,7 @@ def launch(
     out: Printer = print_line,
     job: JobFn | None = None,
     budget_gpu_hours: float | None = None,
+    on_start: Callable[[optuna.Study], frozenset[str]] | None = None,
 ) -> Summary:
     """Run (or continue) the study `spec` to the end and print one line per trial event and a summary.
 
@@ -114,7 +123,10 @@ def launch(
         job: What each trial's job calls, `job(config_dict, run_dir)`; default `TrainJob()` (the trainer).
             Benchmarks pass a no-op here to measure the launcher alone.
         budget_gpu_hours: Replaces [study] budget_gpu_hours: no new trial starts once the study's GPU-hours
-            used plus those its running trials are expected to use reach it (`sweep.budget`).
+            used plus those its running trials are expected to use reach it (`sweep.launcher.budget`).
+        on_start: A detached launcher's (`sweep.launcher.detach`): records where this run of it runs,
+            once the study is open, and returns the launcher ids of its earlier runs (their claims are
+            taken back at once).
 
     Raises:
         SweepError: Unreachable storage, an unknown executor, a study stored with another direction.
@@ -149,7 +161,7 @@ def launch(
         poll_s=poll_s,
         out=out,
         job=job,
-        predecessors=record_detached_run(study),
+        predecessors=on_start(study) if on_start is not None else frozenset(),
         budget=budget,
     )
     with storage_mod.storage_errors(storage_url):
@@ -211,3 +223,19 @@ def summarize(spec: StudySpec, study: optuna.Study) -> Summary:
         pick = max if spec.direction == "maximize" else min
         summary.best = pick(complete, key=lambda t: t.value if t.value is not None else math.nan)
     return summary
+
+
+def dry_run(spec: StudySpec, *, storage_url: str, executor: str, out: Printer = print_line) -> None:
+    """`sweep launch --dry-run`: print what a launch would do next; write nothing.
+
+    Raises:
+        SweepError: The stored study has another plan, or something would fail every trial (the plan
+            is printed first: what would stop the launch comes last).
+    """
+    stored = storage_mod.stored_study(storage_url, spec.name)  # read only: a dry run creates nothing
+    if stored is not None:
+        check_same_plan(spec, stored, url=storage_mod.shown(storage_url))
+    plan.dry_run(spec, study=stored, out=out)
+    found = preflight.problems(spec, executor)
+    if found:
+        raise SweepError("; ".join(found))
