@@ -15,23 +15,22 @@ import contextlib
 import functools
 import os
 import signal
-from collections.abc import Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import procs, records
+from sweep import records
 from sweep._compat import trial_of
 from sweep.detached import stop as stop_detached
-from sweep.executors import attach, orphan, slurm, wait_gone
+from sweep.errors import Printer
+from sweep.executors import attach, orphan, slurm
 from sweep.owners import Owner, alive
+from sweep.polling import wait_until
 from sweep.records import StudyRecord, TrialRecord
 
 CANCEL_REASON = "cancelled by sweep cancel"
 LAUNCHER_STOP_S = 15.0  # how long a launcher on this host gets to exit after SIGTERM
 SLURM_CANCEL_S = 60.0  # how long the cancelled SLURM jobs get to leave squeue (KillWait is 30 s by default)
-
-Printer = Callable[[str], None]
 
 
 def cancel_study(study: optuna.Study, *, out: Printer = print) -> list[int]:
@@ -53,7 +52,7 @@ def cancel_study(study: optuna.Study, *, out: Printer = print) -> list[int]:
         if record.executor == "local" and job_id and record.run_dir is not None:
             attach("local", job_id, record.run_dir).cancel()
     if slurm_ids:
-        wait_gone(lambda: any(state.live for state in slurm.job_states(slurm_ids).values()), SLURM_CANCEL_S)
+        wait_until(lambda: not any(s.live for s in slurm.job_states(slurm_ids).values()), SLURM_CANCEL_S)
     for trial, record, job_id in jobs:
         live = trial_of(study, trial)
         records.write(live, traceback=CANCEL_REASON, job_id=job_id if job_id != record.job_id else None)
@@ -81,18 +80,16 @@ def _stop_launchers(trials: list[FrozenTrial], out: Printer) -> None:
         if not owner.here:
             out(f"launcher {text} runs on another host: stop it too, or it resubmits the cancelled trials")
             continue
-        if owner.pid is None or owner.is_me or not _is_launcher(owner):
+        if owner.pid is None or owner.is_me or not alive(owner, None):
             continue
         with contextlib.suppress(ProcessLookupError):
             os.kill(owner.pid, signal.SIGTERM)
-        if wait_gone(functools.partial(_is_launcher, owner), LAUNCHER_STOP_S):
+        if wait_until(functools.partial(_gone, owner), LAUNCHER_STOP_S):
             out(f"launcher {text} stopped")
 
 
-def _is_launcher(owner: Owner) -> bool:
-    # Only that launcher is signalled: its pid may belong to another process since (the start time
-    # it was stored with tells; an id without one must at least name a sweep process).
-    return owner.pid is not None and procs.runs(owner.pid, b"sweep") and alive(owner, None)
+def _gone(owner: Owner) -> bool:
+    return not alive(owner, None)
 
 
 __all__ = ["CANCEL_REASON", "cancel_study"]

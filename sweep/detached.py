@@ -10,15 +10,13 @@ import datetime
 import os
 import signal
 import socket
-import time
-from collections.abc import Callable
 
 from sweep import owners
+from sweep.errors import Printer
+from sweep.polling import wait_until
 from sweep.records import DetachedLauncher
 
 STOP_WAIT_S = 15.0  # how long a stopped launcher gets to exit before SIGKILL
-
-Printer = Callable[[str], None]
 
 
 def alive(record: DetachedLauncher) -> bool | None:
@@ -61,12 +59,11 @@ def stop(record: DetachedLauncher, out: Printer = print) -> None:
     """Stop the detached launcher (before its trials are cancelled: it would start them again)."""
     if record.kind == "slurm":
         from sweep.executors import slurm
-        from sweep.executors.base import wait_gone
 
         if record.job_id is None or not alive(record):
             return
         slurm.scancel([record.job_id])
-        wait_gone(lambda: bool(alive(record)), STOP_WAIT_S * 4)
+        wait_until(lambda: not alive(record), STOP_WAIT_S * 4)
         out(f"detached launcher (SLURM job {record.job_id}) stopped")
         return
     live = alive(record)
@@ -78,10 +75,7 @@ def stop(record: DetachedLauncher, out: Printer = print) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError):
             os.kill(record.pid, sig)
-        deadline = time.monotonic() + STOP_WAIT_S
-        while alive(record) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if not alive(record):
+        if wait_until(lambda: not alive(record), STOP_WAIT_S, every_s=0.1):
             break
     out(f"detached launcher (process {record.pid} on {record.host}) stopped")
 

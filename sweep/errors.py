@@ -1,8 +1,11 @@
-"""The one error import of the sweep side: `SweepError`, the trainer's `UserError` under the launcher's name.
+"""What a command tells its user: `SweepError`, the trainer's `UserError` under the launcher's name;
+`StudyStopped`; `run_command` (the error line and the exit status); `Printer`, where progress lines go.
 
-It is the same type, so an error the trainer raises inside a debug job or a study parse (a bad
-TrainConfig field) is caught, printed and exited on like any of sweep's own.
+SweepError is the same type as UserError, so an error the trainer raises inside a debug job or a study
+parse (a bad TrainConfig field) is caught, printed and exited on like any of sweep's own.
 """
+
+from collections.abc import Callable
 
 from trainer.errors import UserError as SweepError
 from trainer.errors import run_command
@@ -12,4 +15,12 @@ class StudyStopped(Exception):
     """The launcher stopped a study: too many trials failed in a row. `sweep launch` exits 1 with its line."""
 
 
-__all__ = ["StudyStopped", "SweepError", "run_command"]
+Printer = Callable[[str], None]  # where a command's progress lines go: print_line, a live view, a list
+
+
+def print_line(line: str) -> None:
+    """A progress line on stdout, at once (a detached launcher's log is read while it runs)."""
+    print(line, flush=True)
+
+
+__all__ = ["Printer", "StudyStopped", "SweepError", "print_line", "run_command"]

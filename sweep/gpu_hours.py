@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep.epochs import read_epochs
 from sweep.executors import slurm
+from sweep.polling import Throttle
 from sweep.records import TrialRecord
 from trainer.manifest import manifest_path, read_manifest
 from trainer.paths import RunPaths
@@ -151,18 +152,15 @@ class HoursTally:
     most every `every_s` seconds (each read runs sacct and reads the run dirs' manifests)."""
 
     def __init__(self, *, every_s: float = REREAD_SECONDS) -> None:
-        self.every_s = every_s
         self.final: dict[int, TrialHours] = {}  # a trial whose hours no longer change
         self.live: tuple[TrialHours, ...] = ()
         self.error: str | None = None
-        self.read_as: tuple[frozenset[tuple[int, str]], float] | None = None  # what was read, and when
+        self.due = Throttle(every_s)  # keyed by the unfinished trials and their states
 
     def hours(self, trials: Sequence[FrozenTrial], gpus: int) -> StudyHours:
         """The hours of `trials` (a study's, as `study_hours` counts them), read again when due."""
         rest = [t for t in trials if t.number not in self.final]
-        seen, now = frozenset((t.number, t.state.name) for t in rest), time.monotonic()
-        if self.read_as is None or self.read_as[0] != seen or now - self.read_as[1] >= self.every_s:
-            self.read_as = (seen, now)
+        if self.due.take(frozenset((t.number, t.state.name) for t in rest)):
             read = study_hours(rest, gpus)
             self.final.update((item.number, item) for item in read.trials if item.ended)
             self.live, self.error = tuple(item for item in read.trials if not item.ended), read.error

@@ -12,7 +12,6 @@ import json
 import re
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,8 +27,9 @@ from rich.table import Table
 from rich.text import Text
 
 from sweep.epochs import best, metric_values, read_epochs
-from sweep.executors.program import PARAMS_FILE
+from sweep.executors.files import JobFiles
 from sweep.gpu_hours import HoursTally
+from sweep.polling import Throttle
 from sweep.records import StudyRecord, TrialRecord
 from sweep.study.plan import missing_trials, next_sampled_config
 from sweep.study.spec import StudySpec, params_text
@@ -180,7 +180,7 @@ def _trial_progress(trial: FrozenTrial, metric: str, direction: str, now: dateti
 
 def _configured_epochs(run_dir: Path) -> int | None:
     """`epochs` of the run's config.json (the trainer's), else of its params.json (a program's)."""
-    for path in (RunPaths(run_dir).config, run_dir / PARAMS_FILE):
+    for path in (RunPaths(run_dir).config, JobFiles(run_dir).params):
         try:
             epochs = json.loads(path.read_text()).get("epochs")
         except (OSError, ValueError, AttributeError):
@@ -252,12 +252,11 @@ class LiveView:
         self, build: Callable[[], StudyProgress], *, read_s: float = READ_SECONDS, epoch_lines: bool = False
     ) -> None:
         self.build = build
-        self.read_s = read_s
         self.epoch_lines = epoch_lines
         self.console = Console()
         self.data: StudyProgress | None = None
         self.note = ""
-        self.read_at = -float("inf")
+        self.due = Throttle(read_s)
         self.lock = threading.Lock()  # the refresh thread and the caller both read
         self.closing = False
         self.live: Live | None = None
@@ -265,8 +264,7 @@ class LiveView:
     def latest(self) -> StudyProgress | None:
         """The view's data, read again when it is READ_SECONDS old."""
         with self.lock:
-            if not self.closing and time.monotonic() - self.read_at >= self.read_s:
-                self.read_at = time.monotonic()
+            if not self.closing and self.due.take():
                 try:
                     self.data, self.note = self.build(), ""
                 # In the refresh thread an error would end the redraws with a traceback over the view:

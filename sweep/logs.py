@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from sweep import detached
 from sweep._compat import trial_by_number
 from sweep.errors import SweepError
-from sweep.executors.base import SUBMITIT_DIR
+from sweep.executors.files import JobFiles
 from sweep.records import StudyRecord, TrialRecord
 
 POLL_S = 0.5  # how often a followed file and the trial's state are read
@@ -51,25 +51,18 @@ def attempts(run_dir: Path, *, stderr: bool = False) -> list[Attempt]:
     A user's program writes its own output beside its job's (`program.N.out`, N counting its starts):
     that is what is shown of it. The built-in trainer's is the job's own submitit log.
     """
-    suffix = "err" if stderr else "out"
-    named = ((path.name.split(".")[1], path) for path in run_dir.glob(f"program.*.{suffix}"))
-    programs = [(int(number), path) for number, path in named if number.isdigit()]
+    files = JobFiles(run_dir)
+    programs = files.program_outputs("err" if stderr else "out")
     if programs:
-        return [Attempt(str(number), f"program start {number}", path) for number, path in sorted(programs)]
-    folder = run_dir / SUBMITIT_DIR
+        return [Attempt(str(number), f"program start {number}", path) for number, path in programs]
     found = []
-    for submitted in folder.glob("*_submitted.pkl"):
-        job_id = submitted.name.removesuffix("_submitted.pkl")
-        when = submitted.stat().st_mtime
+    for job_id, when in files.submitted():
         text = datetime.datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M:%S")
+        paths = files.job(job_id)
         found.append(
-            (
-                when,
-                job_id,
-                Attempt(job_id, f"job {job_id}, submitted {text}", folder / f"{job_id}_0_log.{suffix}"),
-            )
+            Attempt(job_id, f"job {job_id}, submitted {text}", paths.stderr if stderr else paths.stdout)
         )
-    return [attempt for _, _, attempt in sorted(found, key=lambda item: (item[0], item[1]))]
+    return found
 
 
 def _header(attempt: Attempt) -> str:
@@ -115,7 +108,7 @@ def trial_logs(
         found = attempts(record.run_dir, stderr=stderr)
         if not found and ended:
             raise SweepError(
-                f"study '{name}' trial {number}: no job output in {record.run_dir / SUBMITIT_DIR}"
+                f"study '{name}' trial {number}: no job output in {JobFiles(record.run_dir).folder}"
             )
         if all_attempts:
             for attempt in found:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
+
+from sweep.polling import wait_until
 
 KILL_WAIT_S = 5.0  # after SIGKILL: how long the kernel may take to tear the processes down
 
@@ -114,7 +115,6 @@ def terminate(members: Callable[[], list[int]], *, grace_s: float) -> bool:
         for pid in pids:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
-        end = time.monotonic() + wait_s
-        while time.monotonic() < end and members():
-            time.sleep(0.05)
+        if wait_until(lambda: not members(), wait_s):
+            return True
     return not members()

@@ -21,7 +21,7 @@ from typing import Any
 from sweep import storage
 from sweep._compat import sbatch_text
 from sweep.errors import SweepError
-from sweep.executors.program import PROGRAM_FILE
+from sweep.executors.files import JobFiles
 from sweep.executors.slurm import job_name, slurm_parameters
 from sweep.records import TrialRecord
 from sweep.study.plan import plan
@@ -110,7 +110,7 @@ def sbatch_script(
     if spec.program is not None:
         values = spec.trial_values(params, repeat=repeat)
         job = {"program": spec.program.to_dict(), "metric": spec.metric, "values": values}
-        write_atomic(run_dir / PROGRAM_FILE, json.dumps(job, indent=2) + "\n")
+        write_atomic(JobFiles(run_dir).program, json.dumps(job, indent=2) + "\n")
     elif not paths.config.exists():
         write_atomic(paths.config, spec.train_config(params, repeat=repeat).to_json())
     return render(

@@ -26,8 +26,7 @@ from sweep.detached import describe as describe_detached
 from sweep.epochs import read_epochs
 from sweep.errors import SweepError
 from sweep.executors import local, slurm
-from sweep.executors.base import SUBMITIT_DIR
-from sweep.executors.program import PARAMS_FILE
+from sweep.executors.files import JobFiles
 from sweep.gpu_hours import StudyHours, study_hours
 from sweep.owners import Owner
 from sweep.records import StudyRecord, TrialRecord, failure_line
@@ -164,7 +163,7 @@ def _row(trial: FrozenTrial, maximize: bool) -> TrialRow:
     if record.run_dir is not None:
         paths = RunPaths(record.run_dir)
         epochs_done = len(read_epochs(paths.metrics)) or epochs_done
-        epochs = _configured_epochs(paths.config) or _configured_epochs(record.run_dir / PARAMS_FILE)
+        epochs = _configured_epochs(paths.config) or _configured_epochs(JobFiles(record.run_dir).params)
     best = trial.value
     if best is None and trial.intermediate_values:
         values = trial.intermediate_values.values()
@@ -233,7 +232,7 @@ def with_local_states(rows: list[TrialRow]) -> list[TrialRow]:
         if host and host != here:
             states[row.number] = f"local on {host}"
             continue
-        folder = (Path(row.run_dir) / SUBMITIT_DIR).absolute()
+        folder = JobFiles(Path(row.run_dir).absolute()).folder
         if not (row.job_id.isdigit() and local.controls(int(row.job_id), folder)):
             states[row.number] = "local: ended; `sweep launch` resumes it"
             continue

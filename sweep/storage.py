@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sweep._compat import check_schema_version, study_id
 from sweep.claims import create_tables, is_registered, register_study, retry_races
 from sweep.errors import SweepError
+from sweep.polling import wait_until
 from sweep.records import StudyRecord
 
 DB_NAME = "sweep.db"
@@ -267,10 +267,10 @@ def _made_by_sweep(storage: RDBStorage, study: optuna.Study) -> bool:
     A launcher started together with the one that creates the study may load it in the moment between
     its creation and its mark: an empty unmarked study is looked at again for a few seconds.
     """
-    deadline = time.monotonic() + MARK_WAIT_S
-    while True:
-        if is_registered(storage, study_id(study)) or StudyRecord.of(study).plan is not None:
-            return True
-        if study.get_trials(deepcopy=False) or time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
+
+    def marked() -> bool:
+        return is_registered(storage, study_id(study)) or StudyRecord.of(study).plan is not None
+
+    # an unmarked study with trials is not in that moment: it was made by another tool
+    wait_until(lambda: marked() or bool(study.get_trials(deepcopy=False)), MARK_WAIT_S, every_s=0.2)
+    return marked()

@@ -13,6 +13,7 @@ from trainer.config import TrainConfig
 from trainer.errors import UserError
 from trainer.files import atomic_torch_save
 from trainer.metrics import EpochMetrics
+from trainer.paths import RunPaths
 
 FORMAT_VERSION = 1
 
@@ -82,12 +83,9 @@ def restore(
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
 
 
-BEST_FILE = "best.pt"  # in the run dir, next to checkpoint.pt
-
-
 def best_path(run_dir: Path) -> Path:
     """best.pt: the weights of the best validation epoch so far."""
-    return Path(run_dir) / BEST_FILE
+    return RunPaths(run_dir).best
 
 
 def save_best(path: Path, *, model: nn.Module, epoch: int, val_acc: float) -> None:

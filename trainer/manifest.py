@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer.files import write_atomic
+from trainer.paths import RunPaths
 
-MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 COMMAND_TIMEOUT_S = 10  # git and nvidia-smi answer in milliseconds; a hung one must not hold a job
 
@@ -99,7 +99,7 @@ class Attempt:
 
 def manifest_path(run_dir: Path) -> Path:
     """The run dir's manifest.json."""
-    return Path(run_dir) / MANIFEST_FILE
+    return RunPaths(run_dir).manifest
 
 
 def read_manifest(run_dir: Path) -> list[Attempt]:

@@ -1,4 +1,5 @@
-"""RunPaths: every file a run leaves in its run directory, in one place."""
+"""RunPaths: every file the trainer leaves in a run directory, in one place (a job's own files beside
+them: `sweep.executors.files.JobFiles`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,16 @@ class RunPaths:
     def checkpoint(self) -> Path:
         """Model, optimizer, scheduler, RNG states and history after the last finished epoch."""
         return self.run_dir / "checkpoint.pt"
+
+    @property
+    def best(self) -> Path:
+        """The weights of the best validation epoch so far."""
+        return self.run_dir / "best.pt"
+
+    @property
+    def manifest(self) -> Path:
+        """What each start of the run ran on (`trainer.manifest`)."""
+        return self.run_dir / "manifest.json"
 
     @property
     def result(self) -> Path:

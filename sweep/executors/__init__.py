@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sweep.errors import SweepError
-from sweep.executors.base import Executor, Job, JobFn, Outcome, wait_for_end, wait_gone
+from sweep.executors.base import Executor, Job, JobFn, Outcome, wait_for_end
 
 if TYPE_CHECKING:
     from sweep.study.spec import Resources
@@ -81,5 +81,4 @@ __all__ = [
     "orphan",
     "resolve",
     "wait_for_end",
-    "wait_gone",
 ]

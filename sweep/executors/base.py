@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from submitit.core.utils import JobPaths, pickle_load
+from submitit.core.utils import pickle_load
+
+from sweep.executors.files import log_paths
 
 if TYPE_CHECKING:
     from sweep.study.spec import Resources
 
-SUBMITIT_DIR = "submitit"  # beside the run's files: <run_dir>/submitit/<job id>_0_log.out, ...
 CANCEL_DEADLINE_S = 30.0  # how long `cancel` waits for a job's processes to be gone
 
 JobFn = Callable[[dict[str, Any], str], Any]
@@ -97,21 +98,6 @@ def wait_for_end(jobs: list[Job], seconds: float) -> None:
         select.select(fds, [], [], seconds)
     else:
         time.sleep(seconds)
-
-
-def wait_gone(alive: Callable[[], bool], deadline_s: float) -> bool:
-    """Wait until `alive()` is false, at most `deadline_s`; whether it became false."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if not alive():
-            return True
-        time.sleep(0.05)
-    return not alive()
-
-
-def log_paths(folder: Path, job_id: str) -> JobPaths:
-    """submitit's files of task 0 of `job_id` in `folder`: result pickle, stdout, stderr."""
-    return JobPaths(folder, job_id, task_id=0)
 
 
 def pickled_outcome(folder: Path, job_id: str) -> Outcome | None:

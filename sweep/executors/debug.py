@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweep.executors.base import Executor, Job, JobFn, Outcome
+from sweep.executors.files import JobFiles
 
 if TYPE_CHECKING:
     from sweep.study.spec import Resources
-
-DEBUG_LOG = "debug.log"  # a debug job's stdout
 
 
 class DebugJob(Job):
@@ -52,7 +51,7 @@ class DebugExecutor(Executor):
         self._count += 1
         job_id = f"debug-{os.getpid()}-{self._count}"
         run_dir.mkdir(parents=True, exist_ok=True)
-        with (run_dir / DEBUG_LOG).open("a") as log, contextlib.redirect_stdout(log):
+        with JobFiles(run_dir).debug_log.open("a") as log, contextlib.redirect_stdout(log):
             try:
                 fn(config, str(run_dir))
                 outcome = Outcome("success")

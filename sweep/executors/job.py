@@ -21,7 +21,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,11 +29,13 @@ import submitit.helpers
 from submitit.helpers import DelayedSubmission
 
 from sweep.errors import SweepError, run_command
+from sweep.executors.files import JobFiles
+from sweep.polling import wait_until
+from trainer.paths import RunPaths
 
 # Requeues one SLURM job may go through (time limits, preemptions, `scontrol requeue`), each resuming
 # from checkpoint.pt: a trial whose epochs outlast its time limit this often is failed, not requeued forever.
 MAX_REQUEUES = 20
-LOCK_FILE = "job.lock"  # in the run dir: held (flock) by the job writing it
 # A job started while the run dir's previous job is still ending (a requeue, a resubmission after a
 # killed job) waits this long for its lock before it gives up.
 LOCK_WAIT_S = 15.0
@@ -86,30 +87,33 @@ def hold_run_dir(run_dir: Path, *, wait_s: float = LOCK_WAIT_S) -> int | None:
     Raises:
         SweepError: Another job still holds the run dir after `wait_s`.
     """
-    path = run_dir / LOCK_FILE
+    path = JobFiles(run_dir).lock
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    end = time.monotonic() + wait_s
-    while True:
+
+    def locked() -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
         except BlockingIOError:
-            if time.monotonic() >= end:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-                os.close(fd)
-                raise SweepError(
-                    f"run dir {run_dir} is in use by another job ({LOCK_FILE} is held by {holder}) after "
-                    f"waiting {wait_s:.0f} s; two jobs would write its files at once. Stop the other "
-                    "job (`sweep cancel`) or let it end, then `sweep launch` again"
-                ) from None
-            time.sleep(0.2)
-        except OSError as err:
-            if err.errno not in NO_LOCKS:
-                raise
-            print(f"sweep: {path}: no file locks here ({err.strerror}); running unlocked", flush=True)
-            os.close(fd)
-            return None
+            return False
+        return True
+
+    try:
+        held = wait_until(locked, wait_s, every_s=0.2)
+    except OSError as err:
+        if err.errno not in NO_LOCKS:
+            raise
+        print(f"sweep: {path}: no file locks here ({err.strerror}); running unlocked", flush=True)
+        os.close(fd)
+        return None
+    if not held:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise SweepError(
+            f"run dir {run_dir} is in use by another job ({path.name} is held by {holder}) after "
+            f"waiting {wait_s:.0f} s; two jobs would write its files at once. Stop the other "
+            "job (`sweep cancel`) or let it end, then `sweep launch` again"
+        )
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
     return fd
@@ -184,7 +188,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     def body() -> int:
-        config_path = args.run_dir / "config.json"
+        config_path = RunPaths(args.run_dir).config
         try:
             config = json.loads(config_path.read_text())
         except (OSError, ValueError) as err:

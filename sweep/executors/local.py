@@ -30,18 +30,16 @@ from sweep import procs
 from sweep._compat import local_process
 from sweep.errors import SweepError
 from sweep.executors.base import (
-    SUBMITIT_DIR,
     Executor,
     Job,
     JobFn,
     Outcome,
-    log_paths,
     pickled_outcome,
 )
+from sweep.executors.files import JobFiles, log_paths
 from sweep.executors.program import program_grace, stop_leftovers
 from sweep.study.spec import Resources
 
-CONTROLLER_LOG = "controller.log"  # in SUBMITIT_DIR: what a local job's submitit controller prints
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default is 2 minutes; a local job runs until done
 # After SIGTERM, how long a local job's processes get to exit before SIGKILL (a trainer exits at once;
 # a program's job first gives its program the study's stop_grace_s).
@@ -259,7 +257,7 @@ class LocalJob(Job):
 
 def attach(job_id: str, run_dir: Path) -> LocalJob:
     """The local job `job_id` of `run_dir`, started by any launcher on this host."""
-    return LocalJob(run_dir / SUBMITIT_DIR, job_id)
+    return LocalJob(JobFiles(run_dir).folder, job_id)
 
 
 def job_threads(cpus: int, parallel: int) -> int:
@@ -299,12 +297,13 @@ class LocalExecutor(Executor):
         self.threads = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
 
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
-        folder = run_dir / SUBMITIT_DIR
+        files = JobFiles(run_dir)
+        folder = files.folder
         executor = submitit.LocalExecutor(folder=folder)
         gpus = self.pool.take(self.gpus) if self.pool is not None else []
         executor.update_parameters(**self.parameters, **({"visible_gpus": tuple(gpus)} if gpus else {}))
         folder.mkdir(parents=True, exist_ok=True)
-        with _output_to(folder / CONTROLLER_LOG), _environment(**self.threads), _own_session():
+        with _output_to(files.controller_log), _environment(**self.threads), _own_session():
             submitted = executor.submit(fn, config, str(run_dir))
         job = LocalJob(folder, submitted.job_id, local_process(submitted))
         if self.pool is not None:
@@ -326,9 +325,9 @@ def orphan(run_dir: Path, *, after: str | None = None) -> str | None:
     storing its id. None when there is none."""
     # submitit writes <pid>_submitted.pkl once the controller process runs; its command line names
     # the folder, so a live controller of this run dir is found even under a reused pid.
-    folder = (run_dir / SUBMITIT_DIR).absolute()  # as submitit passes it to the controller
-    submitted = sorted(folder.glob("*_submitted.pkl"), key=lambda path: path.stat().st_mtime)
-    pids = [path.name.split("_")[0] for path in submitted]
+    files = JobFiles(Path(run_dir).absolute())  # its folder as submitit passes it to the controller
+    folder = files.folder
+    pids = [job_id for job_id, _ in files.submitted()]
     live = [pid for pid in pids if pid.isdigit() and pid != str(after) and controls(int(pid), folder)]
     return live[-1] if live else None
 

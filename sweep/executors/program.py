@@ -28,20 +28,17 @@ from submitit.helpers import DelayedSubmission
 
 from sweep import procs
 from sweep.epochs import read_epochs
+from sweep.executors.files import JobFiles
 from sweep.executors.job import LOCK_WAIT_S, MAX_REQUEUES, restarts, run_dir_held
 from trainer.files import write_atomic
 from trainer.manifest import recorded_attempt
+from trainer.paths import RunPaths
 
 if TYPE_CHECKING:  # the job process need not load the study parser (a third of its start-up)
     from sweep.study.spec import Program
 
 STOP_GRACE_S = 10.0  # SIGTERM, then this long for the program to save and exit, then SIGKILL
 STDERR_LINES = 5  # of a failed program's stderr, in the trial's reason
-PARAMS_FILE = "params.json"
-PROGRAM_FILE = "program.json"  # what `sweep sbatch` leaves for `python -m sweep.executors.program RUN_DIR`
-PID_FILE = "program.pid"
-STARTS_FILE = "program.starts"
-METRICS_FILE = "metrics.jsonl"
 # A callable runs in a fresh interpreter (the study's `python`, which need not have sweep installed).
 CALLABLE_RUNNER = """\
 import importlib, json, os, pathlib, sys
@@ -73,7 +70,7 @@ def environment(program: Program, run_dir: Path, restart: int) -> dict[str, str]
     env = {**os.environ, **program.env}
     env.update(
         SWEEP_RUN_DIR=str(run_dir),
-        SWEEP_PARAMS=str(run_dir / PARAMS_FILE),
+        SWEEP_PARAMS=str(JobFiles(run_dir).params),
         SWEEP_TRIAL=run_dir.name,
         SWEEP_STUDY=run_dir.parent.name,
         SWEEP_RESTART=str(restart),
@@ -100,10 +97,10 @@ class ProgramJob(submitit.helpers.Checkpointable):
 
     def _run(self, values: dict[str, Any], folder: Path, lock: int | None) -> dict[str, Any]:
         """Start the program, wait for it, judge how it ended; `lock` (the run dir's) goes to it too."""
-        restart = _count_start(folder)
-        write_atomic(folder / PARAMS_FILE, json.dumps(values, indent=2) + "\n")
+        restart, files = _count_start(folder), JobFiles(folder)
+        write_atomic(files.params, json.dumps(values, indent=2) + "\n")
         command = argv(self.program, values, folder)
-        out, err = folder / f"program.{restart}.out", folder / f"program.{restart}.err"
+        out, err = files.program_output(restart, "out"), files.program_output(restart, "err")
         with out.open("ab") as stdout, err.open("ab") as stderr:
             try:
                 process = subprocess.Popen(
@@ -119,7 +116,7 @@ class ProgramJob(submitit.helpers.Checkpointable):
                 )
             except OSError as error:
                 raise ProgramFailed(f"cannot start {command[0]!r}: {error.strerror or error}") from None
-        write_atomic(folder / PID_FILE, f"{process.pid} {self.program.stop_grace_s}\n")
+        write_atomic(files.program_pid, f"{process.pid} {self.program.stop_grace_s}\n")
         # manifest.json: the program's code, the machine, the times (torch's CUDA/GPUs would be this
         # wrapper's interpreter's, not the program's: nvidia-smi says the GPUs)
         with recorded_attempt(folder, program_dir=Path(self.program.workdir), torch_details=False):
@@ -127,12 +124,13 @@ class ProgramJob(submitit.helpers.Checkpointable):
         if code != 0:
             tail = _tail(err)
             raise ProgramFailed(f"{command[0]} exited with status {code}" + (f": {tail}" if tail else ""))
-        history = read_epochs(folder / METRICS_FILE)
+        metrics = RunPaths(folder).metrics
+        history = read_epochs(metrics)
         if not any(self.metric in epoch for epoch in history):
             logged = sorted({key for epoch in history for key in epoch} - {"epoch"})
             said = f"it logged {', '.join(logged)}" if logged else "it logged no epoch"
             raise ProgramFailed(
-                f"{command[0]} exited 0 without logging '{self.metric}' to $SWEEP_RUN_DIR/{METRICS_FILE} "
+                f"{command[0]} exited 0 without logging '{self.metric}' to $SWEEP_RUN_DIR/{metrics.name} "
                 f"({said}); log it each epoch"
             )
         return {"epochs": len(history)}
@@ -147,7 +145,7 @@ class ProgramJob(submitit.helpers.Checkpointable):
 
 def _count_start(folder: Path) -> int:
     """How often the program was started in this run dir before (SWEEP_RESTART), and count this start."""
-    path = folder / STARTS_FILE
+    path = JobFiles(folder).program_starts
     try:
         before = int(path.read_text().strip() or 0)
     except (OSError, ValueError):
@@ -195,7 +193,7 @@ def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S, run_dir: Path | None
 def program_grace(run_dir: Path) -> float:
     """The stop_grace_s of the program `run_dir`'s job started (0 when none was started)."""
     try:
-        return float((run_dir / PID_FILE).read_text().split()[1])
+        return float(JobFiles(run_dir).program_pid.read_text().split()[1])
     except (OSError, ValueError, IndexError):
         return 0.0
 
@@ -203,7 +201,7 @@ def program_grace(run_dir: Path) -> float:
 def stop_leftovers(run_dir: Path) -> None:
     """Stop the program of `run_dir` if it outlived the job that started it (that job was killed)."""
     try:
-        pgid, grace_s = (run_dir / PID_FILE).read_text().split()
+        pgid, grace_s = JobFiles(run_dir).program_pid.read_text().split()
         stop_group(int(pgid), grace_s=float(grace_s), run_dir=run_dir.absolute())
     except (OSError, ValueError):
         return
@@ -226,11 +224,11 @@ def main(argv: list[str]) -> int:
 
     run_dir = Path(argv[0])
     try:
-        job = json.loads((run_dir / PROGRAM_FILE).read_text())
+        job = json.loads(JobFiles(run_dir).program.read_text())
         program = Program.from_dict(job["program"])
         ProgramJob(program, job["metric"])(job["values"], str(run_dir))
     except (OSError, ValueError, KeyError) as err:
-        print(f"error: {run_dir / PROGRAM_FILE}: {err}", file=sys.stderr)
+        print(f"error: {JobFiles(run_dir).program}: {err}", file=sys.stderr)
         return 2
     except ProgramFailed as err:
         print(f"error: {err}", file=sys.stderr)

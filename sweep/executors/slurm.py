@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,16 +29,15 @@ from sweep._compat import slurm_parameter_names
 from sweep.errors import SweepError
 from sweep.executors.base import (
     CANCEL_DEADLINE_S,
-    SUBMITIT_DIR,
     Executor,
     Job,
     JobFn,
     Outcome,
-    log_paths,
     pickled_outcome,
-    wait_gone,
 )
+from sweep.executors.files import JobFiles, log_paths
 from sweep.executors.job import MAX_REQUEUES
+from sweep.polling import Throttle, wait_until
 from sweep.study.spec import Resources
 
 COMMAND_TIMEOUT_S = 30.0  # one squeue/sacct/scancel call; slurmctld answers in milliseconds when healthy
@@ -197,19 +195,24 @@ class StateCache:
     `max_age_s` seconds, so polling many trials does not mean one squeue per trial per poll."""
 
     def __init__(self, max_age_s: float = 1.0) -> None:
-        self.max_age_s = max_age_s
         self.watched: set[str] = set()
         self._states: dict[str, JobState] = {}
-        self._at = -float("inf")
+        self._due = Throttle(max_age_s)
 
     def get(self, job_id: str, *, fresh: bool = False) -> JobState:
         """The job's state; `fresh` forces a query now."""
         self.watched.add(job_id)
-        stale = time.monotonic() - self._at > self.max_age_s
-        if fresh or stale or job_id not in self._states:
+        if self._due.take(force=fresh or job_id not in self._states):
             self._states = job_states(self.watched)
-            self._at = time.monotonic()
         return self._states[job_id]
+
+    @property
+    def max_age_s(self) -> float:
+        return self._due.every_s
+
+    @max_age_s.setter
+    def max_age_s(self, seconds: float) -> None:
+        self._due.every_s = seconds
 
     def forget(self, job_id: str) -> None:
         """Stop querying a job whose end the launcher has dealt with."""
@@ -277,7 +280,7 @@ class SlurmJob(Job):
 
     def cancel(self) -> None:
         scancel([self.job_id])
-        wait_gone(lambda: (self.state(fresh=True) or _UNKNOWN).live, CANCEL_DEADLINE_S)
+        wait_until(lambda: not (self.state(fresh=True) or _UNKNOWN).live, CANCEL_DEADLINE_S)
 
     def outcome(self) -> Outcome:
         self._states.forget(self.job_id)
@@ -296,7 +299,7 @@ _UNKNOWN = JobState("", "UNKNOWN", "none")
 
 def attach(job_id: str, run_dir: Path, states: StateCache | None = None) -> SlurmJob:
     """The SLURM job `job_id` of `run_dir`, submitted by any launcher."""
-    return SlurmJob(job_id, run_dir / SUBMITIT_DIR, states or StateCache())
+    return SlurmJob(job_id, JobFiles(run_dir).folder, states or StateCache())
 
 
 class SlurmExecutor(Executor):
@@ -310,7 +313,7 @@ class SlurmExecutor(Executor):
 
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
         # submitit's own requeue bound (timeouts only, default 3) is raised to ours, which counts all requeues
-        executor = submitit.SlurmExecutor(folder=run_dir / SUBMITIT_DIR, max_num_timeout=MAX_REQUEUES)
+        executor = submitit.SlurmExecutor(folder=JobFiles(run_dir).folder, max_num_timeout=MAX_REQUEUES)
         executor.update_parameters(job_name=job_name(run_dir.parent.name, run_dir.name), **self.parameters)
         try:
             job = executor.submit(fn, config, str(run_dir))
@@ -330,7 +333,7 @@ def orphan(run_dir: Path, *, after: str | None = None) -> str | None:
     """The live job of `run_dir` newer than `after` that a launcher submitted but never stored (it died
     first); `sweep cancel` and a restarted launcher find it here."""
     # submitit names each submission's script <job id>_submission.sh as soon as sbatch has answered
-    ids = [path.name.split("_")[0] for path in (run_dir / SUBMITIT_DIR).glob("*_submission.sh")]
+    ids = JobFiles(run_dir).sbatch_submissions()
     last = int(after) if after is not None and str(after).isdigit() else -1
     newer = sorted((i for i in ids if i.isdigit() and int(i) > last), key=int)
     if not newer:

@@ -22,11 +22,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import live, records
 from sweep import storage as storage_mod
-from sweep.errors import StudyStopped, SweepError
+from sweep.errors import Printer, StudyStopped, SweepError, print_line
 from sweep.executors import Executor, JobFn, make_executor
 from sweep.launcher import preflight
 from sweep.launcher.budget import check_budget
-from sweep.launcher.loop import POLL_SECONDS, Launcher, Printer, print_line
+from sweep.launcher.loop import POLL_SECONDS, Launcher
 from sweep.study import plan
 from sweep.study.plan import check_same_plan, make_pruner, make_sampler, plan_fingerprint
 from sweep.study.spec import StudySpec, params_text

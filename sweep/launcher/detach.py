@@ -22,7 +22,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 
 from sweep import owners, procs, records
 from sweep.detached import alive, describe, time_text
-from sweep.errors import StudyStopped, SweepError, run_command
+from sweep.errors import Printer, StudyStopped, SweepError, run_command
 from sweep.launcher import Prepared, launch
 from sweep.records import DetachedLauncher, StudyRecord
 from sweep.study.files import load_study
@@ -57,8 +56,6 @@ SUBMITIT_SLURM_VARIABLES = frozenset(
         "SLURM_ARRAY_TASK_ID",
     }
 )
-
-Printer = Callable[[str], None]
 
 
 def log_file(results_dir: Path, study: str) -> Path:

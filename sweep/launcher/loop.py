@@ -18,7 +18,6 @@ which launcher holds which run (decided in the database), `sweep.claims`' and `s
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from sweep import storage as storage_mod
 from sweep._compat import rdb_storage, study_id
 from sweep.claims import Claims, Stamper, create_tables
 from sweep.epochs import Epoch, best, read_epochs
-from sweep.errors import StudyStopped, SweepError
+from sweep.errors import Printer, StudyStopped, SweepError, print_line
 from sweep.executors import Executor, Job, JobFn, attach, wait_for_end
 from sweep.executors.job import TrainJob
 from sweep.executors.program import ProgramJob
@@ -51,12 +50,6 @@ POLL_SECONDS = 0.5  # how often running trials' metrics files are read
 FIRST_POLL_SECONDS = 0.05  # the first sleep after something happened; doubled up to POLL_SECONDS
 MAX_SUBMISSIONS = 3  # a trial whose job vanishes (killed, out of memory) this often is FAILed
 SCAN_SECONDS = 5.0  # how often a launcher looks for RUNNING trials whose launcher died
-
-Printer = Callable[[str], None]
-
-
-def print_line(line: str) -> None:
-    print(line, flush=True)
 
 
 @dataclass

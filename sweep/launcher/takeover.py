@@ -8,7 +8,7 @@ was stopped for minutes may find that its own trials changed hands meanwhile: it
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,10 +18,9 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep import owners, records
 from sweep._compat import trial_id, trial_of
 from sweep.claims import Claims, Holder
+from sweep.errors import Printer
 from sweep.executors import Executor
 from sweep.records import TrialRecord
-
-Printer = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ that got a confirmation trial stays chosen, so the choice never moves once made.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,19 +31,13 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep._compat import enqueued_params
-from sweep.errors import SweepError
+from sweep.errors import Printer, SweepError, print_line
 from sweep.records import StudyRecord, TrialRecord
 from sweep.study.spec import Categorical, Dimension, FloatRange, StudySpec, params_text
 from trainer.config import RESUMABLE_CHANGES
 
 # A trial in one of these states has its (config, repeat); a FAILed one gives it back.
 TAKEN_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
-
-Printer = Callable[[str], None]
-
-
-def _print(line: str) -> None:
-    print(line, flush=True)
 
 
 @dataclass(frozen=True)
@@ -200,7 +194,7 @@ def next_sampled_config(spec: StudySpec, trials: Sequence[FrozenTrial]) -> int |
 
 
 def dry_run(
-    spec: StudySpec, *, study: optuna.Study | None = None, out: Printer = _print
+    spec: StudySpec, *, study: optuna.Study | None = None, out: Printer = print_line
 ) -> list[PlannedTrial]:
     """Print what `sweep launch` would do next, and return the trials it would submit; writes nothing.
 

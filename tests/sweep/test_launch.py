@@ -611,7 +611,7 @@ def test_a_job_started_but_not_recorded_is_re_attached_not_started_twice(
 ) -> None:
     import submitit
 
-    from sweep.executors.base import SUBMITIT_DIR
+    from sweep.executors.files import SUBMITIT_DIR
     from sweep.executors.local import LocalExecutor
 
     spec = load_study(tiny_smoke)

@@ -9,7 +9,8 @@ import pytest
 from optuna.trial import TrialState
 from submitit.core.utils import cloudpickle_dump
 
-from sweep.executors.base import SUBMITIT_DIR, log_paths, pickled_outcome
+from sweep.executors.base import pickled_outcome
+from sweep.executors.files import SUBMITIT_DIR, log_paths
 from sweep.launcher import launch
 from sweep.storage import default_url
 from sweep.study import load_study

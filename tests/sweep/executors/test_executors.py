@@ -15,8 +15,8 @@ import pytest
 from sweep._compat import sbatch_text
 from sweep.errors import SweepError
 from sweep.executors import make_executor, wait_for_end
-from sweep.executors.base import SUBMITIT_DIR
 from sweep.executors.debug import DebugExecutor
+from sweep.executors.files import SUBMITIT_DIR
 from sweep.executors.local import LocalExecutor
 from sweep.executors.slurm import GONE, SlurmExecutor, job_states, slurm_parameters
 from sweep.status import TrialRow, with_local_states

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from sweep.errors import SweepError
-from sweep.executors.job import LOCK_FILE, TrainJob, hold_run_dir
+from sweep.executors.files import LOCK_FILE
+from sweep.executors.job import TrainJob, hold_run_dir
 from sweep.executors.local import LocalExecutor
 from sweep.executors.program import ProgramJob, stop_leftovers
 from sweep.study.spec import Program, Resources
