@@ -6,7 +6,10 @@ of them, and this module is then the one place to look.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
+import threading
+from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -107,3 +110,43 @@ def sbatch_text(**parameters: Any) -> str:
     from submitit.slurm.slurm import _make_sbatch_string
 
     return str(_make_sbatch_string(**parameters))
+
+
+_SUBMITTING: set[int] = set()  # the threads inside `_own_session`
+
+
+class _SessionPopen(subprocess.Popen[bytes]):
+    """subprocess.Popen that starts its process in a new session (setsid) when called from a thread
+    inside `_own_session`; from any other thread, as asked."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if threading.get_ident() in _SUBMITTING:
+            kwargs["start_new_session"] = True
+        super().__init__(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def own_session() -> Iterator[None]:
+    """Start submitit's local controller in a session of its own while a job is submitted (the local
+    executor's).
+
+    A terminal's Ctrl-C (SIGINT to its foreground process group) and SIGHUP then stop the launcher but
+    not its jobs, which `sweep launch` re-attaches; and the job is one process group, led by the
+    controller (its pid is the job id), that cancel signals as a whole. submitit's `start_controller`
+    takes no such option; it looks `subprocess.Popen` up when called. Processes other threads start
+    meanwhile are started as they ask.
+    """
+    real = subprocess.Popen
+    subprocess.Popen = _SessionPopen  # type: ignore[misc,assignment]
+    _SUBMITTING.add(threading.get_ident())
+    try:
+        yield
+    finally:
+        _SUBMITTING.discard(threading.get_ident())
+        subprocess.Popen = real  # type: ignore[misc]
+
+
+def finished_already(err: ValueError) -> bool:
+    """Whether `study.tell` refused a trial because it was finished already: Optuna raises a plain
+    ValueError ("Cannot tell a COMPLETE trial.") with no subclass of its own to catch."""
+    return "Cannot tell a " in str(err)

@@ -27,11 +27,11 @@ from pathlib import Path
 
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.epochs import read_epochs
 from sweep.executors import slurm
 from sweep.polling import Throttle
 from sweep.records import TrialRecord
 from trainer.manifest import manifest_path, read_manifest
+from trainer.metrics import read_epochs
 from trainer.paths import RunPaths
 
 WASTED_STATES = (TrialState.PRUNED, TrialState.FAIL)

@@ -26,13 +26,13 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from sweep.epochs import best, metric_values, read_epochs
 from sweep.executors.files import JobFiles
 from sweep.gpu_hours import HoursTally
 from sweep.polling import Throttle
 from sweep.records import StudyRecord, TrialRecord
 from sweep.study.plan import missing_trials, next_sampled_config
-from sweep.study.spec import StudySpec, params_text
+from sweep.study.spec import StudySpec, best_of, params_text
+from trainer.metrics import metric_values, read_epochs
 from trainer.paths import RunPaths
 
 READ_SECONDS = 1.0  # the storage and the run dirs are read at most this often
@@ -100,7 +100,7 @@ def progress(
     trials = study.get_trials(deepcopy=False)
     record = StudyRecord.of(study)
     metric = record.metric or "value"
-    direction = "maximize" if study.direction == optuna.study.StudyDirection.MAXIMIZE else "minimize"
+    direction = study.direction.name.lower()
     states = [trial.state for trial in trials]
     running = [trial for trial in trials if trial.state == TrialState.RUNNING]
     queued = states.count(TrialState.WAITING) + (runs_left(spec, trials) if spec is not None else 0)
@@ -162,10 +162,8 @@ def _trial_progress(trial: FrozenTrial, metric: str, direction: str, now: dateti
     eta = None
     if epoch_seconds is not None and epochs is not None:
         eta = epoch_seconds * max(0, epochs - epochs_done)
-    if history:
-        best_value = best(history, metric, direction)
-    else:
-        best_value = (max if direction == "maximize" else min)(values) if values else None
+    # the metrics file's epochs; without one (a program's trial whose run dir is gone) the reported values
+    best_value = best_of([v for _, v in metric_values(history, metric)] if history else values, direction)
     return TrialProgress(
         number=trial.number,
         params=params_text(trial.params),

@@ -1,17 +1,15 @@
 """`sweep.log_epoch`: append one epoch's metrics to `$SWEEP_RUN_DIR/metrics.jsonl`, the file the launcher
-reads. Imports nothing heavy (no torch, optuna or submitit), so any training program may call it; it
-writes through the project's one atomic writer, `trainer.files`.
+reads (its format: `trainer.metrics`). Imports nothing heavy (no torch, optuna or submitit), so any
+training program may call it.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
-from trainer.files import append_line, write_atomic
-
-METRICS_FILE = "metrics.jsonl"
+from trainer.metrics import write_epoch
+from trainer.paths import RunPaths
 
 
 def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metrics: float) -> None:
@@ -31,26 +29,4 @@ def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metri
     folder = run_dir if run_dir is not None else os.environ.get("SWEEP_RUN_DIR")
     if not folder:
         raise ValueError("no run dir: pass run_dir= or run under sweep (which sets SWEEP_RUN_DIR)")
-    path = Path(folder) / METRICS_FILE
-    line = json.dumps({"epoch": epoch, **metrics})
-    lines = _lines(path)
-    if all((_epoch(old) or 0) < epoch for old in lines):
-        append_line(path, line)  # the usual case: a new epoch goes at the end
-        return
-    kept = [old for old in lines if (_epoch(old) or 0) < epoch]  # this epoch and later ones: the lost run's
-    write_atomic(path, "".join(old + "\n" for old in kept) + line + "\n")
-
-
-def _lines(path: Path) -> list[str]:
-    try:
-        return [line for line in path.read_text().splitlines() if line.strip()]
-    except FileNotFoundError:
-        return []
-
-
-def _epoch(line: str) -> int | None:
-    try:
-        value = json.loads(line).get("epoch")
-    except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) else None
+    write_epoch(RunPaths(Path(folder)).metrics, {"epoch": epoch, **metrics})

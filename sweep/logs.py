@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from sweep import detached
 from sweep._compat import trial_by_number
 from sweep.errors import SweepError
 from sweep.executors.files import JobFiles
+from sweep.polling import follow as follow_until_ended
 from sweep.records import StudyRecord, TrialRecord
 
 POLL_S = 0.5  # how often a followed file and the trial's state are read
@@ -103,23 +103,23 @@ def trial_logs(
             shown[attempt.key] = 0
         shown[attempt.key] += _copy_new(attempt.path, shown[attempt.key], write)
 
-    while True:
+    run_dir = record.run_dir
+
+    def step() -> bool:
         ended = not follow or _ended(study, number)  # before the read: it then holds the job's last lines
-        found = attempts(record.run_dir, stderr=stderr)
+        found = attempts(run_dir, stderr=stderr)
         if not found and ended:
-            raise SweepError(
-                f"study '{name}' trial {number}: no job output in {JobFiles(record.run_dir).folder}"
-            )
+            raise SweepError(f"study '{name}' trial {number}: no job output in {JobFiles(run_dir).folder}")
         if all_attempts:
             for attempt in found:
                 show(attempt, header=True)
         elif found:  # the latest attempt; a follow moves on to a newer one, headed, when it appears
             show(found[-1], header=bool(shown))
-        if ended:
-            if not follow and not any(attempt.path.exists() for attempt in found):
-                write(f"({found[-1].label}: nothing written yet to {found[-1].path})\n")
-            return
-        time.sleep(poll_s)
+        if ended and not follow and not any(attempt.path.exists() for attempt in found):
+            write(f"({found[-1].label}: nothing written yet to {found[-1].path})\n")
+        return ended
+
+    follow_until_ended(step, every_s=poll_s)
 
 
 def launcher_logs(
@@ -136,16 +136,16 @@ def launcher_logs(
             f"study '{study.study_name}' has no detached launcher; `sweep launch --detach` starts one"
         )
     path, done = Path(record.log), 0
-    while True:
+
+    def step() -> bool:
+        nonlocal done
+        ended = not follow or detached.alive(record) is False  # before the read, as for a trial
         done += _copy_new(path, done, write)
-        if not follow:
-            if not path.exists():
-                write(f"(no output yet: {path}; {detached.describe(record)})\n")
-            return
-        if detached.alive(record) is False:
-            _copy_new(path, done, write)
-            return
-        time.sleep(poll_s)
+        if not follow and not path.exists():
+            write(f"(no output yet: {path}; {detached.describe(record)})\n")
+        return ended
+
+    follow_until_ended(step, every_s=poll_s)
 
 
 def _copy_new(path: Path, offset: int, write: Write) -> int:

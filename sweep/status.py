@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -23,16 +22,17 @@ from optuna.trial import FrozenTrial
 from sweep import live
 from sweep import storage as storage_mod
 from sweep.detached import describe as describe_detached
-from sweep.epochs import read_epochs
 from sweep.errors import SweepError
 from sweep.executors import local, slurm
 from sweep.executors.files import JobFiles
 from sweep.gpu_hours import StudyHours, study_hours
 from sweep.owners import Owner
+from sweep.polling import follow
 from sweep.records import StudyRecord, TrialRecord, failure_line
 from sweep.study.files import find_study, load_study
-from sweep.study.spec import StudySpec, params_text
+from sweep.study.spec import StudySpec, best_of, params_text
 from trainer.manifest import Attempt, read_manifest
+from trainer.metrics import read_epochs
 from trainer.paths import RunPaths
 
 REASON_CHARS = 100  # of a failed trial's reason on its status line
@@ -91,8 +91,8 @@ def show(url: str, name: str | None, *, trial: int | None = None, out: Callable[
 
 def trial_rows(study: optuna.Study) -> list[TrialRow]:
     """One row per trial of `study`, in trial order."""
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    return [_row(trial, maximize) for trial in study.get_trials(deepcopy=False)]
+    direction = study.direction.name.lower()
+    return [_row(trial, direction) for trial in study.get_trials(deepcopy=False)]
 
 
 def trial_lines(name: str, study: optuna.Study, number: int) -> list[str]:
@@ -100,8 +100,7 @@ def trial_lines(name: str, study: optuna.Study, number: int) -> list[str]:
     trials = study.get_trials(deepcopy=False)
     if not 0 <= number < len(trials):
         raise SweepError(f"study '{name}' has no trial {number}; it has {len(trials)} trials, from 0")
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    (row,) = with_job_states([_row(trials[number], maximize)])
+    (row,) = with_job_states([_row(trials[number], study.direction.name.lower())])
     epochs = f"{row.epochs_done}/{row.epochs}" if row.epochs is not None else str(row.epochs_done)
     best = "-" if row.best is None else f"{row.best:.4f}"
     job = f"{row.job_id or '-'} ({row.executor or 'no executor'}" + (
@@ -157,7 +156,7 @@ def manifest_lines(attempts: list[Attempt]) -> list[str]:
     ]
 
 
-def _row(trial: FrozenTrial, maximize: bool) -> TrialRow:
+def _row(trial: FrozenTrial, direction: str) -> TrialRow:
     record = TrialRecord.of(trial)
     epochs_done, epochs = len(trial.intermediate_values), None
     if record.run_dir is not None:
@@ -165,9 +164,8 @@ def _row(trial: FrozenTrial, maximize: bool) -> TrialRow:
         epochs_done = len(read_epochs(paths.metrics)) or epochs_done
         epochs = _configured_epochs(paths.config) or _configured_epochs(JobFiles(record.run_dir).params)
     best = trial.value
-    if best is None and trial.intermediate_values:
-        values = trial.intermediate_values.values()
-        best = max(values) if maximize else min(values)
+    if best is None:
+        best = best_of(trial.intermediate_values.values(), direction)
     return TrialRow(
         number=trial.number,
         state=trial.state.name,
@@ -298,23 +296,26 @@ def watch(
         view = live.watch_view(study, spec=spec, read_s=max(interval, live.READ_SECONDS))
         terminal = live.on_terminal()  # asked once: within the view, sys.stdout is rich's proxy
         shown, idle = "", 0
-        # Nothing running at two reads in a row ends the watch: one read may fall between a trial's end
-        # and the start of the next.
+
+        def step() -> bool:
+            nonlocal shown, idle
+            if terminal:
+                data = view.latest()
+                running = data is not None and data.running > 0
+            else:
+                rows = with_job_states(trial_rows(study))
+                text = "\n".join(render(name, StudyRecord.of(study).metric or "value", rows))
+                if text != shown:
+                    out(text)
+                    shown = text
+                running = any(row.state == "RUNNING" for row in rows)
+            # Nothing running at two reads in a row ends the watch: one read may fall between a trial's
+            # end and the start of the next.
+            idle = 0 if running else idle + 1
+            return idle >= 2
+
         with view if terminal else nullcontext(view):
-            while idle < 2:
-                if terminal:
-                    data = view.latest()
-                    running = data is not None and data.running > 0
-                else:
-                    rows = with_job_states(trial_rows(study))
-                    text = "\n".join(render(name, StudyRecord.of(study).metric or "value", rows))
-                    if text != shown:
-                        out(text)
-                        shown = text
-                    running = any(row.state == "RUNNING" for row in rows)
-                idle = 0 if running else idle + 1
-                if idle < 2:
-                    time.sleep(interval)
+            follow(step, every_s=interval)
     if terminal:
         show(url, name, out=out)
 

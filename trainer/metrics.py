@@ -1,16 +1,28 @@
-"""What a run reports: EpochMetrics (a line of metrics.jsonl) and TrainResult (result.json)."""
+"""What a run reports: EpochMetrics (a line of metrics.jsonl) and TrainResult (result.json), and the
+metrics.jsonl format itself, which every program sweep runs writes and the launcher, `sweep status` and
+the report read.
+
+metrics.jsonl holds one JSON object per finished epoch: an integer `epoch` (from 1) and numbers for the
+metrics. A line for an epoch seen before replaces it (a program resumed from an older checkpoint logs
+its epochs again); a reader skips a line that is not such an object (a half-written last line, a foreign
+file): one bad line must not stop a launcher or hide a trial. The built-in trainer's lines are
+EpochMetrics, read strictly by `read_metrics`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainer.errors import UserError
+from trainer.files import append_line, write_atomic
 
 TEST_KEYS = ("test_loss", "test_acc", "test_loss_best_val", "test_acc_best_val")
+Epoch = dict[str, float]  # metric -> value, with "epoch": one line of any program's metrics.jsonl
 
 
 @dataclass(frozen=True)
@@ -112,3 +124,63 @@ class TrainResult:
             return cls(**json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError, TypeError) as err:
             raise UserError(f"{path}: not a result file ({err}); delete it to finish the run again") from None
+
+
+# -- metrics.jsonl of any program -------------------------------------------------------------------------
+
+
+def read_epochs(path: Path) -> list[Epoch]:
+    """The epochs of a metrics file in epoch order, each with its numeric metrics; [] when it is missing."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    by_epoch: dict[int, Epoch] = {}
+    for line in text.splitlines():
+        epoch, data = _parsed(line)
+        if epoch is None or data is None:
+            continue
+        by_epoch[epoch] = {
+            key: float(value)
+            for key, value in data.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        }
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def metric_values(history: list[Epoch], metric: str) -> list[tuple[int, float]]:
+    """(epoch, value) of each epoch that logged `metric` as a finite number."""
+    return [(int(e["epoch"]), e[metric]) for e in history if metric in e and math.isfinite(e[metric])]
+
+
+def write_epoch(path: Path, line: dict[str, Any]) -> None:
+    """Add one epoch's line (a dict with its `epoch`) to a metrics file. A line for an epoch already
+    there (a run resumed from a checkpoint taken before it) replaces it and drops the later ones (the
+    lost run's), so an epoch is never doubled."""
+    epoch, text = int(line["epoch"]), json.dumps(line)
+    try:
+        lines = [old for old in Path(path).read_text().splitlines() if old.strip()]
+    except FileNotFoundError:
+        lines = []
+    if all((_parsed(old)[0] or 0) < epoch for old in lines):
+        append_line(path, text)  # the usual case: a new epoch goes at the end
+        return
+    kept = [old for old in lines if (_parsed(old)[0] or 0) < epoch]
+    write_atomic(path, "".join(old + "\n" for old in kept) + text + "\n")
+
+
+def write_epochs(path: Path, lines: list[dict[str, Any]]) -> None:
+    """Make a metrics file hold exactly these epochs' lines (what a checkpoint says was done)."""
+    write_atomic(path, "".join(json.dumps(line) + "\n" for line in lines))
+
+
+def _parsed(line: str) -> tuple[int | None, dict[str, Any] | None]:
+    """A line's epoch and object; (None, None) for a line that is not an epoch's object."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None, None
+    epoch = data.get("epoch") if isinstance(data, dict) else None
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+        return None, None
+    return epoch, data

@@ -25,10 +25,10 @@ from trainer.checkpoint import (
 from trainer.config import RESUMABLE_CHANGES, TrainConfig
 from trainer.data import ImageSet
 from trainer.errors import UserError
-from trainer.files import append_line, write_atomic
+from trainer.files import write_atomic
 from trainer.loaders import EpochBatches, EvalBatches, TrainBatches
 from trainer.manifest import recorded_attempt
-from trainer.metrics import EpochMetrics, TrainResult
+from trainer.metrics import EpochMetrics, TrainResult, write_epoch, write_epochs
 from trainer.model import PreActResNet, count_parameters
 from trainer.optim import build_optimizer, build_schedule
 from trainer.paths import RunPaths
@@ -95,7 +95,7 @@ def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progre
         _ensure_best(paths, history, model)
     # metrics.jsonl may hold a line past the checkpoint, or miss one, if the last run died between the
     # two writes: the checkpoint's history is the truth.
-    write_atomic(paths.metrics, "".join(record.to_json() + "\n" for record in history))
+    write_epochs(paths.metrics, [record.to_dict() for record in history])
     parameters = count_parameters(model)
     step_model: nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
     train_batches, val_batches, test_batches = build_batches(data, config)
@@ -121,7 +121,7 @@ def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progre
         )
         if new_best:
             save_best(best_path(paths.run_dir), model=model, epoch=epoch, val_acc=record.val_acc)
-        append_line(paths.metrics, record.to_json())
+        write_epoch(paths.metrics, record.to_dict())
         log.epoch(record, config.epochs)
     result = TrainResult.from_history(history, parameters=parameters)
     write_atomic(paths.result, result.to_json())

@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any
 import submitit
 
 from sweep import procs
-from sweep._compat import local_process
+from sweep._compat import local_process, own_session
 from sweep.errors import SweepError
 from sweep.executors.base import (
     Executor,
@@ -129,39 +128,6 @@ def _output_to(path: Path) -> Iterator[None]:
         os.dup2(saved[1], 2)
         for fd in saved:
             os.close(fd)
-
-
-_SUBMITTING: set[int] = set()  # the threads inside `_own_session`
-
-
-class _SessionPopen(subprocess.Popen[bytes]):
-    """subprocess.Popen that starts its process in a new session (setsid) when called from a thread
-    inside `_own_session`; from any other thread, as asked."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        if threading.get_ident() in _SUBMITTING:
-            kwargs["start_new_session"] = True
-        super().__init__(*args, **kwargs)
-
-
-@contextlib.contextmanager
-def _own_session() -> Iterator[None]:
-    """Start submitit's local controller in a session of its own while a job is submitted.
-
-    A terminal's Ctrl-C (SIGINT to its foreground process group) and SIGHUP then stop the launcher but
-    not its jobs, which `sweep launch` re-attaches; and the job is one process group, led by the
-    controller (its pid is the job id), that cancel signals as a whole. submitit's `start_controller`
-    takes no such option; it looks `subprocess.Popen` up when called. Processes other threads start
-    meanwhile are started as they ask.
-    """
-    real = subprocess.Popen
-    subprocess.Popen = _SessionPopen  # type: ignore[misc,assignment]
-    _SUBMITTING.add(threading.get_ident())
-    try:
-        yield
-    finally:
-        _SUBMITTING.discard(threading.get_ident())
-        subprocess.Popen = real  # type: ignore[misc]
 
 
 class LocalJob(Job):
@@ -303,7 +269,7 @@ class LocalExecutor(Executor):
         gpus = self.pool.take(self.gpus) if self.pool is not None else []
         executor.update_parameters(**self.parameters, **({"visible_gpus": tuple(gpus)} if gpus else {}))
         folder.mkdir(parents=True, exist_ok=True)
-        with _output_to(files.controller_log), _environment(**self.threads), _own_session():
+        with _output_to(files.controller_log), _environment(**self.threads), own_session():
             submitted = executor.submit(fn, config, str(run_dir))
         job = LocalJob(folder, submitted.job_id, local_process(submitted))
         if self.pool is not None:

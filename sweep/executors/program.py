@@ -27,11 +27,11 @@ import submitit.helpers
 from submitit.helpers import DelayedSubmission
 
 from sweep import procs
-from sweep.epochs import read_epochs
 from sweep.executors.files import JobFiles
 from sweep.executors.job import LOCK_WAIT_S, MAX_REQUEUES, restarts, run_dir_held
 from trainer.files import write_atomic
 from trainer.manifest import recorded_attempt
+from trainer.metrics import read_epochs
 from trainer.paths import RunPaths
 
 if TYPE_CHECKING:  # the job process need not load the study parser (a third of its start-up)

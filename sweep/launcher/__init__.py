@@ -29,7 +29,7 @@ from sweep.launcher.budget import check_budget
 from sweep.launcher.loop import POLL_SECONDS, Launcher
 from sweep.study import plan
 from sweep.study.plan import check_same_plan, make_pruner, make_sampler, plan_fingerprint
-from sweep.study.spec import StudySpec, params_text
+from sweep.study.spec import StudySpec, best_of, params_text
 
 
 @dataclass
@@ -219,9 +219,9 @@ def summarize(spec: StudySpec, study: optuna.Study) -> Summary:
     trials = study.get_trials(deepcopy=False)
     summary = Summary(study=spec.name, states=Counter(t.state.name for t in trials))
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    if complete:
-        pick = max if spec.direction == "maximize" else min
-        summary.best = pick(complete, key=lambda t: t.value if t.value is not None else math.nan)
+    summary.best = best_of(
+        complete, spec.direction, key=lambda t: t.value if t.value is not None else math.nan
+    )
     return summary
 
 

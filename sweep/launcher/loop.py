@@ -27,9 +27,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import owners, records
 from sweep import storage as storage_mod
-from sweep._compat import rdb_storage, study_id
+from sweep._compat import finished_already, rdb_storage, study_id
 from sweep.claims import Claims, Stamper, create_tables
-from sweep.epochs import Epoch, best, read_epochs
 from sweep.errors import Printer, StudyStopped, SweepError, print_line
 from sweep.executors import Executor, Job, JobFn, attach, wait_for_end
 from sweep.executors.job import TrainJob
@@ -41,9 +40,10 @@ from sweep.records import TrialRecord
 from sweep.study.plan import (
     distributions,
 )
-from sweep.study.spec import StudySpec, params_text
+from sweep.study.spec import StudySpec, best_logged, params_text
 from trainer.config import TrainConfig
 from trainer.files import write_atomic
+from trainer.metrics import Epoch, read_epochs
 from trainer.paths import RunPaths
 
 POLL_SECONDS = 0.5  # how often running trials' metrics files are read
@@ -328,8 +328,8 @@ class Launcher:
             self.study.tell(trial, value, state=state)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
-        except ValueError as err:  # Optuna's "Cannot tell a COMPLETE trial." (no subclass of its own)
-            if "Cannot tell a " not in str(err):
+        except ValueError as err:
+            if not finished_already(err):
                 raise
         else:
             self.source.ended()  # the search may be done: its confirmation trials are then listed
@@ -350,7 +350,7 @@ class Launcher:
             self.submit(item.trial, reported=item.reported, counted=not outcome.killed)
             return
         del self.running[number]
-        value = best(history, self.spec.metric, self.spec.direction)
+        value = best_logged(history, self.spec.metric, self.spec.direction)
         if outcome.status == "success" and value is not None:
             if not self.tell(item.trial, value):
                 return

@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from sweep.study.spec import maximizes
+
 PARAM = "param."  # as sweep.report.data's param columns
 
 
@@ -73,7 +75,7 @@ def _best(trials: pd.DataFrame, keys: list[str], direction: str, among: set[Any]
     means = means[means.notna()]
     if not len(means):
         return None
-    key = means.idxmax() if direction == "maximize" else means.idxmin()
+    key = means.idxmax() if maximizes(direction) else means.idxmin()
     values = key if isinstance(key, tuple) else (key,)
     named = {name.removeprefix(PARAM): _plain(value) for name, value in zip(keys, values, strict=True)}
     return Winner(named, float(means[key]), int(counts[key]))

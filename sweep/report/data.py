@@ -32,14 +32,14 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from sweep.epochs import Epoch, read_epochs
 from sweep.gpu_hours import StudyHours, TrialFacts, study_hours
 from sweep.records import StudyRecord
 from sweep.report.confirm import Confirmation, confirmation
 from sweep.report.environment import Spread, environment_spread
 from sweep.report.intervals import half_width
 from sweep.report.source import StoredTrials, load_trials
-from sweep.study.spec import StudySpec
+from sweep.study.spec import StudySpec, best_of, maximizes
+from trainer.metrics import Epoch, read_epochs
 from trainer.paths import RunPaths
 
 LOSSES = ("train_loss", "val_loss", "test_loss")  # shown at the last finished epoch
@@ -240,9 +240,8 @@ def _summary(history: list[Epoch], info: StudyInfo) -> dict[str, Any]:
     """The numbers a trial's table row shows: train and val accuracies at their best epoch, losses and test
     metrics at the last epoch that logged them (never a test number picked over epochs), the study's
     metric at its best, other metrics at that best epoch."""
-    pick = max if info.direction == "maximize" else min
     scored = [e for e in history if math.isfinite(e.get(info.metric, math.nan))]
-    best = pick(scored, key=lambda e: e[info.metric]) if scored else history[-1]
+    best = best_of(scored, info.direction, key=lambda e: e[info.metric]) or history[-1]
     out: dict[str, Any] = {
         "epochs": len(history),
         "epoch_seconds": sum(e.get("epoch_seconds", 0.0) for e in history),
@@ -254,7 +253,7 @@ def _summary(history: list[Epoch], info: StudyInfo) -> dict[str, Any]:
         elif key.startswith("test_") or "loss" in key:
             out[key] = values[-1]
         elif key == info.metric:
-            out[key] = pick(values)
+            out[key] = best_of(values, info.direction)
         else:
             out[key] = best.get(key, values[-1])
     return out
@@ -319,7 +318,7 @@ def config_rows(frame: pd.DataFrame, info: StudyInfo, metrics: tuple[str, ...] =
 def ranked(rows: pd.DataFrame, direction: str) -> pd.DataFrame:
     """The rows best mean value first (NaN last); equal means keep their launch order."""
     return rows.sort_values(
-        "value", ascending=direction != "maximize", na_position="last", kind="stable", ignore_index=True
+        "value", ascending=not maximizes(direction), na_position="last", kind="stable", ignore_index=True
     )
 
 
@@ -340,7 +339,7 @@ def _overlaps_best(rows: pd.DataFrame) -> np.ndarray:
 def _best_mask(values: pd.Series, direction: str) -> np.ndarray:
     mask = np.zeros(len(values), dtype=bool)
     if values.notna().any():
-        pick = np.nanargmax if direction == "maximize" else np.nanargmin
+        pick = np.nanargmax if maximizes(direction) else np.nanargmin
         mask[int(pick(values.to_numpy(dtype=float)))] = True
     return mask
 

@@ -27,6 +27,7 @@ from sweep.report.table import (
     table_cells,
     totals_line,
 )
+from sweep.study.spec import maximizes
 
 IMPORTANCE_MAX_TRIALS = 300  # beyond this a seeded sample: each trial copied into a study costs ~0.3 ms
 # A light look (white, grey grid) set by hand: plotly's named templates live in plotly.graph_objs,
@@ -162,7 +163,7 @@ def history_figure(data: ReportData) -> dict[str, Any] | str:
         return "No complete trials yet."
     scale = 100 if data.info.metric in ACCURACIES else 1  # in % like the table and the curves
     values = done["value"] * scale
-    best = values.cummax() if data.info.direction == "maximize" else values.cummin()
+    best = values.cummax() if maximizes(data.info.direction) else values.cummin()
     numbers = done["number"].tolist()
     traces = [
         {"type": "scatter", "mode": "markers", "x": numbers, "y": values.tolist(), "name": data.info.metric},

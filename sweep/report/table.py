@@ -12,6 +12,7 @@ import pandas as pd
 from sweep.gpu_hours import StudyHours
 from sweep.report.confirm import Winner
 from sweep.report.data import ACCURACIES, METRICS, PARAM, ReportData, Totals
+from sweep.study.spec import maximizes
 
 # Column headers of the original README; params not listed get "Snake case" -> "Snake case".
 PARAM_NAMES = {"num_workers": "Workers", "lr": "LR", "amp": "AMP"}
@@ -163,7 +164,7 @@ def _row_line(cells: list[str]) -> str:
 def best_note(data: ReportData) -> str:
     """The line under the table: what bold means, what ± means and which rows the best is not told
     apart from, and at which epoch each column is taken."""
-    which = "highest" if data.info.direction == "maximize" else "lowest"
+    which = "highest" if maximizes(data.info.direction) else "lowest"
     mean = "mean " if data.repeats else ""
     note = f"**Bold**: the best configuration ({which} {mean}{data.info.metric})."
     if data.repeats:

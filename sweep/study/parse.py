@@ -4,7 +4,7 @@ A study file has five parts:
 
     [study]           name, metric, direction, sampler, pruner, n_trials, repeats,
                       pruner_startup_trials, pruner_warmup_epochs, max_failures,
-                      confirm_top, confirm_repeats, budget_gpu_hours (`extra_keys`)
+                      confirm_top, confirm_repeats, budget_gpu_hours (`confirm_and_budget`)
     [train]           TrainConfig fields fixed for every trial
     [space]           searched TrainConfig fields: a list = categorical choices; a table
                       {low, high, log, step} = a range (integers when low and high are, `step` for those)
@@ -50,8 +50,8 @@ from types import MappingProxyType
 from typing import Any
 
 from sweep.errors import SweepError
+from sweep.study.confirm_and_budget import check_confirm_and_budget, parse_confirm_and_budget
 from sweep.study.dimensions import check_points_in_space, parse_points, parse_space
-from sweep.study.extra_keys import check_extra, parse_extra
 from sweep.study.program import parse_program
 from sweep.study.reader import TableReader, did_you_mean, is_number
 from sweep.study.spec import (
@@ -150,7 +150,7 @@ class _Reader(TableReader):
             self.check_device(train, resources)
         n_trials = self.resolve_n_trials(header["n_trials"], header["sampler"], space, points)
         varies_seed = "seed" in space or any("seed" in point for point in points)
-        check_extra(self, header, n_trials, varies_seed, resources.gpus)
+        check_confirm_and_budget(self, header, n_trials, varies_seed, resources.gpus)
         spec = StudySpec(
             **{**header, "n_trials": n_trials},
             train=_frozen(train),
@@ -202,7 +202,7 @@ class _Reader(TableReader):
             "repeats": self.integer(table, "repeats", default=1, minimum=1, section="study"),
             "max_failures": self.integer(table, "max_failures", default=3, minimum=1, section="study"),
             **self.pruner_settings(table),
-            **parse_extra(self, table),
+            **parse_confirm_and_budget(self, table),
         }
 
     def metric_and_direction(self, table: Mapping[str, Any]) -> tuple[str, str]:

@@ -33,7 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep._compat import enqueued_params
 from sweep.errors import Printer, SweepError, print_line
 from sweep.records import StudyRecord, TrialRecord
-from sweep.study.spec import Categorical, Dimension, FloatRange, StudySpec, params_text
+from sweep.study.spec import Categorical, Dimension, FloatRange, StudySpec, maximizes, params_text
 from trainer.config import RESUMABLE_CHANGES
 
 # A trial in one of these states has its (config, repeat); a FAILed one gives it back.
@@ -178,7 +178,7 @@ def top_configs(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[tuple[in
             chosen.append(record.config)
         elif not record.confirm and trial.state == TrialState.COMPLETE and trial.value is not None:
             values.setdefault(record.config, []).append(trial.value)
-    sign = -1.0 if spec.direction == "maximize" else 1.0
+    sign = -1.0 if maximizes(spec.direction) else 1.0
     ranked = sorted(values, key=lambda config: (sign * sum(values[config]) / len(values[config]), config))
     chosen += [config for config in ranked if config not in chosen]
     return [(config, params[config]) for config in chosen[: spec.confirm_top]]

@@ -10,18 +10,40 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from sweep.errors import SweepError
 from trainer.config import TrainConfig
+from trainer.metrics import Epoch, metric_values
 
 SAMPLERS = ("grid", "tpe", "random")
 PRUNERS = ("none", "median", "hyperband")
 DIRECTIONS = ("maximize", "minimize")
+T = TypeVar("T")
 METRICS = {"val_acc": "maximize", "val_loss": "minimize", "train_acc": "maximize", "train_loss": "minimize"}
+
+
+def maximizes(direction: str) -> bool:
+    """Whether a higher value of the study's metric is better: the one reading of a direction."""
+    return direction == "maximize"
+
+
+def best_of(items: Iterable[T], direction: str, key: Callable[[T], float] | None = None) -> T | None:
+    """The best of `items` by the metric (`key` of each; the item itself by default): the highest for
+    maximize, the lowest for minimize; the first of equals; None when there is none."""
+    pick = max if maximizes(direction) else min
+    listed = list(items)
+    return pick(listed, key=key or (lambda item: item)) if listed else None  # type: ignore[return-value]
+
+
+def best_logged(history: list[Epoch], metric: str, direction: str) -> float | None:
+    """The best finite value of `metric` over a run's logged epochs; None when none was logged."""
+    return best_of([value for _, value in metric_values(history, metric)], direction)
+
+
 STUDY_KEYS = (
     "name",
     "metric",

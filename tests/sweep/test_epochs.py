@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from sweep.epochs import read_epochs
 from tests.sweep.conftest import sweep_main
 from tests.sweep.report_studies import Trial, epoch, make_study
+from trainer.metrics import read_epochs
 
 NOT_UTF8 = b"\xff\xfe\x98garbage\n"
 

@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from sweep.epochs import best
 from sweep.errors import SweepError
 from sweep.executors.debug import DebugExecutor
 from sweep.launcher import launch
@@ -26,6 +25,7 @@ from sweep.owners import HEARTBEAT_STALE_S, launcher_id
 from sweep.storage import default_url, open_storage, open_study
 from sweep.study import StudySpec, load_study
 from sweep.study.plan import dry_run, make_pruner, make_sampler, plan
+from sweep.study.spec import best_logged as best
 from tests.conftest import deadline
 from tests.sweep.conftest import (
     ROOT,

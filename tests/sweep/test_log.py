@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sweep import log_epoch
-from sweep.epochs import read_epochs
 from tests.conftest import deadline
+from trainer.metrics import read_epochs
 
 
 def _epochs(path: Path) -> list[int]:

@@ -12,12 +12,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.epochs import read_epochs
 from sweep.executors.program import ProgramFailed, ProgramJob
 from sweep.storage import default_url
 from sweep.study.spec import Program
 from tests.conftest import deadline
 from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd, sweep_main
+from trainer.metrics import read_epochs
 
 # Imports nothing of sweep: reads SWEEP_PARAMS, writes metrics.jsonl and a checkpoint in SWEEP_RUN_DIR.
 TRAIN_PY = """\

@@ -11,7 +11,7 @@ from sweep.study.reader import TableReader, is_number
 CONFIRM_KEYS = ("confirm_top", "confirm_repeats")
 
 
-def parse_extra(reader: TableReader, table: Mapping[str, Any]) -> dict[str, Any]:
+def parse_confirm_and_budget(reader: TableReader, table: Mapping[str, Any]) -> dict[str, Any]:
     """confirm_top, confirm_repeats (both or neither, each >= 1) and budget_gpu_hours (a number > 0)."""
     given = [key for key in CONFIRM_KEYS if table.get(key) is not None]
     if len(given) == 1:
@@ -24,7 +24,7 @@ def parse_extra(reader: TableReader, table: Mapping[str, Any]) -> dict[str, Any]
     return {**confirm, "budget_gpu_hours": None if budget is None else float(budget)}
 
 
-def check_extra(
+def check_confirm_and_budget(
     reader: TableReader, header: Mapping[str, Any], n_trials: int, varies_seed: bool, gpus: int
 ) -> None:
     """Confirmation needs as many configurations as it confirms, and seeds it may count up; a budget
