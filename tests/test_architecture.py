@@ -131,6 +131,39 @@ def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path:
     assert import_cycles({**graph, "b": set()}) == []
 
 
+# The import rule of docs/architecture.md: each module imports only from its own layer or a lower one
+# (the longest prefix names a module's layer).
+LAYERS = {
+    "trainer": 0,  # the model, the data, the training loop
+    "sweep": 1,  # foundations: errors, records, _compat, polling, procs, owners, claims, storage, log
+    "sweep.study": 2,  # study files: plain data and rules
+    "sweep.executors": 3,  # where jobs run
+    "sweep.gpu_hours": 4,  # what several commands read: GPU-hours, a detached launcher, the live view
+    "sweep.detached": 4,
+    "sweep.live": 4,
+    "sweep.launcher": 5,  # the commands
+    "sweep.report": 5,
+    "sweep.status": 5,
+    "sweep.logs": 5,
+    "sweep.cancel": 5,
+    "sweep.sbatch": 5,
+    "sweep.dashboard": 5,
+    "sweep.cli": 6,  # argparse over the commands
+    "sweep.__main__": 7,
+}
+
+
+def _layer(module: str) -> int:
+    prefix = max((p for p in LAYERS if _starts(module, (p,))), key=len)
+    return LAYERS[prefix]
+
+
+@pytest.mark.parametrize("module", sorted(ALL))
+def test_each_module_imports_only_its_own_layer_or_below(module: str) -> None:
+    up = [name for name in _runtime_imports(ALL[module]) if name in ALL and _layer(name) > _layer(module)]
+    assert not up, f"{module} (layer {_layer(module)}) imports {[(n, _layer(n)) for n in up]}"
+
+
 @pytest.mark.parametrize("module", sorted(_modules("trainer")))
 def test_the_trainer_never_imports_sweep_optuna_or_submitit(module: str) -> None:
     bad = [name for name in _imports(ALL[module]) if _starts(name, ("sweep", "optuna", "submitit"))]
