@@ -8,13 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import deadline, tiny_config
+from tests.conftest import deadline, tiny_config, write_fake_cifar
 from trainer import TrainConfig, TrainResult, read_metrics, run
 from trainer.checkpoint import best_path
 from trainer.config import OPTIMIZERS, SCHEDULES
-from trainer.data import load_splits, write_batches
+from trainer.data import load_splits
 from trainer.errors import UserError
-from trainer.fake_data import generate
 from trainer.loaders import normalized_tensor
 from trainer.model import PreActResNet
 from trainer.paths import RunPaths
@@ -150,9 +149,8 @@ def test_cifar10_layout_on_disk_trains(
     assert "cifar10: 250 train / 50 val images" in capsys.readouterr().out  # 300 on disk, 50 held out
     assert result.epochs == 1
     # Other images in the same layout train to other numbers: the run learnt from these files
-    train, test = generate(300, 60, seed=2)
-    write_batches(tmp_path / "other", train, test)
-    other = run(config.replace(data_dir=str(tmp_path / "other")), tmp_path / "other-run", progress=False)
+    elsewhere = write_fake_cifar(tmp_path / "other", seed=2)
+    other = run(config.replace(data_dir=str(elsewhere)), tmp_path / "other-run", progress=False)
     assert other.epochs == 1 and other.final_train_loss != result.final_train_loss
 
 
