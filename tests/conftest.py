@@ -39,9 +39,14 @@ def tiny_config(**overrides: object) -> TrainConfig:
     return TrainConfig(**fields)  # type: ignore[arg-type]
 
 
+def write_fake_cifar(data_dir: Path, *, seed: int = 1) -> Path:
+    """`data_dir` holding a 300/60-image fake CIFAR-10 in the real cifar-10-batches-py layout."""
+    train, test = generate(300, 60, seed=seed)
+    write_batches(data_dir, train, test)
+    return data_dir
+
+
 @pytest.fixture
 def fake_cifar_dir(tmp_path: Path) -> Path:
     """A data dir holding a 300/60-image fake CIFAR-10 in the real cifar-10-batches-py layout."""
-    train, test = generate(300, 60, seed=1)
-    write_batches(tmp_path / "data", train, test)
-    return tmp_path / "data"
+    return write_fake_cifar(tmp_path / "data")

@@ -133,3 +133,41 @@ def test_a_grid_on_the_local_executor_runs_exactly_four_confirmation_trials_afte
     out = run_sweep("report", *args)
     assert out.returncode == 0, out.stderr
     assert "the search's winner was LR" in out.stdout and "the confirmed winner is LR" in out.stdout
+
+
+# A minimized metric: the search's seed ranks lr 0.4 lowest and 0.3 next; further seeds pull 0.4 up.
+SEARCH_LOSS = {0.1: 0.90, 0.2: 0.70, 0.3: 0.60, 0.4: 0.40}
+LATER_LOSS = {0.1: 0.90, 0.2: 0.70, 0.3: 0.60, 0.4: 1.00}
+
+
+def seeded_loss_job(config: dict[str, Any], run_dir: str) -> None:
+    """A trial that trains nothing: val_loss from the lr (a lucky first seed for lr 0.4), val_acc alike."""
+    loss = (SEARCH_LOSS if config["seed"] == 0 else LATER_LOSS)[config["lr"]]
+    record = EpochMetrics(1, 1.0, 0.5, loss, 0.5, 0.0, 0.0, 0.0)
+    RunPaths(Path(run_dir)).metrics.write_text(record.to_json() + "\n")
+
+
+def test_a_minimized_study_confirms_its_lowest_two_and_its_report_ranks_the_lowest_first(
+    tmp_path: Path,
+) -> None:
+    spec = load_study(_grid(tmp_path, metric="val_loss"))
+    assert spec.direction == "minimize"
+    results = tmp_path / "results"
+    lines: list[str] = []
+    launch(spec, results_dir=results, executor="debug", job=seeded_loss_job, out=lines.append)
+    trials = optuna.load_study(study_name="confirm", storage=f"sqlite:///{results / 'sweep.db'}").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 8
+    assert [t.value for t in trials[:4]] == list(SEARCH_LOSS.values())
+    confirmed = sorted((t.params["lr"], TrialRecord.of(t).repeat) for t in trials[4:])
+    assert confirmed == [(0.3, 1), (0.3, 2), (0.4, 1), (0.4, 2)]  # the two lowest, not the two highest
+    assert "confirm: 8 trials (8 complete); best trial 3 val_loss 0.4000 lr=0.4" in lines
+
+    out = report(study="confirm", results_dir=results)
+    assert "the search's winner was LR 0.4 (val_loss 0.40000 over 1 seed)" in out
+    assert "the confirmed winner is LR 0.3 (mean val_loss 0.60000 over 3 seeds)" in out
+    assert "**Bold**: the best configuration (lowest mean val_loss). Rows ranked by the mean." in out
+    rows = [line for line in out.splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0].strip("|* ") for row in rows] == ["0.3", "0.2", "0.4", "0.1"]  # lowest first
+    assert rows[0].startswith("| **0.3** | **3** |") and "**0.60000 ± 0.00000**" in rows[0]
+    assert not any("**" in row for row in rows[1:])  # one best row
+    assert "0.80000 ±" in rows[2]  # lr 0.4: (0.4 + 1.0 + 1.0) / 3

@@ -48,3 +48,24 @@ def test_status_and_report_show_every_trial_when_a_metrics_file_has_non_utf8_byt
     assert report.returncode == 0, report.stderr
     assert "40.00%" in report.stdout and "60.00%" in report.stdout
     assert (results / "utf.md").exists() and (results / "utf.html").exists()
+
+
+def test_an_epoch_logged_again_is_replaced_by_its_later_line(tmp_path: Path) -> None:
+    """A program resumed from an older checkpoint logs epochs 2 and 3 again: the later lines win, each
+    epoch once, in epoch order."""
+    path = tmp_path / "metrics.jsonl"
+    lines = [
+        epoch(1, 2.0, 0.1, 2.0, 0.1),
+        epoch(2, 1.5, 0.2, 1.5, 0.2, stale=1.0),
+        epoch(3, 1.0, 0.3, 1.0, 0.3),
+    ]
+    lines += [epoch(2, 1.4, 0.25, 1.4, 0.22), epoch(3, 0.9, 0.35, 0.9, 0.33, extra_metric=7.0)]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    history = read_epochs(path)
+    assert [(e["epoch"], e["val_acc"], e["val_loss"]) for e in history] == [
+        (1.0, 0.1, 2.0),
+        (2.0, 0.22, 1.4),
+        (3.0, 0.33, 0.9),
+    ]
+    assert history[2]["extra_metric"] == 7.0
+    assert "stale" not in history[1]  # a replaced epoch keeps nothing of its earlier line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -213,3 +214,55 @@ def test_a_tally_reads_hours_again_when_a_trial_ends_and_a_final_trials_once(tmp
     assert hours.used == pytest.approx(2.0) and hours.ended
     run_dir.joinpath("manifest.json").unlink()
     assert tally.hours(study.get_trials(), gpus=1).used == pytest.approx(2.0)  # final: never read again
+
+
+def _attempts(run_dir: Path, start: datetime, spans: list[tuple[int, int | None]]) -> Path:
+    """`run_dir` with a manifest.json of one attempt per (start, end) span in seconds after `start`; an
+    end of None: the attempt wrote none (killed, or still running)."""
+    run_dir.mkdir(exist_ok=True)
+    manifest = [
+        {**EMPTY, "number": i + 1, "started": (start + timedelta(seconds=a)).isoformat(),
+         "ended": None if b is None else (start + timedelta(seconds=b)).isoformat()}
+        for i, (a, b) in enumerate(spans)
+    ]  # fmt: skip
+    (run_dir / "manifest.json").write_text(json.dumps({"attempts": manifest}))
+    return run_dir
+
+
+def _local_trial(study: optuna.Study, run_dir: Path, state: TrialState) -> None:
+    attrs = {"config": len(study.trials), "run_dir": str(run_dir), "executor": "local"}
+    value = 0.5 if state == TrialState.COMPLETE else None
+    study.add_trial(optuna.trial.create_trial(state=state, value=value, user_attrs=attrs))
+
+
+def test_an_attempt_killed_before_its_end_ran_until_the_next_one_started(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'db.sqlite'}", direction="maximize")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    # killed at some time after its start (no end written), resubmitted at 1000 s, done at 1600 s
+    _local_trial(study, _attempts(tmp_path / "0", start, [(0, None), (1000, 1600)]), TrialState.COMPLETE)
+    (hours,) = study_hours(study.get_trials(), gpus=2, now=start.timestamp() + 10**6).trials
+    assert hours.attempts == 2 and hours.source == "manifest" and hours.ended
+    assert hours.used == pytest.approx((1000 + 600) * 2 / 3600)
+    assert hours.wasted == pytest.approx(1000 * 2 / 3600)  # no epoch_seconds kept: the attempts but the last
+
+
+def test_a_last_attempt_without_an_end_runs_until_now_or_until_its_last_write(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'db.sqlite'}", direction="maximize")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    running = _attempts(tmp_path / "0", start, [(0, 600), (700, None)])  # still running, resumed at 700 s
+    _local_trial(study, running, TrialState.RUNNING)
+    died = _attempts(tmp_path / "1", start, [(0, 600), (700, None)])  # killed; it last wrote at 1300 s
+    (died / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "epoch_seconds": 500.0}) + "\n")
+    for path in (died / "metrics.jsonl", died / "manifest.json"):
+        os.utime(path, (start.timestamp() + 1300, start.timestamp() + 1300))
+    _local_trial(study, died, TrialState.FAIL)
+    now = start.timestamp() + 1000
+    live, dead = study_hours(study.get_trials(), gpus=2, now=now).trials
+    assert live.used == pytest.approx((600 + 300) * 2 / 3600) and live.attempts == 2
+    assert not live.ended  # read again later: it runs on
+    assert live.wasted == pytest.approx(600 * 2 / 3600)
+    assert dead.used == pytest.approx((600 + 600) * 2 / 3600) and dead.ended
+    assert dead.wasted == dead.used  # a failed trial is all waste
+    later = study_hours(study.get_trials(), gpus=2, now=now + 3600).trials
+    assert later[0].used == pytest.approx((600 + 3900) * 2 / 3600)  # the running one counts on
+    assert later[1].used == pytest.approx(dead.used)  # the dead one does not

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -13,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import deadline
+from tests.conftest import deadline, tiny_config
+from trainer import run
 from trainer.checkpoint import best_path
 from trainer.paths import RunPaths
 
@@ -81,3 +84,46 @@ def test_sigkill_in_epoch_2_then_restart_resumes_at_epoch_2_with_identical_metri
     )
     assert best["epoch"] == best_expected["epoch"] == final["best_epoch"]
     assert all(torch.equal(best["model"][k], best_expected["model"][k]) for k in best_expected["model"])
+
+
+class _CtrlCAfter(io.StringIO):
+    """stdout that raises KeyboardInterrupt once the run prints `line`: a Ctrl-C right after that epoch
+    was checkpointed, in this process (the test above kills a real one, slowly)."""
+
+    def __init__(self, line: str) -> None:
+        super().__init__()
+        self.line = line
+
+    def write(self, text: str) -> int:
+        written = super().write(text)
+        if text.startswith(self.line):
+            raise KeyboardInterrupt
+        return written
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_resumed_run_restores_optimizer_and_schedule_and_continues_as_if_never_stopped(
+    tmp_path: Path, optimizer: str
+) -> None:
+    """Momentum (or Adam's moments) and the cosine schedule's step come back from checkpoint.pt: a run
+    stopped after epoch 1 and started again logs what an uninterrupted one does, bit for bit on a CPU."""
+    config = tiny_config(epochs=3, optimizer=optimizer, schedule="cosine", lr=0.05)
+    reference = RunPaths(tmp_path / "uninterrupted")
+    run(config, reference.run_dir, progress=False)
+
+    interrupted = RunPaths(tmp_path / "interrupted")
+    with pytest.raises(KeyboardInterrupt), contextlib.redirect_stdout(_CtrlCAfter("epoch 1/3")):
+        run(config, interrupted.run_dir)
+    stopped = torch.load(interrupted.checkpoint, weights_only=True)
+    assert stopped["epoch"] == 1 and stopped["optimizer"]["state"] and stopped["schedule"]["last_epoch"] == 1
+    run(config, interrupted.run_dir, progress=False)
+
+    assert _without_timings(interrupted.metrics) == _without_timings(reference.metrics)
+    lrs = [line["lr"] for line in _without_timings(interrupted.metrics)]
+    assert lrs == pytest.approx([0.05, 0.0375, 0.0125])  # cosine over 3 epochs, not restarted at epoch 2
+    final, expected = (torch.load(p.checkpoint, weights_only=True) for p in (interrupted, reference))
+    assert final["schedule"] == expected["schedule"]
+    for key, state in expected["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(final["optimizer"]["state"][key][name], value), (key, name)
+    assert all(torch.equal(final["model"][key], value) for key, value in expected["model"].items())

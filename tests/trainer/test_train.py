@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import deadline, tiny_config
+from tests.conftest import deadline, tiny_config, write_fake_cifar
 from trainer import TrainConfig, TrainResult, read_metrics, run
 from trainer.checkpoint import best_path
 from trainer.config import OPTIMIZERS, SCHEDULES
@@ -140,10 +140,18 @@ def test_a_restart_writes_best_pt_from_the_checkpoint_when_the_last_run_died_bef
     assert result.test_acc_best_val == result.test_acc
 
 
-def test_cifar10_layout_on_disk_trains(tmp_path: Path, fake_cifar_dir: Path) -> None:
+def test_cifar10_layout_on_disk_trains(
+    tmp_path: Path, fake_cifar_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run of dataset cifar10 trains on the batch files in data_dir (300 training images)."""
     config = tiny_config(dataset="cifar10", data_dir=str(fake_cifar_dir), val_size=50)
-    result = run(config, tmp_path / "run", progress=False)
+    result = run(config, tmp_path / "run")
+    assert "cifar10: 250 train / 50 val images" in capsys.readouterr().out  # 300 on disk, 50 held out
     assert result.epochs == 1
+    # Other images in the same layout train to other numbers: the run learnt from these files
+    elsewhere = write_fake_cifar(tmp_path / "other", seed=2)
+    other = run(config.replace(data_dir=str(elsewhere)), tmp_path / "other-run", progress=False)
+    assert other.epochs == 1 and other.final_train_loss != result.final_train_loss
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)

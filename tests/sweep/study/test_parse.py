@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -464,8 +466,18 @@ def test_from_dict_validates_like_the_file(tmp_path: Path) -> None:
         parse_study(data, source="edited")
 
 
-def test_train_config_of_a_shipped_study_is_a_train_config() -> None:
-    assert isinstance(load_study("final").train_config(), TrainConfig)
+@pytest.mark.parametrize("name", SHIPPED)
+def test_train_config_of_a_shipped_study_is_a_train_config(name: str) -> None:
+    """Its [train] table (read here straight from the file) and a trial's params over TrainConfig's
+    defaults; each further seed counts the seed up."""
+    spec = load_study(name)
+    train = tomllib.loads((shipped_dir() / f"{name}.toml").read_text())["train"]
+    params = (spec.planned_trials() or [{}])[0]
+    config = spec.train_config(params)
+    assert isinstance(config, TrainConfig)
+    assert config.to_dict() == {**TrainConfig().to_dict(), **train, **params}
+    seeded = dataclasses.replace(spec, repeats=3)  # the shipped studies run one seed each
+    assert seeded.train_config(params, repeat=2) == config.replace(seed=config.seed + 2)
 
 
 def test_pruner_settings_reach_the_optuna_pruner(tmp_path: Path) -> None:
