@@ -19,7 +19,6 @@ COMMANDS = (
     "sweep.report",
     "sweep.dashboard",
     "sweep.logs",
-    "sweep.detach",
 )
 MAX_MODULE_LINES = 400
 MAX_CLASS_LINES = 250

@@ -12,9 +12,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep import budget
 from sweep.errors import SweepError
 from sweep.gpu_hours import TrialHours
+from sweep.launcher import budget
 from trainer.manifest import Attempt
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

@@ -10,10 +10,10 @@ from pathlib import Path
 import optuna
 import sqlalchemy as sa
 
-from sweep import takeover
 from sweep._compat import rdb_storage, study_id, trial_id
 from sweep.claims import CLAIMS, Claims, Holder
 from sweep.executors.debug import DebugExecutor
+from sweep.launcher import takeover
 from sweep.owners import HEARTBEAT_STALE_S
 from sweep.records import TrialRecord
 from sweep.storage import open_storage, open_study

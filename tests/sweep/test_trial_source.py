@@ -10,9 +10,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep import trial_source
 from sweep._compat import rdb_storage, study_id, trial_id
 from sweep.claims import Claims, Holder
+from sweep.launcher import source as trial_source
 from sweep.records import TrialRecord
 from sweep.storage import open_storage, open_study
 from sweep.study import StudySpec, load_study
