@@ -245,6 +245,11 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     command.add_argument(
         "--format", choices=("md", "csv", "json"), default="md", help="what is printed (default: md)"
     )
+    command.add_argument(
+        "--out",
+        type=Path,
+        help="write the files here (default: the results folder, which may then be read-only)",
+    )
     command.set_defaults(handler=_report)
 
 
@@ -258,6 +263,7 @@ def _report(args: argparse.Namespace) -> int:
         storage_url=args.storage,
         readme=args.readme,
         fmt=args.format,
+        out_dir=args.out,
     )
     print(text, end="")
     return 0

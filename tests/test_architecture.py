@@ -120,7 +120,9 @@ def test_no_module_of_sweep_or_the_trainer_imports_itself_through_others() -> No
 def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path: Path) -> None:
     (tmp_path / "a.py").write_text("import b\n")
     (tmp_path / "b.py").write_text("def f():\n    from c import g\n")
-    (tmp_path / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import d\nimport a\n")
+    (tmp_path / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import d\nimport a\n"
+    )
     (tmp_path / "d.py").write_text("import c\n")
     names = {"a", "b", "c", "d"}
     graph = {p.stem: _runtime_imports(p) & names for p in tmp_path.glob("*.py")}

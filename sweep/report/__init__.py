@@ -48,6 +48,7 @@ def report(
     readme: Path | None = None,
     fmt: str = "md",
     studies_dir: Path | None = None,
+    out_dir: Path | None = None,
 ) -> str:
     """Report one study (or all of them) and return what `sweep report` prints.
 
@@ -63,6 +64,7 @@ def report(
         fmt: What is printed: md, csv or json.
         studies_dir: Where study files are looked up for [resources] and the param order (default:
             ./studies, then the shipped ones).
+        out_dir: Where the files go instead of `results_dir` (`--out`): the results may be read-only.
 
     Raises:
         SweepError: An unknown study or format, a missing storage, a bad README; nothing is written then.
@@ -82,12 +84,23 @@ def report(
     rendered = [Rendered(data=data, markdown=markdown_document(data), page=html_page(data)) for data in datas]
     if not rendered:
         return f"no studies in {storage_mod.shown(url)}\n"
-    files = _files(results_dir, rendered, fmt)
+    target = Path(out_dir if out_dir is not None else results_dir)
+    files = _files(target, rendered, fmt)
     if readme is not None:  # resolved: a symlinked README stays a link
         files.append((Path(readme).resolve(), _readme_text(readme, rendered)))
-    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    _make_out_dir(target, "--out" if out_dir is not None else "--results-dir")
     write_all(files)
     return _stdout(rendered, fmt)
+
+
+def _make_out_dir(folder: Path, option: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SweepError(
+            f"{option} {folder}: cannot create it ({err.strerror}); "
+            "give a folder you can write to with --out DIR"
+        ) from None
 
 
 def _collect(
