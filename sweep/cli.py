@@ -235,9 +235,12 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     command = _command(
         commands, "report", help="a study's comparison table (markdown), its plots (HTML) and README block"
     )
-    which = command.add_mutually_exclusive_group(required=True)
-    which.add_argument("--study", help="a stored study's name (or its .toml file)")
-    which.add_argument("--all", action="store_true", help="every study in the storage")
+    command.add_argument("--study", help="a stored study's name (or its .toml file)")
+    command.add_argument(
+        "--all",
+        action="store_true",
+        help="every study in the storage; with --study, its every configuration (its file's and others)",
+    )
     _add_storage_args(command)
     command.add_argument(
         "--readme", type=Path, help="replace the <!-- sweep:NAME --> block of this file (added if missing)"
@@ -258,7 +261,8 @@ def _report(args: argparse.Namespace) -> int:
 
     text = report(
         study=args.study,
-        all_studies=args.all,
+        all_studies=args.all and args.study is None,
+        all_configs=args.all,
         results_dir=args.results_dir,
         storage_url=args.storage,
         readme=args.readme,

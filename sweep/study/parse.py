@@ -4,7 +4,7 @@ A study file has five parts:
 
     [study]           name, metric, direction, sampler, pruner, n_trials, repeats,
                       pruner_startup_trials, pruner_warmup_epochs, max_failures,
-                      confirm_top, confirm_repeats, budget_gpu_hours (`extra_keys`)
+                      confirm_top, confirm_repeats, budget_gpu_hours (`extra_keys`), base
     [train]           TrainConfig fields fixed for every trial
     [space]           searched TrainConfig fields: a list = categorical choices; a table
                       {low, high, log, step} = a range (integers when low and high are, `step` for those)
@@ -142,7 +142,8 @@ class _Reader(TableReader):
         program = None
         if self.free:
             names = [*train, *space, *(key for point in points for key in point)]
-            program = parse_program(self, self.table(data, "program"), names)
+            # with a base, a placeholder may name a value of its winner: checked once it is known
+            program = parse_program(self, self.table(data, "program"), None if header["base"] else names)
         self.check_sampler(header["sampler"], space, points)
         check_points_in_space(self, points, space)
         self.check_repeats(header["repeats"], space, points)
@@ -203,7 +204,19 @@ class _Reader(TableReader):
             "max_failures": self.integer(table, "max_failures", default=3, minimum=1, section="study"),
             **self.pruner_settings(table),
             **parse_extra(self, table),
+            "base": self.parse_base(table, name),
         }
+
+    def parse_base(self, table: Mapping[str, Any], name: str) -> str | None:
+        """[study] base: the stored study whose winner supplies the values this file does not set."""
+        base = table.get("base")
+        if base is None:
+            return None
+        if not isinstance(base, str) or not _NAME_RE.fullmatch(base) or base == name:
+            raise self.error(
+                "[study] key 'base'", f"is {base!r}; give the name of another study in the same storage"
+            )
+        return base
 
     def metric_and_direction(self, table: Mapping[str, Any]) -> tuple[str, str]:
         """The built-in trainer's metrics have a natural direction; a program's metric says none."""
