@@ -203,20 +203,8 @@ class _Reader(TableReader):
             "repeats": self.integer(table, "repeats", default=1, minimum=1, section="study"),
             "max_failures": self.integer(table, "max_failures", default=3, minimum=1, section="study"),
             **self.pruner_settings(table),
-            **parse_extra(self, table),
-            "base": self.parse_base(table, name),
+            **parse_extra(self, table, name),
         }
-
-    def parse_base(self, table: Mapping[str, Any], name: str) -> str | None:
-        """[study] base: the stored study whose winner supplies the values this file does not set."""
-        base = table.get("base")
-        if base is None:
-            return None
-        if not isinstance(base, str) or not _NAME_RE.fullmatch(base) or base == name:
-            raise self.error(
-                "[study] key 'base'", f"is {base!r}; give the name of another study in the same storage"
-            )
-        return base
 
     def metric_and_direction(self, table: Mapping[str, Any]) -> tuple[str, str]:
         """The built-in trainer's metrics have a natural direction; a program's metric says none."""

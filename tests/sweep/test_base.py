@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 import optuna
@@ -12,7 +13,16 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.storage import default_url
-from tests.sweep.conftest import assert_one_line_error, sweep_main
+from sweep.study import load_study
+from sweep.study.spec import params_text
+from tests.sweep.conftest import (
+    ROOT,
+    TINY_RESOURCES,
+    TINY_TRAIN,
+    assert_one_line_error,
+    sweep_main,
+    write_study,
+)
 
 # val_acc is best (1.0) at x = 2, y = 7, z = 1: the middle value of each list below, never the first
 SCORE_PY = """\
@@ -113,3 +123,60 @@ def test_a_missing_or_unfinished_base_or_a_missing_value_is_one_line_and_stores_
         result = sweep_main(capsys, "launch", "--study", str(lacking), *args, *dry)
         assert_one_line_error(result, "[study] base 'first'", "no value for w", "set it in [train]")
     assert sorted(optuna.study.get_all_study_names(default_url(results))) == ["first", "other"]
+
+
+def _shipped_copy(folder: Path, name: str, **train: object) -> Path:
+    """The shipped study `name` in `folder`, on the CPU: [train] updated with `train`, tiny [resources]."""
+    data = tomllib.loads((ROOT / "studies" / f"{name}.toml").read_text())
+    own = {**data.get("train", {}), **train}
+    return write_study(
+        folder / f"{name}.toml",
+        study=data["study"],
+        train=own,
+        space=data.get("space"),
+        points=data.get("points"),
+        resources=TINY_RESOURCES,
+    )
+
+
+def _winner(results: Path, name: str) -> optuna.trial.FrozenTrial:
+    """The study's best COMPLETE trial (one seed each: the best mean), the first of equal ones."""
+    trials = optuna.load_study(study_name=name, storage=default_url(results)).trials
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    return max(trials, key=lambda t: (t.value, -t.number))
+
+
+def _config(trial: optuna.trial.FrozenTrial) -> dict[str, object]:
+    return dict(json.loads((Path(trial.user_attrs["run_dir"]) / "config.json").read_text()))
+
+
+@pytest.mark.slow
+def test_the_shipped_chain_trains_each_winner_on_fake_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """optimizers, then tuning (base optimizers), then final (base tuning): the shipped files, on fake
+    data at depth 8 for one epoch (final: 2 instead of 100); no value is copied from one to the next."""
+    results = tmp_path / "results"
+    optimizers = _shipped_copy(tmp_path, "optimizers", **{**TINY_TRAIN, "epochs": 1})
+    tuning = _shipped_copy(tmp_path, "tuning")
+    final = _shipped_copy(tmp_path, "final", epochs=2)
+    assert dict(load_study(tuning).train) == {}  # everything but its points comes from the base
+    for study_file in (optimizers, tuning, final):
+        assert _launch(study_file, results) == 0
+    best = _config(_winner(results, "optimizers"))
+    tuned = optuna.load_study(study_name="tuning", storage=default_url(results)).trials
+    assert len(tuned) == 7
+    for trial in tuned:
+        config = _config(trial)
+        assert (config["optimizer"], config["lr"], config["depth"], config["dataset"]) == (
+            best["optimizer"], 0.1, 8, "fake",
+        )  # fmt: skip
+    winner = _winner(results, "tuning")
+    (last,) = optuna.load_study(study_name="final", storage=default_url(results)).trials
+    config = _config(last)
+    assert config["optimizer"] == best["optimizer"]
+    assert {key: config[key] for key in winner.params} == winner.params
+    assert (config["epochs"], config["evaluate_test"], config["depth"]) == (2, True, 8)
+    capsys.readouterr()
+    assert main(["report", "--study", str(final), "--results-dir", str(results)]) == 0
+    assert f"Values from study `tuning`'s winner: {params_text(winner.params)}" in capsys.readouterr().out

@@ -234,16 +234,29 @@ def test_a_study_launched_before_plans_were_stored_is_matched_by_its_trials_valu
     assert _stored(tmp_path, "plan").user_attrs["plan"]["space"] == {"lr": [0.03, 0.01]}
 
 
-def test_tuning_dry_run_prints_seven_trials_and_writes_nothing(tmp_path: Path) -> None:
-    result = run_sweep("launch", "--study", "tuning", "--dry-run", "--results-dir", str(tmp_path / "r"))
+def test_tuning_dry_run_prints_its_base_and_seven_trials_and_writes_nothing(
+    tmp_path: Path, fake_cifar_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(fake_cifar_dir.parent)  # the shipped studies read data/ (here a fake CIFAR-10)
+    results = tmp_path / "r"
+    result = sweep_main(capsys, "launch", "--study", "tuning", "--dry-run", "--results-dir", str(results))
+    assert_one_line_error(result, "[study] base 'optimizers'", "no database")  # optimizers first
+    assert not results.exists()
+    # the optimizers' jobs train nothing here: equal values, so the first configuration wins
+    launch(load_study("optimizers"), results_dir=results, executor="debug", job=instant_job, out=print)
+    db = (results / "sweep.db").read_bytes()
+    args = ["--study", "tuning", "--executor", "debug", "--dry-run", "--results-dir", str(results)]
+    result = sweep_main(capsys, "launch", *args)
     assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.startswith("config ")]
-    assert lines == [
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Values from study `optimizers`'s winner: optimizer=sgd (configuration 0;")
+    assert " Inherited: " in lines[0] and " depth=164 " in lines[0] and " epochs=50 " in lines[0]
+    assert [line for line in lines if line.startswith("config ")] == [
         f"config {i} repeat 0  batch_size={p['batch_size']} num_workers={p['num_workers']} "
         f"weight_decay={p['weight_decay']:g}"
         for i, p in enumerate(TUNING_POINTS)
     ]
-    assert not (tmp_path / "r").exists()
+    assert (results / "sweep.db").read_bytes() == db
 
 
 def test_dry_run_of_a_started_study_lists_only_what_is_left(
@@ -718,11 +731,11 @@ def test_the_study_names_its_metric_for_the_dashboard(tiny_smoke: Path, tmp_path
 def test_a_dry_run_shows_the_plan_and_then_what_would_stop_the_launch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # no data/ here: the shipped tuning study reads CIFAR-10 from there
+    monkeypatch.chdir(tmp_path)  # no data/ here: the shipped optimizers study reads CIFAR-10 from there
     args = [
         "launch",
         "--study",
-        "tuning",
+        "optimizers",
         "--executor",
         "local",
         "--dry-run",
@@ -731,7 +744,7 @@ def test_a_dry_run_shows_the_plan_and_then_what_would_stop_the_launch(
     ]
     result = sweep_main(capsys, *args)
     assert_one_line_error(result, "data_dir 'data'", "has no cifar-10-batches-py")
-    assert "tuning: 7 planned trials" in result.stdout
+    assert "optimizers: 5 planned trials" in result.stdout
     assert not (tmp_path / "r").exists()
 
 
