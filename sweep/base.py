@@ -163,6 +163,18 @@ def apply(spec: StudySpec, inherited: Inherited) -> StudySpec:
     return dataclasses.replace(spec, train=MappingProxyType(train))
 
 
+def applied(spec: StudySpec | None, study: optuna.Study) -> StudySpec | None:
+    """The study file `spec` with the base values stored with `study` (what its trials ran), for the
+    commands that read a study; as it is without a base, or before its first launch."""
+    inherited = of(study)
+    if spec is None or spec.base is None or inherited is None:
+        return spec
+    try:
+        return apply(spec, inherited)
+    except SweepError:  # the file changed since: its own values are what the reader can show
+        return spec
+
+
 def write(study: optuna.Study, inherited: Inherited | None) -> None:
     """Store the inherited values with the study (the first launch's; later ones keep them)."""
     if inherited is not None:

@@ -119,10 +119,8 @@ def _collect(
     all_configs: bool,
 ) -> ReportData:
     study = storage_mod.load_existing(name, storage, url=url)
-    spec = spec or _find_spec(name, studies_dir)
+    spec = base_mod.applied(spec or _find_spec(name, studies_dir), study)  # the values its trials ran
     inherited = base_mod.of(study)
-    if spec is not None and spec.base is not None and inherited is not None:
-        spec = base_mod.apply(spec, inherited)  # the values its trials ran
     data = collect(study, spec, storage=storage, show_all=all_configs)
     return dataclasses.replace(data, base=inherited.source_line() if inherited is not None else None)
 

@@ -87,6 +87,11 @@ def test_a_chain_of_three_studies_each_trains_the_previous_winner(
         "Values from study `second`'s winner: y=7 (configuration 1; trial 1; val_acc 0.9900, the mean of 1)."
     )
 
+    # `sweep sbatch` writes the same values for a job run by hand
+    assert main(["sbatch", "--study", str(third), "--config", "0", "--results-dir", str(results)]) == 0
+    job = json.loads((results / "runs" / "third" / "config0-repeat0" / "program.json").read_text())
+    assert (job["values"]["x"], job["values"]["y"], job["values"]["z"]) == (2, 7, 1)
+
     # the values were fixed at the first launch: a base whose winner changes later changes nothing
     assert (
         _launch(_study(tmp_path, "second", 'base = "first"\n[train]\nz = 1\n[space]\ny = [5, 7, 9]'), results)
