@@ -154,12 +154,14 @@ def register(study: optuna.Study, spec: StudySpec) -> Registered:
     stored = read(storage, sid)
     judged = _judged(study, stored)
     if not stored and trials:
-        for row in derived(study, spec, trials):
-            _insert(storage, sid, row)
+        _insert(storage, sid, *derived(study, spec, trials))  # the same rows as any other launcher's
         stored = read(storage, sid)
     before = {row.key for row in stored}
-    for config in planned_configs(spec):
-        if config.key not in before:
+    missing = [config for config in planned_configs(spec) if config.key not in before]
+    free = _floor([*(row.config for row in stored), *_top_claim(storage, sid)], trials)
+    rows = [StoredConfig(free + n, config.key, config.values) for n, config in enumerate(missing)]
+    if rows and not _insert(storage, sid, *rows):  # one transaction; another launcher was quicker:
+        for config in missing:  # one by one, each taking the next free number
             _register_one(storage, sid, config.key, config.values, trials)
     ids = {row.key: row.config for row in read(storage, sid)}
     return _change(ids, stored, spec, trials) if judged else Registered(ids, 0, 0)
@@ -200,30 +202,30 @@ def _register_one(
         stored = read(storage, sid)
         if any(row.key == key for row in stored):
             return
-        top = _top_claim(storage, sid)  # a claim may name a number no trial has yet
-        numbers = [row.config for row in stored] + ([] if top is None else [int(top)])
+        numbers = [row.config for row in stored] + _top_claim(storage, sid)
         if _insert(storage, sid, StoredConfig(_floor(numbers, trials), key, values)):
             return
     raise RuntimeError(f"could not register configuration {key} of study {sid}")
 
 
-def _top_claim(storage: RDBStorage, sid: int) -> int | None:
+def _top_claim(storage: RDBStorage, sid: int) -> list[int]:
+    """The highest number a claim of the study names (a claim may name one no trial has yet); [] if none."""
     if not sa.inspect(storage.engine).has_table(CLAIMS.name):
-        return None
+        return []
     with storage.engine.connect() as conn:
         top = conn.execute(sa.select(sa.func.max(CLAIMS.c.config)).where(CLAIMS.c.study_id == sid)).scalar()
-    return None if top is None else int(top)
+    return [] if top is None else [int(top)]
 
 
-def _insert(storage: RDBStorage, sid: int, row: StoredConfig) -> bool:
-    """Insert the row; False when its number or key is stored already (another launcher's)."""
+def _insert(storage: RDBStorage, sid: int, *rows: StoredConfig) -> bool:
+    """Insert the rows in one transaction; False (none inserted) when a number or key of them is stored
+    already (another launcher's)."""
+    values = [dict(study_id=sid, config=r.config, key=r.key, config_values=r.values) for r in rows]
+    if not values:
+        return True
     try:
         with storage.engine.begin() as conn:
-            conn.execute(
-                sa.insert(CONFIGS).values(
-                    study_id=sid, config=row.config, key=row.key, config_values=row.values
-                )
-            )
+            conn.execute(sa.insert(CONFIGS), values)
     except sa.exc.IntegrityError:
         return False
     return True

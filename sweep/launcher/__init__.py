@@ -251,11 +251,14 @@ def dry_run(spec: StudySpec, *, storage_url: str, executor: str, out: Printer = 
     stored = storage_mod.stored_study(storage_url, spec.name)  # read only: a dry run creates nothing
     if stored is not None:
         check_same_plan(spec, stored, url=storage_mod.shown(storage_url))
-    with storage_mod.storage_errors(storage_url):
-        change = configs.preview(stored, spec)
-    if change.change_line(spec.name) is not None:
-        out(str(change.change_line(spec.name)))
-    plan.dry_run(spec, study=stored, out=out, ids=change.ids)
+    ids = None  # a study not stored yet: its configurations are numbered in file order
+    if stored is not None:
+        with storage_mod.storage_errors(storage_url):
+            change = configs.preview(stored, spec)
+        if change.change_line(spec.name) is not None:
+            out(str(change.change_line(spec.name)))
+        ids = change.ids
+    plan.dry_run(spec, study=stored, out=out, ids=ids)
     found = preflight.problems(spec, executor)
     if found:
         raise SweepError("; ".join(found))

@@ -12,6 +12,7 @@ the configuration is the same whatever its seed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -34,11 +35,18 @@ class PlannedConfig:
 
 def config_values(train: Mapping[str, Any], params: Mapping[str, Any], *, program: bool) -> dict[str, Any]:
     """The values of the configuration `params` of a study whose fixed values are `train`: for the
-    built-in trainer every TrainConfig field (defaults filled in), for a program [train] and the params."""
-    merged = {**train, **params}
-    if not program:
-        merged = TrainConfig.from_dict(merged, source=f"configuration {dict(params)}").to_dict()
+    built-in trainer every TrainConfig field (defaults filled in), for a program [train] and the params.
+
+    TrainConfig takes its fields as given (no conversion), and parsing checked every configuration of a
+    grid, so its defaults merged with the values are its `to_dict()`, without building one per configuration.
+    """
+    merged = {**train, **params} if program else {**_trainer_defaults(), **train, **params}
     return {key: value for key, value in merged.items() if key not in RESUMABLE_CHANGES or key in params}
+
+
+@functools.cache
+def _trainer_defaults() -> dict[str, Any]:
+    return TrainConfig().to_dict()
 
 
 def values_text(values: Mapping[str, Any]) -> str:

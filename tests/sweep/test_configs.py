@@ -167,3 +167,20 @@ def test_equal_values_are_told_apart_by_their_order_and_keys_do_not_depend_on_ke
     )
     keys = [config.key for config in planned_configs(load_study(one))]
     assert [config.key for config in planned_configs(load_study(two))] == keys[::-1]
+
+
+def test_a_sampled_study_with_more_n_trials_samples_only_the_new_ones(tmp_path: Path) -> None:
+    def sampled(n_trials: int) -> Path:
+        return write_study(
+            tmp_path / "grow.toml",
+            study={"name": "grow", "sampler": "random", "n_trials": n_trials, "repeats": 2},
+            space={"lr": {"low": 0.01, "high": 0.1}},
+            train={**TINY_TRAIN, "epochs": 1},
+        )
+
+    results = tmp_path / "results"
+    _launch(sampled(2), results)
+    first = _runs(results)
+    assert _launch(sampled(3), results)[0].startswith("trial 4 submitted")  # nothing new to say first
+    runs = _runs(results)
+    assert runs[:4] == first and [(config, repeat) for _, config, repeat in runs[4:]] == [(2, 0), (2, 1)]
