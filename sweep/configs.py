@@ -94,7 +94,9 @@ def derived(study: optuna.Study, spec: StudySpec, trials: Sequence[FrozenTrial])
     planned = _from_plan(study, spec)
     if any(by_trials.get(row.config, row).values != row.values for row in planned):
         planned = []  # the trials ran another plan than the one stored: they alone are the truth
-    return sorted({**{row.config: row for row in planned}, **by_trials}.values(), key=lambda row: row.config)
+    rows = sorted({**by_trials, **{row.config: row for row in planned}}.values(), key=lambda row: row.config)
+    keys = keyed([row.values for row in rows])  # equal values numbered over all of them, in order
+    return [StoredConfig(row.config, key, row.values) for row, key in zip(rows, keys, strict=True)]
 
 
 def _from_plan(study: optuna.Study, spec: StudySpec) -> list[StoredConfig]:

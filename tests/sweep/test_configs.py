@@ -150,6 +150,14 @@ def test_a_study_of_train_alone_raised_n_trials_runs_only_the_new_ones(tmp_path:
     )
     assert [config for _, config, _ in _runs(results)] == [0, 1, 2]
 
+    # the same with a database from before values: equal configurations matched by their order
+    older = tmp_path / "older"
+    _launch(alone(2), older)
+    with sa.create_engine(default_url(older)).begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE {CONFIGS.name}"))
+    _launch(alone(3), older)
+    assert [config for _, config, _ in _runs(older)] == [0, 1, 2]
+
 
 def test_equal_values_are_told_apart_by_their_order_and_keys_do_not_depend_on_key_order(
     tmp_path: Path,
