@@ -10,8 +10,11 @@ from typing import Any
 import optuna
 import pytest
 import sqlalchemy as sa
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
+from sweep import records
+from sweep._compat import create_trial
 from sweep.cli import main
 from sweep.configs import CONFIGS
 from sweep.launcher import dry_run, launch
@@ -192,3 +195,21 @@ def test_a_sampled_study_with_more_n_trials_samples_only_the_new_ones(tmp_path: 
     assert _launch(sampled(3), results)[0].startswith("trial 4 submitted")  # nothing new to say first
     runs = _runs(results)
     assert runs[:4] == first and [(config, repeat) for _, config, repeat in runs[4:]] == [(2, 0), (2, 1)]
+
+
+def test_a_grown_grids_param_may_gain_choices_but_keeps_its_kind(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'kinds.db'}")
+    checked = optuna.distributions.check_distribution_compatibility
+
+    def add(value: Any, distribution: BaseDistribution) -> None:
+        create_trial(study, records.running_template({"a": value}, {"a": distribution}, {}))
+
+    add(1, CategoricalDistribution([1, 2]))
+    grown = CategoricalDistribution([3, 1, 2])  # a value added first
+    with pytest.raises(ValueError, match="dynamic value space"):  # Optuna's own way refuses it
+        study.add_trial(optuna.trial.create_trial(params={"a": 3}, distributions={"a": grown}, value=0.0))
+    add(3, grown)
+    with pytest.raises(ValueError, match="different distribution kind"):
+        add(0.5, FloatDistribution(0.0, 1.0))
+    assert [t.params for t in study.get_trials()] == [{"a": 1}, {"a": 3}]
+    assert optuna.distributions.check_distribution_compatibility is checked  # put back after each
