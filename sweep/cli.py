@@ -239,7 +239,7 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     command.add_argument(
         "--all",
         action="store_true",
-        help="every study in the storage; with --study, its every configuration (its file's and others)",
+        help="every configuration, those no longer in the study file too; without --study, of every study",
     )
     _add_storage_args(command)
     command.add_argument(
