@@ -185,3 +185,19 @@ def test_the_shipped_chain_trains_each_winner_on_fake_data(
     capsys.readouterr()
     assert main(["report", "--study", str(final), "--results-dir", str(results)]) == 0
     assert f"Values from study `tuning`'s winner: {params_text(winner.params)}" in capsys.readouterr().out
+
+
+def test_a_base_that_ran_confirmation_gives_its_confirmed_winner(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    confirmed = "confirm_top = 1\nconfirm_repeats = 1\n[train]\ny = 5\nz = 0\n[space]\nx = [1, 2, 3]"
+    assert _launch(_study(tmp_path, "first", confirmed), results) == 0
+    capsys.readouterr()
+    assert (
+        _launch(_study(tmp_path, "second", 'base = "first"\n[space]\ny = [5, 7]'), results, "--dry-run") == 0
+    )
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "Values from study `first`'s confirmed winner: x=2 (configuration 1; trials 1, 3; val_acc 0.9500, "
+        "the mean of 2). Inherited: x=2 z=0"
+    )
