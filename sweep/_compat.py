@@ -21,6 +21,9 @@ if TYPE_CHECKING:  # a job process imports the submitit half of this module: no 
     from optuna.trial import FrozenTrial
 
 
+_LOCK = threading.Lock()  # `create_trial`'s swap of an Optuna function, one thread at a time
+
+
 def trial_of(study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
     """A live Trial for a stored trial, to write to it: FrozenTrial has only the private `_trial_id`."""
     import optuna
@@ -38,10 +41,31 @@ def create_trial(study: optuna.Study, template: FrozenTrial) -> optuna.Trial:
 
     `Study.add_trial` does the same through the public storage API but returns nothing; the storage
     and the study id are only reachable as `Study._storage` and `Study._study_id`.
+
+    A grid that grew stores a categorical param with more choices than its first trials did (a value
+    added to a [space] list). Optuna's storage refuses that ("CategoricalDistribution does not support
+    dynamic value space") through its module-level `check_distribution_compatibility`, which has no
+    option; while the trial is created it is replaced by one that checks all else but the choices. Each
+    trial keeps its own distribution, so its stored values read back as they were.
     """
     import optuna
+    from optuna import distributions
 
-    trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+    checked = distributions.check_distribution_compatibility
+
+    def any_choices(old: Any, new: Any) -> None:
+        both = isinstance(old, distributions.CategoricalDistribution) and isinstance(
+            new, distributions.CategoricalDistribution
+        )
+        if not both:
+            checked(old, new)
+
+    with _LOCK:
+        distributions.check_distribution_compatibility = any_choices  # type: ignore[assignment]
+        try:
+            trial_id = study._storage.create_new_trial(study._study_id, template_trial=template)
+        finally:
+            distributions.check_distribution_compatibility = checked
     return optuna.Trial(study, trial_id)
 
 

@@ -235,15 +235,23 @@ def _add_report(commands: argparse._SubParsersAction) -> None:
     command = _command(
         commands, "report", help="a study's comparison table (markdown), its plots (HTML) and README block"
     )
-    which = command.add_mutually_exclusive_group(required=True)
-    which.add_argument("--study", help="a stored study's name (or its .toml file)")
-    which.add_argument("--all", action="store_true", help="every study in the storage")
+    command.add_argument("--study", help="a stored study's name (or its .toml file)")
+    command.add_argument(
+        "--all",
+        action="store_true",
+        help="every configuration, those no longer in the study file too; without --study, of every study",
+    )
     _add_storage_args(command)
     command.add_argument(
         "--readme", type=Path, help="replace the <!-- sweep:NAME --> block of this file (added if missing)"
     )
     command.add_argument(
         "--format", choices=("md", "csv", "json"), default="md", help="what is printed (default: md)"
+    )
+    command.add_argument(
+        "--out",
+        type=Path,
+        help="write the files here (default: the results folder, which may then be read-only)",
     )
     command.set_defaults(handler=_report)
 
@@ -253,11 +261,13 @@ def _report(args: argparse.Namespace) -> int:
 
     text = report(
         study=args.study,
-        all_studies=args.all,
+        all_studies=args.all and args.study is None,
+        all_configs=args.all,
         results_dir=args.results_dir,
         storage_url=args.storage,
         readme=args.readme,
         fmt=args.format,
+        out_dir=args.out,
     )
     print(text, end="")
     return 0

@@ -12,7 +12,7 @@ import json
 import re
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from sweep.configs import file_ids
 from sweep.executors.files import JobFiles
 from sweep.gpu_hours import HoursTally
 from sweep.polling import Throttle
@@ -76,9 +77,9 @@ class StudyProgress:
     trials: tuple[TrialProgress, ...]
 
 
-def runs_left(spec: StudySpec, trials: Sequence[FrozenTrial]) -> int:
+def runs_left(spec: StudySpec, trials: Sequence[FrozenTrial], ids: Mapping[str, int] | None = None) -> int:
     """Runs of the study file that no trial has taken yet: planned ones, and sampled ones to come."""
-    left = len(missing_trials(spec, trials))
+    left = len(missing_trials(spec, trials, ids))
     next_config = next_sampled_config(spec, trials)
     if next_config is not None:
         left += (spec.n_trials - next_config) * spec.repeats
@@ -103,7 +104,8 @@ def progress(
     direction = study.direction.name.lower()
     states = [trial.state for trial in trials]
     running = [trial for trial in trials if trial.state == TrialState.RUNNING]
-    queued = states.count(TrialState.WAITING) + (runs_left(spec, trials) if spec is not None else 0)
+    left = runs_left(spec, trials, file_ids(study, spec)) if spec is not None else 0
+    queued = states.count(TrialState.WAITING) + left
     gpus = record.gpus or 0
     if gpus:
         hours = (tally or HoursTally()).hours(trials, gpus).used

@@ -18,11 +18,14 @@ sweep adds is in user attributes, whose keys are this module's constants:
             confirm      true for a confirmation trial: a top configuration rerun with a further seed
                          once the search was done ([study] confirm_top); absent for the search's
     study   metric       the metric the trials' values are (val_acc, ...)
-            plan         what the first launch planned (`sweep.study.plan.plan_fingerprint`)
+            plan         what the first launch planned, a grid's latest launch
+                         (`sweep.study.plan.plan_fingerprint`)
             gpus         [resources] gpus of the last launch, for GPU-hours without the study file
             detached     where the study's detached launcher runs (`sweep launch --detach`): a
                          `DetachedLauncher` as a dict
             budget       the last launch's GPU-hour budget (float; absent: none), for `sweep status`
+            base         the values inherited from [study] base's winner at the first launch, and
+                         where they came from (`sweep.base.Inherited` as a dict)
 
 Everything else in the package reads these through `TrialRecord` / `StudyRecord` and writes them
 through the functions below, so a misspelt key is an AttributeError, not a silent miss.
@@ -60,6 +63,7 @@ PLAN = "plan"
 GPUS = "gpus"
 DETACHED = "detached"
 BUDGET = "budget"
+BASE = "base"
 
 
 @dataclass(frozen=True)
@@ -207,12 +211,13 @@ class StudyRecord:
     gpus: int | None
     detached: DetachedLauncher | None = None
     budget: float | None = None  # GPU-hours
+    base: dict[str, Any] | None = None  # what [study] base supplied (`sweep.base.Inherited.to_dict`)
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:
         attrs = study.user_attrs
         plan, gpus, detached = attrs.get(PLAN), attrs.get(GPUS), attrs.get(DETACHED)
-        budget = attrs.get(BUDGET)
+        budget, base = attrs.get(BUDGET), attrs.get(BASE)
         return cls(
             metric=None if attrs.get(METRIC) is None else str(attrs[METRIC]),
             plan=plan if isinstance(plan, dict) else None,
@@ -221,6 +226,7 @@ class StudyRecord:
             budget=float(budget)
             if isinstance(budget, int | float) and not isinstance(budget, bool)
             else None,
+            base=base if isinstance(base, dict) else None,
         )
 
 
@@ -241,6 +247,18 @@ def write_study(study: optuna.Study, *, metric: str, plan: dict[str, Any], gpus:
         study.set_user_attr(PLAN, plan)
     if stored.gpus != gpus:
         study.set_user_attr(GPUS, gpus)
+
+
+def write_plan(study: optuna.Study, plan: dict[str, Any]) -> None:
+    """Store the latest launch's plan (a grid's file may change between launches) when it differs."""
+    if StudyRecord.of(study).plan != plan:
+        study.set_user_attr(PLAN, plan)
+
+
+def write_base(study: optuna.Study, base: dict[str, Any]) -> None:
+    """Store what [study] base supplied, once: the values stay as the first launch found them."""
+    if StudyRecord.of(study).base is None:
+        study.set_user_attr(BASE, base)
 
 
 def write_budget(study: optuna.Study, budget: float | None) -> None:

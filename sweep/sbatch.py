@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sweep import base as base_mod
 from sweep import storage
 from sweep._compat import sbatch_text
 from sweep.errors import SweepError
@@ -99,6 +100,7 @@ def sbatch_script(
     Raises:
         SweepError: No such study, trial or planned configuration.
     """
+    spec, _ = base_mod.with_base(spec, storage.url_of(storage_url, results_dir))  # what its trials run
     if trial is not None:
         label, params, repeat, run_dir = _stored_trial(spec, trial, results_dir, storage_url)
     elif config is not None:

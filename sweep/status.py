@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
+from sweep import base as base_mod
 from sweep import live
 from sweep import storage as storage_mod
 from sweep.detached import describe as describe_detached
@@ -292,7 +293,7 @@ def watch(
         name = load_study(study_arg).name if study_arg and study_arg.endswith(".toml") else study_arg
         name = name or names[0]
         study = storage_mod.load_existing(name, storage, url=url)
-        spec = _study_file(study_arg or name, name)
+        spec = base_mod.applied(_study_file(study_arg or name, name), study)
         view = live.watch_view(study, spec=spec, read_s=max(interval, live.READ_SECONDS))
         terminal = live.on_terminal()  # asked once: within the view, sys.stdout is rich's proxy
         shown, idle = "", 0

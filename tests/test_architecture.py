@@ -141,9 +141,12 @@ LAYERS = {
     "sweep": 1,  # foundations: errors, records, _compat, polling, procs, owners, claims, storage, log
     "sweep.study": 2,  # study files: plain data and rules
     "sweep.executors": 3,  # where jobs run
-    "sweep.gpu_hours": 4,  # what several commands read: GPU-hours, a detached launcher, the live view
+    "sweep.gpu_hours": 4,  # what several commands read: GPU-hours, a detached launcher, the live view,
+    # a configuration's number and values, a base study's winner
     "sweep.detached": 4,
     "sweep.live": 4,
+    "sweep.configs": 4,
+    "sweep.base": 4,
     "sweep.launcher": 5,  # the commands
     "sweep.report": 5,
     "sweep.status": 5,
@@ -224,7 +227,7 @@ def test_every_stored_attribute_key_is_a_constant_of_records() -> None:
 
     keys = {value for name, value in vars(records).items() if name.isupper() and isinstance(value, str)}
     stored = {"config", "repeat", "executor", "launcher", "heartbeat", "run_dir", "submissions", "job_id"}
-    others = {"traceback", "diverged", "confirm", "metric", "plan", "gpus", "detached", "budget"}
+    others = {"traceback", "diverged", "confirm", "metric", "plan", "gpus", "detached", "budget", "base"}
     assert stored | others == keys
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import live, records
+from sweep import base as base_mod
+from sweep import configs, live, records
 from sweep import storage as storage_mod
 from sweep.errors import Printer, StudyStopped, SweepError, print_line
 from sweep.executors import Executor, JobFn, make_executor
@@ -48,6 +49,8 @@ class Prepared:
     study: optuna.Study
     executor: Executor
     storage_url: str
+    change: str | None = None  # how the file's configurations differ from the stored ones, in one line
+    spec: StudySpec | None = None  # the study with its [study] base's values (None: as given)
 
 
 def prepare(
@@ -64,8 +67,10 @@ def prepare(
 
     Raises:
         SweepError: Unreachable storage, an unknown executor, a study stored with another direction or
-            plan, or made by another tool.
+            plan, or made by another tool; a [study] base missing, unfinished or lacking a value.
     """
+    # a base's values come first: they are what the checks check (nothing is written for them)
+    spec, inherited = base_mod.with_base(spec, storage_mod.url_of(storage_url, Path(results_dir)))
     found = preflight.problems(spec, executor)
     if found:  # before the storage is touched: nothing stored, nothing submitted
         raise SweepError("; ".join(found))
@@ -89,10 +94,14 @@ def prepare(
     )
     with storage_mod.storage_errors(storage_url):
         check_same_plan(spec, study, url=storage_mod.shown(storage_url))
+        base_mod.write(study, inherited)
+        registered = configs.register(study, spec)  # before the plan is replaced: old trials need it
         # what the commands that read a study without its file use
         records.write_study(study, metric=spec.metric, plan=plan_fingerprint(spec), gpus=spec.resources.gpus)
+        records.write_plan(study, plan_fingerprint(spec))
     _make_dir(runs_dir, str(results_dir))  # only now: a refused launch leaves no empty run folders
-    return Prepared(study=study, executor=job_executor, storage_url=storage_url)
+    change = registered.change_line(spec.name)
+    return Prepared(study=study, executor=job_executor, storage_url=storage_url, change=change, spec=spec)
 
 
 def launch(
@@ -146,6 +155,9 @@ def launch(
         out(f"{spec.name}: launch interrupted while setting up; no trial was started")
         raise
     study, storage_url = prepared.study, prepared.storage_url
+    spec = prepared.spec or spec
+    if prepared.change is not None:
+        out(prepared.change)
     with storage_mod.storage_errors(storage_url):
         records.write_budget(study, budget)  # `sweep status` shows what is left of it
     # On a terminal the launcher's lines go above a live view of the study; elsewhere plain, as ever
@@ -232,10 +244,21 @@ def dry_run(spec: StudySpec, *, storage_url: str, executor: str, out: Printer = 
         SweepError: The stored study has another plan, or something would fail every trial (the plan
             is printed first: what would stop the launch comes last).
     """
+    given = spec
+    spec, inherited = base_mod.with_base(spec, storage_url)
+    if inherited is not None:
+        out(base_mod.inherited_line(given, inherited))
     stored = storage_mod.stored_study(storage_url, spec.name)  # read only: a dry run creates nothing
     if stored is not None:
         check_same_plan(spec, stored, url=storage_mod.shown(storage_url))
-    plan.dry_run(spec, study=stored, out=out)
+    ids = None  # a study not stored yet: its configurations are numbered in file order
+    if stored is not None:
+        with storage_mod.storage_errors(storage_url):
+            change = configs.preview(stored, spec)
+        if change.change_line(spec.name) is not None:
+            out(str(change.change_line(spec.name)))
+        ids = change.ids
+    plan.dry_run(spec, study=stored, out=out, ids=ids)
     found = preflight.problems(spec, executor)
     if found:
         raise SweepError("; ".join(found))

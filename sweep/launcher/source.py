@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import records
+from sweep import configs, records
 from sweep._compat import create_trial, trial_id
 from sweep.claims import Claims, Holder
 from sweep.study.plan import (
@@ -50,6 +50,7 @@ class TrialSource:
         self.executor = executor
         self.launcher = launcher
         self.distributions = distributions(spec)
+        self.ids = configs.file_ids(study, spec)  # each configuration's number: registered by `prepare`
         self.pending: deque[PlannedTrial] = deque()  # planned trials not yet started
         self.waiting = 0  # WAITING trials in the study's queue (left by an older sweep)
         # Confirmation trials are planned from results: listed once the search is done. Until they
@@ -59,7 +60,7 @@ class TrialSource:
 
     def reconcile(self, trials: Sequence[FrozenTrial]) -> None:
         """List the planned trials that no trial has taken yet, and the queued ones."""
-        self.pending = deque(missing_trials(self.spec, trials))
+        self.pending = deque(missing_trials(self.spec, trials, self.ids))
         self.waiting = sum(t.state == TrialState.WAITING for t in trials)
         self.confirm_listed = self.confirm_listed or any(item.confirm for item in self.pending)
 
@@ -95,7 +96,8 @@ class TrialSource:
         sampled = self.sampled()
         if sampled is None and self.relist:
             self.relist = False
-            self.pending.extend(confirmation_trials(self.spec, self.study.get_trials(deepcopy=False)))
+            trials = self.study.get_trials(deepcopy=False)
+            self.pending.extend(confirmation_trials(self.spec, trials, self.ids))
             self.confirm_listed = bool(self.pending)
             return self.next() if self.pending else None
         return sampled

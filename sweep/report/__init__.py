@@ -10,6 +10,7 @@ broken storage) leaves no file half-done or changed; the files are then written 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import RDBStorage
 
+from sweep import base as base_mod
 from sweep import storage as storage_mod
 from sweep.errors import SweepError
 from sweep.report.data import ReportData, collect
@@ -48,6 +50,8 @@ def report(
     readme: Path | None = None,
     fmt: str = "md",
     studies_dir: Path | None = None,
+    out_dir: Path | None = None,
+    all_configs: bool = False,
 ) -> str:
     """Report one study (or all of them) and return what `sweep report` prints.
 
@@ -63,14 +67,19 @@ def report(
         fmt: What is printed: md, csv or json.
         studies_dir: Where study files are looked up for [resources] and the param order (default:
             ./studies, then the shipped ones).
+        out_dir: Where the files go instead of `results_dir` (`--out`): the results may be read-only.
+        all_configs: Show the rows of configurations the study file no longer has (`--all`); they are
+            named under the table either way.
 
     Raises:
         SweepError: An unknown study or format, a missing storage, a bad README; nothing is written then.
     """
     if fmt not in FORMATS:
         raise SweepError(f"--format {fmt!r} is unknown; use one of {', '.join(FORMATS)}")
-    if (study is None) == (not all_studies):
+    if study is not None and all_studies:
         raise SweepError("give either --study NAME or --all")
+    if study is None and not all_studies:
+        raise SweepError("give --study NAME (with --all: every configuration of it) or --all")
     spec = load_study(study, studies_dir=studies_dir) if study and study.endswith(".toml") else None
     url = storage_mod.url_of(storage_url, results_dir)
     # read only: no alembic schema check (0.3 s of imports); an unknown schema falls back to get_trials
@@ -78,23 +87,42 @@ def report(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with storage_mod.storage_errors(url):
         names = storage_mod.study_names(storage) if all_studies else [spec.name if spec else str(study)]
-        datas = [_collect(name, storage, url, spec, studies_dir) for name in names]
+        datas = [_collect(name, storage, url, spec, studies_dir, all_configs) for name in names]
     rendered = [Rendered(data=data, markdown=markdown_document(data), page=html_page(data)) for data in datas]
     if not rendered:
         return f"no studies in {storage_mod.shown(url)}\n"
-    files = _files(results_dir, rendered, fmt)
+    target = Path(out_dir if out_dir is not None else results_dir)
+    files = _files(target, rendered, fmt)
     if readme is not None:  # resolved: a symlinked README stays a link
         files.append((Path(readme).resolve(), _readme_text(readme, rendered)))
-    Path(results_dir).mkdir(parents=True, exist_ok=True)
+    _make_out_dir(target, "--out" if out_dir is not None else "--results-dir")
     write_all(files)
     return _stdout(rendered, fmt)
 
 
+def _make_out_dir(folder: Path, option: str) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SweepError(
+            f"{option} {folder}: cannot create it ({err.strerror}); "
+            "give a folder you can write to with --out DIR"
+        ) from None
+
+
 def _collect(
-    name: str, storage: RDBStorage, url: str, spec: StudySpec | None, studies_dir: Path | None
+    name: str,
+    storage: RDBStorage,
+    url: str,
+    spec: StudySpec | None,
+    studies_dir: Path | None,
+    all_configs: bool,
 ) -> ReportData:
     study = storage_mod.load_existing(name, storage, url=url)
-    return collect(study, spec or _find_spec(name, studies_dir), storage=storage)
+    spec = base_mod.applied(spec or _find_spec(name, studies_dir), study)  # the values its trials ran
+    inherited = base_mod.of(study)
+    data = collect(study, spec, storage=storage, show_all=all_configs)
+    return dataclasses.replace(data, base=inherited.source_line() if inherited is not None else None)
 
 
 def _find_spec(name: str, studies_dir: Path | None) -> StudySpec | None:

@@ -36,6 +36,7 @@ from sweep.gpu_hours import StudyHours, TrialFacts, study_hours
 from sweep.records import StudyRecord
 from sweep.report.confirm import Confirmation, confirmation
 from sweep.report.environment import Spread, environment_spread
+from sweep.report.gone import VALUES, Gone, config_values_column, split_gone
 from sweep.report.intervals import half_width
 from sweep.report.source import StoredTrials, load_trials
 from sweep.study.spec import StudySpec, best_of, maximizes
@@ -102,10 +103,17 @@ class ReportData:
     metrics: tuple[str, ...] = METRICS[:4]  # the table's metric columns, in order
     environment: tuple[Spread, ...] = ()  # how the complete trials' manifests differ (GPU, code, packages)
     confirmation: Confirmation | None = None  # the search's and the confirmed winner (confirmation trials)
+    gone: tuple[Gone, ...] = ()  # configurations with complete trials that the study file no longer has
+    gone_shown: bool = False  # `--all`: their rows are in the table too
+    base: str | None = None  # where [study] base's values came from (`sweep.base.Inherited.source_line`)
 
 
 def collect(
-    study: optuna.Study, spec: StudySpec | None, *, storage: optuna.storages.BaseStorage | None = None
+    study: optuna.Study,
+    spec: StudySpec | None,
+    *,
+    storage: optuna.storages.BaseStorage | None = None,
+    show_all: bool = False,
 ) -> ReportData:
     """Read `study` (and the run dirs its trials name) into frames.
 
@@ -113,13 +121,16 @@ def collect(
         study: The stored study.
         spec: Its study file, or None for a study found only in the storage.
         storage: The study's RDBStorage, for the fast read (see `sweep.report.source`); None: `get_trials`.
+        show_all: Keep the rows of configurations the study file no longer has (`--all`).
     """
     stored = load_trials(study, storage)
     info = _info(study, spec, stored)
     frame, curves, logged = trial_frames(stored, info)
+    frame[VALUES] = config_values_column(stored.trials, storage, study.study_name)
     info = dataclasses.replace(info, evaluates_test=info.evaluates_test or _has_test(frame))
     metrics = table_metrics(info, logged)
-    rows = config_rows(frame, info, metrics)
+    rows, gone = split_gone(config_rows(frame, info, metrics), spec, info.params, show_all=show_all)
+    rows = with_best(rows, info.direction) if gone else rows  # the best of the rows shown
     repeats = bool(len(rows)) and int(rows["n"].max()) > 1
     if repeats:
         rows = ranked(rows, info.direction)
@@ -137,6 +148,8 @@ def collect(
         metrics=metrics,
         environment=environment_spread(_complete_run_dirs(stored.trials)),
         confirmation=confirmation(frame, info.params, info.direction),
+        gone=gone,
+        gone_shown=show_all,
     )
 
 
@@ -283,10 +296,11 @@ def config_rows(frame: pd.DataFrame, info: StudyInfo, metrics: tuple[str, ...] =
     """
     # A diverged trial is a result too (the configuration does not train): its row says so
     done = frame[(frame["state"] == "COMPLETE") | frame["diverged"].notna()]
-    keys = [PARAM + key for key in info.params]
-    if not keys:  # no params at all ([train] run n_trials times): every trial is one configuration
-        done = done.assign(_config=0)
-        keys = ["_config"]
+    if VALUES not in done:  # configurations told apart by their params alone
+        done = done.assign(**{VALUES: None})
+    # the values tell apart configurations of equal params (a fixed value changed between launches);
+    # a study with no params at all ([train] run n_trials times) is one configuration
+    keys = [PARAM + key for key in info.params] + [VALUES]
     columns = list(dict.fromkeys([*METRICS, *metrics]))
     # a diverged trial's numbers (NaN, or whatever its finite epochs said) are no mean's part
     done = done.copy()
@@ -308,9 +322,13 @@ def config_rows(frame: pd.DataFrame, info: StudyInfo, metrics: tuple[str, ...] =
     )
     rows = pd.concat([means, stds, cis, counts, diverged, grouped["number"].min().rename("first")], axis=1)
     rows = rows.sort_values("first").reset_index().drop(columns=["first"])
-    if "_config" in rows:
-        rows = rows.drop(columns=["_config"])
-    rows["best"] = _best_mask(rows["value"], info.direction)
+    return with_best(rows, info.direction)
+
+
+def with_best(rows: pd.DataFrame, direction: str) -> pd.DataFrame:
+    """The rows with their `best` and `overlaps_best` columns (again, once some rows are left out)."""
+    rows = rows.copy()
+    rows["best"] = _best_mask(rows["value"], direction)
     rows["overlaps_best"] = _overlaps_best(rows)
     return rows
 

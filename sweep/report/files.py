@@ -40,7 +40,7 @@ def write_all(files: list[tuple[Path, str]]) -> None:
         failed = staged[-1][1] if staged else Path(err.filename or "?")
         raise SweepError(
             f"{failed}: cannot write it ({err.strerror or err}); no report file was changed, "
-            "the earlier ones are as they were"
+            "the earlier ones are as they were (`sweep report --out DIR` writes them elsewhere)"
         ) from None
     for draft, path in staged:
         os.replace(draft, path)

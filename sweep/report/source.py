@@ -35,7 +35,8 @@ from sweep._compat import rdb_models
 from sweep.records import TrialRecord
 
 TRIAL_COLUMNS = [
-    "number", "state", "value", "run_dir", "diverged", "confirm", "executor", "job_id", "start", "complete"
+    "number", "state", "value", "run_dir", "diverged", "confirm", "executor", "job_id", "start", "complete",
+    "config",
 ]  # fmt: skip
 PARAM_COLUMNS = ["number", "name", "value", "distribution"]
 STEP_COLUMNS = ["number", "step", "value"]
@@ -48,7 +49,8 @@ class StoredTrials:
 
     # number, state (COMPLETE, PRUNED, ...), value (NaN if none), run_dir (None if none), diverged (what,
     # for a trial whose metric became NaN or infinite; else None), confirm (a confirmation trial: bool),
-    # executor and job_id (None if none), start and complete (Unix times, NaN if none: for GPU-hours)
+    # executor and job_id (None if none), start and complete (Unix times, NaN if none: for GPU-hours),
+    # config (the configuration's number, `sweep.configs`; None for a trial sweep did not make)
     trials: pd.DataFrame
     params: pd.DataFrame  # number, name, value (as the trial saw it: "adam", 0.1), distribution (JSON)
     steps: pd.DataFrame  # number, step, value: the intermediate values (the metric reported each epoch)
@@ -67,7 +69,15 @@ def load_trials(study: optuna.Study, storage: optuna.storages.BaseStorage | None
 def from_frozen(trials: list[FrozenTrial]) -> StoredTrials:
     """The frames of trials already loaded by Optuna."""
     rows = [
-        (t.number, t.state.name, _float(t.value), _run_dir(t), *_said(TrialRecord.of(t)), *_times(t))
+        (
+            t.number,
+            t.state.name,
+            _float(t.value),
+            _run_dir(t),
+            *_said(TrialRecord.of(t)),
+            *_times(t),
+            TrialRecord.of(t).config,
+        )
         for t in trials
     ]
     params = [
@@ -119,6 +129,7 @@ def _frame(rows: list[tuple[Any, ...]], columns: list[str]) -> pd.DataFrame:
         frame["confirm"] = np.array([row[5] for row in rows], dtype=bool)
         frame["executor"] = _objects([row[6] for row in rows])
         frame["job_id"] = _objects([row[7] for row in rows])
+        frame["config"] = _objects([row[10] for row in rows])
     return frame
 
 
@@ -163,7 +174,7 @@ def _from_tables(storage: RDBStorage, study_id: int) -> StoredTrials:
             attrs_t.c.trial_id.in_(ids), attrs_t.c.key == records.CONFIRM
         ),
         "jobs": sa.select(attrs_t.c.trial_id, attrs_t.c.key, attrs_t.c.value_json).where(
-            attrs_t.c.trial_id.in_(ids), attrs_t.c.key.in_([records.EXECUTOR, records.JOB_ID])
+            attrs_t.c.trial_id.in_(ids), attrs_t.c.key.in_([records.EXECUTOR, records.JOB_ID, records.CONFIG])
         ),
         "steps": sa.select(
             steps_t.c.trial_id,
@@ -226,6 +237,8 @@ def _assemble(
     for key, column in ((records.EXECUTOR, "executor"), (records.JOB_ID, "job_id")):
         found = {trial_id: json.loads(text) for trial_id, name, text in jobs if name == key}
         frame[column] = _objects([_text_or_none(found.get(i)) for i in frame["trial_id"].tolist()])
+    numbered = {trial_id: json.loads(text) for trial_id, name, text in jobs if name == records.CONFIG}
+    frame["config"] = _objects([_int_or_none(numbered.get(i)) for i in frame["trial_id"].tolist()])
     param = pd.DataFrame.from_records(params, columns=["trial_id", "name", "internal", "distribution"])
     param["number"] = param["trial_id"].map(number)
     param["value"] = _external(param)
@@ -237,6 +250,10 @@ def _assemble(
         params=param[PARAM_COLUMNS].sort_values("number", kind="stable", ignore_index=True),
         steps=step[STEP_COLUMNS].sort_values(["number", "step"], ignore_index=True),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _text_or_none(value: Any) -> str | None:

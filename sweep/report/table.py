@@ -92,13 +92,27 @@ def markdown_block(data: ReportData) -> str:
         lines.append(
             f"No complete trials yet in study `{data.info.name}`; the table fills in as trials finish."
         )
+    if data.gone:
+        lines += ["", gone_line(data)]
     lines += ["", totals_line(data.totals)]
     return "\n".join(lines) + "\n"
 
 
+def gone_line(data: ReportData) -> str:
+    """The configurations with complete trials that the study file no longer has."""
+    names = [", ".join(f"{param_name(k)} {format_value(v)}" for k, v in gone.values) for gone in data.gone]
+    count = len(data.gone)
+    what = f"{count} configuration{'s' if count != 1 else ''} no longer in the study file"
+    shown = "shown above" if data.gone_shown else "`--all` shows them"
+    return f"{what}: {'; '.join(names)} ({shown})."
+
+
 def markdown_document(data: ReportData) -> str:
     """The whole `NAME.md`: a heading and the block."""
-    return f"## Study `{data.info.name}`\n\n{markdown_block(data)}"
+    header = f"## Study `{data.info.name}`\n\n"
+    if data.base is not None:
+        header += f"{data.base}\n\n"
+    return header + markdown_block(data)
 
 
 def table_cells(data: ReportData) -> tuple[list[str], list[tuple[list[str], bool]]]:

@@ -1,18 +1,22 @@
 """The [study] keys that act after or around the search: `confirm_top`/`confirm_repeats` (rerun the best
-configurations with further seeds) and `budget_gpu_hours` (stop starting trials past a cost)."""
+configurations with further seeds), `budget_gpu_hours` (stop starting trials past a cost) and `base`
+(another study's winner supplies the values this file does not set)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from sweep.study.reader import TableReader, is_number
 
 CONFIRM_KEYS = ("confirm_top", "confirm_repeats")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # a study name, as [study] name
 
 
-def parse_confirm_and_budget(reader: TableReader, table: Mapping[str, Any]) -> dict[str, Any]:
-    """confirm_top, confirm_repeats (both or neither, each >= 1) and budget_gpu_hours (a number > 0)."""
+def parse_confirm_and_budget(reader: TableReader, table: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """confirm_top, confirm_repeats (both or neither, each >= 1), budget_gpu_hours (a number > 0) and
+    base (another study's name; this study is `name`)."""
     given = [key for key in CONFIRM_KEYS if table.get(key) is not None]
     if len(given) == 1:
         other = next(key for key in CONFIRM_KEYS if key not in given)
@@ -21,7 +25,12 @@ def parse_confirm_and_budget(reader: TableReader, table: Mapping[str, Any]) -> d
     budget = table.get("budget_gpu_hours")
     if budget is not None and (not is_number(budget) or not budget > 0):
         raise reader.error("[study] key 'budget_gpu_hours'", f"is {budget!r}; give a number of GPU-hours > 0")
-    return {**confirm, "budget_gpu_hours": None if budget is None else float(budget)}
+    base = table.get("base")
+    if base is not None and (not isinstance(base, str) or not _NAME_RE.fullmatch(base) or base == name):
+        raise reader.error(
+            "[study] key 'base'", f"is {base!r}; give the name of another study in the same storage"
+        )
+    return {**confirm, "budget_gpu_hours": None if budget is None else float(budget), "base": base}
 
 
 def check_confirm_and_budget(

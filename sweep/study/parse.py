@@ -4,7 +4,7 @@ A study file has five parts:
 
     [study]           name, metric, direction, sampler, pruner, n_trials, repeats,
                       pruner_startup_trials, pruner_warmup_epochs, max_failures,
-                      confirm_top, confirm_repeats, budget_gpu_hours (`confirm_and_budget`)
+                      confirm_top, confirm_repeats, budget_gpu_hours, base (`confirm_and_budget`)
     [train]           TrainConfig fields fixed for every trial
     [space]           searched TrainConfig fields: a list = categorical choices; a table
                       {low, high, log, step} = a range (integers when low and high are, `step` for those)
@@ -142,7 +142,8 @@ class _Reader(TableReader):
         program = None
         if self.free:
             names = [*train, *space, *(key for point in points for key in point)]
-            program = parse_program(self, self.table(data, "program"), names)
+            # with a base, a placeholder may name a value of its winner: checked once it is known
+            program = parse_program(self, self.table(data, "program"), None if header["base"] else names)
         self.check_sampler(header["sampler"], space, points)
         check_points_in_space(self, points, space)
         self.check_repeats(header["repeats"], space, points)
@@ -202,7 +203,7 @@ class _Reader(TableReader):
             "repeats": self.integer(table, "repeats", default=1, minimum=1, section="study"),
             "max_failures": self.integer(table, "max_failures", default=3, minimum=1, section="study"),
             **self.pruner_settings(table),
-            **parse_confirm_and_budget(self, table),
+            **parse_confirm_and_budget(self, table, name),
         }
 
     def metric_and_direction(self, table: Mapping[str, Any]) -> tuple[str, str]:

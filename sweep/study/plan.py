@@ -17,7 +17,7 @@ that got a confirmation trial stays chosen, so the choice never moves once made.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,11 +33,15 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep._compat import enqueued_params
 from sweep.errors import Printer, SweepError, print_line
 from sweep.records import StudyRecord, TrialRecord
+from sweep.study.identity import planned_configs
 from sweep.study.spec import Categorical, Dimension, FloatRange, StudySpec, maximizes, params_text
 from trainer.config import RESUMABLE_CHANGES
 
 # A trial in one of these states has its (config, repeat); a FAILed one gives it back.
 TAKEN_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
+
+# A study's configuration numbers by key (`sweep.configs`); None: a study never stored, numbered in order.
+Ids = Mapping[str, int] | None
 
 
 @dataclass(frozen=True)
@@ -50,13 +54,27 @@ class PlannedTrial:
     confirm: bool = False  # a confirmation trial: a further seed of one of the search's best
 
 
-def plan(spec: StudySpec) -> list[PlannedTrial]:
-    """The planned trials, in launch order: each grid point / [[points]] entry, `repeats` times."""
+def plan(spec: StudySpec, ids: Ids = None) -> list[PlannedTrial]:
+    """The planned trials, in launch order: each grid point / [[points]] entry, `repeats` times, each
+    numbered by `ids` (its values' number in the study: `sweep.configs`), else by its position."""
+    if ids is None:
+        return [
+            PlannedTrial(config=index, repeat=repeat, params=params)
+            for index, params in enumerate(spec.planned_trials())
+            for repeat in range(spec.repeats)
+        ]
     return [
-        PlannedTrial(config=index, repeat=repeat, params=params)
-        for index, params in enumerate(spec.planned_trials())
+        PlannedTrial(config=ids[config.key], repeat=repeat, params=dict(config.params))
+        for config in planned_configs(spec)
         for repeat in range(spec.repeats)
     ]
+
+
+def file_configs(spec: StudySpec, ids: Ids) -> set[int] | None:
+    """The numbers of the configurations the study file has (a grid's; None: every one counts)."""
+    if ids is None or spec.sampler != "grid":
+        return None
+    return {ids[config.key] for config in planned_configs(spec)}
 
 
 def sampled_configs(spec: StudySpec) -> int:
@@ -116,33 +134,34 @@ def taken(trials: Sequence[FrozenTrial]) -> set[tuple[int | None, int]]:
     return {TrialRecord.of(t).key for t in trials if t.state in TAKEN_STATES}
 
 
-def missing_trials(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[PlannedTrial]:
+def missing_trials(spec: StudySpec, trials: Sequence[FrozenTrial], ids: Ids = None) -> list[PlannedTrial]:
     """Each planned (config, repeat), and each repeat of a sampled config, that no trial has taken yet;
     once the search is done, the confirmation trials not taken yet.
 
     A trial WAITING, RUNNING, COMPLETE or PRUNED takes its (config, repeat); a FAILed one does not, so a
     planned configuration that failed is planned again.
     """
-    missing = _search_missing(spec, trials)
-    return missing or confirmation_trials(spec, trials)
+    missing = _search_missing(spec, trials, ids)
+    return missing or confirmation_trials(spec, trials, ids)
 
 
-def _search_missing(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[PlannedTrial]:
-    wanted = plan(spec)
+def _search_missing(spec: StudySpec, trials: Sequence[FrozenTrial], ids: Ids = None) -> list[PlannedTrial]:
+    wanted = plan(spec, ids)
     planned = len(spec.planned_trials())
     sampled: dict[int, dict[str, Any]] = {}
     for trial in trials:
         record = TrialRecord.of(trial)
-        if record.config is not None and record.repeat == 0 and is_sampled(record, planned):
+        searched = spec.sampler != "grid" and record.repeat == 0  # a grid's numbers are all the file's
+        if record.config is not None and searched and is_sampled(record, planned):
             sampled[record.config] = trial.params
     wanted += [PlannedTrial(c, r, params) for c, params in sampled.items() for r in range(1, spec.repeats)]
     done = taken(trials)
     return [item for item in wanted if (item.config, item.repeat) not in done]
 
 
-def search_done(spec: StudySpec, trials: Sequence[FrozenTrial]) -> bool:
+def search_done(spec: StudySpec, trials: Sequence[FrozenTrial], ids: Ids = None) -> bool:
     """Whether every trial of the search has finished: each planned and sampled configuration, each seed."""
-    if _search_missing(spec, trials):
+    if _search_missing(spec, trials, ids):
         return False
     live = (TrialState.RUNNING, TrialState.WAITING)
     if any(t.state in live and not TrialRecord.of(t).confirm for t in trials):
@@ -150,28 +169,34 @@ def search_done(spec: StudySpec, trials: Sequence[FrozenTrial]) -> bool:
     return spec.sampler == "grid" or next_sampled_config(spec, trials) is None
 
 
-def confirmation_trials(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[PlannedTrial]:
+def confirmation_trials(
+    spec: StudySpec, trials: Sequence[FrozenTrial], ids: Ids = None
+) -> list[PlannedTrial]:
     """The confirmation trials not taken yet; none before the search is done or without confirm_top."""
-    if not spec.confirm_top or not search_done(spec, trials):
+    if not spec.confirm_top or not search_done(spec, trials, ids):
         return []
     done = taken(trials)
     return [
         PlannedTrial(config, repeat, params, confirm=True)
-        for config, params in top_configs(spec, trials)
+        for config, params in top_configs(spec, trials, ids)
         for repeat in range(spec.repeats, spec.seeds)
         if (config, repeat) not in done
     ]
 
 
-def top_configs(spec: StudySpec, trials: Sequence[FrozenTrial]) -> list[tuple[int, dict[str, Any]]]:
+def top_configs(
+    spec: StudySpec, trials: Sequence[FrozenTrial], ids: Ids = None
+) -> list[tuple[int, dict[str, Any]]]:
     """The `confirm_top` configurations to confirm, (config, params): those a confirmation trial holds
-    already, then the best by the mean value of their COMPLETE search trials (ties: launch order)."""
+    already, then the best by the mean value of their COMPLETE search trials (ties: launch order); only
+    configurations the study file still has."""
     values: dict[int, list[float]] = {}
     params: dict[int, dict[str, Any]] = {}
     chosen: list[int] = []
+    in_file = file_configs(spec, ids)
     for trial in trials:
         record = TrialRecord.of(trial)
-        if record.config is None:
+        if record.config is None or (in_file is not None and record.config not in in_file):
             continue
         params.setdefault(record.config, dict(trial.params))
         if record.confirm and record.config not in chosen:
@@ -194,7 +219,7 @@ def next_sampled_config(spec: StudySpec, trials: Sequence[FrozenTrial]) -> int |
 
 
 def dry_run(
-    spec: StudySpec, *, study: optuna.Study | None = None, out: Printer = print_line
+    spec: StudySpec, *, study: optuna.Study | None = None, out: Printer = print_line, ids: Ids = None
 ) -> list[PlannedTrial]:
     """Print what `sweep launch` would do next, and return the trials it would submit; writes nothing.
 
@@ -203,6 +228,7 @@ def dry_run(
         study: The stored study when it exists: then only what is left is listed (running trials that
             would be re-attached, planned trials not yet complete, pruned or failed for good).
         out: Where the lines go.
+        ids: The configurations' numbers (`sweep.configs.file_ids`); None: in file order.
     """
     trials = study.get_trials(deepcopy=False) if study is not None else []
     for trial in trials:
@@ -210,7 +236,7 @@ def dry_run(
             job = TrialRecord.of(trial).job_id or "none yet"
             out(f"trial {trial.number} running  job {job}  {params_text(trial.params)}: would be re-attached")
     waiting = [t for t in trials if t.state == TrialState.WAITING]  # enqueued: params are the fixed ones
-    todo = [_queued(t) for t in waiting] + missing_trials(spec, trials)
+    todo = [_queued(t) for t in waiting] + missing_trials(spec, trials, ids)
     for item in todo:
         out(f"config {item.config} repeat {item.repeat}  {params_text(item.params)}")
     planned = len(spec.planned_trials())
@@ -218,7 +244,7 @@ def dry_run(
     extra = max(0, sampled_configs(spec) - len(used))
     if extra:
         out(f"then {extra} configurations x {spec.repeats} repeats suggested by the {spec.sampler} sampler")
-    if spec.confirm_top and not search_done(spec, trials):
+    if spec.confirm_top and not search_done(spec, trials, ids):
         out(
             f"then the {spec.confirm_top} best configurations x {spec.confirm_repeats} further seeds "
             "(confirmation), once the search is done"
@@ -240,11 +266,14 @@ def _queued(trial: FrozenTrial) -> PlannedTrial:
 
 
 def plan_fingerprint(spec: StudySpec) -> dict[str, Any]:
-    """What fixes which trial is which configuration, stored with the study at its first launch.
+    """What the study was launched with, stored with it (the latest launch's for a grid): the sampler,
+    [space], [[points]] and the [train] fields that change results.
 
-    Trials know their configuration by its position (`config`), so the sampler, [space], [[points]] and
-    the [train] fields that change results must stay as they were. n_trials, repeats, the pruner and
-    [resources] may change between launches; so may the [train] fields a resumed run may change.
+    A grid's configurations are matched to trials by their values (`sweep.configs`), so its file may
+    change between launches. A tpe/random sampler learns from every stored trial and numbers its
+    configurations in order, so its sampler, [space], [[points]] and those [train] fields must stay.
+    n_trials, repeats, the pruner and [resources] may change; so may the [train] fields a resumed run
+    may change.
     """
     data = spec.to_dict()
     train = {key: value for key, value in data["train"].items() if key not in RESUMABLE_CHANGES}
@@ -253,11 +282,28 @@ def plan_fingerprint(spec: StudySpec) -> dict[str, Any]:
 
 
 def check_same_plan(spec: StudySpec, study: optuna.Study, *, url: str) -> None:
-    """Raise a SweepError when the stored study was launched from a study file that planned otherwise.
-    `url` names the storage in the message (as `sweep.storage.shown` prints it: no password)."""
-    stored = StudyRecord.of(study).plan
+    """Raise a SweepError when the stored study was launched with another metric or sampler, or (tpe,
+    random) another plan. `url` names the storage in the message (as `sweep.storage.shown` prints it)."""
+    record = StudyRecord.of(study)
+    where = f"storage '{url}': study '{spec.name}' was launched"
+    if record.metric is not None and record.metric != spec.metric:
+        raise SweepError(
+            f"{where} with metric {record.metric!r}, the study file now says {spec.metric!r}: its trials' "
+            "values are the other metric, so results would mix. Restore metric, or give the changed study "
+            "a new [study] name"
+        )
+    stored = record.plan
     if stored is None:  # not launched yet, or by a sweep that stored no plan: its trials tell
-        _check_trials_match(spec, study, url=url)
+        if spec.sampler != "grid":
+            _check_trials_match(spec, study, url=url)
+        return
+    if stored.get("sampler") != spec.sampler:
+        raise SweepError(
+            f"{where} with the {stored.get('sampler')} sampler, the study file now says {spec.sampler}: "
+            "a sampler plans or learns from every stored trial, so results would mix. Restore sampler, or "
+            "give the changed study a new [study] name"
+        )
+    if spec.sampler == "grid":  # configurations are matched by their values: the file may change
         return
     now = plan_fingerprint(spec)
     changed = [
@@ -265,13 +311,12 @@ def check_same_plan(spec: StudySpec, study: optuna.Study, *, url: str) -> None:
         for key in sorted(set(stored["train"]) | set(now["train"]))
         if stored["train"].get(key) != now["train"].get(key)
     ]
-    changed += [f"[{key}]" if key != "sampler" else "sampler" for key in ("sampler", "space", "points")
-                if stored.get(key) != now[key]]  # fmt: skip
+    changed += [f"[{key}]" for key in ("space", "points") if stored.get(key) != now[key]]
     if changed:
         raise SweepError(
-            f"storage '{url}': study '{spec.name}' was launched from a study file with another "
-            f"{', '.join(changed)}; its trials are matched to configurations by position, so results "
-            "would mix. Restore those settings, or give the changed study a new [study] name"
+            f"{where} from a study file with another {', '.join(changed)}; the {spec.sampler} sampler "
+            "learns from every stored trial and numbers its configurations in order, so results would "
+            "mix. Restore those settings, or give the changed study a new [study] name"
         )
 
 

@@ -37,8 +37,9 @@ BUILTIN_PLACEHOLDERS = ("run_dir", "trial")
 CHECK_TIMEOUT_S = 60.0  # importing a callable with another interpreter
 
 
-def parse_program(r: TableReader, table: Mapping[str, Any], names: Iterable[str]) -> Program:
-    """The [program] table as a Program; `names` are the keys of [train], [space] and [[points]]."""
+def parse_program(r: TableReader, table: Mapping[str, Any], names: Iterable[str] | None) -> Program:
+    """The [program] table as a Program; `names` are the keys of [train], [space] and [[points]] (None:
+    a study with a base, whose placeholders are checked once its winner's values are known)."""
     r.check_keys(table, PROGRAM_KEYS, "[program]")
     has_command, has_callable = "command" in table, "callable" in table
     if has_command == has_callable:
@@ -54,7 +55,9 @@ def parse_program(r: TableReader, table: Mapping[str, Any], names: Iterable[str]
         raise r.error("[program] key 'stop_grace_s'", f"is {grace!r}; give seconds, 0 to 3600")
     program = Program(workdir=str(workdir), env=MappingProxyType(env), stop_grace_s=float(grace))
     if has_command:
-        command = _command(r, table["command"], set(names) | set(BUILTIN_PLACEHOLDERS))
+        command = _command(
+            r, table["command"], None if names is None else set(names) | set(BUILTIN_PLACEHOLDERS)
+        )
         return dataclasses.replace(program, command=command)
     target = table["callable"]
     _check_callable(r, target, workdir, python)
@@ -81,7 +84,7 @@ def _env(r: TableReader, value: Any) -> dict[str, str]:
     }
 
 
-def _command(r: TableReader, value: Any, names: set[str]) -> tuple[str, ...]:
+def _command(r: TableReader, value: Any, names: set[str] | None) -> tuple[str, ...]:
     where = "[program] key 'command'"
     if isinstance(value, str):
         try:
@@ -98,11 +101,17 @@ def _command(r: TableReader, value: Any, names: set[str]) -> tuple[str, ...]:
                 where, f"has a bad placeholder in {arg!r} ({err}); write {{{{ for a brace"
             ) from None
         for field in fields:
-            if field not in names:
+            if names is not None and field not in names:
                 known = ", ".join(sorted(names))
                 raise r.error(where, f"uses {{{field}}}, which no [train], [space] or [[points]] key sets; "
                               f"known: {known}")  # fmt: skip
     return tuple(value)
+
+
+def placeholders(command: tuple[str, ...]) -> list[str]:
+    """The `{name}` placeholders of a parsed command, built-in ones left out, in order."""
+    fields = [field for arg in command for _, field, _, _ in string.Formatter().parse(arg) if field]
+    return [field for field in dict.fromkeys(fields) if field not in BUILTIN_PLACEHOLDERS]
 
 
 def executable(name: str, workdir: Path) -> bool:

@@ -58,6 +58,7 @@ STUDY_KEYS = (
     "confirm_top",
     "confirm_repeats",
     "budget_gpu_hours",
+    "base",
 )
 
 SlurmValue: TypeAlias = str | int | float | bool
@@ -212,6 +213,7 @@ class StudySpec:
     confirm_top: int = 0  # once the search is done, rerun this many best configurations ...
     confirm_repeats: int = 0  # ... with this many further seeds each (repeats after the search's)
     budget_gpu_hours: float | None = None  # no new trial once used + expected GPU-hours reach it
+    base: str | None = None  # a study whose winner supplies the values this file does not set (`sweep.base`)
     train: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     space: Mapping[str, Dimension] = field(default_factory=lambda: MappingProxyType({}))
     points: tuple[Mapping[str, Any], ...] = ()
@@ -299,6 +301,7 @@ class StudySpec:
         """The study as plain data in the TOML file's shape; `sweep.study.parse.parse_study` reads it back."""
         study = {key: getattr(self, key) for key in STUDY_KEYS}
         unset = {"budget_gpu_hours": self.budget_gpu_hours is None, "confirm_top": not self.confirm_top}
+        unset["base"] = self.base is None
         unset["confirm_repeats"] = unset["confirm_top"]
         study = {key: value for key, value in study.items() if not unset.get(key)}  # as a file omits them
         return {

@@ -261,6 +261,47 @@ def test_three_launchers_started_together_on_postgresql_run_each_configuration_o
             assert ":sweep@" not in result.stdout + result.stderr  # the password is never printed
 
 
+# -- launchers growing one study at once --------------------------------------------------------------------
+
+
+def _grow_race(tmp_path: Path, storage: str | None) -> None:
+    """A finished 4-configuration grid grown to 8 (the new values first: every position moves), then
+    LAUNCHERS launchers of it started together: each new configuration runs once, the old ones never."""
+    results = tmp_path / "results"
+    url = storage or f"sqlite:///{results / 'sweep.db'}"
+    first = run_sweep(
+        "launch", "--study", str(_grid_file(tmp_path, configs=4)), "--executor", "debug",
+        "--results-dir", str(results), *(["--storage", storage] if storage else []),
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    grown = _grid_file(tmp_path, configs=8)
+    grown.write_text(grown.read_text().replace("[1, 2, 3, 4, 5, 6, 7, 8]", "[5, 6, 7, 8, 1, 2, 3, 4]"))
+    launched = _race(grown, results, storage)
+    for result in launched:
+        assert result.returncode == 0, result.stderr
+        assert "error" not in result.stderr.lower(), result.stderr
+    trials = optuna.load_study(study_name="race", storage=url).trials
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    runs = [(t.params["lr"], t.user_attrs["config"]) for t in trials]
+    assert runs[:4] == [(1, 0), (2, 1), (3, 2), (4, 3)]
+    assert sorted(runs[4:]) == [(5, 4), (6, 5), (7, 6), (8, 7)]  # each new one once, numbered in file order
+    assert sum(result.stdout.count(" submitted ") for result in launched) == 4
+
+
+@pytest.mark.slow
+def test_launchers_growing_one_study_at_once_on_sqlite_run_each_new_configuration_once(
+    tmp_path: Path,
+) -> None:
+    _grow_race(tmp_path, None)
+
+
+@pytest.mark.slow
+def test_launchers_growing_one_study_on_postgresql_run_each_new_configuration_once(
+    tmp_path: Path, postgres_databases: list[str]
+) -> None:
+    _grow_race(tmp_path, postgres_databases[0])
+
+
 def test_claims_table_is_made_beside_optunas_on_first_use(tmp_path: Path) -> None:
     study = _study(tmp_path)
     storage = rdb_storage(study)

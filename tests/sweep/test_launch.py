@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
-from sweep.errors import SweepError
 from sweep.executors.debug import DebugExecutor
 from sweep.launcher import launch
 from sweep.launcher.loop import Launcher
@@ -114,8 +113,11 @@ def test_tuning_asks_seven_trials_with_exactly_those_params(tmp_path: Path) -> N
     assert [trial.params for trial in asked[:7] if trial is not None] == TUNING_POINTS
     for trial in asked[:7]:
         assert trial is not None
-        config = spec.train_config(trial.params)
-        assert (config.optimizer, config.lr, config.epochs, config.depth) == ("sgd_nesterov", 0.1, 50, 164)
+        config = spec.train_config(trial.params)  # the rest is its base's (tests/sweep/test_base.py)
+        assert (config.batch_size, config.weight_decay) == (
+            trial.params["batch_size"],
+            trial.params["weight_decay"],
+        )
 
 
 def test_a_planned_trial_is_stored_as_enqueue_then_ask_would_store_it(tmp_path: Path) -> None:
@@ -166,25 +168,29 @@ def _two_points(folder: Path, lrs: list[float], **train: Any) -> Path:
     )
 
 
-def test_a_study_file_whose_plan_changed_is_refused_before_anything_runs(
+def test_a_study_file_with_another_sampler_or_metric_is_refused_before_anything_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     results = tmp_path / "results"
     spec = load_study(_two_points(tmp_path, [0.01, 0.02]))
     launch(spec, results_dir=results, executor="debug", job=instant_job)
     before = [(t.number, t.params, t.state) for t in _stored(results, "plan").trials]
-    for lrs, train, fragment in (
-        ([0.03, 0.01, 0.02], {}, "another [space]"),  # a new value first: configurations move
-        ([0.01, 0.02], {"epochs": 2}, "another [train] epochs (1 there, 2 now)"),
+    for study, fragment in (
+        ({"sampler": "random", "n_trials": 2}, "with the grid sampler, the study file now says random"),
+        ({"metric": "train_acc"}, "with metric 'val_acc', the study file now says 'train_acc'"),
     ):
-        study_file = _two_points(tmp_path, lrs, **train)
+        study_file = write_study(
+            tmp_path / "plan.toml",
+            study={"name": "plan", "sampler": "grid", **study},
+            space={"lr": [0.01, 0.02]},
+            train={**TINY_TRAIN, "epochs": 1},
+        )
         for dry in ([], ["--dry-run"]):
             args = ["--study", str(study_file), "--executor", "debug", "--results-dir", str(results), *dry]
-            result = sweep_main(capsys, "launch", *args)
-            assert_one_line_error(result, "study 'plan' was launched from a study file with", fragment)
+            assert_one_line_error(sweep_main(capsys, "launch", *args), "study 'plan' was launched", fragment)
     assert [(t.number, t.params, t.state) for t in _stored(results, "plan").trials] == before
 
-    # what may change between launches: how the data is fed, repeats, n_trials, [resources]
+    # what changes nothing of the configurations: how the data is fed, [resources]; repeats add seeds
     study_file = write_study(
         tmp_path / "plan.toml",
         study={"name": "plan", "sampler": "grid", "repeats": 2},
@@ -196,27 +202,64 @@ def test_a_study_file_whose_plan_changed_is_refused_before_anything_runs(
     _assert_all_complete(results, "plan", 4)
 
 
-def test_a_study_launched_before_plans_were_stored_is_checked_against_its_trials(tmp_path: Path) -> None:
+def test_a_sampled_study_whose_space_changed_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+
+    def sampled(high: float) -> Path:
+        return write_study(
+            tmp_path / "tpe.toml",
+            study={"name": "tpe", "sampler": "random", "n_trials": 1},
+            space={"lr": {"low": 0.01, "high": high}},
+            train={**TINY_TRAIN, "epochs": 1},
+        )
+
+    launch(load_study(sampled(0.1)), results_dir=results, executor="debug", job=instant_job)
+    args = ["--study", str(sampled(0.2)), "--executor", "debug", "--results-dir", str(results)]
+    result = sweep_main(capsys, "launch", *args)
+    assert_one_line_error(result, "another [space]", "the random sampler learns from every stored trial")
+
+
+def test_a_study_launched_before_plans_were_stored_is_matched_by_its_trials_values(tmp_path: Path) -> None:
     spec = load_study(_two_points(tmp_path, [0.01, 0.02]))
     study = _new_study(spec, tmp_path)
     Launcher(spec, study, DebugExecutor(), results_dir=tmp_path, job=instant_job).run()  # stores no plan
     assert "plan" not in _stored(tmp_path, "plan").user_attrs
-    with pytest.raises(SweepError, match="trial 0 ran configuration 0 as lr=0.01, the study file now makes"):
-        launch(load_study(_two_points(tmp_path, [0.03, 0.01])), results_dir=tmp_path, executor="debug")
-    launch(spec, results_dir=tmp_path, executor="debug", job=instant_job)  # the same file: fine, now stored
-    assert _stored(tmp_path, "plan").user_attrs["plan"]["space"] == {"lr": [0.01, 0.02]}
+    grown = load_study(_two_points(tmp_path, [0.03, 0.01]))  # 0.03 first: positions moved, 0.02 gone
+    launch(grown, results_dir=tmp_path, executor="debug", job=instant_job)
+    trials = _stored(tmp_path, "plan").trials
+    assert [(t.params, t.user_attrs["config"]) for t in trials] == [
+        ({"lr": 0.01}, 0),
+        ({"lr": 0.02}, 1),
+        ({"lr": 0.03}, 2),
+    ]
+    assert _stored(tmp_path, "plan").user_attrs["plan"]["space"] == {"lr": [0.03, 0.01]}
 
 
-def test_tuning_dry_run_prints_seven_trials_and_writes_nothing(tmp_path: Path) -> None:
-    result = run_sweep("launch", "--study", "tuning", "--dry-run", "--results-dir", str(tmp_path / "r"))
+def test_tuning_dry_run_prints_its_base_and_seven_trials_and_writes_nothing(
+    tmp_path: Path, fake_cifar_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(fake_cifar_dir.parent)  # the shipped studies read data/ (here a fake CIFAR-10)
+    results = tmp_path / "r"
+    result = sweep_main(capsys, "launch", "--study", "tuning", "--dry-run", "--results-dir", str(results))
+    assert_one_line_error(result, "[study] base 'optimizers'", "no database")  # optimizers first
+    assert not results.exists()
+    # the optimizers' jobs train nothing here: equal values, so the first configuration wins
+    launch(load_study("optimizers"), results_dir=results, executor="debug", job=instant_job, out=print)
+    db = (results / "sweep.db").read_bytes()
+    args = ["--study", "tuning", "--executor", "debug", "--dry-run", "--results-dir", str(results)]
+    result = sweep_main(capsys, "launch", *args)
     assert result.returncode == 0, result.stderr
-    lines = [line for line in result.stdout.splitlines() if line.startswith("config ")]
-    assert lines == [
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("Values from study `optimizers`'s winner: optimizer=sgd (configuration 0;")
+    assert " Inherited: " in lines[0] and " depth=164 " in lines[0] and " epochs=50 " in lines[0]
+    assert [line for line in lines if line.startswith("config ")] == [
         f"config {i} repeat 0  batch_size={p['batch_size']} num_workers={p['num_workers']} "
         f"weight_decay={p['weight_decay']:g}"
         for i, p in enumerate(TUNING_POINTS)
     ]
-    assert not (tmp_path / "r").exists()
+    assert (results / "sweep.db").read_bytes() == db
 
 
 def test_dry_run_of_a_started_study_lists_only_what_is_left(
@@ -691,11 +734,11 @@ def test_the_study_names_its_metric_for_the_dashboard(tiny_smoke: Path, tmp_path
 def test_a_dry_run_shows_the_plan_and_then_what_would_stop_the_launch(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)  # no data/ here: the shipped tuning study reads CIFAR-10 from there
+    monkeypatch.chdir(tmp_path)  # no data/ here: the shipped optimizers study reads CIFAR-10 from there
     args = [
         "launch",
         "--study",
-        "tuning",
+        "optimizers",
         "--executor",
         "local",
         "--dry-run",
@@ -704,7 +747,7 @@ def test_a_dry_run_shows_the_plan_and_then_what_would_stop_the_launch(
     ]
     result = sweep_main(capsys, *args)
     assert_one_line_error(result, "data_dir 'data'", "has no cifar-10-batches-py")
-    assert "tuning: 7 planned trials" in result.stdout
+    assert "optimizers: 5 planned trials" in result.stdout
     assert not (tmp_path / "r").exists()
 
 

@@ -24,11 +24,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import records
 from sweep._compat import trial_of
+from sweep.configs import register
 from sweep.gpu_hours import study_hours
 from sweep.launcher import launch
 from sweep.live import LiveView, StudyProgress, progress, render, study_line
 from sweep.storage import default_url
 from sweep.study import load_study
+from sweep.study.identity import planned_configs
 from tests.conftest import deadline
 from tests.sweep.conftest import (
     ROOT,
@@ -91,10 +93,18 @@ def test_progress_counts_hours_eta_and_a_running_trials_epochs(tmp_path: Path) -
     study.add_trial(_finished(TrialState.PRUNED, now - timedelta(hours=3), 1.0))
     study.add_trial(_finished(TrialState.FAIL, now - timedelta(hours=2), 0.5))
     study.enqueue_trial({})  # WAITING
-    # A running trial of configuration 2 (lr 0.3 of the larger file below), started 30 minutes ago,
-    # 3 of its 8 epochs in its run dir.
+    # The study file now plans 4 configurations: 0 and 1 are done, 2 runs, 3 is not started
+    larger = write_study(
+        tmp_path / "larger.toml",
+        study={"name": "live", "sampler": "grid"},
+        train={**TINY_TRAIN, "epochs": 4},
+        space={"lr": [0.1, 0.2, 0.3, 0.4]},
+    )
+    ids = register(study, load_study(larger)).ids  # as its launch numbers them
+    # A running trial of lr 0.3, started 30 minutes ago, 3 of its 8 epochs in its run dir.
+    lr3 = ids[planned_configs(load_study(larger))[2].key]
     template = records.running_template(
-        {}, {}, records.trial_attrs(config=2, repeat=0, executor="local", launcher="h:1")
+        {}, {}, records.trial_attrs(config=lr3, repeat=0, executor="local", launcher="h:1")
     )
     template.datetime_start = now - timedelta(minutes=30)
     study.add_trial(template)
@@ -109,13 +119,6 @@ def test_progress_counts_hours_eta_and_a_running_trials_epochs(tmp_path: Path) -
     attempt = {**{field.name: None for field in dataclasses.fields(Attempt)}, "number": 1, "started": started}
     (run_dir / "manifest.json").write_text(json.dumps({"attempts": [attempt]}))
     records.write(trial_of(study, study.get_trials(states=(TrialState.RUNNING,))[0]), run_dir=run_dir)
-    # The study file now plans 4 configurations: 0 and 1 are done, 2 runs, 3 is not started
-    larger = write_study(
-        tmp_path / "larger.toml",
-        study={"name": "live", "sampler": "grid"},
-        train={**TINY_TRAIN, "epochs": 4},
-        space={"lr": [0.1, 0.2, 0.3, 0.4]},
-    )
 
     data = progress(study, spec=load_study(larger), parallel=2, now=now)
 

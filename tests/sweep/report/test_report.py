@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import statistics
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from sweep.launcher import launch
 from sweep.report.table import format_value
 from sweep.study import load_study
 from tests.sweep.conftest import TINY_TRAIN, assert_one_line_error, sweep_main, write_study
+from tests.sweep.mounts import read_only, tmpfs
 from tests.sweep.report_studies import Trial, epoch, make_study
 
 COMPLETE, PRUNED, FAIL, RUNNING = TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING
@@ -351,3 +353,22 @@ def test_a_study_reported_by_name_without_its_file_takes_gpus_and_test_columns_f
     out = capsys.readouterr().out
     assert "(2 GPUs per trial;" in out and "assuming" not in out
     assert "Test" in out.splitlines()[2]  # the header row has the test columns
+
+
+def test_report_out_writes_elsewhere_from_a_read_only_results_folder(
+    optimizers: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results, out = tmp_path / "results", tmp_path / "elsewhere" / "report"
+    kept = shutil.move(results, tmp_path / "kept")
+    with tmpfs(results, size="64m"):  # a colleague's results: a read-only file system, root included
+        shutil.copytree(kept, results, dirs_exist_ok=True)
+        read_only(results)
+        code = main(["report", "--study", str(optimizers), "--results-dir", str(results), "--out", str(out)])
+        assert code == 0
+        assert capsys.readouterr().out == OPTIMIZERS_MD
+        assert {p.name for p in out.iterdir()} == {"cmp.md", "cmp.html"}
+        assert (out / "cmp.md").read_text() == OPTIMIZERS_MD
+        assert not (results / "cmp.md").exists()
+        # without --out the same report cannot be written there, and the line says which file
+        result = sweep_main(capsys, "report", "--study", str(optimizers), "--results-dir", str(results))
+        assert_one_line_error(result, "cmp.md", "cannot write", "--out DIR")

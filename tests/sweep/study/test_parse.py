@@ -325,11 +325,8 @@ def test_tuning_study_is_exactly_the_seven_original_points() -> None:
     assert spec.sampler == "grid" and not spec.space
     assert spec.n_trials == 7
     assert spec.planned_trials() == [dict(zip(keys, values, strict=True)) for values in expected]
-    for params in spec.planned_trials():
-        config = spec.train_config(params)
-        assert (config.optimizer, config.lr, config.momentum) == ("sgd_nesterov", 0.1, 0.9)
-        assert config.schedule == "constant"
-        assert (config.epochs, config.depth, config.dataset) == (50, 164, "cifar10")
+    # the rest (optimizer, lr, momentum, schedule, epochs, model, data) is the optimizers winner's
+    assert spec.base == "optimizers" and dict(spec.train) == {}
 
 
 def test_optimizers_grid_is_the_five_optimizers_with_the_original_settings() -> None:
@@ -345,9 +342,8 @@ def test_optimizers_grid_is_the_five_optimizers_with_the_original_settings() -> 
 def test_final_study_is_one_hundred_epoch_run_with_test_evaluation() -> None:
     spec = load_study("final")
     assert spec.planned_trials() == [{}]
-    config = spec.train_config()
-    assert (config.optimizer, config.batch_size, config.num_workers) == ("sgd_nesterov", 128, 4)
-    assert (config.weight_decay, config.epochs, config.evaluate_test) == (1e-4, 100, True)
+    # everything else is the tuning winner's (tests/sweep/test_base.py runs the chain)
+    assert spec.base == "tuning" and dict(spec.train) == {"epochs": 100, "evaluate_test": True}
     assert spec.resources.timeout_min == 480
 
 
@@ -468,10 +464,10 @@ def test_from_dict_validates_like_the_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_train_config_of_a_shipped_study_is_a_train_config(name: str) -> None:
-    """Its [train] table (read here straight from the file) and a trial's params over TrainConfig's
-    defaults; each further seed counts the seed up."""
+    """Its [train] table (read here straight from the file; none in a study whose `base` supplies it at
+    launch) and a trial's params over TrainConfig's defaults; each further seed counts the seed up."""
     spec = load_study(name)
-    train = tomllib.loads((shipped_dir() / f"{name}.toml").read_text())["train"]
+    train = tomllib.loads((shipped_dir() / f"{name}.toml").read_text()).get("train", {})
     params = (spec.planned_trials() or [{}])[0]
     config = spec.train_config(params)
     assert isinstance(config, TrainConfig)
