@@ -127,7 +127,7 @@ def _add_launch(commands: argparse._SubParsersAction) -> None:
 
 def _launch(args: argparse.Namespace) -> int:
     from sweep import preflight, storage
-    from sweep.launch import launch
+    from sweep.launch import failed_line, launch
     from sweep.study.files import load_study
     from sweep.study.plan import check_same_plan, dry_run
 
@@ -147,7 +147,7 @@ def _launch(args: argparse.Namespace) -> int:
     if args.detach:
         return _detach(args, spec, parallel)
     try:
-        launch(
+        summary = launch(
             spec,
             results_dir=args.results_dir,
             storage_url=args.storage,
@@ -157,6 +157,10 @@ def _launch(args: argparse.Namespace) -> int:
         )
     except StudyStopped as stopped:  # the study's trials failed, not the command: exit 1
         print(f"error: {stopped}", file=sys.stderr)
+        return 1
+    failed = failed_line(summary)
+    if failed is not None:  # a script's `sweep launch && sweep report` stops here
+        print(f"error: {failed}", file=sys.stderr)
         return 1
     return 0
 

@@ -31,6 +31,7 @@ class Summary:
     study: str
     states: Counter[str] = field(default_factory=Counter)
     best: FrozenTrial | None = None
+    failed_here: int = 0  # trials of this launch whose job failed: `sweep launch` exits 1
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ def launch(
             launcher.stop_running(f"stopped with the launcher: {stopped}")
             raise
         summary = summarize(spec, study)
+    summary.failed_here = launcher.failed
     out(summary_line(summary, spec.metric))
     return summary
 
@@ -195,7 +197,8 @@ def _make_dir(folder: Path, given: str) -> None:
 
 def summary_line(summary: Summary, metric: str) -> str:
     counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(summary.states.items()))
-    line = f"{summary.study}: {sum(summary.states.values())} trials ({counts or 'none'})"
+    total = sum(summary.states.values())
+    line = f"{summary.study}: {total} trial{'' if total == 1 else 's'} ({counts or 'none'})"
     if summary.best is not None and summary.best.value is not None:
         best = summary.best
         line += f"; best trial {best.number} {metric} {best.value:.4f} {params_text(best.params)}".rstrip()
@@ -211,3 +214,15 @@ def summarize(spec: StudySpec, study: optuna.Study) -> Summary:
         pick = max if spec.direction == "maximize" else min
         summary.best = pick(complete, key=lambda t: t.value if t.value is not None else math.nan)
     return summary
+
+
+def failed_line(summary: Summary) -> str | None:
+    """The error line of a launch some of whose trials failed (it exits 1); None when none did."""
+    count = summary.failed_here
+    if not count:
+        return None
+    trials = "1 trial" if count == 1 else f"{count} trials"
+    return (
+        f"{summary.study}: {trials} of this launch failed; `sweep status --study {summary.study}` says why, "
+        "`sweep launch` again runs failed planned trials again"
+    )

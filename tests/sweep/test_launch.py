@@ -320,7 +320,7 @@ def test_launch_again_on_a_finished_study_runs_nothing(tmp_path: Path) -> None:
     lines.clear()
     summary = launch(load_study(study_file), results_dir=results, executor="debug", out=lines.append)
     assert lines == [
-        "again: 1 trials (1 complete); best trial 0 val_acc " + f"{summary.best.value:.4f} lr=0.05"
+        "again: 1 trial (1 complete); best trial 0 val_acc " + f"{summary.best.value:.4f} lr=0.05"
     ]
 
 
@@ -344,7 +344,8 @@ def test_failing_job_is_fail_with_traceback_and_the_study_goes_on(tmp_path: Path
     result = run_sweep(
         "launch", "--study", str(study_file), "--executor", "local", "--results-dir", str(results)
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # a trial failed: a script's next step does not run
+    assert "fails: 1 trial of this launch failed" in result.stderr
     failed, complete = _stored(results, "fails").trials
     assert failed.state == TrialState.FAIL
     assert "Traceback" in failed.user_attrs["traceback"]
