@@ -127,6 +127,7 @@ def _add_launch(commands: argparse._SubParsersAction) -> None:
 
 def _launch(args: argparse.Namespace) -> int:
     from sweep import preflight, storage
+    from sweep.executors import chosen
     from sweep.launch import failed_line, launch
     from sweep.study.files import load_study
     from sweep.study.plan import check_same_plan, dry_run
@@ -140,9 +141,10 @@ def _launch(args: argparse.Namespace) -> int:
         if stored is not None:
             check_same_plan(spec, stored, url=storage.shown(_url(args)))
         dry_run(spec, study=stored)
+        print(f"executor: {chosen(args.executor)}")
         found = preflight.problems(spec, args.executor)
         if found:  # the plan is shown all the same; what would stop the launch comes last, exit 2
-            raise SweepError("; ".join(found))
+            raise SweepError("\n".join(found))  # one error line per problem
         return 0
     if args.detach:
         return _detach(args, spec, parallel)

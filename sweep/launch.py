@@ -61,7 +61,7 @@ def prepare(
     """
     found = preflight.problems(spec, executor)
     if found:  # before the storage is touched: nothing stored, nothing submitted
-        raise SweepError("; ".join(found))
+        raise SweepError("\n".join(found))  # one error line per problem
     job_executor = make_executor(executor, spec.resources, parallel=parallel)
     # A launch that cannot write its run dirs must fail before it touches the storage, and one whose
     # storage is unreachable before it creates any folder: check first, create after.

@@ -92,6 +92,22 @@ def require_slurm() -> None:
         )
 
 
+def controller_problem() -> str | None:
+    """Why the SLURM controller cannot take jobs (`scontrol ping` says it is down or does not answer);
+    None when it answers, or when there is no scontrol to ask."""
+    if shutil.which("scontrol") is None:
+        return None
+    try:
+        done = _run(["scontrol", "ping"])
+    except SlurmUnavailable as err:
+        return f"the SLURM controller does not answer ({err}); start it, or use --executor local"
+    said = (done.stdout.strip() or done.stderr.strip()).splitlines()
+    if done.returncode == 0 and said and said[0].endswith(" UP"):
+        return None
+    first = said[0] if said else f"exit status {done.returncode}"
+    return f"the SLURM controller does not answer (scontrol ping: {first}); start it, or use --executor local"
+
+
 def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(args, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)

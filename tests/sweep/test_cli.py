@@ -136,7 +136,8 @@ def test_parallel_defaults_to_the_study_array_parallelism(
     import sweep.launch
 
     seen: dict[str, int] = {}
-    monkeypatch.setattr(sweep.launch, "launch", lambda spec, **kwargs: seen.update(kwargs))
+    summary = sweep.launch.Summary("par")  # a launch whose trials all ended well
+    monkeypatch.setattr(sweep.launch, "launch", lambda spec, **kwargs: seen.update(kwargs) or summary)
     resources = {"gpus": 0, "cpus": 1, "array_parallelism": 3}
     study_file = write_study(
         tmp_path / "par.toml",

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from sweep.epochs import best
 from sweep.errors import SweepError
+from sweep.executors import chosen
 from sweep.executors.debug import DebugExecutor
 from sweep.launch import launch
 from sweep.launcher import Launcher
@@ -244,6 +245,7 @@ def test_dry_run_of_a_started_study_lists_only_what_is_left(
         "config 2 repeat 0  optimizer=adam lr=0.05",
         "config 3 repeat 0  optimizer=adam lr=0.01",
         "smoke: 2 planned trials, 0 sampled to submit, 1 already finished; nothing submitted",
+        f"executor: {chosen('auto')}",
     ]
     assert (results / "sweep.db").read_bytes() == db
 
@@ -703,6 +705,7 @@ def test_a_dry_run_shows_the_plan_and_then_what_would_stop_the_launch(
         "--results-dir",
         str(tmp_path / "r"),
     ]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a GPU, so that the missing data is the one problem
     result = sweep_main(capsys, *args)
     assert_one_line_error(result, "data_dir 'data'", "has no cifar-10-batches-py")
     assert "tuning: 7 planned trials" in result.stdout
