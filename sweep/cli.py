@@ -129,6 +129,7 @@ def _launch(args: argparse.Namespace) -> int:
     from sweep import preflight, storage
     from sweep.executors import chosen
     from sweep.launch import failed_line, launch
+    from sweep.sigterm import EXIT_STATUS, Terminated, sigterm_raises
     from sweep.study.files import load_study
     from sweep.study.plan import check_same_plan, dry_run
 
@@ -149,14 +150,17 @@ def _launch(args: argparse.Namespace) -> int:
     if args.detach:
         return _detach(args, spec, parallel)
     try:
-        summary = launch(
-            spec,
-            results_dir=args.results_dir,
-            storage_url=args.storage,
-            executor=args.executor,
-            parallel=parallel,
-            budget_gpu_hours=args.budget_gpu_hours,
-        )
+        with sigterm_raises():
+            summary = launch(
+                spec,
+                results_dir=args.results_dir,
+                storage_url=args.storage,
+                executor=args.executor,
+                parallel=parallel,
+                budget_gpu_hours=args.budget_gpu_hours,
+            )
+    except Terminated:  # its line is said
+        return EXIT_STATUS
     except StudyStopped as stopped:  # the study's trials failed, not the command: exit 1
         print(f"error: {stopped}", file=sys.stderr)
         return 1

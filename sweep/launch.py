@@ -20,6 +20,7 @@ from sweep.detach import record_detached_run
 from sweep.errors import StudyStopped, SweepError
 from sweep.executors import Executor, JobFn, make_executor
 from sweep.launcher import POLL_SECONDS, Launcher, Printer, print_line
+from sweep.sigterm import Terminated, stopped_line
 from sweep.study.plan import check_same_plan, make_pruner, make_sampler, plan_fingerprint
 from sweep.study.spec import StudySpec, params_text
 
@@ -159,6 +160,9 @@ def launch(
                 launcher.run()
         except KeyboardInterrupt:  # Ctrl-C: say what is left and how to go on; the CLI exits 130
             out(launcher.interrupted())
+            raise
+        except Terminated:  # `sweep cancel` (on this host), or a kill: one line; the CLI exits 143
+            out(stopped_line(spec.name))
             raise
         except StudyStopped as stopped:  # the CLI prints the line and exits 1
             launcher.stop_running(f"stopped with the launcher: {stopped}")
