@@ -258,6 +258,8 @@ class Launcher:
         Returns whether anything happened (a new epoch, a prune, an end).
         """
         done = item.job.done()  # before reading: every epoch of a finished job is then in the file
+        if not done and not item.waited:
+            self.say_waiting(item)
         history = read_epochs(RunPaths(item.run_dir).metrics)
         new = [record for record in history if record["epoch"] > item.reported]
         for record in new:
@@ -274,6 +276,14 @@ class Launcher:
         if done:
             self.finish(item, history)
         return done or bool(new)
+
+    def say_waiting(self, item: Running) -> None:
+        """Say once that the trial's job waits in the queue, and why (SLURM's reason); the live view
+        shows the line above the trials."""
+        why = item.job.waiting()
+        if why is not None:
+            item.waited = True
+            self.out(f"trial {item.trial.number} job {item.job.job_id} waits in the queue: {why}")
 
     def report(self, item: Running, record: Epoch) -> bool:
         """Report the epoch's metric to the trial; False when the epoch logged no value of it."""

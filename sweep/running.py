@@ -21,6 +21,7 @@ class Running:
     values: dict[str, Any]  # what the job got: TrainConfig fields, or a program's parameters
     run_dir: Path
     reported: int = 0  # the last epoch reported to the trial
+    waited: bool = False  # its job's wait in a queue was said
 
     @property
     def key(self) -> tuple[int, int]:

@@ -215,7 +215,8 @@ def with_slurm_states(rows: list[TrialRow]) -> list[TrialRow]:
 
 def _slurm_text(state: slurm.JobState) -> str:
     if state.live:
-        return f"slurm {state.state}"
+        waits = f" ({state.reason})" if state.state == "PENDING" and state.reason not in ("", "None") else ""
+        return f"slurm {state.state}{waits}"
     return f"slurm {state.state}: job ended; sweep launch resumes or fails the trial"
 
 
