@@ -165,10 +165,9 @@ def _launch(args: argparse.Namespace) -> int:
         print(f"error: {stopped}", file=sys.stderr)
         return 1
     failed = failed_line(summary)
-    if failed is not None:  # a script's `sweep launch && sweep report` stops here
+    if failed is not None:  # a trial failed: a script's `sweep launch && sweep report` stops here
         print(f"error: {failed}", file=sys.stderr)
-        return 1
-    return 0
+    return 0 if failed is None else 1
 
 
 def _detach(args: argparse.Namespace, spec: StudySpec, parallel: int) -> int:
@@ -208,6 +207,10 @@ def _add_status(commands: argparse._SubParsersAction) -> None:
     command = _command(commands, "status", help="one line per trial of the stored studies, and totals")
     command.add_argument("--study", help="a study name (or its .toml file); default: every stored study")
     command.add_argument("--trial", type=int, help="one trial's details, the whole reason of a failed one")
+    every = (
+        "a line for every trial (a study of over 50 trials: its counts, running, last failed and best ten)"
+    )
+    command.add_argument("--all", action="store_true", dest="every_trial", help=every)
     command.add_argument(
         "--watch",
         action="store_true",
@@ -233,7 +236,8 @@ def _status(args: argparse.Namespace) -> int:
             raise SweepError("--watch follows a whole study; leave out --trial (or --watch)")
         watch(_url(args), args.study, interval=args.interval)
         return 0
-    show(_url(args), study_name(args.study) if args.study is not None else None, trial=args.trial)
+    name = study_name(args.study) if args.study is not None else None
+    show(_url(args), name, trial=args.trial, every_trial=args.every_trial)
     return 0
 
 
