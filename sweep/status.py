@@ -155,7 +155,7 @@ def manifest_lines(attempts: list[Attempt]) -> list[str]:
         lines.append(f"    #{attempt.number} {attempt.started} to {ended}  on {attempt.hostname}{slurm}")
     last = attempts[-1]
     if last.git_commit is None:
-        code = "not a git checkout"
+        code = "a git repository with no commit yet" if last.git_no_commit else "not a git checkout"
     else:
         code = f"commit {last.git_commit}" + (
             f", dirty (diff sha256 {last.git_diff_sha256})" if last.git_dirty else ", clean"
