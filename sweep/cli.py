@@ -107,26 +107,20 @@ def _add_launch(commands: argparse._SubParsersAction) -> None:
         help="return at once; the launcher runs on as a SLURM job of its own (slurm executor) or a "
         "background process (output in RESULTS_DIR/NAME.launcher.log)",
     )
-    command.add_argument(
-        "--launcher-partition", help="with --detach: the launcher job's partition ([launcher])"
-    )
-    command.add_argument(
-        "--launcher-time",
-        type=int,
-        metavar="MIN",
-        help="with --detach: the launcher job's time limit ([launcher])",
-    )
-    command.add_argument(
-        "--launcher-mem",
-        type=float,
-        metavar="GB",
-        help="with --detach: the launcher job's memory ([launcher])",
-    )
+    for flag, kind, metavar, what in (
+        ("--launcher-partition", str, None, "partition"),
+        ("--launcher-time", int, "MIN", "time limit"),
+        ("--launcher-mem", float, "GB", "memory"),
+    ):
+        command.add_argument(
+            flag, type=kind, metavar=metavar, help=f"with --detach: the launcher job's {what}"
+        )
     command.set_defaults(handler=_launch)
 
 
 def _launch(args: argparse.Namespace) -> int:
-    from sweep.launcher import dry_run, launch
+    from sweep.launcher import dry_run, failed_line, launch
+    from sweep.launcher.sigterm import EXIT_STATUS, Terminated, sigterm_raises
     from sweep.study.files import load_study
 
     spec = load_study(args.study)  # a bad study stops here, before any storage is touched
@@ -139,18 +133,24 @@ def _launch(args: argparse.Namespace) -> int:
     if args.detach:
         return _detach(args, spec, parallel)
     try:
-        launch(
-            spec,
-            results_dir=args.results_dir,
-            storage_url=args.storage,
-            executor=args.executor,
-            parallel=parallel,
-            budget_gpu_hours=args.budget_gpu_hours,
-        )
+        with sigterm_raises():
+            summary = launch(
+                spec,
+                results_dir=args.results_dir,
+                storage_url=args.storage,
+                executor=args.executor,
+                parallel=parallel,
+                budget_gpu_hours=args.budget_gpu_hours,
+            )
+    except Terminated:  # its line is said
+        return EXIT_STATUS
     except StudyStopped as stopped:  # the study's trials failed, not the command: exit 1
         print(f"error: {stopped}", file=sys.stderr)
         return 1
-    return 0
+    failed = failed_line(summary)
+    if failed is not None:  # a trial failed: a script's `sweep launch && sweep report` stops here
+        print(f"error: {failed}", file=sys.stderr)
+    return 0 if failed is None else 1
 
 
 def _detach(args: argparse.Namespace, spec: StudySpec, parallel: int) -> int:
@@ -199,6 +199,10 @@ def _add_status(commands: argparse._SubParsersAction) -> None:
     command = _command(commands, "status", help="one line per trial of the stored studies, and totals")
     command.add_argument("--study", help="a study name (or its .toml file); default: every stored study")
     command.add_argument("--trial", type=int, help="one trial's details, the whole reason of a failed one")
+    every = (
+        "a line for every trial (a study of over 50 trials: its counts, running, last failed and best ten)"
+    )
+    command.add_argument("--all", action="store_true", dest="every_trial", help=every)
     command.add_argument(
         "--watch",
         action="store_true",
@@ -224,7 +228,8 @@ def _status(args: argparse.Namespace) -> int:
             raise SweepError("--watch follows a whole study; leave out --trial (or --watch)")
         watch(_url(args), args.study, interval=args.interval)
         return 0
-    show(_url(args), study_name(args.study) if args.study is not None else None, trial=args.trial)
+    name = study_name(args.study) if args.study is not None else None
+    show(_url(args), name, trial=args.trial, every_trial=args.every_trial)
     return 0
 
 

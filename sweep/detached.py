@@ -16,6 +16,8 @@ from sweep.errors import Printer
 from sweep.polling import wait_until
 from sweep.records import DetachedLauncher
 
+DETACHED_ENV = "SWEEP_DETACHED"  # in a detached launcher's environment: local | slurm
+
 STOP_WAIT_S = 15.0  # how long a stopped launcher gets to exit before SIGKILL
 
 

@@ -6,6 +6,7 @@ training program may call it.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from trainer.metrics import write_epoch
@@ -16,10 +17,11 @@ def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metri
     """Record the metrics of finished epoch `epoch` (from 1), e.g. `log_epoch(3, val_acc=0.91, loss=0.3)`.
 
     A line for an epoch already logged (a run resumed from a checkpoint taken before it) is replaced,
-    never doubled. `run_dir` defaults to $SWEEP_RUN_DIR.
+    never doubled. `run_dir` defaults to $SWEEP_RUN_DIR; with neither (the script run by hand, not by
+    sweep) the epoch's values are printed to stderr instead, so one script runs both ways.
 
     Raises:
-        ValueError: `epoch` is not an integer >= 1, a metric is not a number, or there is no run dir.
+        ValueError: `epoch` is not an integer >= 1, or a metric is not a number.
     """
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
         raise ValueError(f"epoch must be an integer >= 1, got {epoch!r}")
@@ -28,5 +30,11 @@ def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metri
             raise ValueError(f"metric {key} must be a number, got {value!r}")
     folder = run_dir if run_dir is not None else os.environ.get("SWEEP_RUN_DIR")
     if not folder:
-        raise ValueError("no run dir: pass run_dir= or run under sweep (which sets SWEEP_RUN_DIR)")
+        print(by_hand_line(epoch, metrics), file=sys.stderr, flush=True)
+        return
     write_epoch(RunPaths(Path(folder)).metrics, {"epoch": epoch, **metrics})
+
+
+def by_hand_line(epoch: int, metrics: dict[str, float]) -> str:
+    """An epoch's values as `log_epoch` prints them outside sweep: `epoch 3  val_acc 0.91  loss 0.3`."""
+    return "  ".join([f"epoch {epoch}", *(f"{key} {value:g}" for key, value in metrics.items())])

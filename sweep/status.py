@@ -30,6 +30,7 @@ from sweep.gpu_hours import StudyHours, study_hours
 from sweep.owners import Owner
 from sweep.polling import follow
 from sweep.records import StudyRecord, TrialRecord, failure_line
+from sweep.status_summary import Selection, select
 from sweep.study.files import find_study, load_study
 from sweep.study.spec import StudySpec, best_of, params_text
 from trainer.manifest import Attempt, read_manifest
@@ -59,14 +60,22 @@ class TrialRow:
     diverged: str | None = None  # what diverged, and when, of a trial stopped for a NaN/infinite metric
 
 
-def show(url: str, name: str | None, *, trial: int | None = None, out: Callable[[str], None] = print) -> None:
+def show(
+    url: str,
+    name: str | None,
+    *,
+    trial: int | None = None,
+    out: Callable[[str], None] = print,
+    every_trial: bool = False,
+) -> None:
     """Print the status of study `name` (every stored study when None) in the storage at `url`; with
-    `trial`, all that is known of that one trial.
+    `trial`, all that is known of that one trial. A study of more than SUMMARY_FROM trials is
+    summarized (`sweep.status_summary`) unless `every_trial`.
 
     Raises:
         SweepError: The storage or the study does not exist, or the trial does not.
     """
-    storage = storage_mod.open_storage(url, create=False)
+    storage = storage_mod.open_storage(url, create=False, check_schema=False)  # it only reads
     with storage_mod.storage_errors(url):
         names = [name] if name is not None else storage_mod.study_names(storage)
         if trial is not None:
@@ -80,8 +89,15 @@ def show(url: str, name: str | None, *, trial: int | None = None, out: Callable[
             study = storage_mod.load_existing(stored, storage, url=url)
             record = StudyRecord.of(study)
             metric = record.metric or "value"
-            hours = study_hours(study.get_trials(deepcopy=False), 1 if record.gpus is None else record.gpus)
-            out("\n".join(render(stored, metric, with_job_states(trial_rows(study)), hours=hours)))
+            gpus = 1 if record.gpus is None else record.gpus
+            picked = None if every_trial else select(study, storage)
+            if picked is not None:
+                hours = study_hours(picked.facts, gpus)
+                direction = study.direction.name.lower()
+                out("\n".join(summary_lines(stored, metric, picked, direction, hours)))
+            else:
+                hours = study_hours(study.get_trials(deepcopy=False), gpus)
+                out("\n".join(render(stored, metric, with_job_states(trial_rows(study)), hours=hours)))
             out(f"  {hours.line()}" + budget_text(record.budget, hours.used))
             detached = StudyRecord.of(study).detached
             if detached is not None:
@@ -138,7 +154,7 @@ def manifest_lines(attempts: list[Attempt]) -> list[str]:
         lines.append(f"    #{attempt.number} {attempt.started} to {ended}  on {attempt.hostname}{slurm}")
     last = attempts[-1]
     if last.git_commit is None:
-        code = "not a git checkout"
+        code = "a git repository with no commit yet" if last.git_no_commit else "not a git checkout"
     else:
         code = f"commit {last.git_commit}" + (
             f", dirty (diff sha256 {last.git_diff_sha256})" if last.git_dirty else ", clean"
@@ -213,7 +229,8 @@ def with_slurm_states(rows: list[TrialRow]) -> list[TrialRow]:
 
 def _slurm_text(state: slurm.JobState) -> str:
     if state.live:
-        return f"slurm {state.state}"
+        waits = f" ({state.reason})" if state.state == "PENDING" and state.reason not in ("", "None") else ""
+        return f"slurm {state.state}{waits}"
     return f"slurm {state.state}: job ended; sweep launch resumes or fails the trial"
 
 
@@ -249,24 +266,45 @@ def budget_text(budget: float | None, used: float) -> str:
 
 def render(name: str, metric: str, rows: list[TrialRow], *, hours: StudyHours | None = None) -> list[str]:
     """The lines of one study: a header, one line per trial (with its GPU-hours, when given), the totals."""
-    lines = [f"study {name} ({metric})"]
-    for row in rows:
-        params = params_text(row.params) or "-"
-        epochs = f"{row.epochs_done}/{row.epochs}" if row.epochs is not None else str(row.epochs_done)
-        best = "-" if row.best is None else f"{row.best:.4f}"
-        job = (row.job_id or "-") + (f" ({row.job_state})" if row.job_state else "")
-        line = f"  #{row.number:<3} {row.state:<8} {params}  epochs {epochs}  best {best}  job {job}"
-        spent = hours.of(row.number) if hours is not None else None
-        if spent is not None and spent.attempts:
-            line += f"  gpu-h {spent.used:.3f}" + (f" (wasted {spent.wasted:.3f})" if spent.wasted else "")
-        if row.reason:  # the line that says what happened, cut: `sweep status --trial N` has it whole
-            line += f"  failed: {_cut(failure_line(row.reason), REASON_CHARS)}"
-        if row.diverged:
-            line += f"  diverged: {row.diverged}"
-        lines.append(line)
+    lines = [f"study {name} ({metric})", *(trial_line(row, hours) for row in rows)]
     counts = Counter(row.state for row in rows)
     totals = ", ".join(f"{count} {state.lower()}" for state, count in sorted(counts.items()))
     lines.append(f"  {len(rows)} trials: {totals or 'none'}")
+    return lines
+
+
+def trial_line(row: TrialRow, hours: StudyHours | None = None) -> str:
+    """One trial's status line."""
+    params = params_text(row.params) or "-"
+    epochs = f"{row.epochs_done}/{row.epochs}" if row.epochs is not None else str(row.epochs_done)
+    best = "-" if row.best is None else f"{row.best:.4f}"
+    job = (row.job_id or "-") + (f" ({row.job_state})" if row.job_state else "")
+    line = f"  #{row.number:<3} {row.state:<8} {params}  epochs {epochs}  best {best}  job {job}"
+    spent = hours.of(row.number) if hours is not None else None
+    if spent is not None and spent.attempts:
+        line += f"  gpu-h {spent.used:.3f}" + (f" (wasted {spent.wasted:.3f})" if spent.wasted else "")
+    if row.reason:  # the line that says what happened, cut: `sweep status --trial N` has it whole
+        line += f"  failed: {_cut(failure_line(row.reason), REASON_CHARS)}"
+    if row.diverged:
+        line += f"  diverged: {row.diverged}"
+    return line
+
+
+def summary_lines(name: str, metric: str, picked: Selection, direction: str, hours: StudyHours) -> list[str]:
+    """A large study's status: its counts, running (stalled ones said), last failed and best trials."""
+    counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(picked.counts.items()))
+    running = with_job_states([_row(t, direction) for t in picked.running])
+    stalled = sum("ended" in (row.job_state or "") for row in running)
+    lines = [f"study {name} ({metric})", f"  {picked.total} trials: {counts}"]
+    said = f", {stalled} stalled: job ended, `sweep launch` resumes or fails them" if stalled else ""
+    lines += [f"  running ({len(running)}{said}):", *(trial_line(row, hours) for row in running)]
+    if picked.failed:
+        shown = f"the last {len(picked.failed)} of {picked.counts.get('FAIL', 0)}"
+        lines += [f"  failed ({shown}):", *(trial_line(_row(t, direction), hours) for t in picked.failed)]
+    complete = picked.counts.get("COMPLETE", 0)
+    lines.append(f"  best {len(picked.best)} of {complete} complete:")
+    lines += [trial_line(_row(t, direction), hours) for t in picked.best]
+    lines.append(f"  (`sweep status --study {name} --all` lists all {picked.total} trials)")
     return lines
 
 

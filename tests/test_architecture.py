@@ -150,6 +150,7 @@ LAYERS = {
     "sweep.launcher": 5,  # the commands
     "sweep.report": 5,
     "sweep.status": 5,
+    "sweep.status_summary": 5,
     "sweep.logs": 5,
     "sweep.cancel": 5,
     "sweep.sbatch": 5,

@@ -101,12 +101,71 @@ def test_installed_sweep_finds_a_study_in_the_current_folder_first(installed: Pa
         '[study]\nname = "smoke"\nsampler = "grid"\n[train]\ndataset = "fake"\ndevice = "cpu"\n'
         "[space]\nlr = [0.5]\n[resources]\ngpus = 0\n"
     )
-    mine = _sweep(installed, "launch", "--study", "mine", "--dry-run", cwd=tmp_path, timeout=deadline(60))
+    mine = _sweep(
+        installed,
+        "launch",
+        "--study",
+        "mine",
+        "--dry-run",
+        "--executor",
+        "local",
+        cwd=tmp_path,
+        timeout=deadline(60),
+    )
     assert mine.returncode == 0, mine.stderr
     assert "mine: 3 planned trials" in mine.stdout
-    smoke = _sweep(installed, "launch", "--study", "smoke", "--dry-run", cwd=tmp_path, timeout=deadline(60))
+    smoke = _sweep(
+        installed,
+        "launch",
+        "--study",
+        "smoke",
+        "--dry-run",
+        "--executor",
+        "local",
+        cwd=tmp_path,
+        timeout=deadline(60),
+    )
     assert "smoke: 1 planned trials" in smoke.stdout, smoke.stdout
     missing = _sweep(
-        installed, "launch", "--study", "nosuch", "--dry-run", cwd=tmp_path, timeout=deadline(60)
+        installed,
+        "launch",
+        "--study",
+        "nosuch",
+        "--dry-run",
+        "--executor",
+        "local",
+        cwd=tmp_path,
+        timeout=deadline(60),
     )
     assert missing.returncode == 2 and "available studies: final, mine, optimizers" in missing.stderr
+
+
+def test_an_editable_build_emits_no_warning_for_pip_to_show(tmp_path: Path) -> None:
+    """`pip install -e .` printed setuptools' "Editable installation" notice (a BuildBackendWarning) at
+    every set-up: the editable wheel is built here as pip has it built, in a copy of the project, with
+    every warning recorded."""
+    import shutil
+
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, project / name)
+    for name in ("sweep", "trainer", "studies", "slurm_templates"):
+        shutil.copytree(
+            ROOT / name, project / name, symlinks=True, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    code = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from setuptools import build_meta\n"
+        "    wheel = build_meta.build_editable('dist')\n"
+        "print(wheel)\n"
+        "print([f'{w.category.__name__}: {w.message}' for w in seen])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, timeout=deadline(120)
+    )
+    assert done.returncode == 0, done.stderr
+    wheel, warned = done.stdout.splitlines()[-2:]
+    assert wheel.endswith(".whl") and warned == "[]", warned

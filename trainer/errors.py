@@ -25,14 +25,16 @@ def os_error_line(err: OSError) -> str:
 def run_command(body: Callable[[], int], *, interrupted: str = "interrupted") -> int:
     """Run a command's body and turn what a user can cause into one stderr line and an exit status.
 
-    UserError and OSError (a path that cannot be read or written, a full disk): 2. Ctrl-C: 130 after
+    UserError (one `error:` line per line of its message) and OSError (a path that cannot be read or
+    written, a full disk): 2. Ctrl-C: 130 after
     `interrupted` (nothing when empty: the command said it already), as a shell reports SIGINT. A closed
     pipe (`sweep status | head`): 141, quietly.
     """
     try:
         return int(body() or 0)
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        for line in str(err).splitlines() or [""]:  # several problems found at once: a line each
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if interrupted:

@@ -63,6 +63,7 @@ class Attempt:
     slurm_restart_count: int | None
     packages_sha256: str  # sha256 of the sorted `name==version` lines of the installed distributions
     packages: int  # how many distributions that is
+    git_no_commit: bool = False  # git_commit is None because the folder's repository has no commit yet
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -83,7 +84,7 @@ class Attempt:
     def code(self) -> str:
         """The code as one short text: the commit, and the diff's hash when the tree was dirty."""
         if self.git_commit is None:
-            return "not in git"
+            return "git, no commit yet" if self.git_no_commit else "not in git"
         return self.git_commit[:12] + (f" + diff {self.git_diff_sha256[:8]}" if self.git_diff_sha256 else "")
 
     @property
@@ -181,7 +182,16 @@ def describe(program_dir: Path, *, number: int = 1, torch_details: bool = True) 
         slurm_restart_count=int(restart) if in_slurm and restart and restart.isdigit() else None,
         packages_sha256=hashlib.sha256("\n".join(packages).encode()).hexdigest(),
         packages=len(packages),
+        git_no_commit=commit is None and no_commit_yet(Path(program_dir)),
     )
+
+
+def no_commit_yet(folder: Path) -> bool:
+    """Whether `folder` is in a git work tree (not a part it ignores) whose repository has no commit."""
+    git = ["git", "-C", str(folder)]
+    inside = _command([*git, "rev-parse", "--is-inside-work-tree"]) == "true"
+    ignored = _output([*git, "check-ignore", "-q", "."]) is not None
+    return inside and not ignored and _command([*git, "rev-parse", "--verify", "-q", "HEAD"]) is None
 
 
 def git_state(folder: Path) -> tuple[str | None, bool | None, str | None, int | None]:

@@ -42,6 +42,16 @@ def resolve(name: str) -> str:
     return name
 
 
+def chosen(name: str) -> str:
+    """The executor `name` stands for here and why, as a dry run says it: `slurm (auto: sbatch found at
+    /usr/bin/sbatch)`, `local (auto: no sbatch on PATH)`, `debug (--executor debug)`."""
+    kind = resolve(name)
+    if name != "auto":
+        return f"{kind} (--executor {name})"
+    sbatch = shutil.which("sbatch")
+    return f"slurm (auto: sbatch found at {sbatch})" if sbatch else "local (auto: no sbatch on PATH)"
+
+
 def make_executor(name: str, resources: Resources, *, parallel: int = 1) -> Executor:
     """The executor called `name` (auto | slurm | local | debug), requesting `resources` per job, of
     which `parallel` run at once."""
@@ -77,6 +87,7 @@ __all__ = [
     "JobFn",
     "Outcome",
     "attach",
+    "chosen",
     "make_executor",
     "orphan",
     "resolve",

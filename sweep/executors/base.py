@@ -57,6 +57,11 @@ class Job(abc.ABC):
     def outcome(self) -> Outcome:
         """How the job ended; call once `done()` is true."""
 
+    def waiting(self) -> str | None:
+        """Why the job waits in a queue, not started yet (SLURM's reason: Resources, Priority, ...);
+        None when it does not wait (or the executor has no queue)."""
+        return None
+
     def describe(self) -> str:
         """The job's state in a word or two, for the launcher's lines."""
         return "ended" if self.done() else "running"

@@ -74,6 +74,7 @@ class JobState:
     job_id: str
     state: str  # PENDING, RUNNING, REQUEUED, COMPLETED, FAILED, CANCELLED, NODE_FAIL, OUT_OF_MEMORY, GONE...
     source: str  # squeue | sacct | none
+    reason: str = ""  # squeue's reason a PENDING job waits (Resources, Priority, QOSMaxJobsPerUserLimit...)
 
     @property
     def live(self) -> bool:
@@ -88,6 +89,22 @@ def require_slurm() -> None:
             f"executor 'slurm' needs the SLURM commands {', '.join(missing)} on PATH; "
             "use --executor local off the cluster (or scripts/slurm-dev-cluster.sh start for a test cluster)"
         )
+
+
+def controller_problem() -> str | None:
+    """Why the SLURM controller cannot take jobs (`scontrol ping` says it is down or does not answer);
+    None when it answers, or when there is no scontrol to ask."""
+    if shutil.which("scontrol") is None:
+        return None
+    try:
+        done = _run(["scontrol", "ping"])
+    except SlurmUnavailable as err:
+        return f"the SLURM controller does not answer ({err}); start it, or use --executor local"
+    said = (done.stdout.strip() or done.stderr.strip()).splitlines()
+    if done.returncode == 0 and said and said[0].endswith(" UP"):
+        return None
+    first = said[0] if said else f"exit status {done.returncode}"
+    return f"the SLURM controller does not answer (scontrol ping: {first}); start it, or use --executor local"
 
 
 def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -109,14 +126,25 @@ def _parse(lines: str) -> dict[str, str]:
 
 def squeue_states(job_ids: list[str]) -> dict[str, str]:
     """The jobs slurmctld knows, with their states (recently ended ones included)."""
+    return {job_id: state for job_id, (state, _) in squeue_jobs(job_ids).items()}
+
+
+def squeue_jobs(job_ids: list[str]) -> dict[str, tuple[str, str]]:
+    """The jobs slurmctld knows: (state, squeue's reason: why a pending job waits, else "None")."""
     if not job_ids:
         return {}
-    done = _run(["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j", ",".join(job_ids)])
+    done = _run(["squeue", "-h", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(job_ids)])
     if done.returncode != 0:
         if "Invalid job id" in done.stderr:  # none of them is known any more
             return {}
         raise SlurmUnavailable(f"squeue failed: {done.stderr.strip() or done.returncode}")
-    return _parse(done.stdout)
+    jobs: dict[str, tuple[str, str]] = {}
+    for line in done.stdout.splitlines():
+        job_id, _, rest = line.strip().partition("|")
+        state, _, reason = rest.partition("|")
+        if job_id and state and "." not in job_id:
+            jobs[job_id] = (state.split()[0].rstrip("+"), reason)
+    return jobs
 
 
 def sacct_states(job_ids: list[str]) -> dict[str, str]:
@@ -173,8 +201,8 @@ def job_states(job_ids: Iterable[str]) -> dict[str, JobState]:
         SlurmUnavailable: squeue or sacct did not answer.
     """
     ids = sorted({str(job_id) for job_id in job_ids})
-    known = squeue_states(ids)
-    states = {job_id: JobState(job_id, state, "squeue") for job_id, state in known.items()}
+    known = squeue_jobs(ids)
+    states = {job_id: JobState(job_id, state, "squeue", why) for job_id, (state, why) in known.items()}
     rest = [job_id for job_id in ids if job_id not in known]
     recorded = sacct_states(rest)
     for job_id in rest:
@@ -265,6 +293,12 @@ class SlurmJob(Job):
             return self._states.get(self.job_id, fresh=fresh)
         except SlurmUnavailable:
             return None
+
+    def waiting(self) -> str | None:
+        state = self.state()
+        if state is None or state.state != "PENDING" or state.reason in ("", "None"):
+            return None
+        return state.reason
 
     def describe(self) -> str:
         state = self.state()

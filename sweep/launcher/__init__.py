@@ -24,10 +24,11 @@ from sweep import base as base_mod
 from sweep import configs, live, records
 from sweep import storage as storage_mod
 from sweep.errors import Printer, StudyStopped, SweepError, print_line
-from sweep.executors import Executor, JobFn, make_executor
+from sweep.executors import Executor, JobFn, chosen, make_executor
 from sweep.launcher import preflight
 from sweep.launcher.budget import check_budget
 from sweep.launcher.loop import POLL_SECONDS, Launcher
+from sweep.launcher.sigterm import Terminated, stopped_line
 from sweep.study import plan
 from sweep.study.plan import check_same_plan, make_pruner, make_sampler, plan_fingerprint
 from sweep.study.spec import StudySpec, best_of, params_text
@@ -40,6 +41,7 @@ class Summary:
     study: str
     states: Counter[str] = field(default_factory=Counter)
     best: FrozenTrial | None = None
+    failed_here: int = 0  # trials of this launch whose job failed: `sweep launch` exits 1
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def prepare(
     spec, inherited = base_mod.with_base(spec, storage_mod.url_of(storage_url, Path(results_dir)))
     found = preflight.problems(spec, executor)
     if found:  # before the storage is touched: nothing stored, nothing submitted
-        raise SweepError("; ".join(found))
+        raise SweepError("\n".join(found))  # one error line per problem
     job_executor = make_executor(executor, spec.resources, parallel=parallel)
     # A launch that cannot write its run dirs must fail before it touches the storage, and one whose
     # storage is unreachable before it creates any folder: check first, create after.
@@ -183,10 +185,14 @@ def launch(
         except KeyboardInterrupt:  # Ctrl-C: say what is left and how to go on; the CLI exits 130
             out(launcher.interrupted())
             raise
+        except Terminated:  # `sweep cancel` (on this host), or a kill: one line; the CLI exits 143
+            out(stopped_line(spec.name))
+            raise
         except StudyStopped as stopped:  # the CLI prints the line and exits 1
             launcher.stop_running(f"stopped with the launcher: {stopped}")
             raise
         summary = summarize(spec, study)
+    summary.failed_here = launcher.failed
     out(summary_line(summary, spec.metric))
     return summary
 
@@ -219,7 +225,8 @@ def _make_dir(folder: Path, given: str) -> None:
 
 def summary_line(summary: Summary, metric: str) -> str:
     counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(summary.states.items()))
-    line = f"{summary.study}: {sum(summary.states.values())} trials ({counts or 'none'})"
+    total = sum(summary.states.values())
+    line = f"{summary.study}: {total} trial{'' if total == 1 else 's'} ({counts or 'none'})"
     if summary.best is not None and summary.best.value is not None:
         best = summary.best
         line += f"; best trial {best.number} {metric} {best.value:.4f} {params_text(best.params)}".rstrip()
@@ -259,6 +266,19 @@ def dry_run(spec: StudySpec, *, storage_url: str, executor: str, out: Printer = 
             out(str(change.change_line(spec.name)))
         ids = change.ids
     plan.dry_run(spec, study=stored, out=out, ids=ids)
+    out(f"executor: {chosen(executor)}")
     found = preflight.problems(spec, executor)
     if found:
-        raise SweepError("; ".join(found))
+        raise SweepError("\n".join(found))  # one error line per problem
+
+
+def failed_line(summary: Summary) -> str | None:
+    """The error line of a launch some of whose trials failed (it exits 1); None when none did."""
+    count = summary.failed_here
+    if not count:
+        return None
+    trials = "1 trial" if count == 1 else f"{count} trials"
+    return (
+        f"{summary.study}: {trials} of this launch failed; `sweep status --study {summary.study}` says why, "
+        "`sweep launch` again runs failed planned trials again"
+    )

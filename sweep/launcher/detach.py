@@ -31,14 +31,13 @@ import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from sweep import owners, procs, records
-from sweep.detached import alive, describe, time_text
+from sweep.detached import DETACHED_ENV, alive, describe, time_text
 from sweep.errors import Printer, StudyStopped, SweepError, run_command
 from sweep.launcher import Prepared, launch
 from sweep.records import DetachedLauncher, StudyRecord
 from sweep.study.files import load_study
 from sweep.study.spec import StudySpec
 
-DETACHED_ENV = "SWEEP_DETACHED"  # in a detached launcher's environment: local | slurm
 STORAGE_ENV = "SWEEP_STORAGE"  # --storage, passed in the environment: a password stays off `ps`
 LAUNCHERS_DIR = "launchers"  # DIR/launchers/NAME/: a SLURM launcher's job files and logs
 MAX_LAUNCHER_REQUEUES = 1000  # time limits a SLURM launcher may pass through (each is a requeue)

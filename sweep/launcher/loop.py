@@ -18,9 +18,7 @@ which launcher holds which run (decided in the database), `sweep.claims`' and `s
 
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -30,12 +28,14 @@ from sweep import storage as storage_mod
 from sweep._compat import finished_already, rdb_storage, study_id
 from sweep.claims import Claims, Stamper, create_tables
 from sweep.errors import Printer, StudyStopped, SweepError, print_line
-from sweep.executors import Executor, Job, JobFn, attach, wait_for_end
+from sweep.executors import Executor, JobFn, attach, wait_for_end
 from sweep.executors.job import TrainJob
 from sweep.executors.program import ProgramJob
 from sweep.launcher.budget import Budget
+from sweep.launcher.metric_check import MetricWatch
 from sweep.launcher.source import TrialSource
 from sweep.launcher.takeover import TakeOver
+from sweep.launcher.watched import Watched
 from sweep.records import TrialRecord
 from sweep.study.plan import (
     distributions,
@@ -50,32 +50,6 @@ POLL_SECONDS = 0.5  # how often running trials' metrics files are read
 FIRST_POLL_SECONDS = 0.05  # the first sleep after something happened; doubled up to POLL_SECONDS
 MAX_SUBMISSIONS = 3  # a trial whose job vanishes (killed, out of memory) this often is FAILed
 SCAN_SECONDS = 5.0  # how often a launcher looks for RUNNING trials whose launcher died
-
-
-@dataclass
-class Watched:
-    """A trial whose job the launcher watches."""
-
-    trial: optuna.Trial
-    job: Job
-    values: dict[str, Any]  # what the job got: TrainConfig fields, or a program's parameters
-    run_dir: Path
-    reported: int = 0  # the last epoch reported to the trial
-
-    @property
-    def key(self) -> tuple[int, int]:
-        """(config, repeat): the run the trial is, as claimed."""
-        record = TrialRecord.of(self.trial)
-        return (-1 if record.config is None else record.config), record.repeat
-
-    @property
-    def epochs(self) -> int | None:
-        """The epochs the trial runs, when its values say (a program's may not)."""
-        epochs = self.values.get("epochs")
-        return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
-
-    def of_epochs(self, epoch: int) -> str:
-        return f"{epoch}/{self.epochs}" if self.epochs is not None else str(epoch)
 
 
 class Launcher:
@@ -118,6 +92,8 @@ class Launcher:
         self.starting: int | None = None  # the trial whose job `submit` is starting (a debug job runs there)
         self.id = owners.launcher_id()  # stored as each watched trial's `launcher`
         self.failed_in_row = 0  # trials whose job failed since the last one that completed
+        self.failed = 0  # trials of this launch whose job failed (`sweep launch` then exits 1)
+        self.metric_watch = MetricWatch(spec.metric, spec.name, spec.source)
         self.budget = None if budget is None else Budget(budget, spec.resources.gpus, spec.name, out)
         storage = rdb_storage(study)
         create_tables(storage)
@@ -199,7 +175,9 @@ class Launcher:
 
     def reconcile(self) -> None:
         """List the planned trials still to run and take over the RUNNING trials a previous launcher left."""
-        self.source.reconcile(self.study.get_trials(deepcopy=False))
+        trials = self.study.get_trials(deepcopy=False)
+        self.source.reconcile(trials)
+        self.metric_watch.seen_in(trials)
         for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             self.take_over(frozen)
 
@@ -273,6 +251,8 @@ class Launcher:
         Returns whether anything happened (a new epoch, a prune, an end).
         """
         done = item.job.done()  # before reading: every epoch of a finished job is then in the file
+        if not done and not item.waited:
+            self.say_waiting(item)
         history = read_epochs(RunPaths(item.run_dir).metrics)
         new = [record for record in history if record["epoch"] > item.reported]
         for record in new:
@@ -290,13 +270,22 @@ class Launcher:
             self.finish(item, history)
         return done or bool(new)
 
+    def say_waiting(self, item: Watched) -> None:
+        """Say once that the trial's job waits in the queue, and why (SLURM's reason); the live view
+        shows the line above the trials."""
+        why = item.job.waiting()
+        if why is not None:
+            item.waited = True
+            self.out(f"trial {item.trial.number} job {item.job.job_id} waits in the queue: {why}")
+
     def report(self, item: Watched, record: Epoch) -> bool:
         """Report the epoch's metric to the trial; False when the epoch logged no value of it."""
         epoch, value = int(record["epoch"]), record.get(self.spec.metric)
         item.reported = epoch
         number, metric = item.trial.number, self.spec.metric
+        note = self.metric_watch.note(record)  # counts the metric as logged when the epoch has it
         if value is None:
-            self.out(f"trial {number} epoch {item.of_epochs(epoch)}  {metric} no value")
+            self.out(f"trial {number} epoch {item.of_epochs(epoch)}  {metric} no value{note}")
             return False
         item.trial.report(value, epoch)
         self.out(f"trial {number} epoch {item.of_epochs(epoch)}  {metric} {value:.4f}")
@@ -362,7 +351,8 @@ class Launcher:
         reason = outcome.detail or f"the job succeeded but logged no finite '{self.spec.metric}'"
         if outcome.status == "lost":
             reason = f"{reason} ({MAX_SUBMISSIONS} submissions; giving up)"
-        self.fail(item.trial, reason)
+        self.fail(item.trial, reason, count=not self.metric_watch.misnamed(history))
+        self.metric_watch.check(number, history)  # a misnamed metric stops the launch here
 
     def stop_running(self, reason: str) -> None:
         """Stop every running trial's job and tell the trial FAIL (the next launch runs it again)."""
@@ -378,9 +368,11 @@ class Launcher:
         if not self.tell(trial, state=TrialState.FAIL):
             return
         last = records.failure_line(reason)
-        self.out(f"trial {number} failed: {last} (full text in user attribute 'traceback')")
+        shows = f"sweep status --study {self.spec.name} --trial {number}"
+        self.out(f"trial {number} failed: {last} (full text: {shows})")
         if not count:
             return
+        self.failed += 1
         self.failed_in_row += 1
         if self.failed_in_row >= self.spec.max_failures:
             raise StudyStopped(

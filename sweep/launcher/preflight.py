@@ -2,7 +2,8 @@
 
 Run on the launcher's machine for the executors whose jobs run there (local, debug): the data each
 configuration reads is present, the GPUs a trial asks for are there, the program's command exists. A
-SLURM job runs elsewhere, where another file system and other GPUs may be, so its trials find out.
+SLURM job runs elsewhere, where another file system and other GPUs may be, so its trials find out;
+for slurm, the controller is asked whether it answers (`scontrol ping`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from pathlib import Path
 
 from sweep.executors import resolve
 from sweep.executors.local import machine_gpus
+from sweep.executors.slurm import controller_problem
+from sweep.study.files import shipped_dir
 from sweep.study.program import executable
 from sweep.study.spec import StudySpec
 
@@ -20,6 +23,9 @@ ON_THIS_MACHINE = ("local", "debug")
 def problems(spec: StudySpec, executor: str) -> list[str]:
     """What stops the study's trials from running with `executor`, one line each; [] when nothing."""
     kind = resolve(executor)
+    if kind == "slurm":
+        problem = controller_problem()
+        return [] if problem is None else [f"--executor {executor}: {problem}"]
     if kind not in ON_THIS_MACHINE:
         return []
     found = _gpus(spec, kind)
@@ -39,10 +45,28 @@ def _gpus(spec: StudySpec, kind: str) -> list[str]:
         if here
         else "none (no nvidia-smi, no CUDA_VISIBLE_DEVICES)"
     )
-    return [
-        f"{spec.source}: [resources] gpus = {wanted}, but the GPUs this machine shows local jobs are {seen}; "
-        'set gpus = 0 (and [train] device = "cpu") to run on the CPU, or use --executor slurm'
-    ]
+    found = (
+        f"{spec.source}: [resources] gpus = {wanted}, but the GPUs this machine shows local jobs are {seen}"
+    )
+    return [f"{found}; {_cpu_fix(spec)}"]
+
+
+def _edit(spec: StudySpec) -> str:
+    """Where to make a change: the study file, or for a shipped study a copy of it in ./studies/."""
+    if Path(spec.source).resolve().parent == shipped_dir().resolve():
+        return f"copy it to ./studies/{spec.name}.toml (sweep uses that copy) and in the copy "
+    return ""
+
+
+def _cpu_fix(spec: StudySpec) -> str:
+    """The fix of a GPU study on a machine without GPUs: a program's study sets gpus alone; the
+    trainer's also its device, and a CPU run of a full-size ResNet is said to take days."""
+    if spec.program is not None:
+        return f"{_edit(spec)}set [resources] gpus = 0 to run on the CPU, or use --executor slurm"
+    return (
+        f'{_edit(spec)}set gpus = 0 and [train] device = "cpu" to run on the CPU (a full-size ResNet there '
+        "takes days), or use --executor slurm"
+    )
 
 
 def _data(spec: StudySpec) -> list[str]:
@@ -62,7 +86,7 @@ def _data(spec: StudySpec) -> list[str]:
             missing[data_dir] = None
     return [
         f"{spec.source}: data_dir '{folder}' (as the jobs see it, from {Path.cwd()}) has no {BATCHES_DIR}; "
-        "put CIFAR-10 there, set [train] download = true, or data_dir = a folder that has it"
+        f"put CIFAR-10 there, or {_edit(spec)}set [train] download = true or data_dir = a folder that has it"
         for folder in missing
     ]
 

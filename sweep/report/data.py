@@ -13,6 +13,7 @@ metrics.jsonl, and returns plain frames that `table` and `html` only draw:
 
 The table's metric columns: the built-in trainer's (train and val, test when evaluated) for it and
 for a program that logs the same four; for any other program, each metric it logs, the study's first.
+A column empty in every row is left out.
 
 A trial without a metrics file (a study only in the storage, or made through Optuna's API) falls back
 to its intermediate values, which hold the study's metric per epoch.
@@ -48,7 +49,6 @@ LOSSES = ("train_loss", "val_loss", "test_loss")  # shown at the last finished e
 # test_acc_best_val (best.pt's weights) and test_acc (the final weights), one evaluation each.
 ACCURACIES = ("train_acc", "val_acc", "test_acc_best_val", "test_acc")
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "test_acc_best_val", "test_acc")
-TRAINER_LOGS = (*METRICS, "test_loss", "test_loss_best_val")  # what the built-in trainer may log
 NOT_METRICS = ("epoch", "epoch_seconds", "images_per_second", "lr")  # logged each epoch, not compared
 PARAM = "param."  # prefix of the param columns in the frames: a param may be named like a metric (epochs)
 
@@ -131,6 +131,7 @@ def collect(
     metrics = table_metrics(info, logged)
     rows, gone = split_gone(config_rows(frame, info, metrics), spec, info.params, show_all=show_all)
     rows = with_best(rows, info.direction) if gone else rows  # the best of the rows shown
+    metrics = filled(metrics, rows)
     repeats = bool(len(rows)) and int(rows["n"].max()) > 1
     if repeats:
         rows = ranked(rows, info.direction)
@@ -180,9 +181,17 @@ def _complete_run_dirs(trials: pd.DataFrame) -> list[tuple[int, Path]]:
 
 def table_metrics(info: StudyInfo, logged: tuple[str, ...]) -> tuple[str, ...]:
     """The metric columns: the seed's form, or a program's own metrics (see the module docstring)."""
-    if set(logged) <= set(TRAINER_LOGS) or set(METRICS[:4]) <= set(logged):
+    if set(METRICS[:4]) <= set(logged):  # the trainer logs all four each epoch; a program of less has its own
         return METRICS if info.evaluates_test else METRICS[:4]
     return tuple(dict.fromkeys([*([info.metric] if info.metric in logged else []), *logged]))
+
+
+def filled(metrics: tuple[str, ...], rows: pd.DataFrame) -> tuple[str, ...]:
+    """The metric columns that hold a number in some row: no column is empty for every row (all of them
+    while there are no rows: no table is drawn)."""
+    if not len(rows):
+        return metrics
+    return tuple(metric for metric in metrics if rows[metric].notna().any())
 
 
 def _info(study: optuna.Study, spec: StudySpec | None, stored: StoredTrials) -> StudyInfo:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,3 +105,31 @@ def test_cancel_stops_the_job_a_dead_launcher_never_recorded(no_leftovers: Path)
     stored = optuna.load_study(study_name="cr9", storage=f"sqlite:///{results / 'sweep.db'}").trials[0]
     assert stored.state == TrialState.FAIL
     assert records.TrialRecord.of(stored).job_id == job.job_id
+
+
+def test_an_attached_launcher_stopped_by_cancel_says_so_and_exits_143(no_leftovers: Path) -> None:
+    study = no_leftovers / "att.toml"
+    study.write_text(
+        '[study]\nname = "att"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
+        "[space]\nlr = [0.1]\n[resources]\ngpus = 0\ncpus = 1\n"
+        f'[program]\ncommand = ["{sys.executable}", "-c", "import time; time.sleep(600)"]\n'
+    )
+    results, log = no_leftovers / "results", no_leftovers / "att.log"
+    with log.open("w") as output:
+        launcher = subprocess.Popen(
+            sweep_cmd("launch", "--study", str(study), "--executor", "local", "--results-dir", str(results)),
+            cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    try:
+        wait_for(lambda: "trial 0 submitted" in log.read_text(), timeout=deadline(60), what="the submission")
+        cancelled = run_sweep("cancel", "--study", "att", "--results-dir", str(results), timeout=deadline(60))
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert launcher.wait(timeout=deadline(30)) == 143
+    finally:
+        launcher.kill()
+    lines = log.read_text().splitlines()
+    assert lines[-1] == (
+        "att: launcher stopped by sweep cancel (or another SIGTERM); its trials' jobs are left to the cancel "
+        "(a new `sweep launch` re-attaches any still running)"
+    )
+    assert "Traceback" not in log.read_text()

@@ -136,7 +136,8 @@ def test_parallel_defaults_to_the_study_array_parallelism(
     import sweep.launcher
 
     seen: dict[str, int] = {}
-    monkeypatch.setattr(sweep.launcher, "launch", lambda spec, **kwargs: seen.update(kwargs))
+    summary = sweep.launcher.Summary("par")  # a launch whose trials all ended well
+    monkeypatch.setattr(sweep.launcher, "launch", lambda spec, **kwargs: seen.update(kwargs) or summary)
     resources = {"gpus": 0, "cpus": 1, "array_parallelism": 3}
     study_file = write_study(
         tmp_path / "par.toml",
@@ -151,7 +152,7 @@ def test_parallel_defaults_to_the_study_array_parallelism(
 def test_status_into_a_reader_that_stops_early_ends_quietly(tmp_path: Path) -> None:
     make_study(tmp_path, 3000)  # ~300 KB of status lines: more than a pipe holds
     proc = subprocess.Popen(
-        sweep_cmd("status", "--results-dir", str(tmp_path)),
+        sweep_cmd("status", "--all", "--results-dir", str(tmp_path)),
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

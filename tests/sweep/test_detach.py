@@ -154,7 +154,7 @@ def test_logs_follow_prints_a_running_trials_epochs_as_they_happen_and_ends_with
     assert min(epochs_done_when_seen) < 8  # printed while the trial ran, not after it
     assert _trials(results, "lf")[0].state == TrialState.COMPLETE  # it ended with the trial
     launcher = run_sweep("logs", "--study", "lf", "--launcher", "--results-dir", str(results))
-    assert "lf: 1 trials (1 complete)" in launcher.stdout
+    assert "lf: 1 trial (1 complete)" in launcher.stdout
 
 
 def test_logs_of_a_debug_trial_and_of_a_study_never_detached_are_one_line(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
+from sweep.executors import chosen
 from sweep.executors.debug import DebugExecutor
 from sweep.launcher import launch
 from sweep.launcher.loop import Launcher
@@ -278,8 +279,9 @@ def test_dry_run_of_a_started_study_lists_only_what_is_left(
     db = (results / "sweep.db").read_bytes()
 
     result = sweep_main(
-        capsys, "launch", "--study", str(tiny_smoke), "--dry-run", "--results-dir", str(results)
-    )
+        capsys, "launch", "--study", str(tiny_smoke), "--dry-run", "--results-dir", str(results),
+        "--executor", "local",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines == [
@@ -287,6 +289,7 @@ def test_dry_run_of_a_started_study_lists_only_what_is_left(
         "config 2 repeat 0  optimizer=adam lr=0.05",
         "config 3 repeat 0  optimizer=adam lr=0.01",
         "smoke: 2 planned trials, 0 sampled to submit, 1 already finished; nothing submitted",
+        f"executor: {chosen('local')}",
     ]
     assert (results / "sweep.db").read_bytes() == db
 
@@ -363,7 +366,7 @@ def test_launch_again_on_a_finished_study_runs_nothing(tmp_path: Path) -> None:
     lines.clear()
     summary = launch(load_study(study_file), results_dir=results, executor="debug", out=lines.append)
     assert lines == [
-        "again: 1 trials (1 complete); best trial 0 val_acc " + f"{summary.best.value:.4f} lr=0.05"
+        "again: 1 trial (1 complete); best trial 0 val_acc " + f"{summary.best.value:.4f} lr=0.05"
     ]
 
 
@@ -387,7 +390,8 @@ def test_failing_job_is_fail_with_traceback_and_the_study_goes_on(tmp_path: Path
     result = run_sweep(
         "launch", "--study", str(study_file), "--executor", "local", "--results-dir", str(results)
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # a trial failed: a script's next step does not run
+    assert "fails: 1 trial of this launch failed" in result.stderr
     failed, complete = _stored(results, "fails").trials
     assert failed.state == TrialState.FAIL
     assert "Traceback" in failed.user_attrs["traceback"]
@@ -745,6 +749,7 @@ def test_a_dry_run_shows_the_plan_and_then_what_would_stop_the_launch(
         "--results-dir",
         str(tmp_path / "r"),
     ]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # a GPU, so that the missing data is the one problem
     result = sweep_main(capsys, *args)
     assert_one_line_error(result, "data_dir 'data'", "has no cifar-10-batches-py")
     assert "optimizers: 5 planned trials" in result.stdout

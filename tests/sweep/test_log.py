@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,19 @@ def test_the_run_dir_comes_from_the_environment(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("SWEEP_RUN_DIR", str(tmp_path))
     log_epoch(1, score=3)
     assert read_epochs(tmp_path / "metrics.jsonl") == [{"epoch": 1.0, "score": 3.0}]
+
+
+def test_outside_sweep_the_epoch_is_printed_to_stderr_and_nothing_is_written(tmp_path: Path) -> None:
+    # the same script a study runs, run by hand: no SWEEP_RUN_DIR
+    script = "from sweep import log_epoch\nfor e in (1, 2):\n    log_epoch(e, val_acc=0.5 * e, loss=1 / e)\n"
+    env = {key: value for key, value in os.environ.items() if key != "SWEEP_RUN_DIR"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=deadline(60),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["epoch 1  val_acc 0.5  loss 1", "epoch 2  val_acc 1  loss 0.5"]
+    assert done.stdout == "" and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -129,20 +129,59 @@ def test_a_program_that_cannot_start_fails_with_that_reason(tmp_path: Path) -> N
         job({}, str(tmp_path))
 
 
-def test_a_program_that_exits_0_without_the_metric_fails_naming_what_it_logged(
+def test_a_misnamed_metric_stops_the_launch_at_the_first_trial_naming_the_keys_it_logged(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # the program logs 'acc' for two epochs; the study's metric is 'score': three trials planned
     (tmp_path / "quiet.py").write_text(
         "import json, os\nwith open(os.environ['SWEEP_RUN_DIR'] + '/metrics.jsonl', 'a') as f:\n"
-        "    f.write(json.dumps({'epoch': 1, 'acc': 0.5}) + '\\n')\n"
+        "    for epoch in (1, 2):\n"
+        "        f.write(json.dumps({'epoch': epoch, 'acc': 0.5, 'loss': 1.0}) + '\\n')\n"
     )
-    path = _study(tmp_path, f'command = ["{sys.executable}", "quiet.py"]\n', lrs="[0.1]")
+    path = _study(tmp_path, f'command = ["{sys.executable}", "quiet.py"]\n', lrs="[0.1, 0.2, 0.3]")
     result = sweep_main(
         capsys, "launch", "--study", str(path), "--executor", "debug", "--results-dir", str(tmp_path / "r")
     )
-    assert result.returncode == 0
+    assert result.returncode == 1, result.stderr
+    # the first epoch line without the metric names the keys that epoch has, once
+    epoch_lines = [line for line in result.stdout.splitlines() if "score no value" in line]
+    assert epoch_lines[0] == (
+        f'trial 0 epoch 1/3  score no value (this epoch logged acc, loss; [study] metric = "score" in {path})'
+    )
+    assert epoch_lines[1] == "trial 0 epoch 2/3  score no value"
     assert "trial 0 failed: " in result.stdout and "without logging 'score'" in result.stdout
-    assert "it logged acc" in result.stdout
+    lines = result.stderr.splitlines()
+    assert lines == [
+        f"error: own: trial 0 ended without logging 'score' in any of its 2 epochs; it logged acc, loss. "
+        f"Set [study] metric in {path} to the name the program logs (or log 'score'); the running trials "
+        "were stopped"
+    ]
+    study = optuna.load_study(study_name="own", storage=default_url(tmp_path / "r"))
+    assert [t.state for t in study.trials] == [TrialState.FAIL]  # the other two never started
+
+
+def test_a_trial_without_the_metric_is_an_ordinary_failure_once_another_trial_logged_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # lr 0.1 logs 'score'; lr 0.2 logs only 'acc': the metric's name is right, that trial failed
+    (tmp_path / "half.py").write_text(
+        "import json, os, sys\nkey = 'score' if sys.argv[1] == '0.1' else 'acc'\n"
+        "with open(os.environ['SWEEP_RUN_DIR'] + '/metrics.jsonl', 'a') as f:\n"
+        "    f.write(json.dumps({'epoch': 1, key: 0.5}) + '\\n')\n"
+    )
+    path = _study(tmp_path, f'command = ["{sys.executable}", "half.py", "{{lr}}"]\n')
+    result = sweep_main(
+        capsys, "launch", "--study", str(path), "--executor", "debug", "--results-dir", str(tmp_path / "r")
+    )
+    assert "own: 2 trials (1 complete, 1 fail)" in result.stdout
+    assert "(this epoch logged" not in result.stdout
+    # a launch with a failed trial exits 1 with one line, after its summary
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "error: own: 1 trial of this launch failed; `sweep status --study own` says why, "
+        "`sweep launch` again runs failed planned trials again"
+    ]
+    assert "(full text: sweep status --study own --trial 1)" in result.stdout
 
 
 def test_a_failing_program_fails_its_trial_with_the_end_of_its_stderr(

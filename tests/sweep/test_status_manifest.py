@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sweep.cli import main
+from sweep.status import manifest_lines
 from tests.sweep.report_studies import Trial, epoch, make_study
 from trainer.manifest import end_attempt, start_attempt
 
@@ -56,3 +57,17 @@ def test_status_of_one_trial_shows_its_manifest(
 
     assert main(["status", "--study", "m", "--trial", "1", "--results-dir", str(results)]) == 0
     assert "manifest: none" in capsys.readouterr().out
+
+
+def test_status_says_a_repository_without_a_commit_is_one_not_that_it_is_no_checkout(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    subprocess.run(["git", "-C", str(fresh), "init", "-q"], check=True)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    attempt = start_attempt(run_dir, program_dir=fresh, torch_details=False)
+    assert f"    code {fresh.resolve()}: a git repository with no commit yet" in manifest_lines([attempt])
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    other = start_attempt(plain, program_dir=plain, torch_details=False)
+    assert f"    code {plain.resolve()}: not a git checkout" in manifest_lines([other])

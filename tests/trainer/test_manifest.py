@@ -74,6 +74,19 @@ def test_outside_a_repository_there_is_no_commit_and_no_error(tmp_path: Path) ->
     assert json.loads(manifest_path(tmp_path).read_text())["attempts"][0]["git_commit"] is None
 
 
+def test_a_repository_without_a_commit_yet_says_so_not_not_a_checkout(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    _git(fresh, "init", "-q")
+    (fresh / "train.py").write_text("print('v0')\n")
+    attempt = start_attempt(tmp_path, program_dir=fresh, torch_details=False)
+    assert attempt.git_commit is None and attempt.git_no_commit is True
+    assert attempt.code == "git, no commit yet"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert not start_attempt(plain, program_dir=plain, torch_details=False).git_no_commit
+
+
 def test_a_folder_its_repository_ignores_is_not_that_repositorys_code(repo: Path, tmp_path: Path) -> None:
     installed = repo / "runs" / "site-packages"
     installed.mkdir(parents=True)

@@ -466,3 +466,26 @@ def test_a_requeued_program_resumes_from_its_own_checkpoint(tmp_path: Path, stud
     started = [(run_dir / f"program.{n}.out").read_text().split() for n in (0, 1)]
     assert started[0][:2] == ["start", "0"] and started[1][:2] == ["start", "1"]
     assert int(started[1][-1]) > 1  # the second start picked up from its checkpoint
+
+
+def test_a_job_that_waits_in_the_queue_is_said_once_with_squeues_reason(
+    tmp_path: Path, study_jobs: list[str], sessions: list[subprocess.Popen[str]]
+) -> None:
+    study_jobs.append("waits")
+    path = tmp_path / "waits.toml"
+    path.write_text(  # --begin in ten minutes: the job waits, squeue's reason BeginTime, using nothing
+        '[study]\nname = "waits"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
+        '[space]\nlr = [0.1]\n[resources]\ngpus = 0\ncpus = 1\n[resources.slurm]\nbegin = "now+600"\n'
+        f'[program]\ncommand = ["{sys.executable}", "-c", "pass"]\n'
+    )
+    results, log = tmp_path / "results", tmp_path / "launcher.log"
+    launcher = _launch_in_background(path, results, log)
+    sessions.append(launcher)
+    said = "trial 0 job {} waits in the queue: BeginTime"
+    wait_for(lambda: "waits in the queue" in log.read_text(), timeout=JOB_TIMEOUT_S, what="the wait")
+    time.sleep(2)  # several polls later: said once
+    (job_id,) = [line.split()[4] for line in log.read_text().splitlines() if " submitted " in line]
+    assert [line for line in log.read_text().splitlines() if "waits" in line] == [said.format(job_id)]
+    status = run_sweep("status", "--study", "waits", "--results-dir", str(results))
+    assert "(slurm PENDING (BeginTime))" in status.stdout, status.stdout
+    assert run_sweep("cancel", "--study", "waits", "--results-dir", str(results)).returncode == 0

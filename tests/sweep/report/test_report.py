@@ -245,10 +245,10 @@ def storage_only(tmp_path: Path) -> Path:
 ADHOC_MD = """\
 ## Study `adhoc`
 
-| Batch size | Weight decay | Training loss | Train Best Acc | Val loss | Val Best Acc |
-|---|---|---:|---:|---:|---:|
-| **128** | **1e-4** | — | — | — | **61.00%** |
-| 256 | 5e-4 | — | — | — | 60.00% |
+| Batch size | Weight decay | Val Best Acc |
+|---|---|---:|
+| **128** | **1e-4** | **61.00%** |
+| 256 | 5e-4 | 60.00% |
 
 **Bold**: the best configuration (highest val_acc). Losses at the last finished epoch, accuracies at the best epoch.
 
@@ -372,3 +372,36 @@ def test_report_out_writes_elsewhere_from_a_read_only_results_folder(
         # without --out the same report cannot be written there, and the line says which file
         result = sweep_main(capsys, "report", "--study", str(optimizers), "--results-dir", str(results))
         assert_one_line_error(result, "cmp.md", "cannot write", "--out DIR")
+
+
+def test_a_program_that_logs_two_of_the_trainers_metrics_gets_those_two_columns_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # logs train_loss and val_acc only: not the trainer's four columns, two of them all "—"
+    results = tmp_path / "results"
+    lines = [{"epoch": 1, "train_loss": 0.9, "val_acc": 0.5}, {"epoch": 2, "train_loss": 0.5, "val_acc": 0.7}]
+    other = [{"epoch": 1, "train_loss": 1.1, "val_acc": 0.4}, {"epoch": 2, "train_loss": 0.8, "val_acc": 0.6}]
+    make_study(results, "two", [Trial({"lr": 0.1}, epochs=lines), Trial({"lr": 0.2}, epochs=other)])
+    assert main(["report", "--study", "two", "--results-dir", str(results), "--format", "csv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert [column for column in header if column in ("train_loss", "train_acc", "val_loss", "val_acc")] == [
+        "val_acc", "train_loss"
+    ]  # fmt: skip
+    assert main(["report", "--study", "two", "--results-dir", str(results)]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert table[0].count("|") == 4 and "—" not in "".join(table)  # LR, val acc, train loss
+
+
+def test_a_metric_no_complete_trial_logged_gets_no_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the trainer's four, and a test accuracy only a pruned trial logged: no all-empty column for it
+    results = tmp_path / "results"
+    trials = [
+        Trial({"lr": 0.1}, epochs=[epoch(1, 1.0, 0.5, 1.0, 0.5)]),
+        Trial({"lr": 0.2}, PRUNED, epochs=[epoch(1, 1.0, 0.4, 1.0, 0.4, test_acc=0.3)]),
+    ]
+    make_study(results, "gap", trials)
+    assert main(["report", "--study", "gap", "--results-dir", str(results)]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert "test" not in table[0].lower() and "—" not in "".join(table)

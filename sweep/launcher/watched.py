@@ -1,0 +1,39 @@
+"""A trial whose job the launcher watches: the trial, its job, what the job got, where it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from sweep.executors import Job
+from sweep.records import TrialRecord
+
+
+@dataclass
+class Watched:
+    """A trial whose job the launcher watches."""
+
+    trial: optuna.Trial
+    job: Job
+    values: dict[str, Any]  # what the job got: TrainConfig fields, or a program's parameters
+    run_dir: Path
+    reported: int = 0  # the last epoch reported to the trial
+    waited: bool = False  # its job's wait in a queue was said
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """(config, repeat): the run the trial is, as claimed."""
+        record = TrialRecord.of(self.trial)
+        return (-1 if record.config is None else record.config), record.repeat
+
+    @property
+    def epochs(self) -> int | None:
+        """The epochs the trial runs, when its values say (a program's may not)."""
+        epochs = self.values.get("epochs")
+        return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+
+    def of_epochs(self, epoch: int) -> str:
+        return f"{epoch}/{self.epochs}" if self.epochs is not None else str(epoch)
