@@ -38,7 +38,9 @@ from sweep.records import StudyRecord
 from sweep.report.confirm import Confirmation, confirmation
 from sweep.report.environment import Spread, environment_spread
 from sweep.report.intervals import half_width
+from sweep.report.savings import PruningSavings, pruning_savings
 from sweep.report.source import StoredTrials, load_trials
+from sweep.study.plan import study_epochs
 from sweep.study.spec import StudySpec
 from trainer.paths import RunPaths
 
@@ -102,6 +104,7 @@ class ReportData:
     metrics: tuple[str, ...] = METRICS[:4]  # the table's metric columns, in order
     environment: tuple[Spread, ...] = ()  # how the complete trials' manifests differ (GPU, code, packages)
     confirmation: Confirmation | None = None  # the search's and the confirmed winner (confirmation trials)
+    savings: PruningSavings | None = None  # what pruning saved; None when no trial was pruned
 
 
 def collect(
@@ -123,6 +126,9 @@ def collect(
     repeats = bool(len(rows)) and int(rows["n"].max()) > 1
     if repeats:
         rows = ranked(rows, info.direction)
+    facts = trial_facts(stored.trials)
+    hours = study_hours(facts, info.gpus)
+    planned = study_epochs(spec) if spec is not None else None
     return ReportData(
         info=info,
         trials=frame,
@@ -131,12 +137,11 @@ def collect(
         rows=rows,
         shown=shown_params(rows, info.params),
         repeats=repeats,
-        totals=dataclasses.replace(
-            totals(frame, info), hours=study_hours(trial_facts(stored.trials), info.gpus)
-        ),
+        totals=dataclasses.replace(totals(frame, info), hours=hours),
         metrics=metrics,
         environment=environment_spread(_complete_run_dirs(stored.trials)),
         confirmation=confirmation(frame, info.params, info.direction),
+        savings=pruning_savings(frame, facts, hours, info.gpus, planned, PARAM),
     )
 
 

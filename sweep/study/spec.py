@@ -19,7 +19,7 @@ from sweep.errors import SweepError
 from trainer.config import TrainConfig
 
 SAMPLERS = ("grid", "tpe", "random")
-PRUNERS = ("none", "median", "hyperband")
+PRUNERS = ("none", "median", "hyperband", "successive_halving")
 DIRECTIONS = ("maximize", "minimize")
 METRICS = {"val_acc": "maximize", "val_loss": "minimize", "train_acc": "maximize", "train_loss": "minimize"}
 STUDY_KEYS = (
@@ -182,7 +182,7 @@ class StudySpec:
     n_trials: int  # configurations to run; each is run `repeats` times
     metric: str = "val_acc"
     direction: str = "maximize"
-    pruner: str = "none"  # none | median | hyperband
+    pruner: str = "none"  # none | median | hyperband | successive_halving
     repeats: int = 1  # seeds per configuration: seed, seed + 1, ...
     pruner_startup_trials: int | None = None  # median: finished trials before pruning starts (None: 5)
     pruner_warmup_epochs: int | None = None  # epochs every trial runs before it can be pruned (None: 0)
