@@ -13,7 +13,8 @@ configuration's curve one epoch every --epoch-s seconds. The methods (the same 8
     tpe+hyperband   TPE, n_trials = 81, pruner = "hyperband", pruner_warmup_epochs = 2
     random+median   random, n_trials = 81, pruner = "median" (5 startup trials, 5 warm-up epochs)
 
-The methods of one task and seed run at the same time (their epochs are sleeps). Each is compared with
+The methods run one after another (--together: a task's methods at the same time, quicker, but four
+launchers then share the CPU and read epochs late: see RESULTS.md). Each is compared with
 the full grid, whose cost and winner come from the surrogate directly: training time used (the
 surrogate's `time` at the last epoch each trial ran, summed) as a % of the grid's 81 x 52 epochs;
 regret, the grid's best final val_accuracy less that of the configuration the study chose (its best
@@ -200,9 +201,12 @@ def collect(
 def run_seed(
     task: str, seed: int, folder: Path, curves_file: Path, args: argparse.Namespace
 ) -> list[Outcome]:
-    """Every method on one task, at the same time, each through `python -m sweep launch`."""
-    started: dict[str, tuple[subprocess.Popen[bytes], float, Path]] = {}
+    """Every method on one task, each through `python -m sweep launch`: one after another, or all at
+    once with --together (their launchers then share the CPU and may read epochs late)."""
+    table = {key: Curve(**value) for key, value in json.loads(curves_file.read_text()).items()}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    started: dict[str, tuple[subprocess.Popen[bytes], float, Path]] = {}
+    outcomes = []
     for method in args.methods:
         results = folder / f"{task}-{seed}-{method.replace('+', '-')}"
         results.mkdir(parents=True)
@@ -224,16 +228,27 @@ def run_seed(
         with (results / "launch.log").open("wb") as log:
             process = subprocess.Popen(command, cwd=results, env=env, stdout=log, stderr=subprocess.STDOUT)
         started[method] = (process, time.monotonic(), results)
-    outcomes = []
-    table = {key: Curve(**value) for key, value in json.loads(curves_file.read_text()).items()}
-    for method, (process, start, results) in started.items():
-        code = process.wait()
-        wall = time.monotonic() - start
-        if code != 0:
-            tail = (results / "launch.log").read_text(errors="replace").strip().splitlines()[-3:]
-            raise SystemExit(f"efficiency: {method} on task {task} exited {code}: {' | '.join(tail)}")
-        outcomes.append(collect(method, task, seed, results, table, wall))
+        if not args.together:
+            outcomes.append(_ended(method, task, seed, started.pop(method), table))
+    outcomes += [_ended(method, task, seed, item, table) for method, item in started.items()]
     return outcomes
+
+
+def _ended(
+    method: str,
+    task: str,
+    seed: int,
+    item: tuple[subprocess.Popen[bytes], float, Path],
+    table: dict[str, Curve],
+) -> Outcome:
+    """Wait for a method's launch to end; its figures."""
+    process, start, results = item
+    code = process.wait()
+    wall = time.monotonic() - start
+    if code != 0:
+        tail = (results / "launch.log").read_text(errors="replace").strip().splitlines()[-3:]
+        raise SystemExit(f"efficiency: {method} on task {task} exited {code}: {' | '.join(tail)}")
+    return collect(method, task, seed, results, table, wall)
 
 
 def median(values: list[float]) -> float:
@@ -286,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--methods", default=",".join(METHODS), help="comma-separated, of: " + ", ".join(METHODS)
     )
+    parser.add_argument("--together", action="store_true", help="run a task's methods at the same time")
     parser.add_argument("--keep", type=Path, help="keep the studies and run dirs here (default: a temp dir)")
     args = parser.parse_args(argv)
     args.methods = [m for m in args.methods.split(",") if m]

@@ -1,8 +1,10 @@
 """What pruning saved in a study: the hours its pruned trials used, and what they would have used run to
 the end (each pruned trial's remaining epochs at its own time per epoch).
 
-A trial's hours: its GPU-hours (sacct, or its manifests' wall time x GPUs) when the study has GPUs;
-else its job-hours, the wall time from its stored start to its end. A diverged trial is not counted:
+A trial's hours: its GPU-hours (sacct, or its manifests' wall time x GPUs) when the study has GPUs and
+they are known; else its epochs' own seconds (`epoch_seconds` of its metrics) x GPUs; else (a program
+that logs no epoch time) the wall time from its stored start to its end x GPUs. With `gpus = 0` they
+are job-hours: the same times, counted once. A diverged trial is not counted:
 it was stopped for a NaN, not by the pruner, and had no end worth running to.
 """
 
@@ -36,12 +38,13 @@ class PruningSavings:
     def line(self) -> str:
         """`Pruning saved ...`: one line under the table."""
         used = f"{self.pruned} pruned trial{'s' if self.pruned != 1 else ''} used {self.used:.3f} {self.unit}"
+        run = f"{self.epochs_run} epoch{'s' if self.epochs_run != 1 else ''}"
         if self.full is None or self.saved is None:
-            return f"Pruning: {used} ({self.epochs_run} epochs); what they would have used to the end is " \
+            return f"Pruning: {used} ({run}); what they would have used to the end is " \
                 "unknown: the study file does not say their epochs."  # fmt: skip
         share = f", {100 * self.saved / self.full:.0f}% of them" if self.full > 0 else ""
         return (
-            f"Pruning saved {self.saved:.3f} {self.unit}{share}: {used} in {self.epochs_run} epochs; run to "
+            f"Pruning saved {self.saved:.3f} {self.unit}{share}: {used} in {run}; run to "
             f"their {self.epochs_planned} epochs they would have used {self.full:.3f} (each one's remaining "
             "epochs at its own time per epoch)."
         )
@@ -58,8 +61,8 @@ def pruning_savings(
     planned: int | None,
     param_prefix: str,
 ) -> PruningSavings | None:
-    """The savings of the study whose per-trial frame is `frame` (number, state, diverged, epochs, the
-    params under `param_prefix`); None when no trial was pruned. `planned`: the study's epochs per trial."""
+    """The savings of the study whose per-trial frame is `frame` (number, state, diverged, epochs,
+    epoch_seconds, the params under `param_prefix`); None when no trial was pruned. `planned`: the study's epochs per trial."""
     by_number = {fact.number: fact for fact in facts}
     pruned = frame[(frame["state"] == "PRUNED") & frame["diverged"].isna()]
     if not len(pruned):
@@ -70,7 +73,7 @@ def pruning_savings(
     known = True
     for _, row in pruned.iterrows():
         number, epochs = int(row["number"]), int(row["epochs"])
-        spent = _hours(by_number.get(number), hours, gpus)
+        spent = _hours(by_number.get(number), hours, gpus, float(row["epoch_seconds"]))
         target = _planned(row, planned, param_prefix)
         used += spent
         run += epochs
@@ -91,10 +94,12 @@ def pruning_savings(
     )
 
 
-def _hours(fact: TrialFacts | None, hours: StudyHours | None, gpus: int) -> float:
+def _hours(fact: TrialFacts | None, hours: StudyHours | None, gpus: int, epoch_seconds: float) -> float:
     mine = None if hours is None or fact is None else hours.of(fact.number)
     if gpus > 0 and mine is not None and mine.attempts:
         return mine.used
+    if epoch_seconds > 0:
+        return epoch_seconds / 3600 * max(gpus, 1)
     if fact is None or fact.start is None or fact.complete is None:
         return 0.0
     return max(0.0, fact.complete - fact.start) / 3600 * max(gpus, 1)
