@@ -62,7 +62,8 @@ def pruning_savings(
     param_prefix: str,
 ) -> PruningSavings | None:
     """The savings of the study whose per-trial frame is `frame` (number, state, diverged, epochs,
-    epoch_seconds, the params under `param_prefix`); None when no trial was pruned. `planned`: the study's epochs per trial."""
+    epoch_seconds, the params under `param_prefix`); None when no trial was pruned. `planned`: the
+    study's epochs per trial (a trial's own `epochs` param comes first)."""
     by_number = {fact.number: fact for fact in facts}
     pruned = frame[(frame["state"] == "PRUNED") & frame["diverged"].isna()]
     if not len(pruned):
