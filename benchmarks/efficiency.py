@@ -10,8 +10,11 @@ configuration's curve one epoch every --epoch-s seconds. The methods (the same 8
 
     grid+sha        the grid, pruner = "successive_halving", pruner_warmup_epochs = 2 (rungs 2, 6, 18)
     grid+hyperband  the grid, pruner = "hyperband", pruner_warmup_epochs = 2
-    tpe+hyperband   TPE, n_trials = 81, pruner = "hyperband", pruner_warmup_epochs = 2
+    tpe+sha         TPE, n_trials = 81 (the grid's trial budget), pruner = "successive_halving",
+                    pruner_warmup_epochs = 2
     random+median   random, n_trials = 81, pruner = "median" (5 startup trials, 5 warm-up epochs)
+
+TPE and random draw from the grid's values (a configuration may be drawn twice, as in any study).
 
 The methods run one after another (--together: a task's methods at the same time, quicker, but four
 launchers then share the CPU and read epochs late: see RESULTS.md). Each is compared with
@@ -63,8 +66,8 @@ GRID = [
 METHODS = {  # [study] lines of each method's study file
     "grid+sha": 'sampler = "grid"\npruner = "successive_halving"\npruner_warmup_epochs = 2',
     "grid+hyperband": 'sampler = "grid"\npruner = "hyperband"\npruner_warmup_epochs = 2',
-    "tpe+hyperband": (
-        f'sampler = "tpe"\nn_trials = {len(GRID)}\npruner = "hyperband"\npruner_warmup_epochs = 2'
+    "tpe+sha": (
+        f'sampler = "tpe"\nn_trials = {len(GRID)}\npruner = "successive_halving"\npruner_warmup_epochs = 2'
     ),
     "random+median": (
         f'sampler = "random"\nn_trials = {len(GRID)}\npruner = "median"\n'
