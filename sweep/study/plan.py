@@ -109,8 +109,9 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
         # every epoch count is a resource; a trial always runs `warmup` epochs (at least one). With
         # max_resource "auto" Optuna prunes nothing until a trial has run to its end (with --parallel 8
         # the first eight trials then run in full): the study's epochs are the maximum when known.
+        first, epochs = max(1, warmup), study_epochs(spec)
         return optuna.pruners.HyperbandPruner(
-            min_resource=max(1, warmup), max_resource=study_epochs(spec) or "auto"
+            min_resource=first, max_resource="auto" if epochs is None else max(first, epochs)
         )
     if spec.pruner == "successive_halving":
         # asynchronous successive halving: rungs at warmup x 3^k epochs; a trial in the best third of
