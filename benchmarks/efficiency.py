@@ -115,6 +115,7 @@ class Outcome:
     seen_late: int = 0  # pruned trials' epochs logged after the rung epoch, before the launcher read it
     after_prune: int = 0  # pruned trials' epochs logged after the launcher pruned them
     pruned: int = 0
+    decision_s: tuple[float, ...] = ()  # per pruned trial: from its rung epoch's line to the prune
 
 
 def study_name(method: str) -> str:
@@ -158,6 +159,7 @@ def collect(
     study = optuna.load_study(study_name=study_name(method), storage=f"sqlite:///{results / 'sweep.db'}")
     trials = study.get_trials(deepcopy=False)
     used, epochs, late, after, pruned = 0.0, 0, 0, 0, 0
+    decisions: list[float] = []
     for trial in trials:
         run_dir = TrialRecord.of(trial).run_dir
         lines = read_lines(run_dir / "metrics.jsonl") if run_dir is not None else []
@@ -173,6 +175,7 @@ def collect(
             beyond = [line for line in lines if line["epoch"] > rung]
             after += sum(1 for line in beyond if line["at"] > told)
             late += sum(1 for line in beyond if line["at"] <= told)
+            decisions += [told - line["at"] for line in lines if line["epoch"] == rung]
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     best_final = max(curve.val_accuracy[-1] for curve in table.values())
     if complete:
@@ -198,6 +201,7 @@ def collect(
         late,
         after,
         pruned,
+        tuple(decisions),
     )
 
 
@@ -280,16 +284,22 @@ def report(outcomes: list[Outcome], references: list[tuple[float, float]]) -> li
             f" time % max {max(o.time_pct for o in mine):.1f})"
         )
     lines.append(
-        "profile: pruned trials' epochs past the rung, summed over runs (seen late | after the prune)"
+        "profile: pruned trials' epochs past the rung, summed over runs (seen late | after the prune);"
+        " rung epoch written to prune, median and 90th percentile over pruned trials; trials per second"
     )
     for method in methods:
         mine = [o for o in outcomes if o.method == method]
         pruned = sum(o.pruned for o in mine)
         late, after = sum(o.seen_late for o in mine), sum(o.after_prune for o in mine)
         rate = sum(o.trials for o in mine) / sum(o.wall_s for o in mine)
+        decisions = sorted(value for o in mine for value in o.decision_s)
+        seen = "-"
+        if decisions:
+            tail = decisions[min(len(decisions) - 1, int(0.9 * len(decisions)))]
+            seen = f"{statistics.median(decisions):.2f} s (p90 {tail:.2f} s)"
         lines.append(
             f"  {method:<16}{pruned:>6} pruned trials  {late:>5} seen late  {after:>5} after prune"
-            f"  {rate:.2f} trials/s"
+            f"  decided {seen}  {rate:.2f} trials/s"
         )
     return lines
 
