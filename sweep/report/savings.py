@@ -4,8 +4,8 @@ the end (each pruned trial's remaining epochs at its own time per epoch).
 A trial's hours: its GPU-hours (sacct, or its manifests' wall time x GPUs) when the study has GPUs and
 they are known; else its epochs' own seconds (`epoch_seconds` of its metrics) x GPUs; else (a program
 that logs no epoch time) the wall time from its stored start to its end x GPUs. With `gpus = 0` they
-are job-hours: the same times, counted once. A diverged trial is not counted:
-it was stopped for a NaN, not by the pruner, and had no end worth running to.
+are job-hours: the same times, counted once. A diverged trial is not counted: it was stopped for a NaN,
+not by the pruner, and had no end worth running to.
 """
 
 from __future__ import annotations
@@ -40,8 +40,10 @@ class PruningSavings:
         used = f"{self.pruned} pruned trial{'s' if self.pruned != 1 else ''} used {self.used:.3f} {self.unit}"
         run = f"{self.epochs_run} epoch{'s' if self.epochs_run != 1 else ''}"
         if self.full is None or self.saved is None:
-            return f"Pruning: {used} ({run}); what they would have used to the end is " \
-                "unknown: the study file does not say their epochs."  # fmt: skip
+            return (
+                f"Pruning: {used} ({run}); what they would have used to the end is unknown: the study "
+                "file does not say their epochs."
+            )
         share = f", {100 * self.saved / self.full:.0f}% of them" if self.full > 0 else ""
         return (
             f"Pruning saved {self.saved:.3f} {self.unit}{share}: {used} in {run}; run to "
