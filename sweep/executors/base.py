@@ -53,6 +53,11 @@ class Job(abc.ABC):
     def cancel(self) -> None:
         """Stop the job and return once it is gone (or CANCEL_DEADLINE_S has passed)."""
 
+    def stop_soon(self) -> None:
+        """Stop the job without waiting for it to be gone (a pruned trial's: the launcher goes on at
+        once); by default the same as `cancel`."""
+        self.cancel()
+
     @abc.abstractmethod
     def outcome(self) -> Outcome:
         """How the job ended; call once `done()` is true."""

@@ -292,7 +292,7 @@ class Launcher:
         return True
 
     def prune(self, item: Watched, epoch: int) -> None:
-        item.job.cancel()
+        item.job.stop_soon()
         del self.running[item.trial.number]
         if self.tell(item.trial, state=TrialState.PRUNED):
             self.out(f"trial {item.trial.number} pruned at epoch {item.of_epochs(epoch)}; job stopped")

@@ -39,7 +39,9 @@ from sweep.report.confirm import Confirmation, confirmation
 from sweep.report.environment import Spread, environment_spread
 from sweep.report.gone import VALUES, Gone, config_values_column, split_gone
 from sweep.report.intervals import half_width
+from sweep.report.savings import PruningSavings, pruning_savings
 from sweep.report.source import StoredTrials, load_trials
+from sweep.study.plan import study_epochs
 from sweep.study.spec import StudySpec, best_of, maximizes
 from trainer.metrics import Epoch, read_epochs
 from trainer.paths import RunPaths
@@ -106,6 +108,7 @@ class ReportData:
     gone: tuple[Gone, ...] = ()  # configurations with complete trials that the study file no longer has
     gone_shown: bool = False  # `--all`: their rows are in the table too
     base: str | None = None  # where [study] base's values came from (`sweep.base.Inherited.source_line`)
+    savings: PruningSavings | None = None  # what pruning saved; None when no trial was pruned
 
 
 def collect(
@@ -135,6 +138,9 @@ def collect(
     repeats = bool(len(rows)) and int(rows["n"].max()) > 1
     if repeats:
         rows = ranked(rows, info.direction)
+    facts = trial_facts(stored.trials)
+    hours = study_hours(facts, info.gpus)
+    planned = study_epochs(spec) if spec is not None else None
     return ReportData(
         info=info,
         trials=frame,
@@ -143,14 +149,13 @@ def collect(
         rows=rows,
         shown=shown_params(rows, info.params),
         repeats=repeats,
-        totals=dataclasses.replace(
-            totals(frame, info), hours=study_hours(trial_facts(stored.trials), info.gpus)
-        ),
+        totals=dataclasses.replace(totals(frame, info), hours=hours),
         metrics=metrics,
         environment=environment_spread(_complete_run_dirs(stored.trials)),
         confirmation=confirmation(frame, info.params, info.direction),
         gone=gone,
         gone_shown=show_all,
+        savings=pruning_savings(frame, facts, hours, info.gpus, planned, PARAM),
     )
 
 

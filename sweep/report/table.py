@@ -95,6 +95,8 @@ def markdown_block(data: ReportData) -> str:
     if data.gone:
         lines += ["", gone_line(data)]
     lines += ["", totals_line(data.totals)]
+    if data.savings is not None:
+        lines += ["", data.savings.line()]
     return "\n".join(lines) + "\n"
 
 
@@ -343,6 +345,7 @@ def json_text(datas: list[ReportData]) -> str:
                 "rows": json.loads(frame.to_json(orient="records", double_precision=15)),  # NaN -> null
                 "environment": [spread.to_dict() for spread in data.environment],
                 "confirmation": None if data.confirmation is None else data.confirmation.to_dict(),
+                "pruning": None if data.savings is None else data.savings.to_dict(),
                 "totals": {
                     **{key: value for key, value in totals.__dict__.items() if key != "hours"},
                     "gpu_hours": totals.gpu_hours,

@@ -32,7 +32,8 @@ Decisions the design leaves open:
   and, for grid studies, every grid configuration, so TrainConfig's own checks run at parse time.
   Combinations a tpe/random sampler may draw are not enumerated.
 * Pruner settings: `pruner_warmup_epochs` (default 0) is the epochs a trial always runs before it can be
-  pruned (median: n_warmup_steps; hyperband: its min_resource, at least 1); `pruner_startup_trials`
+  pruned (median: n_warmup_steps; hyperband and successive_halving: their min_resource, at least 1, so
+  the rungs are at warmup x 3^k epochs); `pruner_startup_trials`
   (median only, default 5 as in Optuna) is how many trials must finish before the median prunes at all.
   A study of 4 trials that wants pruning must therefore lower it. Either key without a pruner is an error.
 * [resources.slurm] holds scalar SLURM options without the `slurm_` prefix (qos = "high"); options that

@@ -35,7 +35,7 @@ from sweep.errors import Printer, SweepError, print_line
 from sweep.records import StudyRecord, TrialRecord
 from sweep.study.identity import planned_configs
 from sweep.study.spec import Categorical, Dimension, FloatRange, StudySpec, maximizes, params_text
-from trainer.config import RESUMABLE_CHANGES
+from trainer.config import RESUMABLE_CHANGES, TrainConfig
 
 # A trial in one of these states has its (config, repeat); a FAILed one gives it back.
 TAKEN_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
@@ -118,9 +118,29 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
         startup = 5 if spec.pruner_startup_trials is None else spec.pruner_startup_trials
         return optuna.pruners.MedianPruner(n_startup_trials=startup, n_warmup_steps=warmup)
     if spec.pruner == "hyperband":
-        # every epoch count is a resource; a trial always runs `warmup` epochs (at least one)
-        return optuna.pruners.HyperbandPruner(min_resource=max(1, warmup), max_resource="auto")
+        # every epoch count is a resource; a trial always runs `warmup` epochs (at least one). With
+        # max_resource "auto" Optuna prunes nothing until a trial has run to its end (with --parallel 8
+        # the first eight trials then run in full): the study's epochs are the maximum when known.
+        first, epochs = max(1, warmup), study_epochs(spec)
+        return optuna.pruners.HyperbandPruner(
+            min_resource=first, max_resource="auto" if epochs is None else max(first, epochs)
+        )
+    if spec.pruner == "successive_halving":
+        # asynchronous successive halving: rungs at warmup x 3^k epochs; a trial in the best third of
+        # those that reached its rung goes on (no trial waits for others: sweep never pauses a job)
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup), reduction_factor=3)
     return optuna.pruners.NopPruner()
+
+
+def study_epochs(spec: StudySpec) -> int | None:
+    """The epochs every trial runs, when the study fixes them: [train] epochs (the built-in trainer's
+    default when it sets none); None when `epochs` varies or a program's study does not say."""
+    if "epochs" in spec.varied_keys:
+        return None
+    epochs = spec.train.get("epochs")
+    if epochs is None and spec.program is None:
+        epochs = TrainConfig().epochs
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 else None
 
 
 def is_sampled(record: TrialRecord, planned: int) -> bool:

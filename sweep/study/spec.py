@@ -20,7 +20,7 @@ from trainer.config import TrainConfig
 from trainer.metrics import Epoch, metric_values
 
 SAMPLERS = ("grid", "tpe", "random")
-PRUNERS = ("none", "median", "hyperband")
+PRUNERS = ("none", "median", "hyperband", "successive_halving")
 DIRECTIONS = ("maximize", "minimize")
 T = TypeVar("T")
 METRICS = {"val_acc": "maximize", "val_loss": "minimize", "train_acc": "maximize", "train_loss": "minimize"}
@@ -205,7 +205,7 @@ class StudySpec:
     n_trials: int  # configurations to run; each is run `repeats` times
     metric: str = "val_acc"
     direction: str = "maximize"
-    pruner: str = "none"  # none | median | hyperband
+    pruner: str = "none"  # none | median | hyperband | successive_halving
     repeats: int = 1  # seeds per configuration: seed, seed + 1, ...
     pruner_startup_trials: int | None = None  # median: finished trials before pruning starts (None: 5)
     pruner_warmup_epochs: int | None = None  # epochs every trial runs before it can be pruned (None: 0)

@@ -314,7 +314,7 @@ def test_best_value_follows_the_direction() -> None:
 
 def test_make_pruner_follows_the_study() -> None:
     assert isinstance(make_pruner(load_study("smoke")), optuna.pruners.NopPruner)
-    assert isinstance(make_pruner(load_study("search")), optuna.pruners.HyperbandPruner)
+    assert isinstance(make_pruner(load_study("search")), optuna.pruners.SuccessiveHalvingPruner)
     assert isinstance(make_pruner(load_study("tuning")), optuna.pruners.NopPruner)
 
 

@@ -73,7 +73,8 @@ def optimizers(tmp_path: Path) -> Path:
 
 # Derived by hand: losses are epoch 3's, accuracies the best epoch's (sgd: train 75.88 at epoch 3, val
 # 71.00 at epoch 2). Best: sgd_nesterov (val 78.25). Epochs: 3 + 3 + 3 + 1 + 2 + 1 = 13, at 600 s each:
-# 7,800 s = 2.17 h; 2 GPUs per trial: 4.33 GPU-hours.
+# 7,800 s = 2.17 h; 2 GPUs per trial: 4.33 GPU-hours. Pruned: adam, 1 of its 2 epochs (TINY_TRAIN), 600 s x 2
+# GPUs = 0.333 GPU-hours; to the end 0.667.
 OPTIMIZERS_MD = """\
 ## Study `cmp`
 
@@ -86,6 +87,8 @@ OPTIMIZERS_MD = """\
 **Bold**: the best configuration (highest val_acc). Losses at the last finished epoch, accuracies at the best epoch.
 
 Trials: 3 complete, 1 pruned, 1 failed, 1 running. Epochs run: 13. GPU-hours: 4.33 (2 GPUs per trial; 2.17 h of epochs).
+
+Pruning saved 0.333 GPU-hours, 50% of them: 1 pruned trial used 0.333 GPU-hours in 1 epoch; run to their 2 epochs they would have used 0.667 (each one's remaining epochs at its own time per epoch).
 """  # noqa: E501 (a markdown table row is one line)
 
 
@@ -253,6 +256,8 @@ ADHOC_MD = """\
 **Bold**: the best configuration (highest val_acc). Losses at the last finished epoch, accuracies at the best epoch.
 
 Trials: 2 complete, 1 pruned, 0 failed, 0 running. Epochs run: 6. GPU-hours: 0.00 (assuming 1 GPU per trial: neither the study file nor the storage says; 0.00 h of epochs).
+
+Pruning: 1 pruned trial used 0.000 GPU-hours (1 epoch); what they would have used to the end is unknown: the study file does not say their epochs.
 """  # noqa: E501
 
 

@@ -349,7 +349,8 @@ def test_final_study_is_one_hundred_epoch_run_with_test_evaluation() -> None:
 
 def test_search_study_has_log_ranges_and_is_not_a_grid() -> None:
     spec = load_study("search")
-    assert (spec.sampler, spec.pruner, spec.n_trials) == ("tpe", "hyperband", 40)
+    assert (spec.sampler, spec.pruner, spec.n_trials) == ("tpe", "successive_halving", 40)
+    assert spec.pruner_warmup_epochs == 2  # rungs at epochs 2, 6, 18 of 50
     assert spec.space["lr"] == FloatRange(0.01, 0.5, log=True)
     assert spec.space["weight_decay"] == FloatRange(1e-5, 1e-3, log=True)
     assert spec.space["batch_size"] == Categorical((64, 128, 256))

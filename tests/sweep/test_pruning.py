@@ -1,0 +1,120 @@
+"""Pruning through the launcher and a real local job: the pruned trial's program stops at once."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from sweep import procs
+from sweep.executors.local import LocalExecutor
+from sweep.executors.program import ProgramJob
+from sweep.launcher import launch
+from sweep.launcher.loop import POLL_SECONDS
+from sweep.records import TrialRecord
+from sweep.storage import default_url
+from sweep.study import load_study
+from sweep.study.plan import make_pruner
+from sweep.study.spec import Program, Resources
+from tests.conftest import deadline
+from tests.sweep.conftest import wait_for
+from tests.sweep.executors.test_program import STUBBORN
+from trainer.metrics import read_epochs
+
+# Logs an epoch every 0.2 s with its wall clock; at SIGTERM writes the time it was stopped and exits.
+PROGRAM = """\
+import json, os, signal, sys, time
+run = os.environ["SWEEP_RUN_DIR"]
+value = float(sys.argv[1])
+def stopped(signum, frame):
+    with open(os.path.join(run, "stopped"), "w") as handle:
+        handle.write(repr(time.time()))
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stopped)
+for epoch in range(1, 101):
+    time.sleep(0.2)
+    with open(os.path.join(run, "metrics.jsonl"), "a") as handle:
+        handle.write(json.dumps({"epoch": epoch, "val_acc": value, "at": time.time()}) + "\\n")
+"""
+
+
+def test_a_pruned_trials_job_stops_within_one_poll_interval(tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    study_file = tmp_path / "stop.toml"
+    study_file.write_text(
+        f"""[study]
+name = "stop"
+metric = "val_acc"
+direction = "maximize"
+sampler = "grid"
+[train]
+epochs = 100
+[space]
+value = [0.1]
+[program]
+command = ["{sys.executable}", "prog.py", "{{value}}"]
+stop_grace_s = 5
+[resources]
+gpus = 0
+cpus = 1
+"""
+    )
+    spec = load_study(study_file)
+    results = tmp_path / "results"
+    # prunes a trial whose val_acc is under 0.5 at its second epoch
+    launch(
+        spec,
+        results_dir=results,
+        executor="local",
+        pruner=optuna.pruners.ThresholdPruner(lower=0.5, n_warmup_steps=2),
+        out=lambda line: None,
+    )
+    (trial,) = optuna.load_study(study_name="stop", storage=default_url(results)).get_trials()
+    assert trial.state == TrialState.PRUNED
+    run_dir = TrialRecord.of(trial).run_dir
+    assert run_dir is not None and trial.datetime_complete is not None
+    decided = trial.datetime_complete.timestamp()  # told right after the job was sent SIGTERM
+    stopped = float((run_dir / "stopped").read_text())
+    assert abs(stopped - decided) <= deadline(POLL_SECONDS)
+    epochs = read_epochs(run_dir / "metrics.jsonl")
+    assert max(trial.intermediate_values) == 2 and len(epochs) < 100
+    assert all(line["at"] <= stopped for line in epochs)  # nothing was trained after the stop
+
+
+def test_hyperband_and_successive_halving_rungs_follow_the_study(tmp_path: Path) -> None:
+    """Hyperband's maximum is the study's epochs, not "auto" (which prunes nothing until a trial has
+    run to its end); successive halving's first rung is the warm-up."""
+    path = tmp_path / "hb.toml"
+    body = '[study]\nname = "hb"\nsampler = "grid"\npruner = "{pruner}"\npruner_warmup_epochs = 2\n'
+    body += "[train]\nepochs = 18\n[space]\nlr = [0.1, 0.2]\n[resources]\ngpus = 0\ncpus = 1\n"
+    path.write_text(body.format(pruner="hyperband"))
+    hyperband = make_pruner(load_study(path))
+    assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
+    assert hyperband._max_resource == 18 and hyperband._min_resource == 2
+    path.write_text(body.format(pruner="successive_halving"))
+    halving = make_pruner(load_study(path))
+    assert isinstance(halving, optuna.pruners.SuccessiveHalvingPruner)
+    assert halving._min_resource == 2 and halving._reduction_factor == 3
+    assert json.dumps(load_study(path).pruner) == '"successive_halving"'
+
+
+def test_stop_soon_returns_at_once_and_still_kills_a_stubborn_program(tmp_path: Path) -> None:
+    """The launcher's prune does not wait for the job to go, yet a program that ignores SIGTERM and
+    forks is killed after its stop_grace_s as `cancel` would kill it."""
+    (tmp_path / "stubborn.py").write_text(STUBBORN)
+    program = Program(command=(sys.executable, "stubborn.py"), workdir=str(tmp_path), stop_grace_s=1.0)
+    run_dir = tmp_path / "runs" / "s" / "0"
+    run_dir.mkdir(parents=True)
+    job = LocalExecutor(Resources(gpus=0)).submit(ProgramJob(program, "score"), {"lr": 0.1}, run_dir)
+    wait_for(lambda: (run_dir / "metrics.jsonl").exists(), timeout=deadline(60), what="the first epoch")
+    pgid = int((run_dir / "program.pid").read_text().split()[0])
+    wait_for(lambda: len(procs.group_members(pgid)) >= 2, timeout=deadline(30), what="the program's child")
+    started = time.monotonic()
+    job.stop_soon()
+    assert time.monotonic() - started < 1.0  # the grace alone is 1 s: stop_soon did not wait for it
+    assert job.done()
+    wait_for(lambda: procs.group_members(pgid) == [], timeout=deadline(20), what="the program's group to go")
