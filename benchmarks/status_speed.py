@@ -19,9 +19,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.report_speed import STUDY, make_study
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: `benchmarks` is then not importable by itself
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.report_speed import STUDY, make_study  # noqa: E402
 
 
 def time_status(results: Path, *extra: str) -> tuple[float, float, int]:
