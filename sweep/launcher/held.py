@@ -39,6 +39,10 @@ class Held:
     def __bool__(self) -> bool:
         return bool(self.trials)
 
+    def numbers(self) -> set[int]:
+        """The held trials' numbers: RUNNING in the study, watched by this launcher, with no job."""
+        return {item.trial.number for item in self.trials}
+
     def hold(self, trial: optuna.Trial, reported: int, limit: str, running: int) -> None:
         """Hold `trial`, refused for `limit` while `running` of the launcher's jobs ran."""
         if not self.trials:

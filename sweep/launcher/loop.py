@@ -157,13 +157,13 @@ class Launcher:
         for number in self.peers.lost({number: item.key for number, item in self.running.items()}):
             del self.running[number]
         starting = set() if self.starting is None else {self.starting}
-        for frozen in self.peers.unwatched(set(self.running) | starting):
+        for frozen in self.peers.unwatched(set(self.running) | starting | self.held.numbers()):
             self.take_over(frozen)
 
     def others_running(self) -> bool:
         """Whether RUNNING trials that other launchers watch remain; this launcher then waits for them,
         taking over any whose launcher dies, so that the study is finished when `run` returns."""
-        others = self.peers.unwatched(self.running)
+        others = self.peers.unwatched(set(self.running) | self.held.numbers())
         if not others:
             return False
         self.peers.say_waiting(self.spec.name, len(others))
