@@ -112,7 +112,7 @@ def main() -> None:
         ).stdout.strip()
         print(
             f"{args.trials} trials of {args.seconds:g} s, --parallel {args.parallel}: {wall:.0f} s of launch "
-            f"({args.project}, commit {commit})"
+            f"(commit {commit})"
         )
         for name in COMMANDS:
             times = [float(stamp) for stamp, called in calls if called == name]
