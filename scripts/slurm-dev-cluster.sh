@@ -6,6 +6,8 @@
 #                                         wait until the node is idle; a no-op when it already runs
 #   scripts/slurm-dev-cluster.sh stop     stop the daemons by their PID files (reverse start order)
 #   scripts/slurm-dev-cluster.sh status   each daemon's pid, and the node as sinfo sees it; exit 1 if down
+#   scripts/slurm-dev-cluster.sh stop-controller / start-controller
+#                                         slurmctld alone, as a maintenance restart (tests of outages)
 #
 # Daemons: munged -> mariadbd -> slurmdbd (sacct needs accounting: submitit reads job states from it)
 #          -> slurmctld -> slurmd.
@@ -108,6 +110,9 @@ JobAcctGatherType=jobacct_gather/linux
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageTRES=gres/gpu
+# association limits are enforced, as on a shared cluster: tests set \`sacctmgr modify user ... set
+# MaxSubmitJobs=N\` (root's association in account sweep is made before slurmctld starts)
+AccountingStorageEnforce=associations,limits
 # the defaults (batch_sched_delay=3, sched_interval=60, bf_interval=30) start jobs seconds late
 SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0,sched_interval=2,bf_interval=1
@@ -169,10 +174,19 @@ start_slurmdbd() {
   waitfor 60 slurmdbd bash -c 'exec 3<>/dev/tcp/127.0.0.1/6819'
 }
 
+add_association() {  # an enforced cluster runs only the jobs of users with an association
+  sacctmgr -i add cluster sweepdev >/dev/null 2>&1 || true
+  sacctmgr -i add account sweep Cluster=sweepdev Description=dev Organization=dev >/dev/null 2>&1 || true
+  sacctmgr -i add user root Account=sweep DefaultAccount=sweep Cluster=sweepdev >/dev/null 2>&1 || true
+  sacctmgr -n -P list assoc user=root cluster=sweepdev format=account | grep -qx sweep \
+    || die "no association for root in account sweep; see $DIR/log/slurmdbd.log"
+}
+
 start_slurmctld() {
   local last
   last=$(mariadb -uroot -N -e 'select max(id_job) from slurm_acct_db.sweepdev_job_table' 2>/dev/null || true)
   write_configs $(( ${last//[^0-9]/} + 1 ))
+  add_association
   /usr/sbin/slurmctld  # daemonizes; registers the cluster with slurmdbd
   waitfor 60 slurmctld sh -c 'scontrol ping | grep -q UP'
 }
@@ -236,9 +250,29 @@ status() {
   return "$down"
 }
 
+stop_controller() {  # slurmctld alone, as for maintenance: slurmd goes on running its jobs
+  local pf pid
+  pf=$(pidfile slurmctld)
+  alive slurmctld || { log "slurmctld is not running"; return 0; }
+  pid=$(cat "$pf")
+  kill -TERM "$pid"
+  for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  rm -f "$pf"
+  log "stopped slurmctld (pid $pid)"
+}
+
+start_controller() {  # slurmctld again, with its saved state (its jobs) and the same configuration
+  alive slurmctld && { log "slurmctld is running"; return 0; }
+  /usr/sbin/slurmctld
+  waitfor 60 slurmctld sh -c 'scontrol ping | grep -q UP'
+  log "started slurmctld"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+  stop-controller) stop_controller ;;
+  start-controller) start_controller ;;
+  *) echo "usage: $0 start|stop|status|stop-controller|start-controller" >&2; exit 2 ;;
 esac

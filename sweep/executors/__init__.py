@@ -17,11 +17,11 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sweep.errors import SweepError
+from sweep.errors import Printer, SweepError
 from sweep.executors.base import Executor, Job, JobFn, Outcome, wait_for_end
 
 if TYPE_CHECKING:
-    from sweep.study.spec import Resources
+    from sweep.study.spec import LauncherResources, Resources
 
 # name -> the module of its backend, imported when asked for: a job process that needs one backend (or
 # none: a program's job) does not load the others.
@@ -52,14 +52,21 @@ def chosen(name: str) -> str:
     return f"slurm (auto: sbatch found at {sbatch})" if sbatch else "local (auto: no sbatch on PATH)"
 
 
-def make_executor(name: str, resources: Resources, *, parallel: int = 1) -> Executor:
+def make_executor(
+    name: str,
+    resources: Resources,
+    *,
+    parallel: int = 1,
+    launcher: LauncherResources | None = None,
+    out: Printer | None = None,
+) -> Executor:
     """The executor called `name` (auto | slurm | local | debug), requesting `resources` per job, of
-    which `parallel` run at once."""
+    which `parallel` run at once; `launcher` holds its polling and outage settings."""
     name = resolve(name)
     if name not in REGISTRY:
         raise SweepError(f"unknown executor '{name}'; choose one of {', '.join(EXECUTORS)}")
     executor: type[Executor] = importlib.import_module(REGISTRY[name]).EXECUTOR
-    return executor(resources, parallel=parallel)
+    return executor(resources, parallel=parallel, launcher=launcher, out=out)
 
 
 def attach(kind: str, job_id: str, run_dir: Path) -> Job:

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from submitit.core.utils import pickle_load
 
+from sweep.errors import Printer, print_line
 from sweep.executors.files import log_paths
 
 if TYPE_CHECKING:
-    from sweep.study.spec import Resources
+    from sweep.study.spec import LauncherResources, Resources
 
 CANCEL_DEADLINE_S = 30.0  # how long `cancel` waits for a job's processes to be gone
 
@@ -77,15 +78,30 @@ class Job(abc.ABC):
         return None
 
 
+class SubmitHeld(Exception):  # noqa: N818 (a hold, not an error: the launcher waits and tries again)
+    """The scheduler refused a job for a submission limit (its name is the message): submit it again
+    once one of the study's jobs has ended."""
+
+
 class Executor(abc.ABC):
     """Submits jobs of one kind and re-attaches to them by id; built from a study's [resources] and how
     many of its jobs run at once."""
 
     name: str
 
-    def __init__(self, resources: Resources | None = None, *, parallel: int = 1) -> None:
+    def __init__(
+        self,
+        resources: Resources | None = None,
+        *,
+        parallel: int = 1,
+        launcher: LauncherResources | None = None,
+        out: Printer | None = None,
+    ) -> None:
+        """`launcher`: its polling and outage settings ([launcher]); `out`: where it says an outage."""
         self.resources = resources
         self.parallel = parallel
+        self.launcher = launcher
+        self.out: Printer = out or print_line
 
     @abc.abstractmethod
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:

@@ -43,8 +43,8 @@ def attach(job_id: str, run_dir: Path) -> Job:
 class DebugExecutor(Executor):
     name = "debug"
 
-    def __init__(self, resources: Resources | None = None, *, parallel: int = 1) -> None:
-        super().__init__(resources, parallel=parallel)  # a debug job asks nothing of them
+    def __init__(self, resources: Resources | None = None, *, parallel: int = 1, **settings: Any) -> None:
+        super().__init__(resources, parallel=parallel, **settings)  # a debug job asks nothing of them
         self._count = 0
 
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:

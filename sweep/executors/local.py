@@ -261,8 +261,8 @@ def _environment(**values: str) -> Iterator[None]:
 class LocalExecutor(Executor):
     name = "local"
 
-    def __init__(self, resources: Resources, *, parallel: int = 1) -> None:
-        super().__init__(resources, parallel=parallel)
+    def __init__(self, resources: Resources, *, parallel: int = 1, **settings: Any) -> None:
+        super().__init__(resources, parallel=parallel, **settings)
         self.parameters: dict[str, Any] = {
             "timeout_min": resources.timeout_min or LOCAL_TIMEOUT_MIN,
             "gpus_per_node": resources.gpus,  # CUDA_VISIBLE_DEVICES: `visible_gpus`, else the first ones

@@ -14,16 +14,17 @@ back to PENDING: such a job is live, never gone.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import submitit
-from submitit.core.utils import FailedJobError
 
 from sweep._compat import slurm_parameter_names
 from sweep.errors import SweepError
@@ -37,30 +38,20 @@ from sweep.executors.base import (
 )
 from sweep.executors.files import JobFiles, log_paths
 from sweep.executors.job import MAX_REQUEUES
-from sweep.polling import Throttle, wait_until
-from sweep.study.spec import Resources
+from sweep.executors.slurm_submit import Submitter
+from sweep.polling import wait_until
+from sweep.study.spec import LauncherResources, Resources
 
 COMMAND_TIMEOUT_S = 30.0  # one squeue/sacct/scancel call; slurmctld answers in milliseconds when healthy
 GONE = "GONE"  # unknown to squeue and to sacct
+SUBMITTED = "submitted"  # a JobState's source for a job submitted since the last query
+POLL_S = 30.0  # squeue at most this often in steady state ([launcher] poll_s); cluster guides ask 30-60 s
+FAST_S = 5.0  # the first query after a submission comes this soon
 # States in which SLURM may still run the job (again): the launcher keeps watching these.
-LIVE_STATES = frozenset(
-    {
-        "PENDING",
-        "CONFIGURING",
-        "RUNNING",
-        "COMPLETING",
-        "SUSPENDED",
-        "REQUEUED",
-        "REQUEUE_FED",
-        "REQUEUE_HOLD",
-        "RESIZING",
-        "SIGNALING",
-        "STAGE_OUT",
-        "STOPPED",
-        "SPECIAL_EXIT",
-        "RESV_DEL_HOLD",
-    }
-)
+LIVE_STATES = frozenset({
+    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED",
+    "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "SPECIAL_EXIT", "RESV_DEL_HOLD",
+})  # fmt: skip
 
 
 class SlurmUnavailable(SweepError):
@@ -73,12 +64,12 @@ class JobState:
 
     job_id: str
     state: str  # PENDING, RUNNING, REQUEUED, COMPLETED, FAILED, CANCELLED, NODE_FAIL, OUT_OF_MEMORY, GONE...
-    source: str  # squeue | sacct | none
+    source: str  # squeue | sacct | none | submitted (since the last query: not asked about yet)
     reason: str = ""  # squeue's reason a PENDING job waits (Resources, Priority, QOSMaxJobsPerUserLimit...)
 
     @property
     def live(self) -> bool:
-        return self.state in LIVE_STATES and self.source == "squeue"
+        return self.state in LIVE_STATES and self.source in ("squeue", SUBMITTED)
 
 
 def require_slurm() -> None:
@@ -219,32 +210,47 @@ def scancel(job_ids: Iterable[str]) -> None:
 
 
 class StateCache:
-    """The states of the jobs one launcher watches, refreshed together (one squeue call) at most every
-    `max_age_s` seconds, so polling many trials does not mean one squeue per trial per poll."""
+    """The states of the jobs one launcher watches, asked of SLURM together (one squeue, and one sacct for
+    the jobs squeue no longer lists) at most every `poll_s` seconds: a study of 50 running trials costs
+    the same one call a poll as one of a single trial, and a pending job no more than a running one.
 
-    def __init__(self, max_age_s: float = 1.0) -> None:
+    A job submitted since the last query is not asked about at once (a wave of ten submissions would be
+    ten queries): it counts as pending, submitted, until the next query, which `soon()` (called at each
+    submission) brings forward to FAST_S seconds from now, so a job that cannot start is seen quickly.
+    Between queries the launcher learns of a job's end from its run dir (`SlurmJob.done`).
+    """
+
+    def __init__(self, poll_s: float = POLL_S) -> None:
         self.watched: set[str] = set()
+        self.poll_s = poll_s
+        self.queries = 0  # how many times SLURM was asked (squeue, plus sacct when needed)
         self._states: dict[str, JobState] = {}
-        self._due = Throttle(max_age_s)
+        self._queried = -math.inf  # monotonic time of the last query
+        self._soon = math.inf  # a query is due by then whatever poll_s says (`soon`, a failed query)
 
     def get(self, job_id: str, *, fresh: bool = False) -> JobState:
-        """The job's state; `fresh` forces a query now."""
+        """The job's state; `fresh` forces a query now.
+
+        Raises:
+            SlurmUnavailable: squeue or sacct did not answer (the next query is then FAST_S away).
+        """
         self.watched.add(job_id)
-        if self._due.take(force=fresh or job_id not in self._states):
+        now = time.monotonic()
+        if fresh or now >= min(self._queried + self.poll_s, self._soon):
+            self._queried, self._soon = now, now + FAST_S  # if the query fails: again soon, not at once
+            self.queries += 1
             self._states = job_states(self.watched)
-        return self._states[job_id]
+            self._soon = math.inf
+        return self._states.get(job_id) or JobState(job_id, "PENDING", SUBMITTED)
 
-    @property
-    def max_age_s(self) -> float:
-        return self._due.every_s
-
-    @max_age_s.setter
-    def max_age_s(self, seconds: float) -> None:
-        self._due.every_s = seconds
+    def soon(self) -> None:
+        """Query within FAST_S seconds: a job was just submitted."""
+        self._soon = min(self._soon, time.monotonic() + FAST_S)
 
     def forget(self, job_id: str) -> None:
         """Stop querying a job whose end the launcher has dealt with."""
         self.watched.discard(job_id)
+        self._states.pop(job_id, None)
 
 
 # -- the executor -----------------------------------------------------------------------------------------
@@ -316,6 +322,11 @@ class SlurmJob(Job):
         scancel([self.job_id])
         wait_until(lambda: not (self.state(fresh=True) or _UNKNOWN).live, CANCEL_DEADLINE_S)
 
+    def stop_soon(self) -> None:
+        # a pruned trial's: one scancel, no squeue until the job is gone (the launcher forgets it)
+        scancel([self.job_id])
+        self._states.forget(self.job_id)
+
     def outcome(self) -> Outcome:
         self._states.forget(self.job_id)
         pickled = pickled_outcome(self.folder, self.job_id)
@@ -339,22 +350,29 @@ def attach(job_id: str, run_dir: Path, states: StateCache | None = None) -> Slur
 class SlurmExecutor(Executor):
     name = "slurm"
 
-    def __init__(self, resources: Resources, *, parallel: int = 1) -> None:
-        super().__init__(resources, parallel=parallel)
+    def __init__(self, resources: Resources, *, parallel: int = 1, **settings: Any) -> None:
+        super().__init__(resources, parallel=parallel, **settings)
         require_slurm()  # before the launcher touches the study: one clear line, exit 2
         self.parameters = slurm_parameters(resources)
-        self.states = StateCache()
+        polite = self.launcher or LauncherResources()
+        self.states = StateCache(polite.poll_s)
+        self.submitter = Submitter(polite.scheduler_outage_min * 60, self.out)
 
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
+        """sbatch the trial's job (see `sweep.executors.slurm_submit`).
+
+        Raises:
+            SubmitHeld: a submission limit; SweepError: sbatch refused the job, or an outage outlasted
+                [launcher] scheduler_outage_min.
+        """
         # submitit's own requeue bound (timeouts only, default 3) is raised to ours, which counts all requeues
-        executor = submitit.SlurmExecutor(folder=JobFiles(run_dir).folder, max_num_timeout=MAX_REQUEUES)
-        executor.update_parameters(job_name=job_name(run_dir.parent.name, run_dir.name), **self.parameters)
-        try:
-            job = executor.submit(fn, config, str(run_dir))
-        except FailedJobError as err:  # sbatch refused: bad partition, more GPUs than a node has, ...
-            reason = str(err).strip().splitlines()[-1] if str(err).strip() else "no message"
-            raise SweepError(f"sbatch refused the job for {run_dir}: {reason}") from None
-        return SlurmJob(job.job_id, Path(job.paths.folder), self.states)
+        folder = JobFiles(run_dir).folder
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_REQUEUES)
+        name = job_name(run_dir.parent.name, run_dir.name)
+        executor.update_parameters(job_name=name, **self.parameters)
+        job_id = self.submitter.submit(executor, fn, (config, str(run_dir)), name, what=f"for {run_dir}")
+        self.states.soon()
+        return SlurmJob(job_id, folder, self.states)
 
     def attach(self, job_id: str, run_dir: Path) -> Job:
         return attach(job_id, run_dir, self.states)

@@ -63,6 +63,7 @@ def prepare(
     executor: str = "auto",
     parallel: int = 1,
     pruner: optuna.pruners.BasePruner | None = None,
+    out: Printer = print_line,
 ) -> Prepared:
     """Everything `launch` does before its launcher runs: the checks that would fail every trial, the
     executor, the results folder, the storage, the study (created, or checked against this file).
@@ -76,7 +77,7 @@ def prepare(
     found = preflight.problems(spec, executor)
     if found:  # before the storage is touched: nothing stored, nothing submitted
         raise SweepError("\n".join(found))  # one error line per problem
-    job_executor = make_executor(executor, spec.resources, parallel=parallel)
+    job_executor = make_executor(executor, spec.resources, parallel=parallel, launcher=spec.launcher, out=out)
     # A launch that cannot write its run dirs must fail before it touches the storage, and one whose
     # storage is unreachable before it creates any folder: check first, create after.
     runs_dir = storage_mod.runs_dir(results_dir, spec.name)
@@ -152,6 +153,7 @@ def launch(
             executor=executor,
             parallel=parallel,
             pruner=pruner,
+            out=out,
         )
     except KeyboardInterrupt:  # the CLI prints nothing for a launch: its one line is said here
         out(f"{spec.name}: launch interrupted while setting up; no trial was started")
@@ -166,6 +168,7 @@ def launch(
     shown = out is print_line and live.on_terminal()
     view = live.launch_view(spec, storage_url, parallel=parallel) if shown else None
     out = view or out
+    prepared.executor.out = out  # its outage lines go above the live view too
     launcher = Launcher(
         spec,
         study,

@@ -29,17 +29,17 @@ from sweep._compat import finished_already, rdb_storage, study_id
 from sweep.claims import Claims, Stamper, create_tables
 from sweep.errors import Printer, StudyStopped, SweepError, print_line
 from sweep.executors import Executor, JobFn, attach, wait_for_end
+from sweep.executors.base import SubmitHeld
 from sweep.executors.job import TrainJob
 from sweep.executors.program import ProgramJob
 from sweep.launcher.budget import Budget
+from sweep.launcher.held import Held
 from sweep.launcher.metric_check import MetricWatch
 from sweep.launcher.source import TrialSource
 from sweep.launcher.takeover import TakeOver
 from sweep.launcher.watched import Watched
 from sweep.records import TrialRecord
-from sweep.study.plan import (
-    distributions,
-)
+from sweep.study.plan import distributions
 from sweep.study.spec import StudySpec, best_logged, params_text
 from trainer.config import TrainConfig
 from trainer.files import write_atomic
@@ -89,6 +89,7 @@ class Launcher:
         self.job: JobFn = job or (ProgramJob(spec.program, spec.metric) if spec.program else TrainJob())
         self.distributions = distributions(spec)
         self.running: dict[int, Watched] = {}
+        self.held = Held(spec.name, out)  # trials a submission limit refused, submitted again later
         self.starting: int | None = None  # the trial whose job `submit` is starting (a debug job runs there)
         self.id = owners.launcher_id()  # stored as each watched trial's `launcher`
         self.failed_in_row = 0  # trials whose job failed since the last one that completed
@@ -119,7 +120,7 @@ class Launcher:
         pause = first_pause
         while True:
             self.fill()
-            if not self.running and not self.others_running():
+            if not self.running and not self.held and not self.others_running():
                 break
             # Poll at once: a job may be done already (the debug executor's always is), and a finished
             # trial's slot is refilled without waiting. When nothing happened, sleep, backing off from a
@@ -156,13 +157,13 @@ class Launcher:
         for number in self.peers.lost({number: item.key for number, item in self.running.items()}):
             del self.running[number]
         starting = set() if self.starting is None else {self.starting}
-        for frozen in self.peers.unwatched(set(self.running) | starting):
+        for frozen in self.peers.unwatched(set(self.running) | starting | self.held.numbers()):
             self.take_over(frozen)
 
     def others_running(self) -> bool:
         """Whether RUNNING trials that other launchers watch remain; this launcher then waits for them,
         taking over any whose launcher dies, so that the study is finished when `run` returns."""
-        others = self.peers.unwatched(self.running)
+        others = self.peers.unwatched(set(self.running) | self.held.numbers())
         if not others:
             return False
         self.peers.say_waiting(self.spec.name, len(others))
@@ -203,6 +204,12 @@ class Launcher:
     def fill(self) -> None:
         """Ask and submit trials until `parallel` run, none is left to ask or the budget is reached."""
         while len(self.running) < self.parallel:
+            held = self.held.due(len(self.running))
+            if held is not None:
+                self.submit(held.trial, reported=held.reported, released=True)
+                continue
+            if self.held:  # a submission limit: a new trial would be refused too
+                return
             if self.budget is not None and self.budget.stops(self.study):
                 return
             trial = self.ask()
@@ -214,11 +221,14 @@ class Launcher:
         """The next trial to run, created (and its run claimed) now; None when none is left."""
         return self.source.next()
 
-    def submit(self, trial: optuna.Trial, *, reported: int = 0, counted: bool = True) -> None:
+    def submit(
+        self, trial: optuna.Trial, *, reported: int = 0, counted: bool = True, released: bool = False
+    ) -> None:
         """Write the trial's config.json into its run dir and start its job (again, after a lost job).
 
         A job started again on the same run dir resumes from its checkpoint.pt. `counted`: the start
-        counts toward MAX_SUBMISSIONS (not after a job someone killed by hand).
+        counts toward MAX_SUBMISSIONS (not after a job someone killed by hand). A start a submission
+        limit refuses is held (`sweep.launcher.held`), uncounted; `released`: this is its next try.
         """
         record = TrialRecord.of(trial)
         values = self.spec.trial_values(trial.params, repeat=record.repeat)
@@ -236,8 +246,16 @@ class Launcher:
             submissions=record.submissions + 1 if counted else None,
         )
         self.starting = trial.number  # kept if submit raises: `interrupted` names the trial
-        job = self.executor.submit(self.job, values, run_dir)
+        try:
+            job = self.executor.submit(self.job, values, run_dir)
+        except SubmitHeld as limit:  # a refusal is no submission of the trial
+            self.starting = None
+            records.write(trial, submissions=record.submissions if counted else None)
+            self.held.hold(trial, reported, str(limit), len(self.running))
+            return
         self.starting = None
+        if released:  # said once the job is taken
+            self.held.released(trial)
         records.write(trial, job_id=job.job_id)
         self.running[trial.number] = Watched(trial, job, values, run_dir, reported)
         again = " again" if record.submissions else ""

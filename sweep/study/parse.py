@@ -71,7 +71,7 @@ from sweep.study.spec import (
 from trainer.config import RELATED_FIELDS, TrainConfig
 
 SECTIONS = ("study", "train", "space", "points", "resources", "program", "launcher")
-LAUNCHER_KEYS = ("partition", "time_min", "mem_gb", "cpus")
+LAUNCHER_KEYS = ("partition", "time_min", "mem_gb", "cpus", "poll_s", "scheduler_outage_min")
 RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "timeout_min", "partition", "array_parallelism", "slurm")
 # SLURM options that the generic [resources] keys already set: option -> the key to use instead.
 SLURM_GENERIC = {
@@ -373,7 +373,7 @@ class _Reader(TableReader):
 
 
 def parse_launcher(reader: TableReader, table: Mapping[str, Any]) -> LauncherResources:
-    """[launcher]: a detached launcher's own SLURM job (partition, time_min, mem_gb, cpus)."""
+    """[launcher]: a detached launcher's SLURM job; how often a launcher asks SLURM, how long it retries."""
     reader.check_keys(table, LAUNCHER_KEYS, "[launcher]")
     partition = table.get("partition")
     if partition is not None and (not isinstance(partition, str) or not partition):
@@ -381,11 +381,18 @@ def parse_launcher(reader: TableReader, table: Mapping[str, Any]) -> LauncherRes
     mem_gb = table.get("mem_gb", 2.0)
     if isinstance(mem_gb, bool) or not isinstance(mem_gb, int | float) or mem_gb <= 0:
         raise reader.error("[launcher] key 'mem_gb'", f"is {mem_gb!r}; give a number of GiB > 0")
+    polite = {}
+    for key, default in (("poll_s", 30.0), ("scheduler_outage_min", 60.0)):
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise reader.error(f"[launcher] key '{key}'", f"is {value!r}; give a number > 0")
+        polite[key] = float(value)
     return LauncherResources(
         partition=partition,
         time_min=reader.optional_int(table, "time_min", minimum=1, section="launcher"),
         mem_gb=float(mem_gb),
         cpus=reader.integer(table, "cpus", default=1, minimum=1, section="launcher"),
+        **polite,
     )
 
 

@@ -136,7 +136,8 @@ class Resources:
 
 @dataclass(frozen=True)
 class LauncherResources:
-    """[launcher]: what a detached launcher (`sweep launch --detach`) asks of SLURM as its own job.
+    """[launcher]: what a detached launcher (`sweep launch --detach`) asks of SLURM as its own job, and how
+    politely any launcher treats the scheduler (`poll_s`, `scheduler_outage_min`).
 
     A launcher only polls files and the database: one core and 2 GiB are plenty. At its time limit or
     on preemption it requeues itself and re-attaches to its trials, so `time_min` bounds one stretch of
@@ -147,6 +148,8 @@ class LauncherResources:
     time_min: int | None = None  # None: the partition's default time limit
     mem_gb: float = 2.0
     cpus: int = 1
+    poll_s: float = 30.0  # squeue/sacct at most this often in steady state (any launcher, detached or not)
+    scheduler_outage_min: float = 60.0  # how long sbatch failures (controller down, timed out) are retried
 
     def to_dict(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -25,3 +25,20 @@ def no_leftovers(tmp_path: Path) -> Iterator[Path]:
     """`tmp_path`; every process still running for it is killed after the test, passed or failed."""
     yield tmp_path
     kill_mentioning(str(tmp_path))
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """squeue/sacct/scancel/sbatch on PATH that print bin/<name>.out (and exit with bin/<name>.rc)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("squeue", "sacct", "scancel", "sbatch", "srun"):
+        script = bin_dir / name
+        script.write_text(
+            f'#!/bin/sh\necho "$@" >> {bin_dir}/{name}.calls\n'
+            f"cat {bin_dir}/{name}.out 2>/dev/null; cat {bin_dir}/{name}.err >&2 2>/dev/null\n"
+            f"exit $(cat {bin_dir}/{name}.rc 2>/dev/null || echo 0)\n"
+        )
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return bin_dir

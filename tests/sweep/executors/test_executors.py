@@ -207,23 +207,6 @@ def test_slurm_without_srun_is_a_sweep_error(tmp_path: Path, monkeypatch: pytest
 # -- slurm job states, against stand-in squeue/sacct/scancel scripts (the real cluster: test_slurm.py) -------
 
 
-@pytest.fixture
-def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """squeue/sacct/scancel/sbatch on PATH that print bin/<name>.out (and exit with bin/<name>.rc)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name in ("squeue", "sacct", "scancel", "sbatch", "srun"):
-        script = bin_dir / name
-        script.write_text(
-            f'#!/bin/sh\necho "$@" >> {bin_dir}/{name}.calls\n'
-            f"cat {bin_dir}/{name}.out 2>/dev/null; cat {bin_dir}/{name}.err >&2 2>/dev/null\n"
-            f"exit $(cat {bin_dir}/{name}.rc 2>/dev/null || echo 0)\n"
-        )
-        script.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    return bin_dir
-
-
 def test_slurm_states_come_from_squeue_then_sacct(fake_slurm: Path) -> None:
     (fake_slurm / "squeue.out").write_text("11|RUNNING\n12|PENDING\n13|REQUEUED\n14|COMPLETED\n")
     (fake_slurm / "sacct.out").write_text("15|CANCELLED by 0\n15.batch|CANCELLED\n16|OUT_OF_MEMORY\n")
@@ -253,7 +236,7 @@ def test_slurm_job_waits_through_a_requeue_then_ends_lost_with_its_state(
     job = executor.attach("21", tmp_path)
     (fake_slurm / "squeue.out").write_text("21|REQUEUED\n")
     assert not job.done() and job.describe() == "slurm REQUEUED"
-    executor.states.max_age_s = 0
+    executor.states.poll_s = 0
     (fake_slurm / "squeue.out").write_text("21|NODE_FAIL\n")
     assert job.done()
     outcome = job.outcome()

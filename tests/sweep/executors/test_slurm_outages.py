@@ -1,0 +1,155 @@
+"""A launcher on a real cluster that misbehaves (scripts/slurm-dev-cluster.sh): an sbatch that times out
+after slurmctld took the job, a submission limit, a controller restart. Each study completes in one
+launch, every trial runs once.
+
+Each test that changes the cluster (a limit, a stopped slurmctld) puts it back in a `finally`.
+"""
+
+# ruff: noqa: F811 (the tests take the imported fixtures as arguments)
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import deadline
+from tests.sweep.conftest import ROOT, sweep_cmd, wait_for
+from tests.sweep.executors.test_slurm import (  # noqa: F401 (slurm_cluster, study_jobs: fixtures)
+    SCRIPT,
+    now_for_sacct,
+    sacct_jobs,
+    slurm_cluster,
+    stored_trials,
+    study_jobs,
+)
+
+pytestmark = pytest.mark.slow
+
+# Logs `epochs` epochs, `seconds` apart.
+PROGRAM = """\
+import json, os, sys, time
+epochs, seconds, lr = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+for epoch in range(1, epochs + 1):
+    time.sleep(seconds)
+    with open(os.path.join(os.environ["SWEEP_RUN_DIR"], "metrics.jsonl"), "a") as handle:
+        handle.write(json.dumps({"epoch": epoch, "score": lr * epoch}) + "\\n")
+"""
+
+
+def _study(folder: Path, name: str, *, epochs: int, seconds: float, lrs: list[float]) -> Path:
+    (folder / "prog.py").write_text(PROGRAM)
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
+        f"[train]\nepochs = {epochs}\n[space]\nlr = {lrs}\n"
+        "[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n"
+        f'[program]\ncommand = ["{sys.executable}", "{folder / "prog.py"}", "{epochs}", "{seconds}", '
+        '"{lr}"]\n'
+    )
+    return path
+
+
+def _launch(
+    path: Path, results: Path, *, parallel: int, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        sweep_cmd("launch", "--study", str(path), "--executor", "slurm", "--parallel", str(parallel),
+                  "--results-dir", str(results)),
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or dict(os.environ),
+    )  # fmt: skip
+
+
+def _each_ran_once(results: Path, name: str, count: int, since: str) -> None:
+    trials = stored_trials(results, name)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * count
+    assert [t.user_attrs.get("submissions") for t in trials] == [1] * count  # nothing counted twice
+    expected = sorted(f"sweep-{name}-{t.number}" for t in trials)
+
+    def accounted() -> list[str]:  # slurmdbd learns of a job a second or so late
+        jobs = sacct_jobs(since, "JobName")
+        return sorted(job["JobName"] for job in jobs if job["JobName"].startswith(f"sweep-{name}-"))
+
+    wait_for(lambda: set(accounted()) == set(expected), timeout=deadline(60), what="sacct to list the jobs")
+    assert accounted() == expected  # one job each: none submitted twice
+    listed = subprocess.run(
+        ["squeue", "-h", "-o", "%j"], capture_output=True, text=True, timeout=deadline(30)
+    )
+    assert not [line for line in listed.stdout.split() if line.startswith(f"sweep-{name}-")]
+
+
+def test_an_sbatch_that_times_out_after_submitting_runs_the_trial_once(
+    tmp_path: Path, study_jobs: list[str]
+) -> None:
+    study_jobs.append("sbtimeout")
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    real = subprocess.run(["sh", "-c", "command -v sbatch"], capture_output=True, text=True).stdout.strip()
+    # the first call submits, then answers as a controller too busy to reply in time would
+    (wrappers / "sbatch").write_text(
+        f'#!/bin/sh\n{real} "$@" || exit $?\n'
+        f"if [ ! -e {wrappers}/timed-out ]; then touch {wrappers}/timed-out\n"
+        "  echo 'sbatch: error: Batch job submission failed: Socket timed out on send/recv operation' >&2\n"
+        "  exit 1\nfi\n"
+    )
+    (wrappers / "sbatch").chmod(0o755)
+    path = _study(tmp_path, "sbtimeout", epochs=2, seconds=0.5, lrs=[0.1, 0.2])
+    since = now_for_sacct()
+    results = tmp_path / "results"
+    env = {**os.environ, "PATH": f"{wrappers}:{os.environ['PATH']}"}
+    launcher = _launch(path, results, parallel=2, env=env)
+    out, _ = launcher.communicate(timeout=deadline(300))
+    assert launcher.returncode == 0, out
+    assert (wrappers / "timed-out").exists()  # the timeout happened
+    _each_ran_once(results, "sbtimeout", 2, since)
+
+
+def _sacctmgr(*args: str) -> None:
+    subprocess.run(["sacctmgr", "-i", *args], check=True, capture_output=True, timeout=deadline(60))
+
+
+def test_a_submission_limit_holds_trials_and_the_study_completes_in_one_launch(
+    tmp_path: Path, study_jobs: list[str]
+) -> None:
+    study_jobs.append("qlimit")
+    path = _study(tmp_path, "qlimit", epochs=2, seconds=1.0, lrs=[0.1, 0.2, 0.3, 0.4, 0.5])
+    since = now_for_sacct()
+    results = tmp_path / "results"
+    _sacctmgr("modify", "user", "root", "set", "MaxSubmitJobs=2")
+    try:
+        launcher = _launch(path, results, parallel=4)
+        out, _ = launcher.communicate(timeout=deadline(600))
+    finally:
+        _sacctmgr("modify", "user", "root", "set", "MaxSubmitJobs=-1")
+    assert launcher.returncode == 0, out
+    assert "waiting: submission limit (AssocMaxSubmitJobLimit)" in out, out
+    assert "submitted after the submission limit let it" in out
+    _each_ran_once(results, "qlimit", 5, since)
+
+
+def test_the_launcher_rides_out_a_controller_restart(tmp_path: Path, study_jobs: list[str]) -> None:
+    study_jobs.append("ctlrestart")
+    path = _study(tmp_path, "ctlrestart", epochs=3, seconds=2.0, lrs=[0.1, 0.2, 0.3, 0.4])
+    since = now_for_sacct()
+    results = tmp_path / "results"
+    launcher = _launch(path, results, parallel=2)
+    assert launcher.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in launcher.stdout:  # the first wave is in: stop the controller under it
+            lines.append(line)
+            if "trial 1 submitted" in line:
+                break
+        subprocess.run(["bash", str(SCRIPT), "stop-controller"], check=True, timeout=deadline(60))
+        time.sleep(40)
+    finally:
+        subprocess.run(["bash", str(SCRIPT), "start-controller"], check=True, timeout=deadline(120))
+    rest, _ = launcher.communicate(timeout=deadline(600))
+    out = "".join(lines) + rest
+    assert launcher.returncode == 0, out
+    # sbatch retries the controller itself for a while: an outage line, if any, comes with its end line
+    assert out.count("slurm: sbatch failed (") == out.count("slurm: sbatch answers again after"), out
+    _each_ran_once(results, "ctlrestart", 4, since)

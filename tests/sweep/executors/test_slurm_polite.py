@@ -1,0 +1,173 @@
+"""A launcher that is polite to slurmctld: one squeue for all its jobs per poll interval, none for a job
+just submitted, paced sbatch calls, transient sbatch failures ridden out, submission limits held.
+
+These run against scripts on PATH that stand in for the SLURM commands and log every call (the
+`fake_slurm` fixture); the same behaviour on the real dev cluster is in test_slurm.py.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from submitit.core.utils import FailedJobError
+
+from sweep.errors import SweepError
+from sweep.executors.base import SubmitHeld
+from sweep.executors.slurm import SlurmExecutor, StateCache
+from sweep.executors.slurm_submit import SUBMIT_GAP_S, Submitter, adopt, classify
+from sweep.study import Resources
+
+QOS_REFUSAL = (
+    "sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission failed: "
+    "Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)"
+)
+DOWN = "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)"
+TIMED_OUT = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
+
+
+def calls(bin_dir: Path, name: str) -> int:
+    path = bin_dir / f"{name}.calls"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_many_jobs_cost_one_squeue_per_poll_interval(fake_slurm: Path, tmp_path: Path) -> None:
+    (fake_slurm / "squeue.out").write_text("".join(f"{i}|RUNNING\n" for i in range(1, 11)))
+    cache = StateCache(poll_s=0.5)
+    executor = SlurmExecutor(Resources(gpus=0))
+    jobs = [executor.attach(str(i), tmp_path / str(i)) for i in range(1, 11)]
+    executor.states = cache
+    for job in jobs:
+        job._states = cache  # type: ignore[attr-defined]
+    for _ in range(20):  # a launcher polling its ten jobs twenty times
+        assert not any(job.done() for job in jobs)
+    assert calls(fake_slurm, "squeue") == 1 and cache.queries == 1
+    time.sleep(0.6)
+    assert not any(job.done() for job in jobs)
+    assert calls(fake_slurm, "squeue") == 2  # the next interval: one call for all ten again
+    assert "1,10,2,3,4,5,6,7,8,9" in (fake_slurm / "squeue.calls").read_text().splitlines()[-1]
+
+
+def test_a_job_just_submitted_is_not_asked_about_until_the_next_query(fake_slurm: Path) -> None:
+    cache = StateCache(poll_s=30)
+    (fake_slurm / "squeue.out").write_text("1|RUNNING\n")
+    assert cache.get("1").state == "RUNNING"
+    for new in ("2", "3", "4"):  # a wave of submissions: no query for each new id
+        state = cache.get(new)
+        assert (state.state, state.live) == ("PENDING", True)
+    assert calls(fake_slurm, "squeue") == 1
+    cache.soon()  # a submission brings the next query forward (FAST_S), not to now
+    cache.get("4")
+    assert calls(fake_slurm, "squeue") == 1
+    cache.get("4", fresh=True)
+    assert calls(fake_slurm, "squeue") == 2
+    assert "1,2,3,4" in (fake_slurm / "squeue.calls").read_text().splitlines()[-1]
+
+
+def test_a_pruned_trials_job_is_cancelled_without_waiting_on_squeue(fake_slurm: Path, tmp_path: Path) -> None:
+    executor = SlurmExecutor(Resources(gpus=0))
+    job = executor.attach("7", tmp_path)
+    started = time.monotonic()
+    job.stop_soon()
+    assert time.monotonic() - started < 5
+    assert calls(fake_slurm, "scancel") == 1 and calls(fake_slurm, "squeue") == 0
+    assert "7" not in executor.states.watched
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        (QOS_REFUSAL, "limit"),
+        ("sbatch: error: AssocMaxSubmitJobLimit\nsbatch: error: Batch job submission failed", "limit"),
+        ("sbatch: error: MaxJobCount reached", "limit"),
+        (DOWN, "transient"),
+        (TIMED_OUT, "transient"),
+        ("sbatch: error: Slurm temporarily unable to accept job, sleeping and retrying", "transient"),
+        ("sbatch: error: invalid partition specified: gpu", "refused"),
+        ("sbatch: error: Requested node configuration is not available", "refused"),
+    ],
+)
+def test_sbatch_failures_are_told_apart(message: str, kind: str) -> None:
+    assert classify(message) == kind
+
+
+class FlakySbatch:
+    """A submitit executor stand-in whose sbatch fails with the given messages first, then answers."""
+
+    def __init__(self, failures: list[str], folder: Path) -> None:
+        self.failures = failures
+        self.folder = folder
+        self.calls: list[float] = []
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        self.calls.append(time.monotonic())
+        if self.failures:
+            raise FailedJobError(self.failures.pop(0))
+        return type("Job", (), {"job_id": str(100 + len(self.calls))})()
+
+
+def test_an_outage_is_ridden_out_with_one_line_at_its_start_and_one_at_its_end(
+    fake_slurm: Path, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    slept: list[float] = []
+    submitter = Submitter(3600, lines.append, sleep=slept.append)
+    sbatch = FlakySbatch([DOWN, DOWN, DOWN], tmp_path)
+    job_id = submitter.submit(sbatch, None, (), "sweep-s-0", what="for run 0")  # type: ignore[arg-type]
+    assert job_id == "104" and len(sbatch.calls) == 4
+    assert slept == [2.0, 4.0, 8.0]  # back-off
+    assert len(lines) == 2
+    assert lines[0].startswith("slurm: sbatch failed (sbatch: error: Batch job submission failed: Unable")
+    assert "up to 60 min ([launcher] scheduler_outage_min)" in lines[0]
+    assert lines[1].startswith("slurm: sbatch answers again after")
+
+
+def test_an_outage_longer_than_allowed_ends_the_launch_with_one_line(
+    fake_slurm: Path, tmp_path: Path
+) -> None:
+    submitter = Submitter(0.0, lambda _: None, sleep=lambda _: None)
+    with pytest.raises(
+        SweepError, match=r"sbatch has failed for 0 min .*raise \[launcher\] scheduler_outage"
+    ):
+        submitter.submit(FlakySbatch([DOWN] * 3, tmp_path), None, (), "n", what="w")  # type: ignore[arg-type]
+
+
+def test_a_submission_limit_is_held_and_a_bad_job_refused(fake_slurm: Path, tmp_path: Path) -> None:
+    submitter = Submitter(3600, lambda _: None, sleep=lambda _: None)
+    with pytest.raises(SubmitHeld, match="^QOSMaxSubmitJobPerUserLimit$"):
+        submitter.submit(FlakySbatch([QOS_REFUSAL], tmp_path), None, (), "n", what="w")  # type: ignore[arg-type]
+    with pytest.raises(
+        SweepError, match="^sbatch refused the job for run 3: sbatch: error: invalid partition"
+    ):
+        submitter.submit(
+            FlakySbatch(["sbatch: error: invalid partition specified: gpu"], tmp_path),  # type: ignore[arg-type]
+            None, (), "n", what="for run 3",
+        )  # fmt: skip
+
+
+def test_sbatch_calls_are_paced(fake_slurm: Path, tmp_path: Path) -> None:
+    submitter = Submitter(3600, lambda _: None)
+    sbatch = FlakySbatch([], tmp_path)
+    for _ in range(6):
+        submitter.submit(sbatch, None, (), "n", what="w")  # type: ignore[arg-type]
+    gaps = [b - a for a, b in zip(sbatch.calls, sbatch.calls[1:], strict=False)]
+    assert min(gaps) >= SUBMIT_GAP_S * 0.95  # never more than 4 a second
+
+
+def test_a_job_sbatch_took_before_it_timed_out_is_adopted(fake_slurm: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "submitit"
+    folder.mkdir()
+    (folder / "41_submitted.pkl").write_bytes(b"an earlier job of this run")
+    waiting = folder / ("ab" * 16 + ".pkl")  # submitit's pickle under its temporary name
+    waiting.write_bytes(b"the function")
+    (fake_slurm / "squeue.out").write_text("41\n57\n")  # 41 is known; 57 is the job sbatch took
+    lines: list[str] = []
+    submitter = Submitter(3600, lines.append, sleep=lambda _: None)
+    job_id = submitter.submit(FlakySbatch([TIMED_OUT], folder), None, (), "sweep-s-3", what="w")  # type: ignore[arg-type]
+    assert job_id == "57"
+    assert (folder / "57_submitted.pkl").read_bytes() == b"the function" and not waiting.exists()
+    assert "-n sweep-s-3" in (fake_slurm / "squeue.calls").read_text()
+    assert lines == []  # adopted at once: no outage
+    assert adopt(folder, "sweep-s-3") is None  # nothing left to adopt: no new job, no pickle
