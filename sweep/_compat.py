@@ -174,3 +174,31 @@ def finished_already(err: ValueError) -> bool:
     """Whether `study.tell` refused a trial because it was finished already: Optuna raises a plain
     ValueError ("Cannot tell a COMPLETE trial.") with no subclass of its own to catch."""
     return "Cannot tell a " in str(err)
+
+
+class SharedDistributions:
+    """Makes the finished trials in Optuna's storage cache share one object per distinct distribution.
+
+    The cache (the private `_CachedStorage._studies[study id].trials`) keeps every trial of the study for
+    the launcher's life, each with its own copy of its parameters' distributions decoded from JSON. A grid
+    dimension's distribution lists all its values, so a one-parameter grid of N values cost O(N) a trial
+    (89 KB a trial at 2,000: benchmarks/launcher_memory.py). Equal distributions are interchangeable
+    (never changed; compared and hashed by value), and `FrozenTrial.distributions` may be set. Each call
+    costs the trials finished since the last one.
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()  # trial numbers whose distributions are shared already
+        self.canonical: dict[Any, Any] = {}  # each distinct distribution -> the one object kept
+
+    def share(self, study: optuna.Study) -> None:
+        info = getattr(study._storage, "_studies", {}).get(study._study_id)
+        if info is None:  # not a cached storage: nothing kept between reads
+            return
+        for number, trial in list(info.trials.items()):
+            if number in self.seen or not trial.state.is_finished():
+                continue
+            trial.distributions = {
+                name: self.canonical.setdefault(dist, dist) for name, dist in trial.distributions.items()
+            }
+            self.seen.add(number)

@@ -198,6 +198,7 @@ STORED_ATTRS = ("user_attrs", "set_user_attr")
 # Private API of Optuna and submitit that sweep uses (sweep._compat says why, each).
 PRIVATE = (
     "_trial_id", "_storage", "_study_id", "_process", "_valid_parameters", "_make_sbatch_string", "_rdb",
+    "_studies",  # Optuna's storage cache (sweep._compat.SharedDistributions)
     "system_attrs",  # Optuna's own bookkeeping of a trial (the params it was enqueued with)
 )  # fmt: skip
 

@@ -8,8 +8,7 @@ keeps an ended job (COMPLETED, FAILED, CANCELLED, ...) for MinJobAge (300 s by d
 asked about jobs squeue no longer lists: slurmdbd learns of states a second or so late, and a job
 that slurmctld has forgotten is no longer alive whatever sacct last recorded.
 
-A `scontrol requeue` (or a preemption, or submitit's requeue at a time limit) puts the same job id
-back to PENDING: such a job is live, never gone.
+A requeue (scontrol, a preemption, submitit's at a time limit) keeps the job id: live, never gone.
 """
 
 from __future__ import annotations

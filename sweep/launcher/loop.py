@@ -7,13 +7,11 @@ The loop is a few named steps:
                trial, same run dir); again every SCAN_SECONDS for trials whose launcher died since
     ask        the next trial: a queued one, a planned one (claimed, then created running), else one
                the tpe/random sampler suggests (its configuration index claimed first)
-    submit     write the trial's config.json and start its job
-    poll       read each running trial's metrics.jsonl
+    submit     write the trial's config.json and start its job; poll: read each one's metrics.jsonl
     report     `trial.report(metric, epoch)` for each new epoch; prune: cancel the job, tell PRUNED
     tell       a finished job: its best metric (COMPLETE), or FAIL with the traceback kept
 
-What is left to run is `sweep.study.plan`'s; where the next trial comes from, `sweep.launcher.source`'s;
-which launcher holds which run (decided in the database), `sweep.claims`' and `sweep.launcher.takeover`'s.
+What is left to run: `sweep.study.plan`; the next trial: `.source`; who holds which run: `sweep.claims`.
 """
 
 import math
@@ -25,7 +23,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import owners, records
 from sweep import storage as storage_mod
-from sweep._compat import finished_already, rdb_storage, study_id
+from sweep._compat import SharedDistributions, finished_already, rdb_storage, study_id
 from sweep.claims import Claims, Stamper, create_tables
 from sweep.errors import Printer, StudyStopped, SweepError, print_line
 from sweep.executors import Executor, JobFn, attach, wait_for_end
@@ -90,6 +88,7 @@ class Launcher:
         self.distributions = distributions(spec)
         self.running: dict[int, Watched] = {}
         self.held = Held(spec.name, out)  # trials a submission limit refused, submitted again later
+        self.shared = SharedDistributions()  # keeps memory flat: one copy of each distribution cached
         self.starting: int | None = None  # the trial whose job `submit` is starting (a debug job runs there)
         self.id = owners.launcher_id()  # stored as each watched trial's `launcher`
         self.failed_in_row = 0  # trials whose job failed since the last one that completed
@@ -154,6 +153,7 @@ class Launcher:
     def scan(self) -> None:
         """Leave the trials another launcher took over while this one was silent; take over the RUNNING
         trials whose launcher died since the last scan."""
+        self.shared.share(self.study)
         for number in self.peers.lost({number: item.key for number, item in self.running.items()}):
             del self.running[number]
         starting = set() if self.starting is None else {self.starting}

@@ -12,7 +12,13 @@ import pytest
 import submitit
 from optuna.trial import TrialState
 
-from sweep._compat import finished_already, local_process, own_session
+from benchmarks.noop_job import noop
+from sweep._compat import SharedDistributions, finished_already, local_process, own_session
+from sweep.executors.debug import DebugExecutor
+from sweep.launcher.loop import Launcher
+from sweep.storage import default_url, open_storage, open_study
+from sweep.study import load_study
+from sweep.study.plan import make_pruner, make_sampler
 from tests.conftest import deadline
 
 
@@ -41,3 +47,50 @@ def test_telling_a_finished_trial_again_is_the_error_finished_already_knows() ->
         study.tell(trial.number, state=TrialState.FAIL)
     assert finished_already(refused.value)
     assert not finished_already(ValueError("some other refusal"))
+
+
+def test_cached_finished_trials_share_one_copy_of_each_distribution(tmp_path: Path) -> None:
+    """A one-parameter grid of N values cost O(N) a trial in Optuna's cache (each trial its own decoded
+    copy of the N choices); shared, the cache holds one copy, and every trial reads the same values."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    values = [0.001 * (i + 1) for i in range(300)]
+    study = optuna.create_study(study_name="line", storage=url)
+    grid = optuna.distributions.CategoricalDistribution(values)
+    for value in values[:40]:
+        study.add_trial(
+            optuna.trial.create_trial(params={"lr": value}, distributions={"lr": grid}, value=value)
+        )
+    study = optuna.load_study(study_name="line", storage=url)  # a fresh cache, read from the database
+    trials = study.get_trials(deepcopy=False)
+    assert len({id(t.distributions["lr"]) for t in trials}) == 40  # a copy each
+    shared = SharedDistributions()
+    shared.share(study)
+    trials = study.get_trials(deepcopy=False)
+    assert len({id(t.distributions["lr"]) for t in trials}) == 1
+    assert all(t.distributions["lr"] == grid and t.params["lr"] in values for t in trials)
+    assert shared.seen == set(range(40))
+
+
+def test_the_launcher_shares_its_studys_cached_distributions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sweep.launcher.loop.SCAN_SECONDS", 0.0)  # a scan after every poll
+    study_file = tmp_path / "line.toml"
+    lrs = ", ".join(str(round(0.001 * (i + 1), 6)) for i in range(30))
+    study_file.write_text(
+        '[study]\nname = "line"\nsampler = "grid"\n[train]\ndataset = "fake"\ndevice = "cpu"\n'
+        f"[space]\nlr = [{lrs}]\n[resources]\ngpus = 0\n"
+    )
+    spec = load_study(study_file)
+    results = tmp_path / "results"
+    results.mkdir()
+    url = default_url(results)
+    study = open_study(
+        spec.name, open_storage(url, create=True), direction=spec.direction,
+        sampler=make_sampler(spec), pruner=make_pruner(spec), url=url,
+    )  # fmt: skip
+    Launcher(spec, study, DebugExecutor(), results_dir=results, job=noop, out=lambda _: None).run()
+    trials = study.get_trials(deepcopy=False)  # the launcher's own study: its cache
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 30
+    # shared at each scan: all but the last trial, told after the last scan
+    assert len({id(t.distributions["lr"]) for t in trials[:-1]}) == 1
