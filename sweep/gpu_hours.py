@@ -130,8 +130,8 @@ def study_hours(
     error = None
     try:
         allocations = slurm.sacct_allocations(i for ids in slurm_ids.values() for i in ids)
-    except slurm.SlurmUnavailable as err:
-        allocations, error = [], f"SLURM trials not counted ({err})"
+    except slurm.SlurmUnavailable:  # slurmdbd down: say so once, with no raw error text of sacct's
+        allocations, error = [], "sacct does not answer: the SLURM trials' hours come from their manifests"
     by_job: dict[str, list[slurm.Allocation]] = {}
     for item in allocations:
         by_job.setdefault(item.job_id, []).append(item)

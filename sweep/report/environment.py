@@ -13,7 +13,8 @@ from trainer.manifest import Attempt, read_manifest
 ASPECTS: tuple[tuple[str, Callable[[Attempt], str]], ...] = (
     ("GPU models", lambda attempt: attempt.gpu_text),
     ("code", lambda attempt: attempt.code),
-    ("package sets", lambda attempt: f"sha256 {attempt.packages_sha256[:12]}"),
+    # a manifest written without the package list (pip freeze failed) has no hash: "unknown", no crash
+    ("package sets", lambda attempt: f"sha256 {(attempt.packages_sha256 or 'unknown')[:12]}"),
 )
 
 

@@ -266,3 +266,39 @@ def test_a_last_attempt_without_an_end_runs_until_now_or_until_its_last_write(tm
     later = study_hours(study.get_trials(), gpus=2, now=now + 3600).trials
     assert later[0].used == pytest.approx((600 + 3900) * 2 / 3600)  # the running one counts on
     assert later[1].used == pytest.approx(dead.used)  # the dead one does not
+
+
+def test_with_sacct_down_status_and_report_say_one_line_and_count_the_manifests(tmp_path: Path) -> None:
+    """slurmdbd down: sacct fails (a stand-in first on PATH prints what it prints then). Status and the
+    report count the SLURM trial's hours from its manifest and say so in one line, with none of
+    sacct's own error text."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text(
+        "#!/bin/sh\necho 'sacct: error: Problem talking to the database: Connection refused' >&2\nexit 1\n"
+    )
+    (bin_dir / "sacct").chmod(0o755)
+    results = tmp_path / "results"
+    results.mkdir()
+    study = optuna.create_study(
+        study_name="down", storage=f"sqlite:///{results / 'sweep.db'}", direction="maximize"
+    )
+    run_dir = _run_dir_with_manifest(tmp_path / "0", datetime(2026, 1, 1, tzinfo=UTC), [(0, 1800)])
+    attrs = {"config": 0, "run_dir": str(run_dir), "executor": "slurm", "job_id": "4242"}
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.COMPLETE, value=0.5, params={"lr": 0.1},
+            distributions={"lr": optuna.distributions.FloatDistribution(0.01, 1.0)}, user_attrs=attrs,
+        )
+    )  # fmt: skip
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    said = "sacct does not answer: the SLURM trials' hours come from their manifests"
+    for command in (["status"], ["report", "--format", "md"]):
+        done = subprocess.run(
+            ["python", "-m", "sweep", *command, "--study", "down", "--results-dir", str(results)],
+            capture_output=True, text=True, env=env, timeout=deadline(120),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert "sacct: error" not in done.stdout + done.stderr and "Connection refused" not in done.stdout
+        assert [line for line in done.stdout.splitlines() if said in line], done.stdout
+        assert "0.500 used" in done.stdout  # 1,800 s of one GPU, from the manifest
