@@ -56,6 +56,7 @@ SUBMISSIONS = "submissions"
 JOB_ID = "job_id"
 TRACEBACK = "traceback"
 DIVERGED = "diverged"
+WAITING = "waiting"  # a held trial's (no job yet): why, e.g. "submission limit (AssocMaxSubmitJobLimit)"
 CONFIRM = "confirm"
 
 METRIC = "metric"
@@ -80,6 +81,7 @@ class TrialRecord:
     job_id: str | None
     traceback: str | None
     diverged: str | None = None
+    waiting: str | None = None  # why a RUNNING trial has no job yet (a submission limit holds it)
     confirm: bool = False  # a confirmation trial (a further seed of a top configuration)
 
     @property
@@ -105,6 +107,7 @@ class TrialRecord:
             job_id=None if job_id is None else str(job_id),
             traceback=attrs.get(TRACEBACK),
             diverged=None if attrs.get(DIVERGED) is None else str(attrs[DIVERGED]),
+            waiting=str(attrs[WAITING]) if attrs.get(WAITING) else None,  # "" once its job was taken
             confirm=attrs.get(CONFIRM) is True,
         )
 
@@ -160,8 +163,10 @@ def write(
     job_id: str | None = None,
     traceback: str | None = None,
     diverged: str | None = None,
+    waiting: str | None = None,
 ) -> None:
-    """Store the given fields of a trial's record (one storage commit each; None leaves a field as is)."""
+    """Store the given fields of a trial's record (one storage commit each; None leaves a field as is,
+    `waiting=""` clears it)."""
     values = {
         EXECUTOR: executor,
         LAUNCHER: launcher,
@@ -171,6 +176,7 @@ def write(
         JOB_ID: job_id,
         TRACEBACK: traceback,
         DIVERGED: diverged,
+        WAITING: waiting,
     }
     for key, value in values.items():
         if value is not None:

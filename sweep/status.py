@@ -196,6 +196,8 @@ def _row(trial: FrozenTrial, direction: str) -> TrialRow:
         launcher=record.launcher,
         reason=record.traceback if trial.state.name == "FAIL" else None,
         diverged=record.diverged,
+        # a trial a submission limit holds has no job to ask SLURM about: its reason is its state
+        job_state=f"waiting: {record.waiting}" if record.waiting and record.job_id is None else None,
     )
 
 

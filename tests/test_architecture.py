@@ -229,7 +229,18 @@ def test_every_stored_attribute_key_is_a_constant_of_records() -> None:
 
     keys = {value for name, value in vars(records).items() if name.isupper() and isinstance(value, str)}
     stored = {"config", "repeat", "executor", "launcher", "heartbeat", "run_dir", "submissions", "job_id"}
-    others = {"traceback", "diverged", "confirm", "metric", "plan", "gpus", "detached", "budget", "base"}
+    others = {
+        "traceback",
+        "diverged",
+        "waiting",
+        "confirm",
+        "metric",
+        "plan",
+        "gpus",
+        "detached",
+        "budget",
+        "base",
+    }
     assert stored | others == keys
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import optuna
 
+from sweep import records
 from sweep.errors import Printer
 
 RETRY_S = 60.0  # a held trial is tried again at least this often
@@ -51,6 +52,7 @@ class Held:
                 f"of the study's {running} running jobs ends"
             )
         self.trials.appendleft(HeldTrial(trial, reported))  # tried first again
+        records.write(trial, waiting=f"submission limit ({limit})")  # `sweep status` shows it
         self._running, self._tried = running, time.monotonic()
 
     def due(self, running: int) -> HeldTrial | None:
@@ -65,4 +67,5 @@ class Held:
     def released(self, trial: optuna.Trial) -> None:
         """Say that a held trial's job was taken at last; the next held one is then tried at once."""
         self._running = 1 << 30
+        records.write(trial, waiting="")
         self.out(f"trial {trial.number} submitted after the submission limit let it")

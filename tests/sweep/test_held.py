@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -15,6 +14,7 @@ from sweep.executors.local import LocalExecutor
 from sweep.launcher.held import Held
 from sweep.launcher.loop import Launcher
 from sweep.records import TrialRecord
+from sweep.status import render, trial_rows
 from sweep.storage import default_url, open_storage, open_study
 from sweep.study import load_study
 from sweep.study.plan import make_pruner, make_sampler
@@ -83,22 +83,32 @@ cpus = 1
     assert sorted(t.params["value"] for t in trials) == [0.1, 0.2, 0.3, 0.4, 0.5]
     assert [TrialRecord.of(t).submissions for t in trials] == [1] * 5  # no refusal counted
     assert executor.refusals >= 1 and len(executor.jobs) == 5  # refused, and each started once
+    assert not [t.number for t in trials if TrialRecord.of(t).waiting]  # none left "waiting"
     waiting = [line for line in lines if "waiting: submission limit (QOSMaxSubmitJobPerUserLimit)" in line]
     assert waiting and len(waiting) <= executor.refusals
     assert any("submitted after the submission limit let it" in line for line in lines)
 
 
-def test_a_held_trial_is_due_when_a_job_ends_or_after_the_retry_interval(monkeypatch: Any) -> None:
+def test_a_held_trial_is_due_when_a_job_ends_or_after_the_retry_interval(
+    monkeypatch: Any, tmp_path: Path
+) -> None:
     said: list[str] = []
     held = Held("s", said.append)
-    trial = SimpleNamespace(number=7)
-    held.hold(trial, 0, "AssocMaxSubmitJobLimit", running=3)  # type: ignore[arg-type]
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'db.sqlite'}")
+    trial = study.ask()
+    trial.set_user_attr("executor", "slurm")
+    held.hold(trial, 0, "AssocMaxSubmitJobLimit", running=3)
     assert said == [
-        "s: waiting: submission limit (AssocMaxSubmitJobLimit); trial 7 held until one of the study's 3 "
+        "s: waiting: submission limit (AssocMaxSubmitJobLimit); trial 0 held until one of the study's 3 "
         "running jobs ends"
     ]
+    # `sweep status` shows why the RUNNING trial has no job
+    (line,) = [line for line in render("s", "val_acc", trial_rows(study)) if line.lstrip().startswith("#0 ")]
+    assert "waiting: submission limit (AssocMaxSubmitJobLimit)" in line, line
     assert held.due(3) is None  # nothing ended yet
     assert held.due(2) is not None and not held  # a job ended: tried again
-    held.hold(trial, 0, "AssocMaxSubmitJobLimit", running=2)  # type: ignore[arg-type]
+    held.released(trial)  # its job was taken: no longer waiting
+    assert "waiting" not in " ".join(render("s", "val_acc", trial_rows(study)))
+    held.hold(trial, 0, "AssocMaxSubmitJobLimit", running=2)
     monkeypatch.setattr("sweep.launcher.held.RETRY_S", 0.0)
     assert held.due(2) is not None  # nothing ended, but the retry interval passed
