@@ -56,6 +56,7 @@ SUBMISSIONS = "submissions"
 JOB_ID = "job_id"
 TRACEBACK = "traceback"
 DIVERGED = "diverged"
+STALLED = "stalled"  # a RUNNING trial with no new epoch for long: what the launcher saw (`launcher.stall`)
 WAITING = "waiting"  # a held trial's (no job yet): why, e.g. "submission limit (AssocMaxSubmitJobLimit)"
 CONFIRM = "confirm"
 
@@ -82,6 +83,7 @@ class TrialRecord:
     traceback: str | None
     diverged: str | None = None
     waiting: str | None = None  # why a RUNNING trial has no job yet (a submission limit holds it)
+    stalled: str | None = None  # a RUNNING trial that logs no new epoch: since when
     confirm: bool = False  # a confirmation trial (a further seed of a top configuration)
 
     @property
@@ -108,6 +110,7 @@ class TrialRecord:
             traceback=attrs.get(TRACEBACK),
             diverged=None if attrs.get(DIVERGED) is None else str(attrs[DIVERGED]),
             waiting=str(attrs[WAITING]) if attrs.get(WAITING) else None,  # "" once its job was taken
+            stalled=str(attrs[STALLED]) if attrs.get(STALLED) else None,  # "" once epochs came again
             confirm=attrs.get(CONFIRM) is True,
         )
 
@@ -164,9 +167,10 @@ def write(
     traceback: str | None = None,
     diverged: str | None = None,
     waiting: str | None = None,
+    stalled: str | None = None,
 ) -> None:
     """Store the given fields of a trial's record (one storage commit each; None leaves a field as is,
-    `waiting=""` clears it)."""
+    `waiting=""` and `stalled=""` clear theirs)."""
     values = {
         EXECUTOR: executor,
         LAUNCHER: launcher,
@@ -177,6 +181,7 @@ def write(
         TRACEBACK: traceback,
         DIVERGED: diverged,
         WAITING: waiting,
+        STALLED: stalled,
     }
     for key, value in values.items():
         if value is not None:

@@ -58,6 +58,7 @@ class TrialRow:
     launcher: str | None = None  # host:pid of the launcher that watches (or last watched) the trial
     reason: str | None = None  # why a FAILed trial failed: its whole text (`sweep status --trial N`)
     diverged: str | None = None  # what diverged, and when, of a trial stopped for a NaN/infinite metric
+    stalled: str | None = None  # a RUNNING trial the launcher saw log no new epoch for long
 
 
 def show(
@@ -136,6 +137,8 @@ def trial_lines(name: str, study: optuna.Study, number: int) -> list[str]:
         lines += ["  reason:", *(f"    {line}" for line in row.reason.rstrip().splitlines())]
     if row.diverged:
         lines.append(f"  diverged: {row.diverged} (its job was stopped; its epochs stay in its run dir)")
+    if row.stalled:
+        lines.append(f"  stalled: {row.stalled} (its job still runs)")
     return lines
 
 
@@ -198,6 +201,7 @@ def _row(trial: FrozenTrial, direction: str) -> TrialRow:
         diverged=record.diverged,
         # a trial a submission limit holds has no job to ask SLURM about: its reason is its state
         job_state=f"waiting: {record.waiting}" if record.waiting and record.job_id is None else None,
+        stalled=record.stalled if trial.state.name == "RUNNING" else None,
     )
 
 
@@ -289,6 +293,8 @@ def trial_line(row: TrialRow, hours: StudyHours | None = None) -> str:
         line += f"  failed: {_cut(failure_line(row.reason), REASON_CHARS)}"
     if row.diverged:
         line += f"  diverged: {row.diverged}"
+    if row.stalled:
+        line += f"  stalled: {row.stalled}"
     return line
 
 

@@ -233,6 +233,7 @@ def test_every_stored_attribute_key_is_a_constant_of_records() -> None:
         "traceback",
         "diverged",
         "waiting",
+        "stalled",
         "confirm",
         "metric",
         "plan",

@@ -34,6 +34,7 @@ from sweep.launcher.budget import Budget
 from sweep.launcher.held import Held
 from sweep.launcher.metric_check import MetricWatch
 from sweep.launcher.source import TrialSource
+from sweep.launcher.stall import watch_epochs
 from sweep.launcher.takeover import TakeOver
 from sweep.launcher.watched import Watched
 from sweep.records import TrialRecord
@@ -151,8 +152,7 @@ class Launcher:
         )
 
     def scan(self) -> None:
-        """Leave the trials another launcher took over while this one was silent; take over the RUNNING
-        trials whose launcher died since the last scan."""
+        """Leave trials another launcher took over; take over RUNNING trials whose launcher died."""
         self.shared.share(self.study)
         for number in self.peers.lost({number: item.key for number, item in self.running.items()}):
             del self.running[number]
@@ -161,8 +161,7 @@ class Launcher:
             self.take_over(frozen)
 
     def others_running(self) -> bool:
-        """Whether RUNNING trials that other launchers watch remain; this launcher then waits for them,
-        taking over any whose launcher dies, so that the study is finished when `run` returns."""
+        """Whether RUNNING trials other launchers watch remain (waited for; taken over if theirs dies)."""
         others = self.peers.unwatched(set(self.running) | self.held.numbers())
         if not others:
             return False
@@ -273,6 +272,7 @@ class Launcher:
             self.say_waiting(item)
         history = read_epochs(RunPaths(item.run_dir).metrics)
         new = [record for record in history if record["epoch"] > item.reported]
+        watch_epochs(item.clock, item.trial, len(new), done, self.out)  # a stall is said once
         for record in new:
             epoch = int(record["epoch"])
             value = record.get(self.spec.metric)

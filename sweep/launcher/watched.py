@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from sweep.executors import Job
+from sweep.launcher.stall import EpochClock
 from sweep.records import TrialRecord
 
 
@@ -22,6 +23,7 @@ class Watched:
     run_dir: Path
     reported: int = 0  # the last epoch reported to the trial
     waited: bool = False  # its job's wait in a queue was said
+    clock: EpochClock = field(default_factory=EpochClock)  # when its epochs came (a stall is said)
 
     @property
     def key(self) -> tuple[int, int]:
