@@ -9,6 +9,7 @@ too.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -66,6 +67,6 @@ class Held:
 
     def released(self, trial: optuna.Trial) -> None:
         """Say that a held trial's job was taken at last; the next held one is then tried at once."""
-        self._running = 1 << 30
+        self._tried = -math.inf  # the next held trial is due at once
         records.write(trial, waiting="")
         self.out(f"trial {trial.number} submitted after the submission limit let it")

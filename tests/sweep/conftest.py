@@ -12,8 +12,12 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 
+from sweep.storage import default_url, open_storage, open_study
+from sweep.study.plan import make_pruner, make_sampler
+from sweep.study.spec import StudySpec
 from tests.conftest import deadline
 from trainer.metrics import EpochMetrics, TrainResult
 from trainer.paths import RunPaths
@@ -167,3 +171,11 @@ def wait_for(condition: Any, *, timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def new_study(spec: StudySpec, results: Path) -> optuna.Study:
+    """The study in `results`/sweep.db, made as `sweep launch` makes it (for a Launcher run directly)."""
+    url = default_url(results)
+    storage = open_storage(url, create=True)
+    sampler, pruner = make_sampler(spec), make_pruner(spec)
+    return open_study(spec.name, storage, direction=spec.direction, sampler=sampler, pruner=pruner, url=url)

@@ -16,10 +16,9 @@ from benchmarks.noop_job import noop
 from sweep._compat import SharedDistributions, finished_already, local_process, own_session
 from sweep.executors.debug import DebugExecutor
 from sweep.launcher.loop import Launcher
-from sweep.storage import default_url, open_storage, open_study
 from sweep.study import load_study
-from sweep.study.plan import make_pruner, make_sampler
 from tests.conftest import deadline
+from tests.sweep.conftest import new_study
 
 
 def test_a_local_controller_submitted_in_own_session_leads_a_session_of_its_own(tmp_path: Path) -> None:
@@ -84,11 +83,7 @@ def test_the_launcher_shares_its_studys_cached_distributions(
     spec = load_study(study_file)
     results = tmp_path / "results"
     results.mkdir()
-    url = default_url(results)
-    study = open_study(
-        spec.name, open_storage(url, create=True), direction=spec.direction,
-        sampler=make_sampler(spec), pruner=make_pruner(spec), url=url,
-    )  # fmt: skip
+    study = new_study(spec, results)
     Launcher(spec, study, DebugExecutor(), results_dir=results, job=noop, out=lambda _: None).run()
     trials = study.get_trials(deepcopy=False)  # the launcher's own study: its cache
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 30

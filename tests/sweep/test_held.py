@@ -15,9 +15,9 @@ from sweep.launcher.held import Held
 from sweep.launcher.loop import Launcher
 from sweep.records import TrialRecord
 from sweep.status import render, trial_rows
-from sweep.storage import default_url, open_storage, open_study
+from sweep.storage import default_url
 from sweep.study import load_study
-from sweep.study.plan import make_pruner, make_sampler
+from tests.sweep.conftest import new_study
 
 # Logs two epochs, 0.3 s apart.
 PROGRAM = """\
@@ -69,16 +69,12 @@ cpus = 1
     spec = load_study(study_file)
     results = tmp_path / "results"
     results.mkdir()
-    url = default_url(results)
-    study = open_study(
-        spec.name, open_storage(url, create=True), direction=spec.direction,
-        sampler=make_sampler(spec), pruner=make_pruner(spec), url=url,
-    )  # fmt: skip
+    study = new_study(spec, results)
     executor = LimitedLocal(spec.resources, parallel=4, limit=2)
     lines: list[str] = []
     Launcher(spec, study, executor, results_dir=results, parallel=4, out=lines.append).run()
 
-    trials = optuna.load_study(study_name="held", storage=url).get_trials()
+    trials = optuna.load_study(study_name="held", storage=default_url(results)).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 5  # one launch, nothing failed
     assert sorted(t.params["value"] for t in trials) == [0.1, 0.2, 0.3, 0.4, 0.5]
     assert [TrialRecord.of(t).submissions for t in trials] == [1] * 5  # no refusal counted

@@ -22,9 +22,9 @@ from sweep.executors.debug import DebugExecutor
 from sweep.launcher import launch
 from sweep.launcher.loop import Launcher
 from sweep.owners import HEARTBEAT_STALE_S, launcher_id
-from sweep.storage import default_url, open_storage, open_study
-from sweep.study import StudySpec, load_study
-from sweep.study.plan import dry_run, make_pruner, make_sampler, plan
+from sweep.storage import default_url
+from sweep.study import load_study
+from sweep.study.plan import dry_run, make_pruner, plan
 from sweep.study.spec import best_logged as best
 from tests.conftest import deadline
 from tests.sweep.conftest import (
@@ -32,6 +32,7 @@ from tests.sweep.conftest import (
     TINY_TRAIN,
     assert_one_line_error,
     instant_job,
+    new_study,
     processes_mentioning,
     run_sweep,
     sweep_cmd,
@@ -55,14 +56,6 @@ TUNING_POINTS = [
 
 def _stored(results: Path, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=default_url(results))
-
-
-def _new_study(spec: StudySpec, results: Path) -> optuna.Study:
-    """The study in `results`/sweep.db, made as `sweep launch` makes it."""
-    url = default_url(results)
-    storage = open_storage(url, create=True)
-    sampler, pruner = make_sampler(spec), make_pruner(spec)
-    return open_study(spec.name, storage, direction=spec.direction, sampler=sampler, pruner=pruner, url=url)
 
 
 def _assert_all_complete(results: Path, name: str, count: int) -> list[optuna.trial.FrozenTrial]:
@@ -106,7 +99,7 @@ def test_tuning_plan_is_the_seven_points() -> None:
 
 def test_tuning_asks_seven_trials_with_exactly_those_params(tmp_path: Path) -> None:
     spec = load_study("tuning")
-    study = _new_study(spec, tmp_path)
+    study = new_study(spec, tmp_path)
     launcher = Launcher(spec, study, DebugExecutor(), results_dir=tmp_path)
     launcher.reconcile()
     asked = [launcher.ask() for _ in range(8)]
@@ -125,7 +118,7 @@ def test_a_planned_trial_is_stored_as_enqueue_then_ask_would_store_it(tmp_path: 
     # The launcher creates planned trials running in one transaction; Optuna's own way is
     # enqueue_trial then ask. Both must leave the same trial for samplers, pruners and the dashboard.
     spec = load_study("tuning")
-    study = _new_study(spec, tmp_path)
+    study = new_study(spec, tmp_path)
     launcher = Launcher(spec, study, DebugExecutor(), results_dir=tmp_path)
     launcher.reconcile()
     created = launcher.ask()
@@ -149,7 +142,7 @@ def test_two_launchers_on_one_study_never_start_the_same_planned_trial(tmp_path:
     # started since. Two studies on one database file: two processes' views of it.
     spec = load_study("tuning")
     first, second = (
-        Launcher(spec, _new_study(spec, tmp_path), DebugExecutor(), results_dir=tmp_path) for _ in range(2)
+        Launcher(spec, new_study(spec, tmp_path), DebugExecutor(), results_dir=tmp_path) for _ in range(2)
     )
     first.reconcile()
     second.reconcile()
@@ -224,7 +217,7 @@ def test_a_sampled_study_whose_space_changed_is_refused(
 
 def test_a_study_launched_before_plans_were_stored_is_matched_by_its_trials_values(tmp_path: Path) -> None:
     spec = load_study(_two_points(tmp_path, [0.01, 0.02]))
-    study = _new_study(spec, tmp_path)
+    study = new_study(spec, tmp_path)
     Launcher(spec, study, DebugExecutor(), results_dir=tmp_path, job=instant_job).run()  # stores no plan
     assert "plan" not in _stored(tmp_path, "plan").user_attrs
     grown = load_study(_two_points(tmp_path, [0.03, 0.01]))  # 0.03 first: positions moved, 0.02 gone
@@ -269,7 +262,7 @@ def test_dry_run_of_a_started_study_lists_only_what_is_left(
     results = tmp_path / "results"
     results.mkdir()
     spec = load_study(tiny_smoke)
-    study = _new_study(spec, results)
+    study = new_study(spec, results)
     launcher = Launcher(spec, study, DebugExecutor(), results_dir=results)
     launcher.reconcile()  # enqueues the 4 grid points
     finished, running = launcher.ask(), launcher.ask()
@@ -634,7 +627,7 @@ def test_a_trial_of_a_launcher_on_another_host_is_left_while_its_heartbeat_is_fr
     tiny_smoke: Path, tmp_path: Path, age_s: float, taken_over: bool
 ) -> None:
     spec = load_study(tiny_smoke)
-    study = _new_study(spec, tmp_path)
+    study = new_study(spec, tmp_path)
     first = Launcher(spec, study, DebugExecutor(), results_dir=tmp_path)
     first.reconcile()
     trial = first.ask()
@@ -663,7 +656,7 @@ def test_a_job_started_but_not_recorded_is_re_attached_not_started_twice(
     from sweep.executors.local import LocalExecutor
 
     spec = load_study(tiny_smoke)
-    study = _new_study(spec, tmp_path)
+    study = new_study(spec, tmp_path)
     first = Launcher(spec, study, LocalExecutor(spec.resources), results_dir=tmp_path)
     first.reconcile()
     trial = first.ask()

@@ -11,18 +11,15 @@ import optuna
 from optuna.trial import TrialState
 
 from sweep import procs
-from sweep.executors.local import LocalExecutor
-from sweep.executors.program import ProgramJob
 from sweep.launcher import launch
 from sweep.launcher.loop import POLL_SECONDS
 from sweep.records import TrialRecord
 from sweep.storage import default_url
 from sweep.study import load_study
 from sweep.study.plan import make_pruner
-from sweep.study.spec import Program, Resources
 from tests.conftest import deadline
 from tests.sweep.conftest import wait_for
-from tests.sweep.executors.test_program import STUBBORN
+from tests.sweep.executors.test_program import start_stubborn
 from trainer.metrics import read_epochs
 
 # Logs an epoch every 0.2 s with its wall clock; at SIGTERM writes the time it was stopped and exits.
@@ -105,14 +102,7 @@ def test_hyperband_and_successive_halving_rungs_follow_the_study(tmp_path: Path)
 def test_stop_soon_returns_at_once_and_still_kills_a_stubborn_program(tmp_path: Path) -> None:
     """The launcher's prune does not wait for the job to go, yet a program that ignores SIGTERM and
     forks is killed after its stop_grace_s as `cancel` would kill it."""
-    (tmp_path / "stubborn.py").write_text(STUBBORN)
-    program = Program(command=(sys.executable, "stubborn.py"), workdir=str(tmp_path), stop_grace_s=1.0)
-    run_dir = tmp_path / "runs" / "s" / "0"
-    run_dir.mkdir(parents=True)
-    job = LocalExecutor(Resources(gpus=0)).submit(ProgramJob(program, "score"), {"lr": 0.1}, run_dir)
-    wait_for(lambda: (run_dir / "metrics.jsonl").exists(), timeout=deadline(60), what="the first epoch")
-    pgid = int((run_dir / "program.pid").read_text().split()[0])
-    wait_for(lambda: len(procs.group_members(pgid)) >= 2, timeout=deadline(30), what="the program's child")
+    job, pgid = start_stubborn(tmp_path)
     started = time.monotonic()
     job.stop_soon()
     assert time.monotonic() - started < 1.0  # the grace alone is 1 s: stop_soon did not wait for it

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from sweep import procs
+from sweep.executors.base import Job
 from sweep.executors.local import LocalExecutor
 from sweep.executors.program import ProgramJob
 from sweep.study.spec import Program, Resources
@@ -25,9 +26,9 @@ time.sleep(600)
 """
 
 
-def test_a_pruned_program_that_ignores_sigterm_and_forks_leaves_no_process_of_its_group(
-    tmp_path: Path,
-) -> None:
+def start_stubborn(tmp_path: Path) -> tuple[Job, int]:
+    """A local job of STUBBORN (stop_grace_s 1 s) once it logged an epoch and forked: the job, and the
+    program's process group."""
     (tmp_path / "stubborn.py").write_text(STUBBORN)
     program = Program(command=(sys.executable, "stubborn.py"), workdir=str(tmp_path), stop_grace_s=1.0)
     run_dir = tmp_path / "runs" / "s" / "0"
@@ -36,6 +37,13 @@ def test_a_pruned_program_that_ignores_sigterm_and_forks_leaves_no_process_of_it
     wait_for(lambda: (run_dir / "metrics.jsonl").exists(), timeout=deadline(60), what="the first epoch")
     pgid = int((run_dir / "program.pid").read_text().split()[0])
     wait_for(lambda: len(procs.group_members(pgid)) >= 2, timeout=deadline(30), what="the program's child")
+    return job, pgid
+
+
+def test_a_pruned_program_that_ignores_sigterm_and_forks_leaves_no_process_of_its_group(
+    tmp_path: Path,
+) -> None:
+    job, pgid = start_stubborn(tmp_path)
     started = time.monotonic()
     job.cancel()  # what a prune does
     assert procs.group_members(pgid) == []
