@@ -22,8 +22,8 @@ from sweep.launcher.loop import MAX_SUBMISSIONS, Launcher
 from sweep.owners import launcher_id
 from sweep.study import load_study
 from tests.conftest import deadline
-from tests.sweep.conftest import ROOT, TINY_TRAIN, instant_job, run_sweep, sweep_cmd, write_study
-from tests.sweep.test_launch import _new_study, hand_claim
+from tests.sweep.conftest import ROOT, TINY_TRAIN, instant_job, new_study, run_sweep, sweep_cmd, write_study
+from tests.sweep.test_launch import hand_claim
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def stranger() -> Iterator[int]:
 def _first_trial_held_by(tiny_smoke: Path, tmp_path: Path, holder: str) -> tuple[optuna.Study, int]:
     """A study whose trial 0 is RUNNING, its claim (and `launcher`) naming `holder`."""
     spec = load_study(tiny_smoke)
-    study = _new_study(spec, tmp_path)
+    study = new_study(spec, tmp_path)
     first = Launcher(spec, study, DebugExecutor(), results_dir=tmp_path)
     first.reconcile()
     trial = first.ask()
@@ -73,7 +73,7 @@ def test_an_old_style_launcher_id_whose_pid_is_not_a_sweep_process_is_dead(
     """The repro's case: a trial from before claims, its `launcher` a `host:pid` with no start time, the
     pid now another program's."""
     spec = load_study(tiny_smoke)
-    study = _new_study(spec, tmp_path)
+    study = new_study(spec, tmp_path)
     trial = study.ask({"optimizer": optuna.distributions.CategoricalDistribution(["sgd", "adam"])})
     for key, value in {"config": 0, "repeat": 0, "launcher": f"{socket.gethostname()}:{stranger}"}.items():
         trial.set_user_attr(key, value)
@@ -115,7 +115,7 @@ def test_a_launcher_whose_trial_was_taken_over_while_it_was_stopped_leaves_it(
     """Fault: a launcher stopped for minutes (Ctrl-Z, a suspended laptop) came back and went on watching
     a trial that another launcher had taken over: two launchers reported one trial, one crashed."""
     spec = load_study(tiny_smoke)
-    study = _new_study(spec, tmp_path)
+    study = new_study(spec, tmp_path)
     lines: list[str] = []
     launcher = Launcher(spec, study, DebugExecutor(), results_dir=tmp_path, out=lines.append, job=instant_job)
     launcher.reconcile()
