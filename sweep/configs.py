@@ -227,7 +227,11 @@ def _insert(storage: RDBStorage, sid: int, *rows: StoredConfig) -> bool:
         return True
     try:
         with storage.engine.begin() as conn:
-            conn.execute(sa.insert(CONFIGS), values)
+            # multi-row INSERT statements, not executemany: psycopg runs an executemany in a pipeline,
+            # which, aborted by another launcher's row, printed "error ignored terminating Pipeline";
+            # 500 rows a statement stay under SQLite's limit of bound parameters
+            for start in range(0, len(values), 500):
+                conn.execute(sa.insert(CONFIGS).values(values[start : start + 500]))
     except sa.exc.IntegrityError:
         return False
     return True
