@@ -7,6 +7,7 @@
 #                                    prints the URL; a no-op (but the URL) when it already runs
 #   scripts/postgres-dev.sh url      print the URL: postgresql://sweep:sweep@127.0.0.1:PORT/sweep
 #   scripts/postgres-dev.sh stop     stop the cluster
+#   scripts/postgres-dev.sh restart  restart it, ending every connection (tests of a database outage)
 #
 # The driver is the `postgres` extra of the project: `pip install -e ".[postgres]"` (psycopg 3).
 set -euo pipefail
@@ -61,9 +62,17 @@ stop() {
   [ -n "${version:-}" ] && pg_ctlcluster "$version" "$name" stop || true
 }
 
+restart() {  # fast: every client connection is ended, as a failover or a maintenance restart would
+  read -r version name <<<"$(cluster)"
+  [ -n "${version:-}" ] || die "no PostgreSQL cluster; start one first"
+  pg_ctlcluster "$version" "$name" restart -m fast >&2
+  for _ in $(seq 100); do psql_admin -c "select 1" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+
 case "${1:-}" in
   start) start ;;
   url) url ;;
   stop) stop ;;
-  *) die "usage: $0 start|url|stop" ;;
+  restart) restart ;;
+  *) die "usage: $0 start|url|stop|restart" ;;
 esac

@@ -7,6 +7,7 @@ of them, and this module is then the one place to look.
 from __future__ import annotations
 
 import contextlib
+import functools
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ if TYPE_CHECKING:  # a job process imports the submitit half of this module: no 
     import optuna
     from optuna.storages import RDBStorage
     from optuna.trial import FrozenTrial
+
+    from sweep.storage_outage import StorageOutage
 
 
 _LOCK = threading.Lock()  # `create_trial`'s swap of an Optuna function, one thread at a time
@@ -202,3 +205,109 @@ class SharedDistributions:
                 name: self.canonical.setdefault(dist, dist) for name, dist in trial.distributions.items()
             }
             self.seen.add(number)
+
+
+# -- a storage that waits out a database outage (sweep.storage_outage) --------------------------------
+
+NONCE = "sweep:created"  # the system attribute a trial is created with: found again after a lost answer
+# Optuna's storage calls (and the private ones its cache layer makes) that are repeated as they are
+# after a lost connection: each one reads, or writes a row the same way twice.
+_REPEATED = (
+    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
+    "get_study_system_attrs", "get_all_studies", "_set_trial_param",
+    "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id", "get_trial_param",
+    "_get_best_trial_id", "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
+    "get_trial", "_get_trials", "get_all_trials", "get_n_trials",
+)  # fmt: skip
+
+
+def riding_storage(url: str, outage: StorageOutage, **kwargs: Any) -> RDBStorage:
+    """Optuna's RDBStorage at `url`, each call made through a launcher's `outage` (`pool_pre_ping`: a
+    connection the database dropped while idle is replaced, not used).
+
+    Private API: Optuna's cache layer calls the storage's private `_create_new_trial`, `_set_trial_param`,
+    `_get_trials` and `_get_best_trial_id`, so those are among the calls made through the outage. A
+    trial is created with a nonce, kept as a system attribute (Optuna's own bookkeeping: sweep's user
+    attributes stay as they were); a creation whose answer was lost is looked up by it, not repeated.
+    A trial's end repeated onto that same end counts as done.
+    """
+    made: RDBStorage = _riding_class()(url, outage, **kwargs)  # type: ignore[arg-type]
+    return made
+
+
+@functools.cache
+def _riding_class() -> type[RDBStorage]:
+    import json
+    import uuid
+
+    import sqlalchemy as sa
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.storages import RDBStorage
+    from optuna.trial import TrialState
+
+    class RidingStorage(RDBStorage):
+        def __init__(self, url: str, outage: StorageOutage, **kwargs: Any) -> None:
+            self.outage = outage
+            super().__init__(url, engine_kwargs={"pool_pre_ping": True}, **kwargs)
+
+        def _create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+            nonce = uuid.uuid4().hex
+            template = _with_nonce(template_trial, nonce)
+            return self.outage.call(
+                lambda: RDBStorage._create_new_trial(self, study_id, template),
+                check=lambda: self._created(nonce),
+            )
+
+        def _created(self, nonce: str) -> FrozenTrial | None:
+            attrs = rdb_models().TrialSystemAttributeModel.__table__
+            marked = sa.and_(attrs.c.key == NONCE, attrs.c.value_json == json.dumps(nonce))
+            with self.engine.connect() as conn:
+                found = conn.execute(sa.select(attrs.c.trial_id).where(marked)).scalar()
+            return None if found is None else RDBStorage.get_trial(self, found)
+
+        def set_trial_state_values(self, trial_id: int, state: TrialState, values: Any = None) -> bool:
+            tries = []
+
+            def tell() -> bool:
+                tries.append(1)
+                try:
+                    return RDBStorage.set_trial_state_values(self, trial_id, state, values)
+                except UpdateFinishedTrialError:
+                    # a repeat onto the end that the failed try committed is that end
+                    if len(tries) == 1 or RDBStorage.get_trial(self, trial_id).state != state:
+                        raise
+                    return True
+
+            return self.outage.call(tell)
+
+    def repeated(name: str) -> Any:
+        method = getattr(RDBStorage, name)
+
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return self.outage.call(lambda: method(self, *args, **kwargs))
+
+        call.__name__ = name
+        return call
+
+    for name in _REPEATED:
+        setattr(RidingStorage, name, repeated(name))
+    return RidingStorage
+
+
+def _with_nonce(template: FrozenTrial | None, nonce: str) -> FrozenTrial:
+    """`template` (or a bare RUNNING trial, what Optuna creates without one) with the nonce attribute."""
+    import copy
+    import datetime
+
+    from optuna.trial import FrozenTrial, TrialState
+
+    if template is None:
+        return FrozenTrial(
+            number=-1, state=TrialState.RUNNING, value=None, datetime_start=datetime.datetime.now(),
+            datetime_complete=None, params={}, distributions={}, user_attrs={}, system_attrs={NONCE: nonce},
+            intermediate_values={}, trial_id=-1,
+        )  # fmt: skip
+    marked = copy.copy(template)
+    marked.system_attrs = {**template.system_attrs, NONCE: nonce}
+    return marked

@@ -19,19 +19,23 @@ refused instead of adopted. Both tables live beside Optuna's and are made on fir
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from optuna.storages import RDBStorage
 from sqlalchemy.engine import Connection
 
 from sweep._compat import rdb_models
+
+if TYPE_CHECKING:
+    from sweep.storage_outage import StorageOutage
 
 _METADATA = sa.MetaData()
 CLAIMS = sa.Table(
@@ -102,6 +106,18 @@ class Holder:
     stamped: float
 
 
+def _riding(method: Callable[..., T]) -> Callable[..., T]:
+    """The Claims method, its database calls made through the launcher's StorageOutage, if any."""
+
+    @functools.wraps(method)
+    def call(self: Claims, *args: Any, **kwargs: Any) -> T:
+        if self.outage is None:
+            return method(self, *args, **kwargs)
+        return self.outage.call(lambda: method(self, *args, **kwargs))
+
+    return call
+
+
 class Claims:
     """One launcher's view of a study's claims: claim, bind, take over, stamp."""
 
@@ -109,6 +125,8 @@ class Claims:
         self.engine = storage.engine
         self.study_id = study_id
         self.launcher = launcher
+        # a launcher's storage waits out a database that stops answering: so do its claims
+        self.outage: StorageOutage | None = getattr(storage, "outage", None)
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
@@ -120,6 +138,7 @@ class Claims:
             CLAIMS.c.study_id == self.study_id, CLAIMS.c.config == config, CLAIMS.c.repeat == repeat
         )
 
+    @_riding
     def holder(self, config: int, repeat: int) -> Holder | None:
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(CLAIMS).where(self._row(config, repeat))).first()
@@ -127,6 +146,7 @@ class Claims:
             return None
         return Holder(config, repeat, row.trial_id, row.launcher, row.stamped)
 
+    @_riding
     def claim(
         self, config: int, repeat: int, *, may_take: Callable[[Holder], bool], rerun: bool = True
     ) -> bool:
@@ -145,10 +165,13 @@ class Claims:
             return self.claim(config, repeat, may_take=may_take, rerun=rerun)
         if held.trial_id is not None and (not rerun or self._trial_state(held.trial_id) != "FAIL"):
             return False
+        if held.trial_id is None and held.launcher == self.launcher:
+            return True  # its own claim (an insert that committed before its answer was lost)
         if held.trial_id is None and not may_take(held):
             return False
         return self._swap(held, trial_id=None, now=now)
 
+    @_riding
     def bind(self, config: int, repeat: int, trial_id: int) -> None:
         """The claimed run's trial is now `trial_id`."""
         with self._transaction() as conn:
@@ -158,6 +181,7 @@ class Claims:
                 .values(trial_id=trial_id)
             )
 
+    @_riding
     def take_over(
         self, config: int, repeat: int, trial_id: int, *, may_take: Callable[[Holder], bool]
     ) -> bool:
@@ -186,6 +210,7 @@ class Claims:
             )
         return self.held()
 
+    @_riding
     def held(self) -> set[tuple[int, int]]:
         """The (config, repeat) this launcher holds (a read; the stamping is the Stamper's)."""
         with self.engine.connect() as conn:
@@ -225,7 +250,10 @@ class Claims:
                 .where(self._row(held.config, held.repeat), CLAIMS.c.launcher == held.launcher, same_trial)
                 .values(launcher=self.launcher, trial_id=trial_id, stamped=now)
             )
-        return bool(done.rowcount == 1)
+        if done.rowcount == 1:
+            return True
+        row = self.holder(held.config, held.repeat)  # a swap that committed before its answer was lost
+        return row is not None and row.launcher == self.launcher and row.trial_id == trial_id
 
     def _trial_state(self, trial_id: int) -> str | None:
         trials = rdb_models().TrialModel

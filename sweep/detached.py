@@ -25,13 +25,13 @@ def alive(record: DetachedLauncher) -> bool | None:
     """Whether the detached launcher still runs (or may run again: a requeued job); None: cannot tell
     (a process on another host, SLURM not answering)."""
     if record.kind == "slurm":
-        from sweep.executors import slurm
+        from sweep.executors import slurm_queries
 
         if record.job_id is None:
             return False
         try:
-            return slurm.job_states([record.job_id])[record.job_id].live
-        except slurm.SlurmUnavailable:
+            return slurm_queries.job_states([record.job_id])[record.job_id].live
+        except slurm_queries.SlurmUnavailable:
             return None
     if record.host != socket.gethostname():
         return None
@@ -44,11 +44,11 @@ def describe(record: DetachedLauncher) -> str:
     """One line: where the detached launcher runs, whether it still does, since when."""
     since = time_text(record.since)
     if record.kind == "slurm":
-        from sweep.executors import slurm
+        from sweep.executors import slurm_queries
 
         try:
-            state = slurm.job_states([record.job_id or ""])[record.job_id or ""].state
-        except slurm.SlurmUnavailable:
+            state = slurm_queries.job_states([record.job_id or ""])[record.job_id or ""].state
+        except slurm_queries.SlurmUnavailable:
             state = "unknown: SLURM does not answer"
         node = f" on {record.host}" if record.host else ""
         return f"SLURM job {record.job_id} {state}{node}, started {since}"
@@ -60,11 +60,11 @@ def describe(record: DetachedLauncher) -> str:
 def stop(record: DetachedLauncher, out: Printer = print) -> None:
     """Stop the detached launcher (before its trials are cancelled: it would start them again)."""
     if record.kind == "slurm":
-        from sweep.executors import slurm
+        from sweep.executors import slurm_queries
 
         if record.job_id is None or not alive(record):
             return
-        slurm.scancel([record.job_id])
+        slurm_queries.scancel([record.job_id])
         wait_until(lambda: not alive(record), STOP_WAIT_S * 4)
         out(f"detached launcher (SLURM job {record.job_id}) stopped")
         return

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.executors import slurm
+from sweep.executors import slurm_queries
 from sweep.polling import Throttle
 from sweep.records import TrialRecord
 from trainer.manifest import manifest_path, read_manifest
@@ -129,10 +129,10 @@ def study_hours(
     slurm_ids = {t.number: _slurm_ids(t) for t in facts if t.executor == "slurm"}
     error = None
     try:
-        allocations = slurm.sacct_allocations(i for ids in slurm_ids.values() for i in ids)
-    except slurm.SlurmUnavailable:  # slurmdbd down: say so once, with no raw error text of sacct's
+        allocations = slurm_queries.sacct_allocations(i for ids in slurm_ids.values() for i in ids)
+    except slurm_queries.SlurmUnavailable:  # slurmdbd down: say so once, with no raw error text of sacct's
         allocations, error = [], "sacct does not answer: the SLURM trials' hours come from their manifests"
-    by_job: dict[str, list[slurm.Allocation]] = {}
+    by_job: dict[str, list[slurm_queries.Allocation]] = {}
     for item in allocations:
         by_job.setdefault(item.job_id, []).append(item)
     out = []
@@ -168,7 +168,9 @@ class HoursTally:
         return StudyHours(tuple(items), self.error)
 
 
-def _slurm_hours(trial: TrialFacts, runs: list[slurm.Allocation], gpus: int, now: float) -> TrialHours:
+def _slurm_hours(
+    trial: TrialFacts, runs: list[slurm_queries.Allocation], gpus: int, now: float
+) -> TrialHours:
     """sacct's hours once the trial has ended and every attempt's record is final. Until then, the more
     of sacct's and the trial's own record (its manifest's attempts, else its stored times): slurmdbd
     lags behind the jobs (a job that has run may still read PENDING with no GPUs, or not at all, for a

@@ -20,11 +20,12 @@ from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
 from sqlalchemy.engine import make_url
 
-from sweep._compat import check_schema_version, study_id
+from sweep._compat import check_schema_version, riding_storage, study_id
 from sweep.claims import create_tables, is_registered, register_study, retry_races
 from sweep.errors import SweepError
 from sweep.polling import wait_until
 from sweep.records import StudyRecord
+from sweep.storage_outage import StorageOutage
 
 DB_NAME = "sweep.db"
 MARK_WAIT_S = 5.0  # how long a launch waits for a just-created study to be marked as sweep's
@@ -139,13 +140,16 @@ def _raise_if_unwritable(err: BaseException, url: str) -> None:
     ) from None
 
 
-def open_storage(url: str, *, create: bool, check_schema: bool = True) -> RDBStorage:
+def open_storage(
+    url: str, *, create: bool, check_schema: bool = True, outage: StorageOutage | None = None
+) -> RDBStorage:
     """Open the storage at `url`.
 
     Args:
         url: A SQLAlchemy URL.
         create: Create a missing SQLite file (launch); otherwise a missing file is an error (status).
         check_schema: Check the schema version with alembic (0.3 s of imports); readers may skip it.
+        outage: A launcher's: its calls wait out a database that stops answering (`sweep.storage_outage`).
 
     Raises:
         SweepError: The database cannot be opened, or does not exist and `create` is false.
@@ -174,6 +178,8 @@ def open_storage(url: str, *, create: bool, check_schema: bool = True) -> RDBSto
             return storage
         # Launchers started together on an empty database all create the schema; the losers of that
         # race see "table already exists" and simply open it again.
+        if outage is not None:
+            return retry_races(lambda: riding_storage(url, outage, skip_compatibility_check=not check_schema))
         return retry_races(lambda: RDBStorage(url, skip_compatibility_check=not check_schema))
 
 

@@ -39,6 +39,9 @@ class Outcome:
     # A lost job stopped by a signal from outside it (someone's `kill` of its id), not by a failure of
     # its own: a resubmission need not count against the trial. False where it is not known.
     killed: bool = False
+    # A lost job that never ran the trial because the scheduler did not answer it (a SLURM job's srun
+    # during a controller restart): started again, uncounted, like a killed one.
+    outage: bool = False
 
 
 class Job(abc.ABC):

@@ -29,6 +29,7 @@ from sweep.launcher import preflight
 from sweep.launcher.budget import check_budget
 from sweep.launcher.loop import POLL_SECONDS, Launcher
 from sweep.launcher.sigterm import Terminated, stopped_line
+from sweep.storage_outage import StorageOutage
 from sweep.study import plan
 from sweep.study.plan import check_same_plan, make_pruner, make_sampler, plan_fingerprint
 from sweep.study.spec import StudySpec, best_of, params_text
@@ -85,7 +86,8 @@ def prepare(
     if storage_url is None:
         _make_dir(Path(results_dir), str(results_dir))  # the default storage lives in the results folder
         storage_url = storage_mod.default_url(Path(results_dir))
-    storage = storage_mod.open_storage(storage_url, create=True)
+    outage = StorageOutage(spec.launcher.storage_outage_min * 60, out)
+    storage = storage_mod.open_storage(storage_url, create=True, outage=outage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = storage_mod.open_study(
         spec.name,

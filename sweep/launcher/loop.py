@@ -36,7 +36,7 @@ from sweep.launcher.metric_check import MetricWatch
 from sweep.launcher.source import TrialSource
 from sweep.launcher.stall import watch_epochs
 from sweep.launcher.takeover import TakeOver
-from sweep.launcher.watched import Watched
+from sweep.launcher.watched import Watched, interrupted_line
 from sweep.records import TrialRecord
 from sweep.study.plan import distributions
 from sweep.study.spec import StudySpec, best_logged, params_text
@@ -138,18 +138,7 @@ class Launcher:
 
     def interrupted(self) -> str:
         """The line for a launch stopped by Ctrl-C: the trials it watched, and what to do next."""
-        watched = [f"trial {n} (job {item.job.job_id})" for n, item in sorted(self.running.items())]
-        if self.starting is not None:
-            started = "ran in this process" if self.executor.name == "debug" else "was being submitted"
-            watched.append(f"trial {self.starting} (its job {started})")
-        if not watched:
-            return f"{self.spec.name}: launch interrupted; no trial was running"
-        jobs, count = ", ".join(watched), len(watched)
-        return (
-            f"{self.spec.name}: launch interrupted with {count} trial{'s' if count != 1 else ''} running: "
-            f"{jobs}. `sweep launch` again re-attaches live jobs and resumes stopped ones from their "
-            "checkpoints; `sweep cancel` stops them"
-        )
+        return interrupted_line(self.spec.name, self.running, self.starting, self.executor.name)
 
     def scan(self) -> None:
         """Leave trials another launcher took over; take over RUNNING trials whose launcher died."""
@@ -347,14 +336,17 @@ class Launcher:
     def finish(self, item: Watched, history: list[Epoch]) -> None:
         outcome = item.job.outcome()
         number = item.trial.number
-        # a job killed from outside (by hand) is not the trial's failure: resumed, and not counted
+        # a job killed from outside (by hand), or one the scheduler's outage kept from starting the
+        # trial, is not the trial's failure: resumed, and not counted
+        uncounted = outcome.killed or outcome.outage
         if outcome.status == "lost" and (
-            outcome.killed or TrialRecord.of(item.trial).submissions < MAX_SUBMISSIONS
+            uncounted or TrialRecord.of(item.trial).submissions < MAX_SUBMISSIONS
         ):
             del self.running[number]
             why = "was killed from outside" if outcome.killed else "is gone without a result"
+            why = f"did not start the trial ({outcome.detail})" if outcome.outage else why
             self.out(f"trial {number} job {item.job.job_id} {why}; resuming it")
-            self.submit(item.trial, reported=item.reported, counted=not outcome.killed)
+            self.submit(item.trial, reported=item.reported, counted=not uncounted)
             return
         del self.running[number]
         value = best_logged(history, self.spec.metric, self.spec.direction)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sweep.executors import resolve
 from sweep.executors.local import machine_gpus
-from sweep.executors.slurm import controller_problem
+from sweep.executors.slurm_queries import controller_problem
 from sweep.study.files import shipped_dir
 from sweep.study.program import executable
 from sweep.study.spec import StudySpec

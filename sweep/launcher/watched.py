@@ -39,3 +39,20 @@ class Watched:
 
     def of_epochs(self, epoch: int) -> str:
         return f"{epoch}/{self.epochs}" if self.epochs is not None else str(epoch)
+
+
+def interrupted_line(study: str, running: dict[int, Watched], starting: int | None, executor: str) -> str:
+    """The line for a launch stopped by Ctrl-C: the trials it watched (`starting`: the one whose job was
+    being started), and what to do next."""
+    watched = [f"trial {n} (job {item.job.job_id})" for n, item in sorted(running.items())]
+    if starting is not None:
+        started = "ran in this process" if executor == "debug" else "was being submitted"
+        watched.append(f"trial {starting} (its job {started})")
+    if not watched:
+        return f"{study}: launch interrupted; no trial was running"
+    jobs, count = ", ".join(watched), len(watched)
+    return (
+        f"{study}: launch interrupted with {count} trial{'s' if count != 1 else ''} running: "
+        f"{jobs}. `sweep launch` again re-attaches live jobs and resumes stopped ones from their "
+        "checkpoints; `sweep cancel` stops them"
+    )

@@ -53,6 +53,7 @@ from typing import Any
 from sweep.errors import SweepError
 from sweep.study.confirm_and_budget import check_confirm_and_budget, parse_confirm_and_budget
 from sweep.study.dimensions import check_points_in_space, parse_points, parse_space
+from sweep.study.launcher_table import parse_launcher
 from sweep.study.program import parse_program
 from sweep.study.reader import TableReader, did_you_mean, is_number
 from sweep.study.spec import (
@@ -62,7 +63,6 @@ from sweep.study.spec import (
     SAMPLERS,
     STUDY_KEYS,
     Dimension,
-    LauncherResources,
     Resources,
     SlurmValue,
     StudySpec,
@@ -71,7 +71,6 @@ from sweep.study.spec import (
 from trainer.config import RELATED_FIELDS, TrainConfig
 
 SECTIONS = ("study", "train", "space", "points", "resources", "program", "launcher")
-LAUNCHER_KEYS = ("partition", "time_min", "mem_gb", "cpus", "poll_s", "scheduler_outage_min")
 RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "timeout_min", "partition", "array_parallelism", "slurm")
 # SLURM options that the generic [resources] keys already set: option -> the key to use instead.
 SLURM_GENERIC = {
@@ -370,30 +369,6 @@ class _Reader(TableReader):
             for combo in itertools.product(*(values[key] for key in keys)):
                 params = dict(zip(keys, combo, strict=True))
                 self.build(spec.train, params, f"[space] grid configuration {params}")
-
-
-def parse_launcher(reader: TableReader, table: Mapping[str, Any]) -> LauncherResources:
-    """[launcher]: a detached launcher's SLURM job; how often a launcher asks SLURM, how long it retries."""
-    reader.check_keys(table, LAUNCHER_KEYS, "[launcher]")
-    partition = table.get("partition")
-    if partition is not None and (not isinstance(partition, str) or not partition):
-        raise reader.error("[launcher] key 'partition'", f"is {partition!r}; give a partition name")
-    mem_gb = table.get("mem_gb", 2.0)
-    if isinstance(mem_gb, bool) or not isinstance(mem_gb, int | float) or mem_gb <= 0:
-        raise reader.error("[launcher] key 'mem_gb'", f"is {mem_gb!r}; give a number of GiB > 0")
-    polite = {}
-    for key, default in (("poll_s", 30.0), ("scheduler_outage_min", 60.0)):
-        value = table.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise reader.error(f"[launcher] key '{key}'", f"is {value!r}; give a number > 0")
-        polite[key] = float(value)
-    return LauncherResources(
-        partition=partition,
-        time_min=reader.optional_int(table, "time_min", minimum=1, section="launcher"),
-        mem_gb=float(mem_gb),
-        cpus=reader.integer(table, "cpus", default=1, minimum=1, section="launcher"),
-        **polite,
-    )
 
 
 def _frozen(mapping: Mapping[str, Any]) -> Mapping[str, Any]:

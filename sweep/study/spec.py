@@ -137,7 +137,8 @@ class Resources:
 @dataclass(frozen=True)
 class LauncherResources:
     """[launcher]: what a detached launcher (`sweep launch --detach`) asks of SLURM as its own job, and how
-    politely any launcher treats the scheduler (`poll_s`, `scheduler_outage_min`).
+    politely any launcher treats the scheduler (`poll_s`, `scheduler_outage_min`), and how long it waits
+    for a database that does not answer (`storage_outage_min`).
 
     A launcher only polls files and the database: one core and 2 GiB are plenty. At its time limit or
     on preemption it requeues itself and re-attaches to its trials, so `time_min` bounds one stretch of
@@ -150,6 +151,7 @@ class LauncherResources:
     cpus: int = 1
     poll_s: float = 30.0  # squeue/sacct at most this often in steady state (any launcher, detached or not)
     scheduler_outage_min: float = 60.0  # how long sbatch failures (controller down, timed out) are retried
+    storage_outage_min: float = 10.0  # how long a study database that does not answer is waited for
 
     def to_dict(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -228,7 +228,7 @@ def postgres_databases() -> Iterator[list[str]]:
         pytest.skip(
             "no PostgreSQL server: `bash scripts/postgres-dev.sh start` and set SWEEP_TEST_POSTGRES_URL"
         )
-    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # restarts
     made: list[str] = []
     urls: list[str] = []
 

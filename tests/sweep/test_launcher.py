@@ -11,15 +11,18 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from sweep import procs
+from sweep.executors.base import Job, JobFn, Outcome
 from sweep.executors.debug import DebugExecutor
 from sweep.launcher.loop import MAX_SUBMISSIONS, Launcher
 from sweep.owners import launcher_id
+from sweep.records import TrialRecord
 from sweep.study import load_study
 from tests.conftest import deadline
 from tests.sweep.conftest import ROOT, TINY_TRAIN, instant_job, new_study, run_sweep, sweep_cmd, write_study
@@ -203,3 +206,50 @@ def test_a_job_killed_by_hand_is_resumed_however_often_and_never_fails_the_trial
     assert trial.state == TrialState.COMPLETE and trial.user_attrs["submissions"] == 1
     metrics = (results / "runs" / "kills" / "0" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in metrics] == list(range(1, 15))  # each once, in order
+
+
+SRUN_DOWN = "srun: error: Unable to confirm allocation for job 7: Unable to contact slurm controller"
+
+
+class NeverStarted(Job):
+    """A SLURM job whose srun could not reach a restarting controller: it ended without running the trial."""
+
+    job_id = "7"
+
+    def done(self) -> bool:
+        return True
+
+    def cancel(self) -> None:
+        pass
+
+    def outcome(self) -> Outcome:
+        return Outcome("lost", SRUN_DOWN, outage=True)
+
+
+class OutageAtFirstStart(DebugExecutor):
+    """Debug jobs, but the first one never starts its trial, the next MAX_SUBMISSIONS ones run it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starts = 0
+
+    def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
+        self.starts += 1
+        return NeverStarted() if self.starts == 1 else super().submit(fn, config, run_dir)
+
+
+def test_a_job_that_could_not_start_the_trial_in_an_outage_is_submitted_again_uncounted(
+    tiny_smoke: Path, tmp_path: Path
+) -> None:
+    """Fault: a controller restart under a starting job made its srun give up; the job ended without a
+    result and the launcher counted it as one of the trial's three submissions."""
+    spec = load_study(tiny_smoke)
+    study = new_study(spec, tmp_path)
+    lines: list[str] = []
+    executor = OutageAtFirstStart()
+    Launcher(spec, study, executor, results_dir=tmp_path, out=lines.append, job=instant_job).run()
+    trials = study.get_trials()
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    assert [TrialRecord.of(t).submissions for t in trials] == [1] * len(trials)  # the lost start not counted
+    assert executor.starts == len(trials) + 1
+    assert f"trial 0 job 7 did not start the trial ({SRUN_DOWN}); resuming it" in lines

@@ -18,7 +18,8 @@ from sweep.executors import make_executor, wait_for_end
 from sweep.executors.debug import DebugExecutor
 from sweep.executors.files import SUBMITIT_DIR
 from sweep.executors.local import LocalExecutor
-from sweep.executors.slurm import GONE, SlurmExecutor, job_states, slurm_parameters
+from sweep.executors.slurm import SlurmExecutor, slurm_parameters
+from sweep.executors.slurm_queries import GONE, job_states
 from sweep.status import TrialRow, with_local_states
 from sweep.study import Resources
 from tests.conftest import deadline

@@ -22,7 +22,8 @@ import optuna
 import pytest
 
 from sweep import storage
-from sweep.executors.slurm import SlurmExecutor, job_states, squeue_states
+from sweep.executors.slurm import SlurmExecutor
+from sweep.executors.slurm_queries import job_states, squeue_states
 from sweep.launcher import launch
 from sweep.study import Resources, load_study
 from tests.conftest import deadline

@@ -16,7 +16,8 @@ from submitit.core.utils import FailedJobError
 
 from sweep.errors import SweepError
 from sweep.executors.base import SubmitHeld
-from sweep.executors.slurm import SlurmExecutor, StateCache
+from sweep.executors.slurm import SlurmExecutor
+from sweep.executors.slurm_queries import StateCache
 from sweep.executors.slurm_submit import SUBMIT_GAP_S, Submitter, adopt, classify
 from sweep.study import Resources
 
@@ -171,3 +172,22 @@ def test_a_job_sbatch_took_before_it_timed_out_is_adopted(fake_slurm: Path, tmp_
     assert "-n sweep-s-3" in (fake_slurm / "squeue.calls").read_text()
     assert lines == []  # adopted at once: no outage
     assert adopt(folder, "sweep-s-3") is None  # nothing left to adopt: no new job, no pickle
+
+
+SRUN_DOWN = "srun: error: Unable to confirm allocation for job 7: Unable to contact slurm controller"
+
+
+@pytest.mark.parametrize("stderr", [f"{SRUN_DOWN}\nsrun: Check SLURM_JOB_ID environment variable.\n", ""])
+def test_a_job_whose_srun_could_not_reach_the_controller_did_not_start_the_trial(
+    fake_slurm: Path, tmp_path: Path, stderr: str
+) -> None:
+    (fake_slurm / "squeue.out").write_text("7|COMPLETED|None\n")  # the batch script ended; srun never ran
+    job = SlurmExecutor(Resources(gpus=0)).attach("7", tmp_path)
+    folder = tmp_path / "submitit"
+    folder.mkdir()
+    (folder / "7_0_log.err").write_text(stderr)
+    assert job.done()
+    outcome = job.outcome()
+    assert outcome.status == "lost"
+    assert outcome.outage == bool(stderr)  # only srun's own outage line says so: anything else is counted
+    assert (outcome.detail == SRUN_DOWN) if stderr else ("ended COMPLETED without a result" in outcome.detail)
