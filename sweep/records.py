@@ -280,6 +280,6 @@ def write_budget(study: optuna.Study, budget: float | None) -> None:
 
 def failure_line(reason: str) -> str:
     """The line of a failure that says what happened: a traceback's last, less the exception's class
-    when it is sweep's way of saying so (a program that failed)."""
+    when it is sweep's way of saying so (a program that failed, a job that would requeue for ever)."""
     last = reason.strip().splitlines()[-1] if reason.strip() else "unknown"
-    return re.sub(r"^[\w.]*ProgramFailed: ", "", last)
+    return re.sub(r"^[\w.]*(ProgramFailed|UserError): ", "", last)

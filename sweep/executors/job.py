@@ -29,6 +29,7 @@ import submitit.helpers
 from submitit.helpers import DelayedSubmission
 
 from sweep.errors import SweepError, run_command
+from sweep.executors import requeues
 from sweep.executors.files import JobFiles
 from sweep.polling import wait_until
 from trainer.paths import RunPaths
@@ -170,7 +171,8 @@ class TrainJob(submitit.helpers.Checkpointable):
         """Requeue the same call, unless this job has been requeued MAX_REQUEUES times already."""
         if restarts() >= MAX_REQUEUES:
             return None  # submitit then ends the job with "checkpoint function returned None"
-        print("sweep: time limit or preemption; requeueing to resume from checkpoint.pt", flush=True)
+        done = requeues.record(Path(args[1]))  # raises when requeueing again would loop: the trial fails
+        print(f"sweep: {done.cause}; requeueing to resume from checkpoint.pt", flush=True)
         return DelayedSubmission(self, *args, **kwargs)
 
 

@@ -27,6 +27,8 @@ import submitit.helpers
 from submitit.helpers import DelayedSubmission
 
 from sweep import procs
+from sweep.errors import SweepError
+from sweep.executors import requeues
 from sweep.executors.files import JobFiles
 from sweep.executors.job import LOCK_WAIT_S, MAX_REQUEUES, restarts, run_dir_held
 from trainer.files import write_atomic
@@ -140,6 +142,11 @@ class ProgramJob(submitit.helpers.Checkpointable):
         """At a SLURM time limit or preemption: requeue the same call; the program resumes itself."""
         if restarts() >= MAX_REQUEUES:
             return None
+        try:
+            requeues.record(Path(args[1]))
+        except SweepError:  # requeueing again would loop: the program stops, the trial fails
+            stop_leftovers(Path(args[1]))
+            raise
         return DelayedSubmission(self, *args, **kwargs)
 
 

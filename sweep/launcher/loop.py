@@ -262,6 +262,8 @@ class Launcher:
         history = read_epochs(RunPaths(item.run_dir).metrics)
         new = [record for record in history if record["epoch"] > item.reported]
         watch_epochs(item.clock, item.trial, len(new), done, self.out)  # a stall is said once
+        for line in item.requeue_lines():
+            self.out(line)
         for record in new:
             epoch = int(record["epoch"])
             value = record.get(self.spec.metric)

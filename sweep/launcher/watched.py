@@ -8,7 +8,7 @@ from typing import Any
 
 import optuna
 
-from sweep.executors import Job
+from sweep.executors import Job, requeues
 from sweep.launcher.stall import EpochClock
 from sweep.records import TrialRecord
 
@@ -24,6 +24,8 @@ class Watched:
     reported: int = 0  # the last epoch reported to the trial
     waited: bool = False  # its job's wait in a queue was said
     clock: EpochClock = field(default_factory=EpochClock)  # when its epochs came (a stall is said)
+    requeues_said: int = 0  # the requeues of its job said so far (`requeue_lines`)
+    requeues_size: int = 0  # the size of its requeue record when last read: read again only when it grew
 
     @property
     def key(self) -> tuple[int, int]:
@@ -39,6 +41,25 @@ class Watched:
 
     def of_epochs(self, epoch: int) -> str:
         return f"{epoch}/{self.epochs}" if self.epochs is not None else str(epoch)
+
+    def requeue_lines(self) -> list[str]:
+        """One line for each requeue of its job not said yet (its run dir's record grew)."""
+        try:
+            size = (self.run_dir / requeues.FILE).stat().st_size
+        except OSError:
+            return []
+        if size == self.requeues_size:
+            return []
+        self.requeues_size = size
+        found = requeues.read(self.run_dir)
+        new, self.requeues_said = found[self.requeues_said :], len(found)
+        number = self.trial.number
+        return [
+            f"trial {number} job {done.job_id} requeued ({done.cause}) "
+            + (f"after epoch {self.of_epochs(done.epoch)}" if done.epoch else "before its first epoch")
+            + f"; requeue {index} of the trial, resuming from its checkpoint"
+            for index, done in enumerate(new, start=len(found) - len(new) + 1)
+        ]
 
 
 def interrupted_line(study: str, running: dict[int, Watched], starting: int | None, executor: str) -> str:

@@ -156,3 +156,22 @@ def test_the_launcher_rides_out_a_controller_restart(tmp_path: Path, study_jobs:
     # sbatch retries the controller itself for a while: an outage line, if any, comes with its end line
     assert out.count("slurm: sbatch failed (") == out.count("slurm: sbatch answers again after"), out
     _each_ran_once(results, "ctlrestart", 4, since, out)
+
+
+def test_a_time_limit_shorter_than_an_epoch_fails_the_trial_after_two_attempts(
+    tmp_path: Path, study_jobs: list[str]
+) -> None:
+    """Fault: submitit requeued such a job silently every ~20 s, up to 20 times a job and 3 submissions."""
+    study_jobs.append("tlimit")
+    # one epoch takes 200 s, the limit is 1 min: SLURM signals the end (90 s before it) at once
+    path = _study(tmp_path, "tlimit", epochs=2, seconds=200.0, lrs=[0.1])
+    path.write_text(path.read_text().replace("timeout_min = 10", "timeout_min = 1"))
+    results = tmp_path / "results"
+    launcher = _launch(path, results, parallel=1)
+    out, _ = launcher.communicate(timeout=deadline(600))
+    assert launcher.returncode == 1, out  # a failed trial
+    assert out.count(" requeued (time limit) before its first epoch; requeue ") == 1, out
+    reason = "time limit reached twice without progress (each attempt ended before its first epoch); raise"
+    assert f"trial 0 failed: {reason} [resources] timeout_min" in out, out
+    (trial,) = stored_trials(results, "tlimit")
+    assert trial.state.name == "FAIL" and trial.user_attrs["submissions"] == 1  # not submitted again

@@ -1,0 +1,78 @@
+"""A job's requeues as its run dir records them: said by the launcher, and a time limit reached twice
+without a new epoch ends the loop (squeue's time left comes from the `fake_slurm` scripts here; the
+real cluster's run is in test_slurm_outages.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sweep.errors import SweepError
+from sweep.executors import requeues
+from sweep.launcher.watched import Watched
+from trainer.paths import RunPaths
+
+
+def _epochs(run_dir: Path, count: int) -> None:
+    lines = "".join(
+        json.dumps({"epoch": epoch, "score": 0.1 * epoch}) + "\n" for epoch in range(1, count + 1)
+    )
+    RunPaths(run_dir).metrics.write_text(lines)
+
+
+@pytest.fixture
+def in_job(monkeypatch: pytest.MonkeyPatch, fake_slurm: Path) -> Path:
+    """A SLURM job's environment; squeue says the time it has left (bin/squeue.out)."""
+    monkeypatch.setenv("SLURM_JOB_ID", "88")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    return fake_slurm
+
+
+def test_a_time_limit_reached_twice_without_a_new_epoch_ends_the_requeues(
+    in_job: Path, tmp_path: Path
+) -> None:
+    (in_job / "squeue.out").write_text("1:20\n")  # 80 s left: the time limit's signal
+    _epochs(tmp_path, 2)
+    first = requeues.record(tmp_path)
+    assert (first.cause, first.epoch, first.job_id) == ("time limit", 2, "88")
+    _epochs(tmp_path, 3)  # the next attempt logged an epoch: progress
+    assert requeues.record(tmp_path).epoch == 3
+    with pytest.raises(
+        SweepError, match=r"time limit reached twice without progress .*after epoch 3.*timeout_min"
+    ):
+        requeues.record(tmp_path)  # no epoch since the last one
+    assert [r.epoch for r in requeues.read(tmp_path)] == [2, 3]  # the refused one is not recorded
+    assert "-j 88 -o %L" in (in_job / "squeue.calls").read_text()
+
+
+@pytest.mark.parametrize("left", ["1-02:00:00\n", ""])  # far from the end; squeue says nothing
+def test_a_preemption_or_an_unknown_cause_is_requeued_however_often(
+    in_job: Path, tmp_path: Path, left: str
+) -> None:
+    (in_job / "squeue.out").write_text(left)
+    for _ in range(3):
+        done = requeues.record(tmp_path)
+    assert done.cause == ("preemption" if left else requeues.UNKNOWN)
+    assert len(requeues.read(tmp_path)) == 3
+
+
+def test_the_launcher_says_each_requeue_once(in_job: Path, tmp_path: Path) -> None:
+    class Trial:
+        number = 4
+
+    item = Watched(Trial(), None, {"epochs": 5}, tmp_path)  # type: ignore[arg-type]
+    assert item.requeue_lines() == []
+    (in_job / "squeue.out").write_text("0:50\n")
+    _epochs(tmp_path, 2)
+    requeues.record(tmp_path)
+    said = "trial 4 job 88 requeued (time limit) after epoch 2/5; requeue 1 of the trial, resuming from its"
+    assert item.requeue_lines() == [f"{said} checkpoint"]
+    assert item.requeue_lines() == []  # said once
+    (tmp_path / requeues.FILE).open("a").write("{cut short\n")  # a torn line is skipped
+    _epochs(tmp_path, 3)
+    requeues.record(tmp_path)
+    assert [line.split(";")[1] for line in item.requeue_lines()] == [
+        " requeue 2 of the trial, resuming from its checkpoint"
+    ]
