@@ -197,7 +197,7 @@ def launch(
             launcher.stop_running(f"stopped with the launcher: {stopped}")
             raise
         summary = summarize(spec, study)
-    summary.failed_here = launcher.failed
+    summary.failed_here = launcher.failures.total
     out(summary_line(summary, spec.metric))
     return summary
 

@@ -25,16 +25,17 @@ from sweep import owners, records
 from sweep import storage as storage_mod
 from sweep._compat import SharedDistributions, finished_already, rdb_storage, study_id
 from sweep.claims import Claims, Stamper, create_tables
-from sweep.errors import Printer, StudyStopped, SweepError, print_line
+from sweep.errors import Printer, SweepError, print_line
 from sweep.executors import Executor, JobFn, attach, wait_for_end
 from sweep.executors.base import SubmitHeld
 from sweep.executors.job import TrainJob
 from sweep.executors.program import ProgramJob
 from sweep.launcher.budget import Budget
+from sweep.launcher.failures import Failures
 from sweep.launcher.held import Held
 from sweep.launcher.metric_check import MetricWatch
 from sweep.launcher.source import TrialSource
-from sweep.launcher.stall import watch_epochs
+from sweep.launcher.stall import StallRule, watch_epochs
 from sweep.launcher.takeover import TakeOver
 from sweep.launcher.watched import Watched, interrupted_line
 from sweep.records import TrialRecord
@@ -92,8 +93,7 @@ class Launcher:
         self.shared = SharedDistributions()  # keeps memory flat: one copy of each distribution cached
         self.starting: int | None = None  # the trial whose job `submit` is starting (a debug job runs there)
         self.id = owners.launcher_id()  # stored as each watched trial's `launcher`
-        self.failed_in_row = 0  # trials whose job failed since the last one that completed
-        self.failed = 0  # trials of this launch whose job failed (`sweep launch` then exits 1)
+        self.failures = Failures(spec.name, spec.max_failures)  # a launch with any exits 1
         self.metric_watch = MetricWatch(spec.metric, spec.name, spec.source)
         self.budget = None if budget is None else Budget(budget, spec.resources.gpus, spec.name, out)
         storage = rdb_storage(study)
@@ -122,11 +122,10 @@ class Launcher:
             self.fill()
             if not self.running and not self.held and not self.others_running():
                 break
-            # Poll at once: a job may be done already (the debug executor's always is), and a finished
-            # trial's slot is refilled without waiting. When nothing happened, sleep, backing off from a
-            # short pause to poll_s: a job that ends soon after it starts (a crash, a tiny job) is seen
-            # at once, and a long one costs one metrics read per poll_s. A local job's end wakes the
-            # sleep at once (wait_for_end).
+            # Poll at once: a job may be done already (a debug one always is), and a finished trial's
+            # slot is refilled without waiting. When nothing happened, sleep, backing off from a short
+            # pause to poll_s: a job that ends soon after it starts is seen at once, a long one costs one
+            # metrics read per poll_s. A local job's end wakes the sleep at once (wait_for_end).
             if any([self.poll(self.running[number]) for number in list(self.running)]):
                 pause = first_pause
             else:
@@ -261,7 +260,10 @@ class Launcher:
             self.say_waiting(item)
         history = read_epochs(RunPaths(item.run_dir).metrics)
         new = [record for record in history if record["epoch"] > item.reported]
-        watch_epochs(item.clock, item.trial, len(new), done, self.out)  # a stall is said once
+        stall = watch_epochs(item.clock, item.trial, len(new), done, self.out, StallRule.of(self.spec))
+        if stall is not None:  # [study] stall_action requeue or fail
+            self.stop_stalled(item, stall)
+            return True
         for line in item.requeue_lines():
             self.out(line)
         for record in new:
@@ -305,6 +307,18 @@ class Launcher:
         del self.running[item.trial.number]
         if self.tell(item.trial, state=TrialState.PRUNED):
             self.out(f"trial {item.trial.number} pruned at epoch {item.of_epochs(epoch)}; job stopped")
+
+    def stop_stalled(self, item: Watched, said: str) -> None:
+        """Stop a stalled trial's job; submit it again (counted), or fail it ("fail", no submission left)."""
+        item.job.cancel()
+        del self.running[item.trial.number]
+        action = self.spec.stall_action
+        if action == "fail" or TrialRecord.of(item.trial).submissions >= MAX_SUBMISSIONS:
+            self.fail(item.trial, f'stalled: {said}; [study] stall_action = "{action}"')
+            return
+        self.out(f"trial {item.trial.number} stalled: {said}; job stopped, submitting it again")
+        records.write(item.trial, stalled="")
+        self.submit(item.trial, reported=item.reported)
 
     def diverge(self, item: Watched, epoch: int, value: float) -> None:
         """The trial's metric is NaN or infinite: it diverged. That is a result (the configuration does
@@ -355,7 +369,7 @@ class Launcher:
         if outcome.status == "success" and value is not None:
             if not self.tell(item.trial, value):
                 return
-            self.failed_in_row = 0
+            self.failures.completed()
             self.out(
                 f"trial {number} complete  {self.spec.metric} {value:.4f} (best of {len(history)} epochs)"
             )
@@ -382,13 +396,5 @@ class Launcher:
         last = records.failure_line(reason)
         shows = f"sweep status --study {self.spec.name} --trial {number}"
         self.out(f"trial {number} failed: {last} (full text: {shows})")
-        if not count:
-            return
-        self.failed += 1
-        self.failed_in_row += 1
-        if self.failed_in_row >= self.spec.max_failures:
-            raise StudyStopped(
-                f"{self.spec.name}: {self.failed_in_row} trials failed in a row ([study] max_failures = "
-                f"{self.spec.max_failures}), the last with: {last}. Fix the cause; `sweep launch` again "
-                "runs the failed trials again"
-            )
+        if count:
+            self.failures.failed(last)  # too many in a row stop the launch

@@ -2,9 +2,11 @@
 last epoch, a deadlocked data loader, a node SLURM has not yet found dead).
 
 The launcher times the epochs it reads: a trial is stalled when no new epoch came for STALL_FACTOR times
-the median time between its epochs, and at least MIN_STALL_S. It says so once in a launcher line and
-stores it with the trial (`sweep status` shows it), and says so again, clearing it, if epochs come back.
-Nothing is stopped: what to do with a stalled job is the user's call (`sweep cancel`, `scancel`).
+the median time between its epochs, and at least MIN_STALL_S (or, after its first epoch, for `[study]
+stall_after_min`). It is stored with the trial (`sweep status` shows it). `[study] stall_action`:
+"warn" (the default) says so once in a launcher line, and again, clearing it, if epochs come back;
+nothing is stopped. "requeue" and "fail" leave it to the launcher, which stops the job and submits it
+again (resuming from its checkpoint) or fails the trial.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import optuna
 
 from sweep import records
 from sweep.errors import Printer
+from sweep.study.spec import StudySpec
 
 STALL_FACTOR = 3.0  # no new epoch for this many median epoch times: stalled
 MIN_STALL_S = 60.0  # and for at least this long (a short epoch's jitter is no stall)
@@ -31,15 +34,35 @@ class EpochClock:
     epochs: int = 0
     stalled: bool = False  # said and stored
 
-    def idle_limit(self) -> float | None:
-        """Seconds without a new epoch after which the trial is stalled; None before two epochs."""
+    def idle_limit(self, after_s: float | None = None) -> float | None:
+        """Seconds without a new epoch after which the trial is stalled: `after_s` once an epoch came,
+        else the median rule; None before the rule can apply."""
+        if after_s is not None:
+            return after_s if self.epochs else None
         if not self.gaps:
             return None
         return max(STALL_FACTOR * statistics.median(self.gaps), MIN_STALL_S)
 
 
-def watch_epochs(clock: EpochClock, trial: optuna.Trial, new: int, done: bool, out: Printer) -> None:
-    """Count `new` epochs just read for `trial`; say and store a stall, or its end."""
+@dataclass(frozen=True)
+class StallRule:
+    """A study's [study] stall_after_min (in seconds) and stall_action."""
+
+    after_s: float | None = None
+    action: str = "warn"
+
+    @classmethod
+    def of(cls, spec: StudySpec) -> StallRule:
+        minutes = spec.stall_after_min
+        return cls(None if minutes is None else minutes * 60, spec.stall_action)
+
+
+def watch_epochs(
+    clock: EpochClock, trial: optuna.Trial, new: int, done: bool, out: Printer, rule: StallRule = StallRule()
+) -> str | None:
+    """Count `new` epochs just read for `trial`; store a stall, or its end. With the rule's action "warn"
+    a stall is said here; otherwise what it is comes back (the launcher acts on it and says so)."""
+    after_s = rule.after_s
     now = time.monotonic()
     if new:
         if clock.epochs:
@@ -49,18 +72,20 @@ def watch_epochs(clock: EpochClock, trial: optuna.Trial, new: int, done: bool, o
             clock.stalled = False
             records.write(trial, stalled="")
             out(f"trial {trial.number} logs epochs again")
-        return
-    limit = clock.idle_limit()
+        return None
+    limit = clock.idle_limit(after_s)
     if done or clock.stalled or limit is None or now - clock.last < limit:
-        return
+        return None
     clock.stalled = True
-    median = statistics.median(clock.gaps)
-    said = (
-        f"no new epoch for {_duration(now - clock.last)} after epoch {clock.epochs} "
-        f"({STALL_FACTOR:g}x its median {_duration(median)} between epochs)"
-    )
+    why = f"[study] stall_after_min = {after_s / 60:g}" if after_s is not None else None
+    if why is None:
+        why = f"{STALL_FACTOR:g}x its median {_duration(statistics.median(clock.gaps))} between epochs"
+    said = f"no new epoch for {_duration(now - clock.last)} after epoch {clock.epochs} ({why})"
     records.write(trial, stalled=said)
+    if rule.action != "warn":
+        return said
     out(f"trial {trial.number} stalled: {said}; its job still runs (`sweep cancel` or scancel stops it)")
+    return None
 
 
 def _duration(seconds: float) -> str:

@@ -4,7 +4,8 @@ A study file has five parts:
 
     [study]           name, metric, direction, sampler, pruner, n_trials, repeats,
                       pruner_startup_trials, pruner_warmup_epochs, max_failures,
-                      confirm_top, confirm_repeats, budget_gpu_hours, base (`confirm_and_budget`)
+                      confirm_top, confirm_repeats, budget_gpu_hours, base (`confirm_and_budget`),
+                      stall_after_min, stall_action (`stall_keys`)
     [train]           TrainConfig fields fixed for every trial
     [space]           searched TrainConfig fields: a list = categorical choices; a table
                       {low, high, log, step} = a range (integers when low and high are, `step` for those)
@@ -68,6 +69,7 @@ from sweep.study.spec import (
     StudySpec,
     grid_values,
 )
+from sweep.study.stall_keys import parse_stall
 from trainer.config import RELATED_FIELDS, TrainConfig
 
 SECTIONS = ("study", "train", "space", "points", "resources", "program", "launcher")
@@ -204,6 +206,7 @@ class _Reader(TableReader):
             "max_failures": self.integer(table, "max_failures", default=3, minimum=1, section="study"),
             **self.pruner_settings(table),
             **parse_confirm_and_budget(self, table, name),
+            **parse_stall(self, table),
         }
 
     def metric_and_direction(self, table: Mapping[str, Any]) -> tuple[str, str]:

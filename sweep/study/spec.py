@@ -59,6 +59,8 @@ STUDY_KEYS = (
     "confirm_repeats",
     "budget_gpu_hours",
     "base",
+    "stall_after_min",
+    "stall_action",
 )
 
 SlurmValue: TypeAlias = str | int | float | bool
@@ -219,6 +221,8 @@ class StudySpec:
     confirm_repeats: int = 0  # ... with this many further seeds each (repeats after the search's)
     budget_gpu_hours: float | None = None  # no new trial once used + expected GPU-hours reach it
     base: str | None = None  # a study whose winner supplies the values this file does not set (`sweep.base`)
+    stall_after_min: float | None = None  # no new epoch for this long is a stall (None: 3x the median gap)
+    stall_action: str = "warn"  # warn | requeue | fail: what the launcher does with a stalled trial
     train: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     space: Mapping[str, Dimension] = field(default_factory=lambda: MappingProxyType({}))
     points: tuple[Mapping[str, Any], ...] = ()
@@ -307,6 +311,8 @@ class StudySpec:
         study = {key: getattr(self, key) for key in STUDY_KEYS}
         unset = {"budget_gpu_hours": self.budget_gpu_hours is None, "confirm_top": not self.confirm_top}
         unset["base"] = self.base is None
+        unset["stall_after_min"] = self.stall_after_min is None
+        unset["stall_action"] = self.stall_action == "warn"
         unset["confirm_repeats"] = unset["confirm_top"]
         study = {key: value for key, value in study.items() if not unset.get(key)}  # as a file omits them
         return {

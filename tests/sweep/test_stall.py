@@ -10,11 +10,13 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep import records
+from sweep.errors import SweepError
 from sweep.launcher import launch
 from sweep.records import TrialRecord
 from sweep.status import render, trial_rows
 from sweep.storage import default_url
 from sweep.study import load_study
+from tests.sweep.conftest import processes_mentioning
 
 # Three epochs 0.2 s apart, then hangs for 3 s before it exits (a process that does not end).
 HANGS = """\
@@ -59,3 +61,73 @@ def test_status_shows_a_running_trial_stalled_and_not_once_epochs_come_again(tmp
     )
     records.write(trial, stalled="")  # epochs came again
     assert "stalled" not in " ".join(render("s", "val_acc", trial_rows(study)))
+
+
+# Logs epoch 1, then hangs for a minute at its first start; started again, logs epochs 2 and 3.
+HANGS_ONCE = """\
+import json, os, time
+run_dir = os.environ["SWEEP_RUN_DIR"]
+first = not os.path.exists(os.path.join(run_dir, "started"))
+open(os.path.join(run_dir, "started"), "a").close()
+for epoch in ((1,) if first else (2, 3)):
+    time.sleep(0.2)
+    with open(os.path.join(run_dir, "metrics.jsonl"), "a") as handle:
+        handle.write(json.dumps({"epoch": epoch, "val_acc": 0.1 * epoch}) + "\\n")
+if first:
+    time.sleep(60)
+"""
+
+
+def _stalling_study(folder: Path, action: str) -> Path:
+    (folder / "hangs.py").write_text(HANGS_ONCE)
+    path = folder / "stall.toml"
+    path.write_text(
+        f'[study]\nname = "stall"\nsampler = "grid"\nstall_after_min = 0.03\nstall_action = "{action}"\n'
+        f'[train]\nepochs = 3\n[space]\nlr = [0.1]\n[program]\ncommand = ["{sys.executable}", "hangs.py"]\n'
+        "[resources]\ngpus = 0\ncpus = 1\n"
+    )
+    return path
+
+
+@pytest.mark.parametrize("action", ["requeue", "fail"])
+def test_a_stalled_trial_is_submitted_again_or_failed_as_stall_action_says(
+    tmp_path: Path, action: str
+) -> None:
+    results = tmp_path / "results"
+    lines: list[str] = []
+    spec = load_study(_stalling_study(tmp_path, action))
+    assert (spec.stall_after_min, spec.stall_action) == (0.03, action)
+    launch(spec, results_dir=results, executor="local", poll_s=0.1, out=lines.append)
+    (trial,) = optuna.load_study(study_name="stall", storage=default_url(results)).get_trials()
+    record = TrialRecord.of(trial)
+    said = "stalled: no new epoch for "
+    if action == "requeue":
+        assert trial.state == TrialState.COMPLETE and record.submissions == 2, lines
+        (stalled,) = [line for line in lines if said in line]
+        assert stalled.startswith("trial 0 stalled: no new epoch for ") and stalled.endswith(
+            "after epoch 1 ([study] stall_after_min = 0.03); job stopped, submitting it again"
+        )
+        assert not record.stalled  # cleared once its job was started again
+    else:
+        assert trial.state == TrialState.FAIL and record.submissions == 1, lines
+        assert any(line.startswith(f"trial 0 failed: {said}") for line in lines), lines
+        assert 'after epoch 1 ([study] stall_after_min = 0.03); [study] stall_action = "fail"' in str(
+            trial.user_attrs["traceback"]
+        )
+    assert not processes_mentioning(str(tmp_path / "hangs.py"))  # the hanging program was stopped
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("stall_after_min = 0", "[study] key 'stall_after_min' is 0; give a number of minutes > 0"),
+        ('stall_after_min = "5"', "[study] key 'stall_after_min' is '5'; give a number of minutes > 0"),
+        ('stall_action = "kill"', "[study] key 'stall_action' is 'kill'; choose one of warn, requeue, fail"),
+    ],
+)
+def test_bad_stall_keys_are_one_line_errors(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(f'[study]\nname = "s"\nsampler = "grid"\n{line}\n[space]\nlr = [0.1]\n')
+    with pytest.raises(SweepError) as err:
+        load_study(path)
+    assert message in str(err.value) and "\n" not in str(err.value)
