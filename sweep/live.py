@@ -56,6 +56,7 @@ class TrialProgress:
     best: float | None
     epoch_seconds: float | None  # mean over the epochs done
     eta_seconds: float | None  # mean epoch time × epochs left
+    note: str = ""  # "stalled" or "waiting: submission limit (...)": what the launcher stored of it
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ def _trial_progress(trial: FrozenTrial, metric: str, direction: str, now: dateti
         best=best_value,
         epoch_seconds=epoch_seconds,
         eta_seconds=eta,
+        note="stalled" if record.stalled else f"waiting: {record.waiting}" if record.waiting else "",
     )
 
 
@@ -219,7 +221,7 @@ def study_line(data: StudyProgress) -> str:
 def render(data: StudyProgress, note: str = "") -> RenderableType:
     """The study line, then one row per running trial: bar, epochs, last and best metric, times, params."""
     rows = Table.grid(padding=(0, 1))
-    for _ in range(8):
+    for _ in range(9):
         rows.add_column(no_wrap=True)
     for trial in data.trials:
         epochs = f"{trial.epochs_done}/{trial.epochs if trial.epochs is not None else '?'}"
@@ -231,6 +233,7 @@ def render(data: StudyProgress, note: str = "") -> RenderableType:
             f"best {_number(trial.best)}",
             f"{trial.epoch_seconds:.1f}s/epoch" if trial.epoch_seconds is not None else "-s/epoch",
             f"ETA {duration(trial.eta_seconds)}",
+            Text(trial.note, style="bold yellow"),  # a stalled or held trial: its bar alone would not say
             Text(trial.params, overflow="ellipsis"),
         )
     parts: list[RenderableType] = [Text(study_line(data), style="bold", overflow="ellipsis", no_wrap=True)]

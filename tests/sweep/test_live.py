@@ -21,6 +21,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
+from rich.console import Console
 
 from sweep import records
 from sweep._compat import trial_of
@@ -351,3 +352,32 @@ def test_status_watch_follows_the_study_until_it_ends(
     blocks = text.split("study live (val_acc)\n")[1:]
     assert len(blocks) >= 2 and len(set(blocks)) == len(blocks), text  # printed again only when changed
     assert "RUNNING" in blocks[0] and blocks[-1].rstrip().endswith("3 trials: 3 complete")
+
+
+def test_a_stalled_or_held_trial_says_so_in_its_row(tmp_path: Path) -> None:
+    spec = load_study(
+        write_study(
+            tmp_path / "live.toml", study={"name": "live", "sampler": "grid"}, space={"lr": [0.1, 0.2]}
+        )
+    )
+    study = optuna.create_study(study_name="live", storage=default_url(tmp_path))
+    for config, said in (
+        (0, {"stalled": "no new epoch for 14 min after epoch 3"}),
+        (1, {"waiting": "submission limit (AssocMaxSubmitJobLimit)"}),
+    ):
+        template = records.running_template(
+            {}, {}, records.trial_attrs(config=config, repeat=0, executor="slurm", launcher="h:1")
+        )
+        study.add_trial(template)
+        records.write(trial_of(study, study.get_trials()[-1]), **said)  # type: ignore[arg-type]
+    data = progress(study, spec=spec)
+    assert [trial.note for trial in data.trials] == [
+        "stalled",
+        "waiting: submission limit (AssocMaxSubmitJobLimit)",
+    ]
+    console = Console(width=200, record=True, color_system=None)
+    console.print(render(data))
+    rows = [line for line in console.export_text().splitlines() if line.lstrip().startswith("trial ")]
+    assert "stalled" in rows[0] and "waiting: submission limit (AssocMaxSubmitJobLimit)" in rows[1]
+    records.write(trial_of(study, study.get_trials()[0]), stalled="")  # epochs came again
+    assert progress(study, spec=spec).trials[0].note == ""
