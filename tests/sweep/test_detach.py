@@ -238,6 +238,42 @@ def test_a_requeued_slurm_launcher_comes_back_and_runs_each_configuration_once(
         assert [json.loads(line)["epoch"] for line in lines] == list(range(1, 7))
 
 
+@pytest.mark.slow
+def test_a_detached_slurm_launcher_rides_out_a_controller_restart(
+    tmp_path: Path, study_jobs: list[str]
+) -> None:
+    """slurmctld stopped for 40 s under a detached launcher (itself a SLURM job): the study completes,
+    each configuration once, with no relaunch by hand."""
+    study_jobs.append("dc")
+    study_file = _study_file(tmp_path, "dc", epochs=6, lrs=[0.05, 0.1, 0.02])
+    results = tmp_path / "results"
+    assert _detach(study_file, results, "slurm").returncode == 0
+    job = _launcher_job(results, "dc")
+    log = results / "launchers" / "dc" / f"{job}_0_log.out"
+    wait_for(
+        lambda: log.exists() and "trial 0 epoch 2/6" in log.read_text(),
+        timeout=deadline(240),
+        what="the study under way",
+    )
+    try:
+        subprocess.run(["bash", str(test_slurm.SCRIPT), "stop-controller"], check=True, timeout=deadline(60))
+        time.sleep(40)
+    finally:
+        subprocess.run(
+            ["bash", str(test_slurm.SCRIPT), "start-controller"], check=True, timeout=deadline(120)
+        )
+    wait_for(lambda: _all_complete(results, "dc", 3), timeout=deadline(400), what="the study to finish")
+    wait_for(
+        lambda: _sacct_state(job) == "COMPLETED", timeout=deadline(120), what="the launcher job COMPLETED"
+    )
+    text = log.read_text()
+    assert text.count("Loading pickle") == 1, text  # one run of the launcher: it was never restarted
+    trials = _trials(results, "dc")
+    assert Counter(t.params["lr"] for t in trials) == {0.05: 1, 0.1: 1, 0.02: 1}, text  # each once
+    assert [t.user_attrs["submissions"] for t in trials] == [1, 1, 1], text
+    assert text.count("slurm: sbatch failed (") == text.count("slurm: sbatch answers again after"), text
+
+
 def test_detach_flags_are_checked(tmp_path: Path) -> None:
     study_file = _study_file(tmp_path, "fl", epochs=1, lrs=[0.05])
     result = run_sweep(
