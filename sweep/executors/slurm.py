@@ -75,6 +75,7 @@ class SlurmJob(Job):
         self.job_id = job_id
         self.folder = folder
         self._states = states
+        self._result = log_paths(folder, job_id).result_pickle  # stat at every poll: made once
 
     def state(self, *, fresh: bool = False) -> JobState | None:
         """What SLURM says of the job now; None when squeue/sacct do not answer."""
@@ -96,7 +97,7 @@ class SlurmJob(Job):
         return f"slurm {state.state}" + ("" if state.live else ", ended")
 
     def done(self) -> bool:
-        if log_paths(self.folder, self.job_id).result_pickle.exists():
+        if self._result.exists():
             return True
         state = self.state()
         return state is not None and not state.live  # pending, running, requeued: not done

@@ -43,7 +43,7 @@ from sweep.study.plan import distributions
 from sweep.study.spec import StudySpec, best_logged, params_text
 from trainer.config import TrainConfig
 from trainer.files import write_atomic
-from trainer.metrics import Epoch, read_epochs
+from trainer.metrics import Epoch
 from trainer.paths import RunPaths
 
 POLL_SECONDS = 0.5  # how often running trials' metrics files are read
@@ -258,7 +258,7 @@ class Launcher:
         done = item.job.done()  # before reading: every epoch of a finished job is then in the file
         if not done and not item.waited:
             self.say_waiting(item)
-        history = read_epochs(RunPaths(item.run_dir).metrics)
+        history = item.history()  # parsed again only when the file changed
         new = [record for record in history if record["epoch"] > item.reported]
         stall = watch_epochs(item.clock, item.trial, len(new), done, self.out, StallRule.of(self.spec))
         if stall is not None:  # [study] stall_action requeue or fail

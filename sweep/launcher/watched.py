@@ -11,6 +11,8 @@ import optuna
 from sweep.executors import Job, requeues
 from sweep.launcher.stall import EpochClock
 from sweep.records import TrialRecord
+from trainer.metrics import Epoch, read_epochs
+from trainer.paths import RunPaths
 
 
 @dataclass
@@ -26,6 +28,25 @@ class Watched:
     clock: EpochClock = field(default_factory=EpochClock)  # when its epochs came (a stall is said)
     requeues_said: int = 0  # the requeues of its job said so far (`requeue_lines`)
     requeues_size: int = 0  # the size of its requeue record when last read: read again only when it grew
+    # metrics.jsonl as last read, and its (size, mtime) then: a launcher polls 50 trials several times
+    # a second, and parses a file again only when it changed
+    _epochs: list[Epoch] = field(default_factory=list, init=False, repr=False)
+    _stamp: tuple[int, int] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._metrics = RunPaths(self.run_dir).metrics
+        self._requeues = self.run_dir / requeues.FILE
+
+    def history(self) -> list[Epoch]:
+        """The run's logged epochs (its metrics.jsonl), parsed again only when the file changed."""
+        try:
+            stat = self._metrics.stat()
+        except OSError:
+            return []
+        stamp = (stat.st_size, stat.st_mtime_ns)
+        if stamp != self._stamp:
+            self._epochs, self._stamp = read_epochs(self._metrics), stamp
+        return self._epochs
 
     @property
     def key(self) -> tuple[int, int]:
@@ -45,7 +66,7 @@ class Watched:
     def requeue_lines(self) -> list[str]:
         """One line for each requeue of its job not said yet (its run dir's record grew)."""
         try:
-            size = (self.run_dir / requeues.FILE).stat().st_size
+            size = self._requeues.stat().st_size
         except OSError:
             return []
         if size == self.requeues_size:
