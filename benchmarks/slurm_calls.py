@@ -1,6 +1,6 @@
 """How hard a launcher leans on slurmctld: every SLURM command it runs, counted, on the dev cluster.
 
-    python benchmarks/slurm_calls.py [--trials 30] [--parallel 10] [--seconds 60] [--project DIR]
+    python benchmarks/slurm_calls.py [--trials 30] [--parallel 10] [--seconds 60] [--project DIR] [--plain]
 
 Runs `sweep launch --executor slurm` of a grid of --trials `[program]` trials (each logs an epoch every
 5 s for --seconds) with --parallel jobs at once, with wrappers first on PATH that log every call of
@@ -10,6 +10,10 @@ a job's end (its result file) to the launcher's next submission (median, max); a
 seconds (its own and its children's: the SLURM commands) and peak memory. Targets (issue 22): squeue +
 sacct at most 2 a minute in steady state whatever the number of trials, no second with more than 5
 sbatch calls, slots refilled within the poll interval, the launcher under 5% of a core.
+
+`--plain` runs the same jobs through plain submitit instead (its SlurmExecutor, `job.done()` polled
+every second: submitit's own watcher decides when to ask sacct), the floor to compare with: what a
+hand-written submitit loop costs the scheduler, with no study database and no pruning.
 
 The dev cluster must run (`bash scripts/slurm-dev-cluster.sh start`); jobs beyond its CPUs wait PENDING
 (they are watched all the same). `--project DIR` measures another checkout of sweep (its `main`, for
@@ -68,6 +72,40 @@ def study_file(folder: Path, trials: int, seconds: float) -> Path:
     return path
 
 
+PLAIN = """\
+import os, subprocess, sys, time
+from pathlib import Path
+import submitit
+
+prog, seconds, folder = sys.argv[1], sys.argv[2], Path(sys.argv[5])
+trials, parallel = int(sys.argv[3]), int(sys.argv[4])
+
+
+def run(run_dir):
+    env = {**os.environ, "SWEEP_RUN_DIR": run_dir}
+    subprocess.run([sys.executable, prog, seconds], env=env, check=True)
+
+
+executor = submitit.SlurmExecutor(folder=folder / "submitit")
+executor.update_parameters(nodes=1, ntasks_per_node=1, cpus_per_task=1, time=30)
+pending, running = list(range(trials)), []
+while pending or running:
+    while pending and len(running) < parallel:
+        run_dir = folder / "runs" / "calls" / str(pending.pop(0))
+        run_dir.mkdir(parents=True)
+        running.append(executor.submit(run, str(run_dir)))
+    running = [job for job in running if not job.done()]
+    time.sleep(1)
+"""
+
+
+def plain_command(folder: Path, args: argparse.Namespace) -> list[str]:
+    """The same study's jobs through plain submitit (`--plain`): no database, no pruning."""
+    (folder / "plain.py").write_text(PLAIN)
+    return [sys.executable, str(folder / "plain.py"), str(folder / "prog.py"), str(args.seconds),
+            str(args.trials), str(args.parallel), str(folder / "results")]  # fmt: skip
+
+
 def refill_gaps(results: Path) -> list[float]:
     """Seconds from each job's end (its submitit result file) to the next submission after it."""
     runs = results / "runs" / "calls"
@@ -87,6 +125,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=60.0, help="each trial's run time")
     parser.add_argument("--project", type=Path, default=ROOT, help="the sweep checkout to measure")
+    parser.add_argument(
+        "--plain", action="store_true", help="the same jobs through plain submitit: the floor"
+    )
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="sweep-slurm-calls-"))
     try:
@@ -96,6 +137,8 @@ def main() -> None:
         env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHONPATH": str(args.project)}
         command = [sys.executable, "-m", "sweep", "launch", "--study", str(path), "--executor", "slurm",
                    "--parallel", str(args.parallel), "--results-dir", str(folder / "results")]  # fmt: skip
+        if args.plain:
+            command = plain_command(folder, args)
         started = time.monotonic()
         with (folder / "launch.log").open("w") as out:
             process = subprocess.Popen(
@@ -110,9 +153,10 @@ def main() -> None:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=args.project, capture_output=True, text=True
         ).stdout.strip()
+        what = "plain submitit" if args.plain else f"commit {commit}"
         print(
             f"{args.trials} trials of {args.seconds:g} s, --parallel {args.parallel}: {wall:.0f} s of launch "
-            f"(commit {commit})"
+            f"({what})"
         )
         for name in COMMANDS:
             times = [float(stamp) for stamp, called in calls if called == name]
