@@ -37,7 +37,11 @@ from trainer.paths import RunPaths
 WASTED_STATES = (TrialState.PRUNED, TrialState.FAIL)
 # sacct states of an attempt still counting: a job's result is stored before its batch script ends
 LIVE = frozenset({"RUNNING", "PENDING", "SUSPENDED", "COMPLETING", "CONFIGURING", "RESIZING"})
-REREAD_SECONDS = 5.0  # while no trial starts or ends, how often a HoursTally reads the hours again
+# How often a HoursTally (a budget's, the live view's) runs sacct again: every REREAD_SECONDS, and after a
+# trial started or ended once MIN_REREAD_SECONDS passed; slurmdbd serves a whole cluster, and a wave of
+# ending trials is one read, not one each.
+REREAD_SECONDS = 30.0
+MIN_REREAD_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -148,14 +152,14 @@ def study_hours(
 
 class HoursTally:
     """A study's GPU-hours read again while it runs (the launcher's budget, the live view): a trial's
-    hours are read once they are final, the others again when a trial starts or ends and otherwise at
-    most every `every_s` seconds (each read runs sacct and reads the run dirs' manifests)."""
+    hours are read once they are final, the others every `every_s` seconds, or sooner (after `min_s`)
+    when a trial starts or ends (each read runs sacct and reads the run dirs' manifests)."""
 
-    def __init__(self, *, every_s: float = REREAD_SECONDS) -> None:
+    def __init__(self, *, every_s: float = REREAD_SECONDS, min_s: float = MIN_REREAD_SECONDS) -> None:
         self.final: dict[int, TrialHours] = {}  # a trial whose hours no longer change
         self.live: tuple[TrialHours, ...] = ()
         self.error: str | None = None
-        self.due = Throttle(every_s)  # keyed by the unfinished trials and their states
+        self.due = Throttle(every_s, min_s=min_s)  # keyed by the unfinished trials and their states
 
     def hours(self, trials: Sequence[FrozenTrial], gpus: int) -> StudyHours:
         """The hours of `trials` (a study's, as `study_hours` counts them), read again when due."""

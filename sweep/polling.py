@@ -25,17 +25,22 @@ def wait_until(condition: Callable[[], bool], seconds: float, *, every_s: float 
 
 class Throttle:
     """When a value read from outside is due to be read again: never read yet, `every_s` seconds since
-    the last read, or what it was read for (its `key`) changed."""
+    the last read, or what it was read for (its `key`) changed and `min_s` seconds have passed."""
 
-    def __init__(self, every_s: float) -> None:
+    def __init__(self, every_s: float, *, min_s: float = 0.0) -> None:
         self.every_s = every_s
+        self.min_s = min_s
         self._at: float | None = None
         self._key: Hashable = None
 
     def take(self, key: Hashable = None, *, force: bool = False) -> bool:
         """Whether to read now; when so, the read counts as done now (for `key`)."""
         now = time.monotonic()
-        due = force or self._at is None or key != self._key or now - self._at >= self.every_s
+        if force or self._at is None:
+            due = True
+        else:
+            since = now - self._at
+            due = since >= self.every_s or (key != self._key and since >= self.min_s)
         if due:
             self._at, self._key = now, key
         return due

@@ -64,8 +64,9 @@ class Budget:
 
     def __init__(self, limit: float, gpus: int, name: str, out: Callable[[str], None]) -> None:
         self.limit, self.gpus, self.name, self.out = limit, gpus, name, out
-        # the hours are read again at once when a trial starts or ends, else every REREAD_SECONDS
-        self.tally = HoursTally()
+        # the hours are read again at once when a trial starts or ends (the budget's decisions come then:
+        # one sacct per trial's start or end), else every REREAD_SECONDS
+        self.tally = HoursTally(min_s=0.0)
         self.stopped = False
 
     def stops(self, study: optuna.Study) -> bool:

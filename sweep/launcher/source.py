@@ -57,6 +57,7 @@ class TrialSource:
         # are, each trial's end (`ended`) makes the next empty-handed `next` look again.
         self.confirm_listed = not spec.confirm_top
         self.relist = False
+        self.sampled_out = False  # the sampler's n_trials are all stored: none is left to ask for
 
     def reconcile(self, trials: Sequence[FrozenTrial]) -> None:
         """List the planned trials that no trial has taken yet, and the queued ones."""
@@ -104,7 +105,12 @@ class TrialSource:
 
     def sampled(self) -> optuna.Trial | None:
         """A new configuration from the sampler, its index claimed first; its other seeds run next."""
+        # A grid has none, and a search whose n_trials are all stored has none left for good: asked at
+        # every poll with a free slot (the study's last trials running), the trials are not read again.
+        if self.spec.sampler == "grid" or self.sampled_out:
+            return None
         config = next_sampled_config(self.spec, self.study.get_trials(deepcopy=False))
+        self.sampled_out = config is None
         while config is not None and not self.claims.claim(config, 0, may_take=self.gone, rerun=False):
             config = config + 1 if config + 1 < self.spec.n_trials else None
         if config is None:

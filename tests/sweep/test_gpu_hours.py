@@ -205,11 +205,14 @@ def test_a_tally_reads_hours_again_when_a_trial_ends_and_a_final_trials_once(tmp
     trial = study.ask()
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
-    tally = HoursTally(every_s=3600)
+    polite = HoursTally(every_s=3600, min_s=3600)  # the live view's: an end is read at its next due read
+    tally = HoursTally(every_s=3600, min_s=0)  # a budget's: an end is read at once
+    assert polite.hours(study.get_trials(), gpus=1).used == pytest.approx(1.0)
     assert tally.hours(study.get_trials(), gpus=1).used == pytest.approx(1.0)
     _run_dir_with_manifest(run_dir, start, [(0, 7200)])  # the attempt ran on
     assert tally.hours(study.get_trials(), gpus=1).used == pytest.approx(1.0)  # nothing changed: not read
     study.tell(trial, 0.5)
+    assert polite.hours(study.get_trials(), gpus=1).used == pytest.approx(1.0)  # not yet
     (hours,) = tally.hours(study.get_trials(), gpus=1).trials  # it ended: read again, and final now
     assert hours.used == pytest.approx(2.0) and hours.ended
     run_dir.joinpath("manifest.json").unlink()

@@ -70,6 +70,7 @@ def slurm_cluster() -> None:
 @pytest.fixture
 def study_jobs(slurm_cluster: None) -> Iterator[list[str]]:
     """Names of the studies a test runs; their jobs still queued at the end are cancelled."""
+    _undrain()
     names: list[str] = []
     yield names
     listed = subprocess.run(
@@ -82,6 +83,16 @@ def study_jobs(slurm_cluster: None) -> Iterator[list[str]]:
     ]
     if leftovers:
         subprocess.run(["scancel", *leftovers], timeout=deadline(30), check=False)
+
+
+def _undrain() -> None:
+    """Resume the dev node if an earlier test's controller restart drained it: a job step whose end
+    slurmctld missed is killed late ("Kill task failed"), and SLURM drains the node for it."""
+    state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=deadline(30))
+    if "drain" in state.stdout:
+        subprocess.run(
+            ["scontrol", "update", "nodename=ALL", "state=resume"], timeout=deadline(30), check=False
+        )
 
 
 def sacct_jobs(since: str, *fields: str) -> list[dict[str, str]]:
