@@ -5,7 +5,7 @@ SweepError is the same type as UserError, so an error the trainer raises inside 
 parse (a bad TrainConfig field) is caught, printed and exited on like any of sweep's own.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from trainer.errors import UserError as SweepError
 from trainer.errors import run_command
@@ -24,3 +24,17 @@ def print_line(line: str) -> None:
 
 
 __all__ = ["Printer", "StudyStopped", "SweepError", "print_line", "run_command"]
+
+
+def causes(err: BaseException) -> Iterator[BaseException]:
+    """`err`, then every exception it came from (a SQLAlchemy error's driver error `orig`, its cause and
+    context, and theirs), each once: where a library's wrapper hides what really happened."""
+    seen: set[int] = set()
+    chain: list[BaseException | None] = [err]
+    while chain:
+        current = chain.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        chain += [getattr(current, "orig", None), current.__cause__, current.__context__]

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from sweep._compat import check_schema_version, riding_storage, study_id
 from sweep.claims import create_tables, is_registered, register_study, retry_races
-from sweep.errors import SweepError
+from sweep.errors import SweepError, causes
 from sweep.polling import wait_until
 from sweep.records import StudyRecord
 from sweep.storage_outage import StorageOutage
@@ -98,13 +98,7 @@ _READ_ONLY = ("attempt to write a readonly database", "read-only file system")
 
 def unwritable_cause(err: BaseException) -> str | None:
     """'disk full' or 'read-only' when `err` or an exception it was raised from says so, else None."""
-    seen: set[int] = set()
-    chain: list[BaseException | None] = [err]
-    while chain:
-        current = chain.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in causes(err):
         text = str(current).lower()
         code = getattr(current, "errno", None)  # an OSError's
         name = getattr(current, "sqlite_errorname", None) or ""  # sqlite3's, e.g. SQLITE_READONLY_DIRECTORY
@@ -117,7 +111,6 @@ def unwritable_cause(err: BaseException) -> str | None:
             return "disk full"
         if any(words in text for words in _READ_ONLY):
             return "read-only"
-        chain += [getattr(current, "orig", None), current.__cause__, current.__context__]
     return None
 
 

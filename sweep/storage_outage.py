@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from sweep.errors import Printer, SweepError
+from sweep.errors import Printer, SweepError, causes
 
 T = TypeVar("T")
 FIRST_WAIT_S, LAST_WAIT_S = 1.0, 30.0
@@ -50,18 +50,11 @@ UNREACHABLE = (
 def unreachable(err: BaseException) -> str | None:
     """The first line of what `err` (or an exception it came from) says when it means the database
     could not be reached; None for any other error (a bad query, a full disk: not waited for)."""
-    seen: set[int] = set()
-    chain: list[BaseException | None] = [err]
-    while chain:
-        current = chain.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
+    for current in causes(err):
         text = str(getattr(current, "orig", None) or current).strip()
         first = text.splitlines()[0] if text else type(current).__name__
         if getattr(current, "connection_invalidated", False) or any(w in text.lower() for w in UNREACHABLE):
             return first
-        chain += [getattr(current, "orig", None), current.__cause__, current.__context__]
     return None
 
 

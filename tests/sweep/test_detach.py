@@ -208,21 +208,30 @@ def test_a_detached_slurm_launcher_is_a_job_that_runs_the_study_to_the_end(
     )
 
 
-@pytest.mark.slow
-def test_a_requeued_slurm_launcher_comes_back_and_runs_each_configuration_once(
-    tmp_path: Path, study_jobs: list[str]
-) -> None:
-    study_jobs.append("dr")
-    study_file = _study_file(tmp_path, "dr", epochs=6, lrs=[0.05, 0.1, 0.02])
-    results = tmp_path / "results"
-    assert _detach(study_file, results, "slurm").returncode == 0
-    job = _launcher_job(results, "dr")
-    log = results / "launchers" / "dr" / f"{job}_0_log.out"
+def _detached_under_way(tmp_path: Path, results: Path, name: str) -> tuple[str, Path]:
+    """A study of 3 configurations of 6 epochs launched with --detach on SLURM, once its trial 0 has
+    logged 2 epochs: the launcher's job id and its log."""
+    assert (
+        _detach(_study_file(tmp_path, name, epochs=6, lrs=[0.05, 0.1, 0.02]), results, "slurm").returncode
+        == 0
+    )
+    job = _launcher_job(results, name)
+    log = results / "launchers" / name / f"{job}_0_log.out"
     wait_for(
         lambda: log.exists() and "trial 0 epoch 2/6" in log.read_text(),
         timeout=deadline(240),
         what="the study under way",
     )
+    return job, log
+
+
+@pytest.mark.slow
+def test_a_requeued_slurm_launcher_comes_back_and_runs_each_configuration_once(
+    tmp_path: Path, study_jobs: list[str]
+) -> None:
+    study_jobs.append("dr")
+    results = tmp_path / "results"
+    job, log = _detached_under_way(tmp_path, results, "dr")
     subprocess.run(["scontrol", "requeue", job], check=True, timeout=deadline(30))
     wait_for(lambda: _all_complete(results, "dr", 3), timeout=deadline(400), what="the study to finish")
     wait_for(
@@ -245,16 +254,8 @@ def test_a_detached_slurm_launcher_rides_out_a_controller_restart(
     """slurmctld stopped for 40 s under a detached launcher (itself a SLURM job): the study completes,
     each configuration once, with no relaunch by hand."""
     study_jobs.append("dc")
-    study_file = _study_file(tmp_path, "dc", epochs=6, lrs=[0.05, 0.1, 0.02])
     results = tmp_path / "results"
-    assert _detach(study_file, results, "slurm").returncode == 0
-    job = _launcher_job(results, "dc")
-    log = results / "launchers" / "dc" / f"{job}_0_log.out"
-    wait_for(
-        lambda: log.exists() and "trial 0 epoch 2/6" in log.read_text(),
-        timeout=deadline(240),
-        what="the study under way",
-    )
+    job, log = _detached_under_way(tmp_path, results, "dc")
     try:
         subprocess.run(["bash", str(test_slurm.SCRIPT), "stop-controller"], check=True, timeout=deadline(60))
         time.sleep(40)
