@@ -23,7 +23,7 @@ from sweep import records
 from sweep._compat import trial_of
 from sweep.detached import stop as stop_detached
 from sweep.errors import Printer
-from sweep.executors import attach, orphan, slurm
+from sweep.executors import attach, orphan, slurm_queries
 from sweep.owners import Owner, alive
 from sweep.polling import wait_until
 from sweep.records import StudyRecord, TrialRecord
@@ -47,12 +47,13 @@ def cancel_study(study: optuna.Study, *, out: Printer = print) -> list[int]:
     jobs = [(trial, TrialRecord.of(trial), _job_id(TrialRecord.of(trial))) for trial in running]
     slurm_ids = [job_id for _, record, job_id in jobs if record.executor == "slurm" and job_id]
     if slurm_ids:
-        slurm.scancel(slurm_ids)
+        slurm_queries.scancel(slurm_ids)
     for _, record, job_id in jobs:
         if record.executor == "local" and job_id and record.run_dir is not None:
             attach("local", job_id, record.run_dir).cancel()
     if slurm_ids:
-        wait_until(lambda: not any(s.live for s in slurm.job_states(slurm_ids).values()), SLURM_CANCEL_S)
+        states = slurm_queries.job_states
+        wait_until(lambda: not any(s.live for s in states(slurm_ids).values()), SLURM_CANCEL_S)
     for trial, record, job_id in jobs:
         live = trial_of(study, trial)
         records.write(live, traceback=CANCEL_REASON, job_id=job_id if job_id != record.job_id else None)

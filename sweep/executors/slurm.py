@@ -7,6 +7,7 @@ checkpointable) and the trainer resumes from checkpoint.pt.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -103,12 +104,16 @@ class SlurmJob(Job):
         return state is not None and not state.live  # pending, running, requeued: not done
 
     def cancel(self) -> None:
-        scancel([self.job_id])
+        # a controller that does not answer in time (30 s) leaves the job to end on its own: the
+        # launcher goes on, and ignores what the job leaves
+        with contextlib.suppress(SlurmUnavailable):
+            scancel([self.job_id])
         wait_until(lambda: not (self.state(fresh=True) or _UNKNOWN).live, CANCEL_DEADLINE_S)
 
     def stop_soon(self) -> None:
         # a pruned trial's: one scancel, no squeue until the job is gone (the launcher forgets it)
-        scancel([self.job_id])
+        with contextlib.suppress(SlurmUnavailable):
+            scancel([self.job_id])
         self._states.forget(self.job_id)
 
     def outcome(self) -> Outcome:
