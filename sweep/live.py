@@ -221,7 +221,7 @@ def study_line(data: StudyProgress) -> str:
 def render(data: StudyProgress, note: str = "") -> RenderableType:
     """The study line, then one row per running trial: bar, epochs, last and best metric, times, params."""
     rows = Table.grid(padding=(0, 1))
-    for _ in range(9):
+    for _ in range(8):
         rows.add_column(no_wrap=True)
     for trial in data.trials:
         epochs = f"{trial.epochs_done}/{trial.epochs if trial.epochs is not None else '?'}"
@@ -232,8 +232,10 @@ def render(data: StudyProgress, note: str = "") -> RenderableType:
             f"last {_number(trial.last)}",
             f"best {_number(trial.best)}",
             f"{trial.epoch_seconds:.1f}s/epoch" if trial.epoch_seconds is not None else "-s/epoch",
-            f"ETA {duration(trial.eta_seconds)}",
-            Text(trial.note, style="bold yellow"),  # a stalled or held trial: its bar alone would not say
+            # a stalled or held trial says so: its bar alone would not
+            Text(f"ETA {duration(trial.eta_seconds)}").append(
+                f"  {trial.note}" if trial.note else "", "bold"
+            ),
             Text(trial.params, overflow="ellipsis"),
         )
     parts: list[RenderableType] = [Text(study_line(data), style="bold", overflow="ellipsis", no_wrap=True)]
