@@ -11,7 +11,7 @@ write the launcher makes (a user attribute, a param or an intermediate value is 
 again) except two, which are checked before they are repeated:
 
 - a trial's creation carries a nonce (a system attribute): before creating again, the trial with that
-  nonce is looked for, and returned when it is there (`sweep._compat.RidingStorage`, which makes every
+  nonce is looked for, and returned when it is there (`sweep._compat.riding_storage`, which makes every
   Optuna storage call through the outage);
 - a trial's end (`tell`): repeated onto a trial that is already in that state, it counts as done.
 """

@@ -72,14 +72,13 @@ class Watched:
         if size == self.requeues_size:
             return []
         self.requeues_size = size
-        found = requeues.read(self.run_dir)
-        new, self.requeues_said = found[self.requeues_said :], len(found)
-        number = self.trial.number
+        found, said = requeues.read(self.run_dir), self.requeues_said
+        self.requeues_said = len(found)
         return [
-            f"trial {number} job {done.job_id} requeued ({done.cause}) "
+            f"trial {self.trial.number} job {done.job_id} requeued ({done.cause}) "
             + (f"after epoch {self.of_epochs(done.epoch)}" if done.epoch else "before its first epoch")
             + f"; requeue {index} of the trial, resuming from its checkpoint"
-            for index, done in enumerate(new, start=len(found) - len(new) + 1)
+            for index, done in enumerate(found[said:], start=said + 1)
         ]
 
 
