@@ -26,7 +26,7 @@ halving reference (eta 3, rungs 2, 6, 18, 52) computed from the curves alone, wi
 profile says where a pruned trial's epochs beyond its rung went: epochs logged before the launcher read
 the rung epoch (`seen late`), and after the launcher's prune (`after prune`: the job was not yet stopped).
 The studies' storage and run dirs go to a temp dir in /dev/shm where there is one (--keep: a folder of
-yours). The last line is the method the README recommends (RECOMMENDED).
+yours). The last line is the method docs/guide/pruning-and-budgets.md recommends (RECOMMENDED).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 from benchmarks.lcbench import EPOCHS, Config, Curve, curves  # noqa: E402
-from sweep.records import TrialRecord  # noqa: E402
+from sweep.store.records import TrialRecord  # noqa: E402
 
 RECOMMENDED = "grid+sha"
 DEFAULT_TASKS = "3945,34539,126025,167104,168908,189909"

@@ -42,7 +42,7 @@ with tempfile.TemporaryDirectory() as tmp:
         study_file.write_text(head + space + chr(10) * 2 + tail)
         spec = load_study(study_file)
     summary = launch(spec, results_dir=Path(tmp) / "r", executor="debug", job=noop, out=lambda _: None,
-                     poll_s=0.01)
+                     read_every_s=0.01)
     assert summary.states.get("COMPLETE") == n, summary.states
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

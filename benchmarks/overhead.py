@@ -44,7 +44,7 @@ import optuna  # noqa: E402
 from benchmarks import report_speed  # noqa: E402
 from benchmarks.noop_job import noop  # noqa: E402
 from sweep.launcher import launch  # noqa: E402
-from sweep.launcher.loop import POLL_SECONDS  # noqa: E402
+from sweep.launcher.loop import READ_EVERY_S  # noqa: E402
 from sweep.study import StudySpec, load_study  # noqa: E402
 
 REFERENCE = "plain optuna, sqlite"
@@ -119,7 +119,8 @@ def time_launcher(
 
         def go() -> None:
             summary = launch(
-                spec, results_dir=Path(tmp) / "results", executor=executor, parallel=parallel, poll_s=poll_s,
+                spec, results_dir=Path(tmp) / "results", executor=executor, parallel=parallel,
+                read_every_s=poll_s,
                 job=None if program else noop, out=lambda line: None,
             )  # fmt: skip
             if summary.states.get("COMPLETE") != trials:
@@ -241,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--executors", default="debug,local", help="comma-separated: debug, local (default both)"
     )
     parser.add_argument(
-        "--poll-s", default=f"{POLL_SECONDS},0.01",
-        help=f"comma-separated poll intervals in seconds (default {POLL_SECONDS}, the launcher's, and 0.01)",
+        "--poll-s", default=f"{READ_EVERY_S},0.01",
+        help=f"comma-separated poll intervals in seconds (default {READ_EVERY_S}, the launcher's, and 0.01)",
     )  # fmt: skip
     parser.add_argument("--parallel", type=int, default=1, help="the launcher's jobs at once (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each, median taken (default 3)")

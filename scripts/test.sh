@@ -22,7 +22,7 @@ if [ "${CI:-}" = "true" ] || [ "${SWEEP_TEST_START_SLURM:-}" = "1" ]; then
     bash scripts/slurm-dev-cluster.sh start
 fi
 if [ "${CI:-}" = "true" ] || [ "${SWEEP_TEST_START_POSTGRES:-}" = "1" ]; then
-    echo "== postgresql: a server on 127.0.0.1 for tests/sweep/test_claims.py (several launchers)"
+    echo "== postgresql: a server on 127.0.0.1 for tests/sweep/store/test_claims.py (several launchers)"
     # the URL is the last line (and the only one on stdout); tail guards against a tool that prints there
     SWEEP_TEST_POSTGRES_URL=$(bash scripts/postgres-dev.sh start | tail -1)
     case "$SWEEP_TEST_POSTGRES_URL" in
@@ -39,7 +39,7 @@ if [ "${CI:-}" = "true" ] && ! command -v chromium >/dev/null; then
 fi
 if command -v chromium >/dev/null; then chromium --version; fi
 if [ "${CI:-}" = "true" ] && ! command -v tmux >/dev/null; then
-    echo "== tmux: a real terminal for the tests of the live view (tests/sweep/test_live.py)"
+    echo "== tmux: a real terminal for the tests of the live view (tests/sweep/views/test_live.py)"
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     $SUDO apt-get update -qq

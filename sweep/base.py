@@ -2,10 +2,11 @@
 study file does not set itself ([train], or a varied [space]/[[points]] key).
 
 The winner is the confirmed winner when NAME ran `confirm_top` (the best mean over all seeds among the
-configurations confirmed), else the configuration with the best mean over its seeds; ties go to the
-first configuration. Its values are those its trials ran (`sweep_configs`). They are found once, at the
-study's first launch, and stored with it (`records.BASE`): a later launch, the dry run and the report
-use the stored values, so a base that goes on running does not change a study already started.
+configurations confirmed), else the configuration with the best mean over its seeds; ties are broken
+as everywhere (`sweep.study.winner`: more finished runs, then the lower configuration number). Its
+values are those its trials ran (`sweep_configs`). They are found once, at the study's first launch,
+and stored with it (`records.BASE`): a later launch, the dry run and the report use the stored values,
+so a base that goes on running does not change a study already started.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import configs, records
-from sweep import storage as storage_mod
 from sweep.errors import SweepError
-from sweep.records import StudyRecord, TrialRecord
+from sweep.store import configs, records
+from sweep.store import storage as storage_mod
+from sweep.store.records import StudyRecord, TrialRecord
+from sweep.study import winner as winner_by_mean
 from sweep.study.identity import config_values
 from sweep.study.program import placeholders
 from sweep.study.spec import StudySpec, params_text
@@ -118,18 +120,20 @@ def winner(spec: StudySpec, storage: RDBStorage, url: str) -> Inherited:
         config = TrialRecord.of(trial).config
         if config is not None and (not confirmed or config in confirmed):
             by_config.setdefault(config, []).append(trial)
-    sign = -1.0 if base.direction.name == "MAXIMIZE" else 1.0
-    best = min(by_config, key=lambda c: (sign * _mean(by_config[c]), c))
-    chosen = by_config[best]
+    values = {config: [t.value for t in chosen] for config, chosen in by_config.items()}
+    best = winner_by_mean.best(values, base.direction.name.lower())
+    if best is None:
+        raise SweepError(f"{where}: that study has no finished trial yet; launch it to the end first")
+    chosen = by_config[best.config]
     return Inherited(
         study=base.study_name,
-        config=best,
+        config=best.config,
         params=dict(chosen[0].params),
         trials=tuple(t.number for t in chosen),
         metric=StudyRecord.of(base).metric or "value",
-        value=_mean(chosen),
+        value=best.value,
         confirmed=bool(confirmed),
-        values=_values(base, storage, best, chosen[0], program=spec.program is not None),
+        values=_values(base, storage, best.config, chosen[0], program=spec.program is not None),
     )
 
 
@@ -207,10 +211,6 @@ def with_base(spec: StudySpec, url: str) -> tuple[StudySpec, Inherited | None]:
 def _counts(trial: FrozenTrial) -> bool:
     value = trial.value
     return trial.state == TrialState.COMPLETE and value is not None and math.isfinite(value)
-
-
-def _mean(trials: list[FrozenTrial]) -> float:
-    return sum(float(t.value or 0.0) for t in trials) / len(trials)
 
 
 def _values(

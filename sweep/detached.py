@@ -11,10 +11,10 @@ import os
 import signal
 import socket
 
-from sweep import owners
 from sweep.errors import Printer
 from sweep.polling import wait_until
-from sweep.records import DetachedLauncher
+from sweep.store import owners
+from sweep.store.records import DetachedLauncher
 
 DETACHED_ENV = "SWEEP_DETACHED"  # in a detached launcher's environment: local | slurm
 

@@ -23,7 +23,14 @@ def print_line(line: str) -> None:
     print(line, flush=True)
 
 
-__all__ = ["Printer", "StudyStopped", "SweepError", "print_line", "run_command"]
+__all__ = ["Printer", "StudyStopped", "SweepError", "last_line", "print_line", "run_command"]
+
+
+def last_line(error: BaseException | str, empty: str = "no message") -> str:
+    """The last line of an error's message, stripped: the line that says what happened (a traceback's
+    exception, sbatch's reason after its chatter); `empty` when the message is blank."""
+    text = str(error).strip()
+    return text.splitlines()[-1].strip() if text else empty
 
 
 def causes(err: BaseException) -> Iterator[BaseException]:

@@ -19,20 +19,25 @@ but the last.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.executors import slurm_queries
 from sweep.polling import Throttle
-from sweep.records import TrialRecord
+from sweep.store.records import TrialRecord
 from trainer.manifest import manifest_path, read_manifest
 from trainer.metrics import read_epochs
 from trainer.paths import RunPaths
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 WASTED_STATES = (TrialState.PRUNED, TrialState.FAIL)
 # sacct states of an attempt still counting: a job's result is stored before its batch script ends
@@ -122,6 +127,25 @@ class TrialFacts:
             start=None if start is None else start.timestamp(),
             complete=None if complete is None else complete.timestamp(),
         )
+
+
+def facts_of_frame(trials: pd.DataFrame) -> list[TrialFacts]:
+    """What the GPU-hours accounting needs of each trial, from the stored frame (no FrozenTrials)."""
+    columns = ["number", "state", "executor", "job_id", "run_dir", "start", "complete"]
+    return [
+        TrialFacts(
+            number=int(number),
+            state=TrialState[state],
+            executor=executor if isinstance(executor, str) else None,  # missing ones may read as NaN
+            job_id=job_id if isinstance(job_id, str) else None,
+            run_dir=Path(run_dir) if isinstance(run_dir, str) else None,
+            start=None if math.isnan(start) else float(start),
+            complete=None if math.isnan(complete) else float(complete),
+        )
+        for number, state, executor, job_id, run_dir, start, complete in zip(
+            *(trials[column].tolist() for column in columns), strict=True
+        )
+    ]
 
 
 def study_hours(

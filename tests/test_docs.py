@@ -191,7 +191,6 @@ def test_every_repository_path_the_docs_name_exists() -> None:
     missing = [
         f"{path.relative_to(ROOT)}: {name}"
         for path in DOCS
-        if path.name != "architecture.md"  # its module map is tests/test_architecture.py's to check
         for name in re.findall(rf"`((?:{tops})/[\w./-]*)`", path.read_text())
         if not (ROOT / name).exists()
     ]

@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from sweep.storage import default_url
+from sweep.store.storage import default_url
 from tests.conftest import deadline
 
 ROOT = Path(__file__).resolve().parents[1]

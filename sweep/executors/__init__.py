@@ -21,7 +21,7 @@ from sweep.errors import Printer, SweepError
 from sweep.executors.base import Executor, Job, JobFn, Outcome, wait_for_end
 
 if TYPE_CHECKING:
-    from sweep.study.spec import LauncherResources, Resources
+    from sweep.study.spec import Resources, Waits
 
 # name -> the module of its backend, imported when asked for: a job process that needs one backend (or
 # none: a program's job) does not load the others.
@@ -57,16 +57,16 @@ def make_executor(
     resources: Resources,
     *,
     parallel: int = 1,
-    launcher: LauncherResources | None = None,
+    waits: Waits | None = None,
     out: Printer | None = None,
 ) -> Executor:
     """The executor called `name` (auto | slurm | local | debug), requesting `resources` per job, of
-    which `parallel` run at once; `launcher` holds its polling and outage settings."""
+    which `parallel` run at once; `waits`: how often it asks SLURM, how long it waits out an outage."""
     name = resolve(name)
     if name not in REGISTRY:
         raise SweepError(f"unknown executor '{name}'; choose one of {', '.join(EXECUTORS)}")
     executor: type[Executor] = importlib.import_module(REGISTRY[name]).EXECUTOR
-    return executor(resources, parallel=parallel, launcher=launcher, out=out)
+    return executor(resources, parallel=parallel, waits=waits, out=out)
 
 
 def attach(kind: str, job_id: str, run_dir: Path) -> Job:

@@ -20,9 +20,10 @@ from submitit.core.utils import pickle_load
 
 from sweep.errors import Printer, print_line
 from sweep.executors.files import log_paths
+from sweep.study.spec import Waits
 
 if TYPE_CHECKING:
-    from sweep.study.spec import LauncherResources, Resources
+    from sweep.study.spec import Resources
 
 CANCEL_DEADLINE_S = 30.0  # how long `cancel` waits for a job's processes to be gone
 
@@ -97,13 +98,14 @@ class Executor(abc.ABC):
         resources: Resources | None = None,
         *,
         parallel: int = 1,
-        launcher: LauncherResources | None = None,
+        waits: Waits | None = None,
         out: Printer | None = None,
     ) -> None:
-        """`launcher`: its polling and outage settings ([launcher]); `out`: where it says an outage."""
+        """`waits`: how often it asks the scheduler, how long it waits out an outage ([waits]); `out`:
+        where it says an outage."""
         self.resources = resources
         self.parallel = parallel
-        self.launcher = launcher
+        self.waits = waits or Waits()
         self.out: Printer = out or print_line
 
     @abc.abstractmethod

@@ -1,5 +1,5 @@
 """What a trial's job runs for a study with a [program]: the user's command or callable, in its own
-process group, under the contract the README documents ("Bring your own training program").
+process group, under the contract docs/guide/own-program.md documents.
 
 The program gets SWEEP_RUN_DIR (the same on every start of the trial: its checkpoints go there),
 SWEEP_PARAMS (a JSON file of every value), SWEEP_TRIAL, SWEEP_STUDY and SWEEP_RESTART (0 on the first

@@ -35,7 +35,7 @@ from sweep.executors.slurm_queries import (
 )
 from sweep.executors.slurm_submit import Submitter
 from sweep.polling import wait_until
-from sweep.study.spec import LauncherResources, Resources
+from sweep.study.spec import Resources
 
 SRUN_TAIL_BYTES = 4096  # of a lost job's stderr, searched for srun's outage line
 
@@ -43,6 +43,11 @@ SRUN_TAIL_BYTES = 4096  # of a lost job's stderr, searched for srun's outage lin
 def job_name(study: str, trial: int | str) -> str:
     """The name of a trial's SLURM job, as squeue shows it (`sweep sbatch` gives its scripts the same)."""
     return f"sweep-{study}-{trial}"
+
+
+def slurm_mem(mem_gb: float) -> str:
+    """GiB as SLURM's --mem value, in whole MB (1 GiB is 1024 MB to SLURM): 2.5 -> "2560MB"."""
+    return f"{round(mem_gb * 1024)}MB"
 
 
 def slurm_parameters(resources: Resources) -> dict[str, Any]:
@@ -55,7 +60,7 @@ def slurm_parameters(resources: Resources) -> dict[str, Any]:
     if resources.gpus:
         params["gpus_per_node"] = resources.gpus
     if resources.mem_gb is not None:
-        params["mem"] = f"{round(resources.mem_gb * 1024)}MB"
+        params["mem"] = slurm_mem(resources.mem_gb)
     if resources.timeout_min is not None:
         params["time"] = resources.timeout_min  # minutes
     if resources.partition is not None:
@@ -161,16 +166,15 @@ class SlurmExecutor(Executor):
         super().__init__(resources, parallel=parallel, **settings)
         require_slurm()  # before the launcher touches the study: one clear line, exit 2
         self.parameters = slurm_parameters(resources)
-        polite = self.launcher or LauncherResources()
-        self.states = StateCache(polite.poll_s)
-        self.submitter = Submitter(polite.scheduler_outage_min * 60, self.out)
+        self.states = StateCache(self.waits.slurm_query_s)
+        self.submitter = Submitter(self.waits.scheduler_outage_min * 60, self.out)
 
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
         """sbatch the trial's job (see `sweep.executors.slurm_submit`).
 
         Raises:
             SubmitHeld: a submission limit; SweepError: sbatch refused the job, or an outage outlasted
-                [launcher] scheduler_outage_min.
+                [waits] scheduler_outage_min.
         """
         # submitit's own requeue bound (timeouts only, default 3) is raised to ours, which counts all requeues
         folder = JobFiles(run_dir).folder

@@ -24,7 +24,9 @@ from sweep.errors import SweepError
 COMMAND_TIMEOUT_S = 30.0  # one squeue/sacct/scancel call; slurmctld answers in milliseconds when healthy
 GONE = "GONE"  # unknown to squeue and to sacct
 SUBMITTED = "submitted"  # a JobState's source for a job submitted since the last query
-POLL_S = 30.0  # squeue at most this often in steady state ([launcher] poll_s); cluster guides ask 30-60 s
+QUERY_EVERY_S = (
+    30.0  # squeue at most this often in steady state ([waits] slurm_query_s); cluster guides ask 30-60 s
+)
 FAST_S = 5.0  # the first query after a submission comes this soon
 # States in which SLURM may still run the job (again): the launcher keeps watching these.
 LIVE_STATES = frozenset({
@@ -190,7 +192,7 @@ def scancel(job_ids: Iterable[str]) -> None:
 
 class StateCache:
     """The states of the jobs one launcher watches, asked of SLURM together (one squeue, and one sacct for
-    the jobs squeue no longer lists) at most every `poll_s` seconds: a study of 50 running trials costs
+    the jobs squeue no longer lists) at most every `query_every_s` seconds: a study of 50 running trials costs
     the same one call a poll as one of a single trial, and a pending job no more than a running one.
 
     A job submitted since the last query is not asked about at once (a wave of ten submissions would be
@@ -199,13 +201,13 @@ class StateCache:
     Between queries the launcher learns of a job's end from its run dir (`SlurmJob.done`).
     """
 
-    def __init__(self, poll_s: float = POLL_S) -> None:
+    def __init__(self, query_every_s: float = QUERY_EVERY_S) -> None:
         self.watched: set[str] = set()
-        self.poll_s = poll_s
+        self.query_every_s = query_every_s
         self.queries = 0  # how many times SLURM was asked (squeue, plus sacct when needed)
         self._states: dict[str, JobState] = {}
         self._queried = -math.inf  # monotonic time of the last query
-        self._soon = math.inf  # a query is due by then whatever poll_s says (`soon`, a failed query)
+        self._soon = math.inf  # a query is due by then whatever query_every_s says (`soon`, a failed query)
 
     def get(self, job_id: str, *, fresh: bool = False) -> JobState:
         """The job's state; `fresh` forces a query now.
@@ -215,7 +217,7 @@ class StateCache:
         """
         self.watched.add(job_id)
         now = time.monotonic()
-        if fresh or now >= min(self._queried + self.poll_s, self._soon):
+        if fresh or now >= min(self._queried + self.query_every_s, self._soon):
             self._queried, self._soon = now, now + FAST_S  # if the query fails: again soon, not at once
             self.queries += 1
             self._states = job_states(self.watched)

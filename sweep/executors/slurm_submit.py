@@ -6,7 +6,7 @@
   and a trial held by a submission limit waits without holding the others. The pacing costs a wave of 50
   trials 12 s, once.
 - Transient: an sbatch that fails because the controller is unreachable, busy or timed out is tried
-  again with back-off (2 s doubling to 60 s) for as long as `[launcher] scheduler_outage_min` allows;
+  again with back-off (2 s doubling to 60 s) for as long as `[waits] scheduler_outage_min` allows;
   one line when the outage starts, one when it ends. sbatch can time out after slurmctld took the job:
   before submitting again, squeue is asked for a job of the trial's name that this launcher does not
   know, and that job is adopted (its pickled function moved where the job looks for it).
@@ -27,7 +27,7 @@ from typing import Any
 import submitit
 from submitit.core.utils import FailedJobError
 
-from sweep.errors import Printer, SweepError
+from sweep.errors import Printer, SweepError, last_line
 from sweep.executors.base import SubmitHeld
 
 SUBMIT_GAP_S = 0.25  # between two sbatch calls: at most 4 a second
@@ -58,15 +58,10 @@ def classify(message: str) -> str:
     return "refused"
 
 
-def last_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[-1].strip() if text else "no message"
-
-
 def limit_name(message: str) -> str:
     """The limit's own name (QOSMaxSubmitJobPerUserLimit, ...) where sbatch says it, else its words."""
     found = re.search(r"\b(\w*Max\w*Limit|MaxJobCount)\b", message)
-    return found.group(1) if found else last_line(Exception(message))
+    return found.group(1) if found else last_line(message)
 
 
 class Submitter:
@@ -122,12 +117,12 @@ class Submitter:
             minutes = self.outage_s / 60
             self.out(
                 f"slurm: sbatch failed ({said}); retrying with back-off for up to {minutes:g} min "
-                "([launcher] scheduler_outage_min), running trials still watched"
+                "([waits] scheduler_outage_min), running trials still watched"
             )
         elif now - self._outage_since > self.outage_s:
             raise SweepError(
                 f"slurm: sbatch has failed for {(now - self._outage_since) / 60:.0f} min ({said}); "
-                "raise [launcher] scheduler_outage_min or check the cluster, then `sweep launch` again "
+                "raise [waits] scheduler_outage_min or check the cluster, then `sweep launch` again "
                 "(running jobs are re-attached)"
             )
 

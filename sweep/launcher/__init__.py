@@ -21,18 +21,19 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import base as base_mod
-from sweep import configs, live, records
-from sweep import storage as storage_mod
 from sweep.errors import Printer, StudyStopped, SweepError, print_line
 from sweep.executors import Executor, JobFn, chosen, make_executor
 from sweep.launcher import preflight
 from sweep.launcher.budget import check_budget
-from sweep.launcher.loop import POLL_SECONDS, Launcher
+from sweep.launcher.loop import READ_EVERY_S, Launcher
 from sweep.launcher.sigterm import Terminated, stopped_line
-from sweep.storage_outage import StorageOutage
+from sweep.store import configs, records
+from sweep.store import storage as storage_mod
+from sweep.store.outage import StorageOutage
 from sweep.study import plan
 from sweep.study.plan import check_same_plan, make_pruner, make_sampler, plan_fingerprint
 from sweep.study.spec import StudySpec, best_of, params_text
+from sweep.views import live
 
 
 @dataclass
@@ -78,7 +79,7 @@ def prepare(
     found = preflight.problems(spec, executor)
     if found:  # before the storage is touched: nothing stored, nothing submitted
         raise SweepError("\n".join(found))  # one error line per problem
-    job_executor = make_executor(executor, spec.resources, parallel=parallel, launcher=spec.launcher, out=out)
+    job_executor = make_executor(executor, spec.resources, parallel=parallel, waits=spec.waits, out=out)
     # A launch that cannot write its run dirs must fail before it touches the storage, and one whose
     # storage is unreachable before it creates any folder: check first, create after.
     runs_dir = storage_mod.runs_dir(results_dir, spec.name)
@@ -86,7 +87,7 @@ def prepare(
     if storage_url is None:
         _make_dir(Path(results_dir), str(results_dir))  # the default storage lives in the results folder
         storage_url = storage_mod.default_url(Path(results_dir))
-    outage = StorageOutage(spec.launcher.storage_outage_min * 60, out)
+    outage = StorageOutage(spec.waits.storage_outage_min * 60, out)
     storage = storage_mod.open_storage(storage_url, create=True, outage=outage)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = storage_mod.open_study(
@@ -116,7 +117,7 @@ def launch(
     storage_url: str | None = None,
     executor: str = "auto",
     parallel: int = 1,
-    poll_s: float = POLL_SECONDS,
+    read_every_s: float = READ_EVERY_S,
     pruner: optuna.pruners.BasePruner | None = None,
     out: Printer = print_line,
     job: JobFn | None = None,
@@ -131,7 +132,7 @@ def launch(
         storage_url: Any SQLAlchemy URL; default `sqlite:///<results_dir>/sweep.db`.
         executor: auto | slurm | local | debug.
         parallel: Jobs running at once.
-        poll_s: Seconds between reads of the running trials' metrics files.
+        read_every_s: Seconds between reads of the running trials' metrics files.
         pruner: Replaces the study file's pruner (for tests and the Python API).
         out: Where progress lines go.
         job: What each trial's job calls, `job(config_dict, run_dir)`; default `TrainJob()` (the trainer).
@@ -177,7 +178,7 @@ def launch(
         prepared.executor,
         results_dir=Path(results_dir),
         parallel=parallel,
-        poll_s=poll_s,
+        read_every_s=read_every_s,
         out=out,
         job=job,
         predecessors=on_start(study) if on_start is not None else frozenset(),

@@ -1,13 +1,13 @@
 """`sweep launch --detach`: the launcher leaves the terminal and runs on its own.
 
-With the slurm executor the launcher becomes a small SLURM job of its own ([launcher] resources: one
+With the slurm executor the launcher becomes a small SLURM job of its own ([detached]: one
 CPU, 2 GiB by default). It is a checkpointable submitit job: at its time limit or on preemption it
 requeues itself, and the launcher that starts again re-attaches to its trials (the restart a launch
 always does), so a study may outlast any one job's time limit. Elsewhere it is a background process
 in a session of its own (it survives the shell's exit and hang-up), its output in
 `DIR/NAME.launcher.log`.
 
-The study records where its launcher runs (`sweep.records.DetachedLauncher`); a second `--detach`
+The study records where its launcher runs (`sweep.store.records.DetachedLauncher`); a second `--detach`
 while that launcher lives is refused, `sweep cancel` stops it, `sweep status` and `sweep logs
 --launcher` find it.
 """
@@ -30,11 +30,13 @@ import optuna
 import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
-from sweep import owners, procs, records
+from sweep import procs
 from sweep.detached import DETACHED_ENV, alive, describe, time_text
-from sweep.errors import Printer, StudyStopped, SweepError, run_command
+from sweep.errors import Printer, StudyStopped, SweepError, last_line, run_command
+from sweep.executors.slurm import slurm_mem
 from sweep.launcher import Prepared, launch
-from sweep.records import DetachedLauncher, StudyRecord
+from sweep.store import owners, records
+from sweep.store.records import DetachedLauncher, StudyRecord
 from sweep.study.files import load_study
 from sweep.study.spec import StudySpec
 
@@ -202,13 +204,13 @@ class LauncherJob(Checkpointable):
 def _start_slurm(spec: StudySpec, job: LauncherJob, results_dir: Path) -> DetachedLauncher:
     folder = Path(results_dir).absolute() / LAUNCHERS_DIR / spec.name
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_LAUNCHER_REQUEUES)
-    wanted = spec.launcher
+    wanted = spec.detached
     parameters: dict[str, Any] = {
         "job_name": f"sweep-launcher-{spec.name}",
         "nodes": 1,
         "ntasks_per_node": 1,
         "cpus_per_task": wanted.cpus,
-        "mem": f"{round(wanted.mem_gb * 1024)}MB",
+        "mem": slurm_mem(wanted.mem_gb),
     }
     if wanted.time_min is not None:
         parameters["time"] = wanted.time_min
@@ -218,9 +220,8 @@ def _start_slurm(spec: StudySpec, job: LauncherJob, results_dir: Path) -> Detach
     try:
         submitted = executor.submit(job)
     except submitit.core.utils.FailedJobError as err:
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else "no message"
         raise SweepError(
-            f"sbatch refused the launcher's job ([launcher] of {spec.source}): {reason}"
+            f"sbatch refused the launcher's job ([detached] of {spec.source}): {last_line(err)}"
         ) from None
     return DetachedLauncher(
         kind="slurm", log=str(Path(submitted.paths.stdout)), since=time.time(), job_id=str(submitted.job_id)

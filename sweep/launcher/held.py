@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import optuna
 
-from sweep import records
 from sweep.errors import Printer
+from sweep.store import records
 
 RETRY_S = 60.0  # a held trial is tried again at least this often
 

@@ -11,7 +11,7 @@ The loop is a few named steps:
     report     `trial.report(metric, epoch)` for each new epoch; prune: cancel the job, tell PRUNED
     tell       a finished job: its best metric (COMPLETE), or FAIL with the traceback kept
 
-What is left to run: `sweep.study.plan`; the next trial: `.source`; who holds which run: `sweep.claims`.
+What is left to run: `sweep.study.plan`; the next trial: `.source`; who holds which run: `sweep.store.claims`.
 """
 
 import math
@@ -21,10 +21,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import owners, records
-from sweep import storage as storage_mod
 from sweep._compat import SharedDistributions, finished_already, rdb_storage, study_id
-from sweep.claims import Claims, Stamper, create_tables
 from sweep.errors import Printer, SweepError, print_line
 from sweep.executors import Executor, JobFn, attach, wait_for_end
 from sweep.executors.base import SubmitHeld
@@ -38,7 +35,10 @@ from sweep.launcher.source import TrialSource
 from sweep.launcher.stall import StallRule, watch_epochs
 from sweep.launcher.takeover import TakeOver
 from sweep.launcher.watched import Watched, interrupted_line
-from sweep.records import TrialRecord
+from sweep.store import owners, records
+from sweep.store import storage as storage_mod
+from sweep.store.claims import Claims, Stamper, create_tables
+from sweep.store.records import TrialRecord
 from sweep.study.plan import distributions
 from sweep.study.spec import StudySpec, best_logged, params_text
 from trainer.config import TrainConfig
@@ -46,8 +46,8 @@ from trainer.files import write_atomic
 from trainer.metrics import Epoch
 from trainer.paths import RunPaths
 
-POLL_SECONDS = 0.5  # how often running trials' metrics files are read
-FIRST_POLL_SECONDS = 0.05  # the first sleep after something happened; doubled up to POLL_SECONDS
+READ_EVERY_S = 0.5  # how often running trials' metrics files are read
+FIRST_READ_SECONDS = 0.05  # the first sleep after something happened; doubled up to READ_EVERY_S
 MAX_SUBMISSIONS = 3  # a trial whose job vanishes (killed, out of memory) this often is FAILed
 SCAN_SECONDS = 5.0  # how often a launcher looks for RUNNING trials whose launcher died
 
@@ -68,7 +68,7 @@ class Launcher:
         *,
         results_dir: Path,
         parallel: int = 1,
-        poll_s: float = POLL_SECONDS,
+        read_every_s: float = READ_EVERY_S,
         out: Printer = print_line,
         job: JobFn | None = None,
         predecessors: frozenset[str] = frozenset(),
@@ -84,7 +84,7 @@ class Launcher:
         self.executor = executor
         self.runs_dir = storage_mod.runs_dir(results_dir, spec.name)
         self.parallel = parallel
-        self.poll_s = poll_s
+        self.read_every_s = read_every_s
         self.out = out
         self.job: JobFn = job or (ProgramJob(spec.program, spec.metric) if spec.program else TrainJob())
         self.distributions = distributions(spec)
@@ -116,7 +116,7 @@ class Launcher:
     def _run(self) -> None:
         self.reconcile()
         scanned = time.monotonic()
-        first_pause = min(FIRST_POLL_SECONDS, self.poll_s)
+        first_pause = min(FIRST_READ_SECONDS, self.read_every_s)
         pause = first_pause
         while True:
             self.fill()
@@ -124,13 +124,13 @@ class Launcher:
                 break
             # Poll at once: a job may be done already (a debug one always is), and a finished trial's
             # slot is refilled without waiting. When nothing happened, sleep, backing off from a short
-            # pause to poll_s: a job that ends soon after it starts is seen at once, a long one costs one
-            # metrics read per poll_s. A local job's end wakes the sleep at once (wait_for_end).
+            # pause to read_every_s: a short job's end is seen at once, a long one costs one metrics
+            # read per read_every_s. A local job's end wakes the sleep at once (wait_for_end).
             if any([self.poll(self.running[number]) for number in list(self.running)]):
                 pause = first_pause
             else:
                 wait_for_end([item.job for item in self.running.values()], pause)
-                pause = min(2 * pause, self.poll_s)
+                pause = min(2 * pause, self.read_every_s)
             if time.monotonic() - scanned >= SCAN_SECONDS:
                 self.scan()
                 scanned = time.monotonic()

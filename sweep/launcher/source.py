@@ -1,6 +1,6 @@
 """Where a launcher's next trial comes from: a queued one, a planned one, else one the sampler suggests.
 
-Every run (config, repeat) is claimed in the database before its trial is created (`sweep.claims`), so
+Every run (config, repeat) is claimed in the database before its trial is created (`sweep.store.claims`), so
 launchers sharing the study never start one twice; a read of the stored trials only skips, cheaply,
 the runs another launcher started since this one listed them.
 """
@@ -14,9 +14,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import configs, records
 from sweep._compat import create_trial, trial_id
-from sweep.claims import Claims, Holder
+from sweep.store import configs, records
+from sweep.store.claims import Claims, Holder
 from sweep.study.plan import (
     PlannedTrial,
     confirmation_trials,

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import optuna
 
-from sweep import records
 from sweep.errors import Printer
+from sweep.store import records
 from sweep.study.spec import StudySpec
 
 STALL_FACTOR = 3.0  # no new epoch for this many median epoch times: stalled

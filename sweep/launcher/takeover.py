@@ -1,8 +1,8 @@
 """Trials whose launcher is gone, and trials another launcher took: the launcher's view of its peers.
 
-A launcher takes over a RUNNING trial when its claim's launcher is gone (`sweep.owners`: dead on this
+A launcher takes over a RUNNING trial when its claim's launcher is gone (`sweep.store.owners`: dead on this
 host, silent for minutes elsewhere, or an earlier run of this very launcher); the claim changes hands
-by compare-and-set (`sweep.claims`), so of several launchers trying at once one wins. A launcher that
+by compare-and-set (`sweep.store.claims`), so of several launchers trying at once one wins. A launcher that
 was stopped for minutes may find that its own trials changed hands meanwhile: it leaves them.
 """
 
@@ -15,12 +15,12 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import owners, records
 from sweep._compat import trial_id, trial_of
-from sweep.claims import Claims, Holder
 from sweep.errors import Printer
 from sweep.executors import Executor
-from sweep.records import TrialRecord
+from sweep.store import owners, records
+from sweep.store.claims import Claims, Holder
+from sweep.store.records import TrialRecord
 
 
 @dataclass(frozen=True)

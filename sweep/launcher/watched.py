@@ -10,7 +10,7 @@ import optuna
 
 from sweep.executors import Job, requeues
 from sweep.launcher.stall import EpochClock
-from sweep.records import TrialRecord
+from sweep.store.records import TrialRecord
 from trainer.metrics import Epoch, read_epochs
 from trainer.paths import RunPaths
 

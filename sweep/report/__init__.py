@@ -19,13 +19,13 @@ import optuna
 from optuna.storages import RDBStorage
 
 from sweep import base as base_mod
-from sweep import storage as storage_mod
 from sweep.errors import SweepError
 from sweep.report.data import ReportData, collect
 from sweep.report.files import write_all
 from sweep.report.html import html_page
 from sweep.report.readme import read_readme, replace_block
 from sweep.report.table import csv_text, json_text, markdown_block, markdown_document
+from sweep.store import storage as storage_mod
 from sweep.study.files import find_study, load_study
 from sweep.study.spec import StudySpec
 

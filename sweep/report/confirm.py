@@ -1,7 +1,9 @@
 """Confirmation in the report: the search's winner (best mean over the search's seeds) and the confirmed
 winner (best mean over all seeds, among the configurations rerun with further seeds); they may differ.
+Both by `sweep.study.winner`, the rule a chained study's base follows too.
 
-Works on `data`'s per-trial frame: its PARAM columns, state, value and confirm (a confirmation trial).
+Works on `data`'s per-trial frame: its PARAM columns, state, value, config (the configuration's number)
+and confirm (a confirmation trial).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from sweep.study.spec import maximizes
+from sweep.study import winner
 
 PARAM = "param."  # as sweep.report.data's param columns
 
@@ -53,32 +55,40 @@ class Confirmation:
 
 
 def confirmation(frame: pd.DataFrame, params: tuple[str, ...], direction: str) -> Confirmation | None:
-    """The winners, or None when no COMPLETE confirmation trial is stored (or nothing varies)."""
+    """The winners, or None when no COMPLETE confirmation trial is stored (or nothing varies).
+
+    Configurations are told apart by their number (the frame's config column) and ranked by
+    `sweep.study.winner`, the rule the base of a chained study and the choice of what to confirm follow:
+    all three name the same winner, ties included; a trial sweep did not make (no number) is no part.
+    """
     keys = [PARAM + key for key in params]
-    done = frame[(frame["state"] == "COMPLETE") & frame["value"].notna()]
+    done = frame[(frame["state"] == "COMPLETE") & frame["value"].notna() & frame["config"].notna()]
     if not keys or not done["confirm"].any():
         return None
-    confirmed = done[done["confirm"]].groupby(keys, sort=False, dropna=False).size()
+    confirmed = done[done["confirm"]].groupby("config", sort=False).size()
     search = _best(done[~done["confirm"]], keys, direction, None)
-    best = _best(done, keys, direction, set(confirmed.index))
+    best = _best(done, keys, direction, {int(config) for config in confirmed.index})
     if search is None or best is None:
         return None
     return Confirmation(search, best, len(confirmed), int(confirmed.max()))
 
 
-def _best(trials: pd.DataFrame, keys: list[str], direction: str, among: set[Any] | None) -> Winner | None:
+def _best(trials: pd.DataFrame, keys: list[str], direction: str, among: set[int] | None) -> Winner | None:
     """The configuration of `trials` with the best mean value (of those in `among`, when given)."""
-    grouped = trials.groupby(keys, sort=False, dropna=False)["value"]
-    means, counts = grouped.mean(), grouped.size()
-    if among is not None:
-        means = means[[key in among for key in means.index]]
-    means = means[means.notna()]
-    if not len(means):
+    values: dict[int, list[float]] = {}
+    first: dict[int, int] = {}  # a configuration's first row: its params
+    for row, (config, value) in enumerate(
+        zip(trials["config"].tolist(), trials["value"].tolist(), strict=True)
+    ):
+        if among is None or int(config) in among:
+            values.setdefault(int(config), []).append(float(value))
+            first.setdefault(int(config), row)
+    mean = winner.best(values, direction)
+    if mean is None:
         return None
-    key = means.idxmax() if maximizes(direction) else means.idxmin()
-    values = key if isinstance(key, tuple) else (key,)
-    named = {name.removeprefix(PARAM): _plain(value) for name, value in zip(keys, values, strict=True)}
-    return Winner(named, float(means[key]), int(counts[key]))
+    row = trials.iloc[first[mean.config]]
+    named = {name.removeprefix(PARAM): _plain(row[name]) for name in keys}
+    return Winner(named, mean.value, mean.n)
 
 
 def _plain(value: Any) -> Any:

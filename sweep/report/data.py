@@ -3,7 +3,8 @@
 `collect` reads the stored trials once (`source`: one query per table) and each trial's
 metrics.jsonl, and returns plain frames that `table` and `html` only draw:
 
-    trials  one row per trial: number, state, value, epochs run, epoch seconds, and per metric the
+    trials  one row per trial: number, state, value, config (its configuration's number; None for a
+            trial sweep did not make), epochs run, epoch seconds, and per metric the
             number the table shows (losses at the last finished epoch, accuracies at the best epoch;
             a program's other metrics at the best epoch of the study's metric)
     curves  one row per (trial, epoch) with the study's metric, for the learning-curve plot
@@ -31,18 +32,18 @@ from typing import Any
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.trial import TrialState
 
-from sweep.gpu_hours import StudyHours, TrialFacts, study_hours
-from sweep.records import StudyRecord
+from sweep.gpu_hours import StudyHours, facts_of_frame, study_hours
 from sweep.report.confirm import Confirmation, confirmation
 from sweep.report.environment import Spread, environment_spread
 from sweep.report.gone import VALUES, Gone, config_values_column, split_gone
 from sweep.report.intervals import half_width
 from sweep.report.savings import PruningSavings, pruning_savings
-from sweep.report.source import StoredTrials, load_trials
+from sweep.store.records import StudyRecord
+from sweep.store.trial_frames import StoredTrials, load_trials
+from sweep.study import winner
 from sweep.study.plan import study_epochs
-from sweep.study.spec import StudySpec, best_of, maximizes
+from sweep.study.spec import StudySpec, best_of
 from trainer.metrics import Epoch, read_epochs
 from trainer.paths import RunPaths
 
@@ -98,7 +99,7 @@ class ReportData:
     curves: pd.DataFrame  # columns number, epoch, value (the study's metric)
     params: pd.DataFrame  # the stored params, one row per (trial, param): number, name, value, distribution
     rows: pd.DataFrame  # one row per configuration: PARAM columns, n, <metric>, <metric>_std, <metric>_ci,
-    # value, value_std, value_ci, best, overlaps_best (see `config_rows`)
+    # value, value_std, value_ci, finished, config, best, overlaps_best (see `config_rows`)
     shown: tuple[str, ...]  # the params that get a table column: those that differ between rows
     repeats: bool  # some configuration has several trials: show mean ± interval and n, rank by the mean
     totals: Totals
@@ -123,7 +124,7 @@ def collect(
     Args:
         study: The stored study.
         spec: Its study file, or None for a study found only in the storage.
-        storage: The study's RDBStorage, for the fast read (see `sweep.report.source`); None: `get_trials`.
+        storage: The study's RDBStorage, for the fast read (`sweep.store.trial_frames`); None: `get_trials`.
         show_all: Keep the rows of configurations the study file no longer has (`--all`).
     """
     stored = load_trials(study, storage)
@@ -138,7 +139,7 @@ def collect(
     repeats = bool(len(rows)) and int(rows["n"].max()) > 1
     if repeats:
         rows = ranked(rows, info.direction)
-    facts = trial_facts(stored.trials)
+    facts = facts_of_frame(stored.trials)
     hours = study_hours(facts, info.gpus)
     planned = study_epochs(spec) if spec is not None else None
     return ReportData(
@@ -157,25 +158,6 @@ def collect(
         gone_shown=show_all,
         savings=pruning_savings(frame, facts, hours, info.gpus, planned, PARAM),
     )
-
-
-def trial_facts(trials: pd.DataFrame) -> list[TrialFacts]:
-    """What the GPU-hours accounting needs of each trial, from the stored frame (no FrozenTrials)."""
-    columns = ["number", "state", "executor", "job_id", "run_dir", "start", "complete"]
-    return [
-        TrialFacts(
-            number=int(number),
-            state=TrialState[state],
-            executor=executor if isinstance(executor, str) else None,  # missing ones may read as NaN
-            job_id=job_id if isinstance(job_id, str) else None,
-            run_dir=Path(run_dir) if isinstance(run_dir, str) else None,
-            start=None if math.isnan(start) else float(start),
-            complete=None if math.isnan(complete) else float(complete),
-        )
-        for number, state, executor, job_id, run_dir, start, complete in zip(
-            *(trials[column].tolist() for column in columns), strict=True
-        )
-    ]
 
 
 def _complete_run_dirs(trials: pd.DataFrame) -> list[tuple[int, Path]]:
@@ -222,7 +204,7 @@ def trial_frames(stored: StoredTrials, info: StudyInfo) -> tuple[pd.DataFrame, p
 
     A trial with a metrics file gets its numbers from it; the others from their intermediate values.
     """
-    frame = stored.trials[["number", "state", "value", "diverged", "confirm"]].copy()
+    frame = stored.trials[["number", "state", "value", "diverged", "confirm", "config"]].copy()
     wide = stored.params.pivot(index="number", columns="name", values="value")
     for key in info.params:
         column = wide[key] if key in wide else pd.Series(dtype=object)
@@ -304,9 +286,10 @@ def config_rows(frame: pd.DataFrame, info: StudyInfo, metrics: tuple[str, ...] =
 
     Columns: the PARAM columns, n (trials), each metric's mean under its own name, its sample std under
     `<metric>_std` and the half-width of its 95% confidence interval under `<metric>_ci` (both NaN for a
-    single trial), the same three for value (the trial value), best, and overlaps_best: a row other than
-    the best whose interval of the value meets the best row's (a row of one trial has no interval, so it
-    is never told apart from the best).
+    single trial), the same three for value (the trial value), finished (the trials the value's mean is
+    of), config (the configuration's number; NaN for trials sweep did not make), best (the winner by
+    `sweep.study.winner`'s rule), and overlaps_best: a row other than the best whose interval of the value
+    meets the best row's (a row of one trial has no interval, so it is never told apart from the best).
     """
     # A diverged trial is a result too (the configuration does not train): its row says so
     done = frame[(frame["state"] == "COMPLETE") | frame["diverged"].notna()]
@@ -319,6 +302,7 @@ def config_rows(frame: pd.DataFrame, info: StudyInfo, metrics: tuple[str, ...] =
     # a diverged trial's numbers (NaN, or whatever its finite epochs said) are no mean's part
     done = done.copy()
     done.loc[done["diverged"].notna(), [*columns, "value"]] = math.nan
+    done["config"] = pd.to_numeric(done["config"], errors="coerce")  # no number (not sweep's): NaN
     grouped = done.groupby(keys, sort=False, dropna=False)
     means = grouped[[*columns, "value"]].mean()
     stds = grouped[[*columns, "value"]].std().add_suffix("_std")
@@ -334,7 +318,10 @@ def config_rows(frame: pd.DataFrame, info: StudyInfo, metrics: tuple[str, ...] =
         index=stds.index,
         dtype=float,
     )
-    rows = pd.concat([means, stds, cis, counts, diverged, grouped["number"].min().rename("first")], axis=1)
+    # the winner's tie-break (`sweep.study.winner`): the runs a mean is of, the configuration's number
+    finished, config = grouped["value"].count().rename("finished"), grouped["config"].min()
+    first = grouped["number"].min().rename("first")
+    rows = pd.concat([means, stds, cis, counts, diverged, finished, config, first], axis=1)
     rows = rows.sort_values("first").reset_index().drop(columns=["first"])
     return with_best(rows, info.direction)
 
@@ -342,15 +329,24 @@ def config_rows(frame: pd.DataFrame, info: StudyInfo, metrics: tuple[str, ...] =
 def with_best(rows: pd.DataFrame, direction: str) -> pd.DataFrame:
     """The rows with their `best` and `overlaps_best` columns (again, once some rows are left out)."""
     rows = rows.copy()
-    rows["best"] = _best_mask(rows["value"], direction)
+    rows["best"] = _best_mask(rows, direction)
     rows["overlaps_best"] = _overlaps_best(rows)
     return rows
 
 
 def ranked(rows: pd.DataFrame, direction: str) -> pd.DataFrame:
-    """The rows best mean value first (NaN last); equal means keep their launch order."""
-    return rows.sort_values(
-        "value", ascending=not maximizes(direction), na_position="last", kind="stable", ignore_index=True
+    """The rows best mean value first (NaN last), ties broken by `sweep.study.winner`'s rule."""
+    return rows.iloc[_rank_order(rows, direction)].reset_index(drop=True)
+
+
+def _rank_order(rows: pd.DataFrame, direction: str) -> list[int]:
+    """The rows' positions, best first by `sweep.study.winner.rank_key` (rows that tie in it too: launch
+    order)."""
+    values = rows["value"].to_numpy(dtype=float)
+    finished = rows["finished"].to_numpy(dtype=int)
+    configs = rows["config"].fillna(math.inf).to_numpy(dtype=float)
+    return sorted(
+        range(len(rows)), key=lambda i: winner.rank_key(values[i], finished[i], configs[i], direction)
     )
 
 
@@ -368,11 +364,11 @@ def _overlaps_best(rows: pd.DataFrame) -> np.ndarray:
     return overlaps
 
 
-def _best_mask(values: pd.Series, direction: str) -> np.ndarray:
-    mask = np.zeros(len(values), dtype=bool)
-    if values.notna().any():
-        pick = np.nanargmax if maximizes(direction) else np.nanargmin
-        mask[int(pick(values.to_numpy(dtype=float)))] = True
+def _best_mask(rows: pd.DataFrame, direction: str) -> np.ndarray:
+    """The winner's row (`sweep.study.winner`); none when no row has a mean."""
+    mask = np.zeros(len(rows), dtype=bool)
+    if rows["value"].notna().any():
+        mask[_rank_order(rows, direction)[0]] = True
     return mask
 
 

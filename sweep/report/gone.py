@@ -1,7 +1,7 @@
 """Configurations the study file no longer has: their trials stay in the storage, the table shows the
 file's configurations and names the others under it (`sweep report --all` shows their rows too).
 
-A trial's configuration is its values (`sweep.configs`): a row is the file's when its values are one of
+A trial's configuration is its values (`sweep.store.configs`): a row is the file's when its values are one of
 the file's configurations' values. Trials whose configuration has no stored values (a study stored
 before `sweep_configs`, or not made by sweep) are always shown, as before.
 """
@@ -16,7 +16,7 @@ import optuna
 import pandas as pd
 from optuna.storages import RDBStorage
 
-from sweep import configs
+from sweep.store import configs
 from sweep.study.identity import planned_configs
 from sweep.study.spec import StudySpec
 

@@ -17,7 +17,6 @@ import plotly.io as pio
 from optuna.trial import create_trial
 
 from sweep.report.data import ACCURACIES, PARAM, ReportData
-from sweep.report.source import distribution
 from sweep.report.table import (
     MISSING,
     best_note,
@@ -27,6 +26,7 @@ from sweep.report.table import (
     table_cells,
     totals_line,
 )
+from sweep.store.trial_frames import distribution
 from sweep.study.spec import maximizes
 
 IMPORTANCE_MAX_TRIALS = 300  # beyond this a seeded sample: each trial copied into a study costs ~0.3 ms

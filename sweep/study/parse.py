@@ -1,6 +1,6 @@
 """Study files -> StudySpec: every rule a study file must follow, checked before anything is stored.
 
-A study file has five parts:
+A study file has these parts:
 
     [study]           name, metric, direction, sampler, pruner, n_trials, repeats,
                       pruner_startup_trials, pruner_warmup_epochs, max_failures,
@@ -11,6 +11,9 @@ A study file has five parts:
                       {low, high, log, step} = a range (integers when low and high are, `step` for those)
     [[points]]        explicit configurations (tables of TrainConfig fields), each enqueued as one trial
     [resources]       executor-neutral requests, with extra SLURM options under [resources.slurm]
+    [program]         the user's own training program, instead of the built-in trainer (`program`)
+    [detached]        a detached launcher's own SLURM job; [waits]: how often SLURM is asked, how long
+                      outages are waited out (`detached_and_waits`; the old [launcher] keys still read)
 
 Decisions the design leaves open:
 
@@ -53,10 +56,18 @@ from typing import Any
 
 from sweep.errors import SweepError
 from sweep.study.confirm_and_budget import check_confirm_and_budget, parse_confirm_and_budget
+from sweep.study.detached_and_waits import (
+    DETACHED_KEYS,
+    OLD_LAUNCHER_KEYS,
+    WAITS_KEYS,
+    parse_detached,
+    parse_waits,
+    split_old_launcher,
+)
 from sweep.study.dimensions import check_points_in_space, parse_points, parse_space
-from sweep.study.launcher_table import parse_launcher
-from sweep.study.program import parse_program
-from sweep.study.reader import TableReader, did_you_mean, is_number
+from sweep.study.program import PROGRAM_KEYS, parse_program
+from sweep.study.reader import TableReader, did_you_mean
+from sweep.study.resources_table import RESOURCE_KEYS, parse_resources
 from sweep.study.spec import (
     DIRECTIONS,
     METRICS,
@@ -65,30 +76,26 @@ from sweep.study.spec import (
     STUDY_KEYS,
     Dimension,
     Resources,
-    SlurmValue,
     StudySpec,
     grid_values,
 )
 from sweep.study.stall_keys import parse_stall
 from trainer.config import RELATED_FIELDS, TrainConfig
 
-SECTIONS = ("study", "train", "space", "points", "resources", "program", "launcher")
-RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "timeout_min", "partition", "array_parallelism", "slurm")
-# SLURM options that the generic [resources] keys already set: option -> the key to use instead.
-SLURM_GENERIC = {
-    "partition": "partition",
-    "time": "timeout_min",
-    "timeout_min": "timeout_min",
-    "gres": "gpus",
-    "gpus_per_node": "gpus",
-    "gpus_per_task": "gpus",
-    "cpus_per_task": "cpus",
-    "mem": "mem_gb",
-    "mem_gb": "mem_gb",
-    "array_parallelism": "array_parallelism",
+SECTIONS = ("study", "train", "space", "points", "resources", "program", "detached", "waits", "launcher")
+# the keys each table accepts ([train], [space] and [[points]] take TrainConfig's fields, or a program's own)
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "study": STUDY_KEYS,
+    "resources": RESOURCE_KEYS,
+    "program": PROGRAM_KEYS,
+    "detached": DETACHED_KEYS,
+    "waits": WAITS_KEYS,
+}
+# keys still read under an old name: "table.key" -> "table.key" of today
+OLD_KEYS: dict[str, str] = {
+    f"launcher.{old}": f"{table}.{new}" for old, (table, new) in OLD_LAUNCHER_KEYS.items()
 }
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_SLURM_KEY_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
 def load_toml(path: Path) -> StudySpec:
@@ -139,8 +146,8 @@ class _Reader(TableReader):
         train = self.parse_train(self.table(data, "train"))
         space = parse_space(self, self.table(data, "space"), train)
         points = parse_points(self, data.get("points", []), train, space)
-        resources = self.parse_resources(self.table(data, "resources"))
-        launcher = parse_launcher(self, self.table(data, "launcher"))
+        resources = parse_resources(self, self.table(data, "resources"))
+        detached, waits, renamed = split_old_launcher(self, data)
         program = None
         if self.free:
             names = [*train, *space, *(key for point in points for key in point)]
@@ -161,8 +168,10 @@ class _Reader(TableReader):
             points=tuple(_frozen(point) for point in points),
             resources=resources,
             program=program,
-            launcher=launcher,
+            detached=parse_detached(self, detached),
+            waits=parse_waits(self, waits),
             source=self.source,
+            renamed=renamed,
         )
         if spec.sampler == "grid" and space:
             self.check_grid_configs(spec)
@@ -180,7 +189,7 @@ class _Reader(TableReader):
             if not is_table:
                 raise self.error(f"key '{key}'", "is outside any section; move it under [study] or [train]")
             hint = did_you_mean(key, SECTIONS)
-            known = "[study], [train], [space], [[points]], [resources], [program], [launcher]"
+            known = "[study], [train], [space], [[points]], [resources], [program], [detached], [waits]"
             raise self.error(f"section [{key}]", f"is unknown{hint}; known sections: {known}")
 
     # -- [study] and [train] ---------------------------------------------------------------------------------
@@ -254,42 +263,6 @@ class _Reader(TableReader):
         self.check_fields(table, "[train]")
         if not self.free:
             TrainConfig.from_dict(dict(table), source=f"{self.source} [train]")
-        return dict(table)
-
-    # -- [resources] -----------------------------------------------------------------------------------------
-
-    def parse_resources(self, table: Mapping[str, Any]) -> Resources:
-        self.check_keys(table, RESOURCE_KEYS, "[resources]")
-        mem_gb = table.get("mem_gb")
-        if mem_gb is not None and (not is_number(mem_gb) or mem_gb <= 0):
-            raise self.error("[resources] key 'mem_gb'", f"is {mem_gb!r}; give a number of GiB > 0")
-        partition = table.get("partition")
-        if partition is not None and (not isinstance(partition, str) or not partition):
-            raise self.error("[resources] key 'partition'", f"is {partition!r}; give a partition name")
-        slurm = table.get("slurm", {})
-        if not isinstance(slurm, Mapping):
-            raise self.error("[resources] key 'slurm'", "must be a table; write it as [resources.slurm]")
-        return Resources(
-            gpus=self.integer(table, "gpus", default=1, minimum=0, section="resources"),
-            cpus=self.integer(table, "cpus", default=4, minimum=1, section="resources"),
-            mem_gb=None if mem_gb is None else float(mem_gb),
-            timeout_min=self.optional_int(table, "timeout_min", minimum=1, section="resources"),
-            partition=partition,
-            array_parallelism=self.optional_int(table, "array_parallelism", minimum=1, section="resources"),
-            slurm=MappingProxyType(self.parse_slurm(slurm)),
-        )
-
-    def parse_slurm(self, table: Mapping[str, Any]) -> dict[str, SlurmValue]:
-        for key, value in table.items():
-            where = f"[resources.slurm] key '{key}'"
-            if key.startswith("slurm_"):
-                raise self.error(where, f"needs no prefix; write '{key.removeprefix('slurm_')}'")
-            if not _SLURM_KEY_RE.fullmatch(key):
-                raise self.error(where, "is not an option name; use lowercase and underscores (qos, account)")
-            if key in SLURM_GENERIC:
-                raise self.error(where, f"duplicates a generic setting; set [resources] {SLURM_GENERIC[key]}")
-            if not isinstance(value, str | int | float):
-                raise self.error(where, f"is {value!r}; give a string, a number or true/false")
         return dict(table)
 
     # -- checks across sections ------------------------------------------------------------------------------

@@ -32,15 +32,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep._compat import enqueued_params
 from sweep.errors import Printer, SweepError, print_line
-from sweep.records import StudyRecord, TrialRecord
+from sweep.store.records import StudyRecord, TrialRecord
+from sweep.study import winner
 from sweep.study.identity import planned_configs
-from sweep.study.spec import Categorical, Dimension, FloatRange, StudySpec, maximizes, params_text
+from sweep.study.spec import Categorical, Dimension, FloatRange, StudySpec, params_text
 from trainer.config import RESUMABLE_CHANGES, TrainConfig
 
 # A trial in one of these states has its (config, repeat); a FAILed one gives it back.
 TAKEN_STATES = (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED)
 
-# A study's configuration numbers by key (`sweep.configs`); None: a study never stored, numbered in order.
+# A study's configuration numbers by key (`sweep.store.configs`); None: a study never stored, numbered in
+# order.
 Ids = Mapping[str, int] | None
 
 
@@ -56,7 +58,7 @@ class PlannedTrial:
 
 def plan(spec: StudySpec, ids: Ids = None) -> list[PlannedTrial]:
     """The planned trials, in launch order: each grid point / [[points]] entry, `repeats` times, each
-    numbered by `ids` (its values' number in the study: `sweep.configs`), else by its position."""
+    numbered by `ids` (its values' number in the study: `sweep.store.configs`), else by its position."""
     if ids is None:
         return [
             PlannedTrial(config=index, repeat=repeat, params=params)
@@ -208,8 +210,8 @@ def top_configs(
     spec: StudySpec, trials: Sequence[FrozenTrial], ids: Ids = None
 ) -> list[tuple[int, dict[str, Any]]]:
     """The `confirm_top` configurations to confirm, (config, params): those a confirmation trial holds
-    already, then the best by the mean value of their COMPLETE search trials (ties: launch order); only
-    configurations the study file still has."""
+    already, then the best by the mean value of their COMPLETE search trials (`sweep.study.winner`, ties
+    included); only configurations the study file still has."""
     values: dict[int, list[float]] = {}
     params: dict[int, dict[str, Any]] = {}
     chosen: list[int] = []
@@ -223,8 +225,7 @@ def top_configs(
             chosen.append(record.config)
         elif not record.confirm and trial.state == TrialState.COMPLETE and trial.value is not None:
             values.setdefault(record.config, []).append(trial.value)
-    sign = -1.0 if maximizes(spec.direction) else 1.0
-    ranked = sorted(values, key=lambda config: (sign * sum(values[config]) / len(values[config]), config))
+    ranked = [mean.config for mean in winner.ranked(values, spec.direction)]
     chosen += [config for config in ranked if config not in chosen]
     return [(config, params[config]) for config in chosen[: spec.confirm_top]]
 
@@ -248,7 +249,7 @@ def dry_run(
         study: The stored study when it exists: then only what is left is listed (running trials that
             would be re-attached, planned trials not yet complete, pruned or failed for good).
         out: Where the lines go.
-        ids: The configurations' numbers (`sweep.configs.file_ids`); None: in file order.
+        ids: The configurations' numbers (`sweep.store.configs.file_ids`); None: in file order.
     """
     trials = study.get_trials(deepcopy=False) if study is not None else []
     for trial in trials:
@@ -289,7 +290,7 @@ def plan_fingerprint(spec: StudySpec) -> dict[str, Any]:
     """What the study was launched with, stored with it (the latest launch's for a grid): the sampler,
     [space], [[points]] and the [train] fields that change results.
 
-    A grid's configurations are matched to trials by their values (`sweep.configs`), so its file may
+    A grid's configurations are matched to trials by their values (`sweep.store.configs`), so its file may
     change between launches. A tpe/random sampler learns from every stored trial and numbers its
     configurations in order, so its sampler, [space], [[points]] and those [train] fields must stay.
     n_trials, repeats, the pruner and [resources] may change; so may the [train] fields a resumed run
@@ -303,7 +304,7 @@ def plan_fingerprint(spec: StudySpec) -> dict[str, Any]:
 
 def check_same_plan(spec: StudySpec, study: optuna.Study, *, url: str) -> None:
     """Raise a SweepError when the stored study was launched with another metric or sampler, or (tpe,
-    random) another plan. `url` names the storage in the message (as `sweep.storage.shown` prints it)."""
+    random) another plan. `url` names the storage in the message (as `store.storage.shown` prints it)."""
     record = StudyRecord.of(study)
     where = f"storage '{url}': study '{spec.name}' was launched"
     if record.metric is not None and record.metric != spec.metric:

@@ -137,12 +137,10 @@ class Resources:
 
 
 @dataclass(frozen=True)
-class LauncherResources:
-    """[launcher]: what a detached launcher (`sweep launch --detach`) asks of SLURM as its own job, and how
-    politely any launcher treats the scheduler (`poll_s`, `scheduler_outage_min`), and how long it waits
-    for a database that does not answer (`storage_outage_min`).
+class DetachedJob:
+    """[detached]: what a detached launcher (`sweep launch --detach`) asks of SLURM as its own job.
 
-    A launcher only polls files and the database: one core and 2 GiB are plenty. At its time limit or
+    A launcher only reads files and the database: one core and 2 GiB are plenty. At its time limit or
     on preemption it requeues itself and re-attaches to its trials, so `time_min` bounds one stretch of
     it, not the study.
     """
@@ -151,13 +149,23 @@ class LauncherResources:
     time_min: int | None = None  # None: the partition's default time limit
     mem_gb: float = 2.0
     cpus: int = 1
-    poll_s: float = 30.0  # squeue/sacct at most this often in steady state (any launcher, detached or not)
-    scheduler_outage_min: float = 60.0  # how long sbatch failures (controller down, timed out) are retried
-    storage_outage_min: float = 10.0  # how long a study database that does not answer is waited for
 
     def to_dict(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         return {key: value for key, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class Waits:
+    """[waits]: how politely any launcher (detached or not) treats the scheduler, and how long it waits
+    out the scheduler or the study database when they do not answer."""
+
+    slurm_query_s: float = 30.0  # squeue/sacct at most this often in steady state
+    scheduler_outage_min: float = 60.0  # how long sbatch failures (controller down, timed out) are retried
+    storage_outage_min: float = 10.0  # how long a study database that does not answer is waited for
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True)
@@ -228,8 +236,11 @@ class StudySpec:
     points: tuple[Mapping[str, Any], ...] = ()
     resources: Resources = field(default_factory=Resources)
     program: Program | None = None  # None: the built-in trainer (trainer.run) with TrainConfig fields
-    launcher: LauncherResources = field(default_factory=LauncherResources)  # a detached launcher's job
+    detached: DetachedJob = field(default_factory=DetachedJob)  # a detached launcher's own SLURM job
+    waits: Waits = field(default_factory=Waits)  # how often SLURM is asked, how long outages are waited out
     source: str = field(default="<study>", compare=False)  # the file, for messages
+    # one line per old key name the file used ([launcher] poll_s ...), for the command to print
+    renamed: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def seeds(self) -> int:
@@ -321,7 +332,8 @@ class StudySpec:
             "space": {key: dim.to_dict() for key, dim in self.space.items()},
             "points": [dict(point) for point in self.points],
             "resources": self.resources.to_dict(),
-            "launcher": self.launcher.to_dict(),
+            "detached": self.detached.to_dict(),
+            "waits": self.waits.to_dict(),
             **({"program": self.program.to_dict()} if self.program is not None else {}),
         }
 

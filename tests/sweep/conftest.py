@@ -15,7 +15,7 @@ from typing import Any
 import optuna
 import pytest
 
-from sweep.storage import default_url, open_storage, open_study
+from sweep.store.storage import default_url, open_storage, open_study
 from sweep.study.plan import make_pruner, make_sampler
 from sweep.study.spec import StudySpec
 from tests.conftest import deadline

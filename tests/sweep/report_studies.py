@@ -11,7 +11,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweep import storage
+from sweep.store import storage
 
 EPOCH_SECONDS = 600.0
 

@@ -12,7 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.cli import main
-from sweep.storage import default_url
+from sweep.store.storage import default_url
 from sweep.study import load_study
 from sweep.study.spec import params_text
 from tests.sweep.conftest import (
@@ -201,3 +201,26 @@ def test_a_base_that_ran_confirmation_gives_its_confirmed_winner(
         "Values from study `first`'s confirmed winner: x=2 (configuration 1; trials 1, 3; val_acc 0.9500, "
         "the mean of 2). Inherited: x=2 z=0"
     )
+
+
+def test_tied_configurations_the_base_winner_and_the_reports_best_row_agree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # x = 1 and x = 3 score the same (0.94); x = 3 (configuration 1) ran twice, x = 1 (configuration 0)
+    # once: equal means go to more finished runs (`sweep.study.winner`), in the chain and in the report
+    results = tmp_path / "results"
+    tied = "[train]\ny = 5\nz = 0\n[space]\nx = [1, 3]"
+    assert _launch(_study(tmp_path, "first", tied), results) == 0
+    assert _launch(_study(tmp_path, "first", "repeats = 2\n" + tied.replace("[1, 3]", "[3]")), results) == 0
+    assert [p["x"] for p in _params(results, "first")] == [1, 3, 3]
+    capsys.readouterr()
+    second = _study(tmp_path, "second", 'base = "first"\n[space]\ny = [5, 7]')
+    assert _launch(second, results, "--dry-run") == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "Values from study `first`'s winner: x=3 (configuration 1; trials 1, 2; val_acc 0.9400, "
+        "the mean of 2). Inherited: x=3 z=0"
+    )
+    args = ["report", "--study", "first", "--all", "--format", "json", "--results-dir", str(results)]
+    assert main(args) == 0
+    (first,) = json.loads(capsys.readouterr().out)
+    assert [(row["x"], row["n"], row["best"]) for row in first["rows"]] == [(3, 2, True), (1, 1, False)]

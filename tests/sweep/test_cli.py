@@ -114,7 +114,7 @@ def test_parallel_must_be_positive(
 
 def test_module_entry_points_and_no_torch_in_the_launcher() -> None:
     code = (
-        "import sys, sweep.cli, sweep.launcher, sweep.executors, sweep.executors.job, sweep.status;"
+        "import sys, sweep.cli, sweep.launcher, sweep.executors, sweep.executors.job, sweep.commands.status;"
         "assert 'torch' not in sys.modules, 'the launcher imported torch'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=deadline(60))

@@ -14,8 +14,8 @@ from optuna.trial import TrialState
 
 from sweep.errors import SweepError
 from sweep.launcher import launch
-from sweep.records import TrialRecord
 from sweep.report import report
+from sweep.store.records import TrialRecord
 from sweep.study import load_study
 from sweep.study.plan import missing_trials
 from tests.conftest import deadline

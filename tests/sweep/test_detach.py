@@ -18,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.storage import default_url
+from sweep.store.storage import default_url
 from tests.conftest import deadline
 from tests.sweep.conftest import (
     ROOT,
@@ -317,7 +317,7 @@ def test_logs_of_a_programs_trial_are_its_own_output_each_start_headed(tmp_path:
 
 def test_cancel_names_a_detached_launcher_on_another_host_instead_of_signalling_a_local_pid() -> None:
     from sweep.detached import stop
-    from sweep.records import DetachedLauncher
+    from sweep.store.records import DetachedLauncher
 
     elsewhere = DetachedLauncher(kind="local", log="/x.log", since=0.0, host="another-host.example", pid=1)
     lines: list[str] = []

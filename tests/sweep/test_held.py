@@ -9,13 +9,13 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from sweep.commands.status import render, trial_rows
 from sweep.executors.base import Job, JobFn, SubmitHeld
 from sweep.executors.local import LocalExecutor
 from sweep.launcher.held import Held
 from sweep.launcher.loop import Launcher
-from sweep.records import TrialRecord
-from sweep.status import render, trial_rows
-from sweep.storage import default_url
+from sweep.store.records import TrialRecord
+from sweep.store.storage import default_url
 from sweep.study import load_study
 from tests.sweep.conftest import new_study
 

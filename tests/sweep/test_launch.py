@@ -21,8 +21,8 @@ from sweep.executors import chosen
 from sweep.executors.debug import DebugExecutor
 from sweep.launcher import launch
 from sweep.launcher.loop import Launcher
-from sweep.owners import HEARTBEAT_STALE_S, launcher_id
-from sweep.storage import default_url
+from sweep.store.owners import HEARTBEAT_STALE_S, launcher_id
+from sweep.store.storage import default_url
 from sweep.study import load_study
 from sweep.study.plan import dry_run, make_pruner, plan
 from sweep.study.spec import best_logged as best
@@ -75,7 +75,7 @@ def _assert_all_complete(results: Path, name: str, count: int) -> list[optuna.tr
 def hand_claim(study: optuna.Study, config: int, *, launcher: str, stamped: float, repeat: int = 0) -> None:
     """Make the claim of (config, repeat) look held by `launcher`, last stamped at `stamped`."""
     from sweep._compat import rdb_storage, study_id
-    from sweep.claims import CLAIMS
+    from sweep.store.claims import CLAIMS
 
     with rdb_storage(study).engine.begin() as conn:
         row = (
@@ -414,7 +414,7 @@ def test_a_configuration_that_cannot_learn_is_pruned_and_its_job_stopped(tmp_pat
         load_study(study_file),
         results_dir=results,
         executor="local",
-        poll_s=0.1,
+        read_every_s=0.1,
         out=lines.append,
     )
     good, also_good, bad = _stored(results, "prune").trials

@@ -21,8 +21,8 @@ from sweep import procs
 from sweep.executors.base import Job, JobFn, Outcome
 from sweep.executors.debug import DebugExecutor
 from sweep.launcher.loop import MAX_SUBMISSIONS, Launcher
-from sweep.owners import launcher_id
-from sweep.records import TrialRecord
+from sweep.store.owners import launcher_id
+from sweep.store.records import TrialRecord
 from sweep.study import load_study
 from tests.conftest import deadline
 from tests.sweep.conftest import ROOT, TINY_TRAIN, instant_job, new_study, run_sweep, sweep_cmd, write_study

@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.executors.program import ProgramFailed, ProgramJob
-from sweep.storage import default_url
+from sweep.store.storage import default_url
 from sweep.study.spec import Program
 from tests.conftest import deadline
 from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd, sweep_main

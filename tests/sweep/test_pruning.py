@@ -12,9 +12,9 @@ from optuna.trial import TrialState
 
 from sweep import procs
 from sweep.launcher import launch
-from sweep.launcher.loop import POLL_SECONDS
-from sweep.records import TrialRecord
-from sweep.storage import default_url
+from sweep.launcher.loop import READ_EVERY_S
+from sweep.store.records import TrialRecord
+from sweep.store.storage import default_url
 from sweep.study import load_study
 from sweep.study.plan import make_pruner
 from tests.conftest import deadline
@@ -76,7 +76,7 @@ cpus = 1
     assert run_dir is not None and trial.datetime_complete is not None
     decided = trial.datetime_complete.timestamp()  # told right after the job was sent SIGTERM
     stopped = float((run_dir / "stopped").read_text())
-    assert abs(stopped - decided) <= deadline(POLL_SECONDS)
+    assert abs(stopped - decided) <= deadline(READ_EVERY_S)
     epochs = read_epochs(run_dir / "metrics.jsonl")
     assert max(trial.intermediate_values) == 2 and len(epochs) < 100
     assert all(line["at"] <= stopped for line in epochs)  # nothing was trained after the stop

@@ -9,12 +9,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep import records
+from sweep.commands.status import render, trial_rows
 from sweep.errors import SweepError
 from sweep.launcher import launch
-from sweep.records import TrialRecord
-from sweep.status import render, trial_rows
-from sweep.storage import default_url
+from sweep.store import records
+from sweep.store.records import TrialRecord
+from sweep.store.storage import default_url
 from sweep.study import load_study
 from tests.sweep.conftest import processes_mentioning
 
@@ -41,7 +41,7 @@ def test_a_program_that_hangs_after_its_last_epoch_is_said_stalled_once(
     )
     results = tmp_path / "results"
     lines: list[str] = []
-    launch(load_study(study_file), results_dir=results, executor="local", poll_s=0.1, out=lines.append)
+    launch(load_study(study_file), results_dir=results, executor="local", read_every_s=0.1, out=lines.append)
     stalled = [line for line in lines if "stalled" in line]
     assert len(stalled) == 1, lines  # said once, not at every poll
     assert stalled[0].startswith("trial 0 stalled: no new epoch for ")
@@ -97,7 +97,7 @@ def test_a_stalled_trial_is_submitted_again_or_failed_as_stall_action_says(
     lines: list[str] = []
     spec = load_study(_stalling_study(tmp_path, action))
     assert (spec.stall_after_min, spec.stall_action) == (0.03, action)
-    launch(spec, results_dir=results, executor="local", poll_s=0.1, out=lines.append)
+    launch(spec, results_dir=results, executor="local", read_every_s=0.1, out=lines.append)
     (trial,) = optuna.load_study(study_name="stall", storage=default_url(results)).get_trials()
     record = TrialRecord.of(trial)
     said = "stalled: no new epoch for "

@@ -1,6 +1,6 @@
 """Which RUNNING trials a launcher takes over from its peers, and which of its own it lost, on a real SQLite
 study and its claims table. Peers are named on another host, so their heartbeat alone says whether they
-are alive (`sweep.owners`); no job runs."""
+are alive (`sweep.store.owners`); no job runs."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ import optuna
 import sqlalchemy as sa
 
 from sweep._compat import rdb_storage, study_id, trial_id
-from sweep.claims import CLAIMS, Claims, Holder
 from sweep.executors.debug import DebugExecutor
 from sweep.launcher import takeover
-from sweep.owners import HEARTBEAT_STALE_S
-from sweep.records import TrialRecord
-from sweep.storage import open_storage, open_study
+from sweep.store.claims import CLAIMS, Claims, Holder
+from sweep.store.owners import HEARTBEAT_STALE_S
+from sweep.store.records import TrialRecord
+from sweep.store.storage import open_storage, open_study
 
 ME, PEER, OTHER = "me.example:10/1", "peer.example:20/2", "other.example:30/3"
 

@@ -11,10 +11,10 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep._compat import rdb_storage, study_id, trial_id
-from sweep.claims import Claims, Holder
 from sweep.launcher import source as trial_source
-from sweep.records import TrialRecord
-from sweep.storage import open_storage, open_study
+from sweep.store.claims import Claims, Holder
+from sweep.store.records import TrialRecord
+from sweep.store.storage import open_storage, open_study
 from sweep.study import StudySpec, load_study
 from sweep.study.plan import make_sampler
 from tests.sweep.conftest import write_study

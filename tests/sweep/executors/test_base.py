@@ -12,7 +12,7 @@ from submitit.core.utils import cloudpickle_dump
 from sweep.executors.base import pickled_outcome
 from sweep.executors.files import SUBMITIT_DIR, log_paths
 from sweep.launcher import launch
-from sweep.storage import default_url
+from sweep.store.storage import default_url
 from sweep.study import load_study
 from tests.conftest import deadline
 from tests.sweep.conftest import instant_job, processes_mentioning, wait_for, write_study

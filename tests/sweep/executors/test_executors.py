@@ -20,8 +20,9 @@ from sweep.executors.files import SUBMITIT_DIR
 from sweep.executors.local import LocalExecutor
 from sweep.executors.slurm import SlurmExecutor, slurm_parameters
 from sweep.executors.slurm_queries import GONE, job_states
-from sweep.status import TrialRow, with_local_states
 from sweep.study import Resources
+from sweep.views.job_states import with_local_states
+from sweep.views.trial_row import TrialRow
 from tests.conftest import deadline
 from tests.sweep.conftest import ROOT, processes_mentioning, wait_for, write_study
 
@@ -237,7 +238,7 @@ def test_slurm_job_waits_through_a_requeue_then_ends_lost_with_its_state(
     job = executor.attach("21", tmp_path)
     (fake_slurm / "squeue.out").write_text("21|REQUEUED\n")
     assert not job.done() and job.describe() == "slurm REQUEUED"
-    executor.states.poll_s = 0
+    executor.states.query_every_s = 0
     (fake_slurm / "squeue.out").write_text("21|NODE_FAIL\n")
     assert job.done()
     outcome = job.outcome()

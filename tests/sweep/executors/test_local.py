@@ -12,8 +12,9 @@ import pytest
 
 from sweep.errors import SweepError
 from sweep.executors.local import GpuPool, LocalExecutor, job_gpus, machine_gpus
-from sweep.status import TrialRow, with_local_states
 from sweep.study import Resources
+from sweep.views.job_states import with_local_states
+from sweep.views.trial_row import TrialRow
 from tests.conftest import deadline
 from tests.sweep.conftest import wait_for
 

@@ -21,10 +21,10 @@ from typing import Any
 import optuna
 import pytest
 
-from sweep import storage
 from sweep.executors.slurm import SlurmExecutor
 from sweep.executors.slurm_queries import job_states, squeue_states
 from sweep.launcher import launch
+from sweep.store import storage
 from sweep.study import Resources, load_study
 from tests.conftest import deadline
 from tests.sweep.conftest import ROOT, TINY_TRAIN, run_sweep, sweep_cmd, wait_for, write_study

@@ -36,7 +36,7 @@ def calls(bin_dir: Path, name: str) -> int:
 
 def test_many_jobs_cost_one_squeue_per_poll_interval(fake_slurm: Path, tmp_path: Path) -> None:
     (fake_slurm / "squeue.out").write_text("".join(f"{i}|RUNNING\n" for i in range(1, 11)))
-    cache = StateCache(poll_s=0.5)
+    cache = StateCache(query_every_s=0.5)
     executor = SlurmExecutor(Resources(gpus=0))
     jobs = [executor.attach(str(i), tmp_path / str(i)) for i in range(1, 11)]
     executor.states = cache
@@ -52,7 +52,7 @@ def test_many_jobs_cost_one_squeue_per_poll_interval(fake_slurm: Path, tmp_path:
 
 
 def test_a_job_just_submitted_is_not_asked_about_until_the_next_query(fake_slurm: Path) -> None:
-    cache = StateCache(poll_s=30)
+    cache = StateCache(query_every_s=30)
     (fake_slurm / "squeue.out").write_text("1|RUNNING\n")
     assert cache.get("1").state == "RUNNING"
     for new in ("2", "3", "4"):  # a wave of submissions: no query for each new id
@@ -121,7 +121,7 @@ def test_an_outage_is_ridden_out_with_one_line_at_its_start_and_one_at_its_end(
     assert slept == [2.0, 4.0, 8.0]  # back-off
     assert len(lines) == 2
     assert lines[0].startswith("slurm: sbatch failed (sbatch: error: Batch job submission failed: Unable")
-    assert "up to 60 min ([launcher] scheduler_outage_min)" in lines[0]
+    assert "up to 60 min ([waits] scheduler_outage_min)" in lines[0]
     assert lines[1].startswith("slurm: sbatch answers again after")
 
 
@@ -129,9 +129,7 @@ def test_an_outage_longer_than_allowed_ends_the_launch_with_one_line(
     fake_slurm: Path, tmp_path: Path
 ) -> None:
     submitter = Submitter(0.0, lambda _: None, sleep=lambda _: None)
-    with pytest.raises(
-        SweepError, match=r"sbatch has failed for 0 min .*raise \[launcher\] scheduler_outage"
-    ):
+    with pytest.raises(SweepError, match=r"sbatch has failed for 0 min .*raise \[waits\] scheduler_outage"):
         submitter.submit(FlakySbatch([DOWN] * 3, tmp_path), None, (), "n", what="w")  # type: ignore[arg-type]
 
 
