@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -298,7 +299,7 @@ def test_with_sacct_down_status_and_report_say_one_line_and_count_the_manifests(
     said = "sacct does not answer: the SLURM trials' hours come from their manifests"
     for command in (["status"], ["report", "--format", "md"]):
         done = subprocess.run(
-            ["python", "-m", "sweep", *command, "--study", "down", "--results-dir", str(results)],
+            [sys.executable, "-m", "sweep", *command, "--study", "down", "--results-dir", str(results)],
             capture_output=True, text=True, env=env, timeout=deadline(120),
         )  # fmt: skip
         assert done.returncode == 0, done.stderr

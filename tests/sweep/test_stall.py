@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -11,7 +12,8 @@ from optuna.trial import TrialState
 
 from sweep.commands.status import render, trial_rows
 from sweep.errors import SweepError
-from sweep.launcher import launch
+from sweep.launcher import launch, stall
+from sweep.launcher.stall import EpochClock, StallRule, watch_epochs
 from sweep.store import records
 from sweep.store.records import TrialRecord
 from sweep.store.storage import default_url
@@ -131,3 +133,68 @@ def test_bad_stall_keys_are_one_line_errors(tmp_path: Path, line: str, message: 
     with pytest.raises(SweepError) as err:
         load_study(path)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+# The median rule on its boundary, on the clock `stall` reads (given here): stalled after no new epoch for
+# max(3 x the median gap between epochs, 60 s). Epochs come `gaps` apart (the first one `gaps[0]` after
+# the submission); then nothing for `idle_s`. The numbers are written out, not computed from STALL_FACTOR
+# and MIN_STALL_S, so a factor or minimum moved a little, or `<` turned into `<=`, fails them.
+@pytest.mark.parametrize(
+    ("gaps", "idle_s", "stalled"),
+    [
+        # short epochs: 3 x 10 s = 30 s is under the minimum; 60 s decides
+        ([10.0] * 4, 30.5, False),
+        ([10.0] * 4, 59.5, False),
+        ([10.0] * 4, 60.0, True),
+        ([10.0] * 4, 60.5, True),
+        # 3 x 19.9 s is still under it
+        ([19.9] * 4, 59.5, False),
+        ([19.9] * 4, 60.5, True),
+        # long epochs: 3 x 100 s = 300 s is over the minimum and decides
+        ([100.0] * 4, 60.5, False),
+        ([100.0] * 4, 299.5, False),
+        ([100.0] * 4, 300.0, True),
+        ([100.0] * 4, 300.5, True),
+        # the median, not the mean (200 s) nor the longest gap (400 s)
+        ([100.0, 100.0, 100.0, 400.0], 299.5, False),
+        ([100.0, 100.0, 100.0, 400.0], 300.5, True),
+    ],
+)
+def test_a_trial_is_stalled_after_no_epoch_for_3x_its_median_gap_and_at_least_60_s(
+    monkeypatch: pytest.MonkeyPatch, gaps: list[float], idle_s: float, stalled: bool
+) -> None:
+    now = [0.0]
+    monkeypatch.setattr(stall, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    trial = optuna.create_study().ask()
+    clock = EpochClock(last=0.0)  # submitted at 0
+    for gap in gaps:
+        now[0] += gap
+        assert watch_epochs(clock, trial, 1, False, lambda _: None, StallRule(action="fail")) is None
+    now[0] += idle_s
+    said = watch_epochs(clock, trial, 0, False, lambda _: None, StallRule(action="fail"))
+    assert (said is not None) is stalled, (clock.idle_limit(), said)
+    assert clock.stalled is stalled
+    if stalled:
+        assert said is not None and "after epoch 4 (3x its median " in said
+
+
+@pytest.mark.parametrize(("idle_s", "stalled"), [(119.5, False), (120.0, True), (120.5, True)])
+def test_stall_after_min_is_minutes_and_replaces_the_median_rule(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, idle_s: float, stalled: bool
+) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[study]\nname = "s"\nsampler = "grid"\nstall_after_min = 2\n[space]\nlr = [0.1]\n')
+    rule = StallRule.of(load_study(path))
+    assert rule == StallRule(120.0, "warn")  # 2 minutes, in seconds
+    now = [0.0]
+    monkeypatch.setattr(stall, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    trial = optuna.create_study().ask()
+    clock = EpochClock(last=0.0)
+    now[0] = 1000.0  # one slow epoch (no gap yet: the median rule could not apply)
+    assert watch_epochs(clock, trial, 1, False, lambda _: None, rule) is None
+    now[0] += idle_s
+    lines: list[str] = []
+    assert watch_epochs(clock, trial, 0, False, lines.append, rule) is None  # "warn": said, not returned
+    assert clock.stalled is stalled
+    assert len(lines) == int(stalled)
+    assert all("after epoch 1 ([study] stall_after_min = 2); its job still runs" in line for line in lines)

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
+import pytest
 import sqlalchemy as sa
 
 from sweep._compat import rdb_storage, study_id, trial_id
 from sweep.executors.debug import DebugExecutor
 from sweep.launcher import takeover
+from sweep.store import owners
 from sweep.store.claims import CLAIMS, Claims, Holder
 from sweep.store.owners import HEARTBEAT_STALE_S
 from sweep.store.records import TrialRecord
@@ -170,3 +173,56 @@ def test_a_launcher_silent_too_long_learns_which_trials_it_lost_and_leaves_them(
         f"trial {lost.number} is now watched by launcher {ME} (this launcher was silent too long); left"
     ]
     assert [t.number for t in back.unwatched({kept.number})] == [lost.number]
+
+
+# The stale limit's boundary, on the clock `owners` reads (given here): a peer stamps every 30 s and is
+# dead once its heartbeat is 120 s old. The ages are written out, so a limit moved by a second fails them.
+NOW = 1_700_000_000.0
+BOUNDARY = [(60.0, False), (90.0, False), (119.5, False), (120.0, True), (120.5, True)]
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(owners, "time", SimpleNamespace(time=lambda: NOW))
+
+
+def _stamped(study: optuna.Study, launcher: str, at: float) -> None:
+    with rdb_storage(study).engine.begin() as conn:
+        conn.execute(sa.update(CLAIMS).where(CLAIMS.c.launcher == launcher).values(stamped=at))
+
+
+@pytest.mark.parametrize(("age_s", "taken"), BOUNDARY)
+def test_a_running_trial_changes_hands_only_once_its_launchers_heartbeat_is_120_s_old(
+    tmp_path: Path, clock: None, age_s: float, taken: bool
+) -> None:
+    study = _study(tmp_path)
+    trial = _running(study, PEER, 0, run_dir=tmp_path / "0", job_id="123")
+    _stamped(study, PEER, NOW - age_s)  # missed a beat or two: alive; four: dead
+    lines: list[str] = []
+    peers = _peers(study, ME, lines)
+    assert (peers.take(_frozen(study, trial)) is not None) is taken
+    holder = peers.claims.holder(0, 0)
+    assert holder is not None and holder.launcher == (ME if taken else PEER)
+    assert lines == ([] if taken else [f"trial 0 is watched by the running launcher {PEER}; leaving it"])
+
+
+@pytest.mark.parametrize(("age_s", "taken"), BOUNDARY)
+def test_a_claim_whose_launcher_made_no_trial_yet_changes_hands_only_once_it_is_120_s_old(
+    tmp_path: Path, clock: None, age_s: float, taken: bool
+) -> None:
+    study = _study(tmp_path)
+    assert _claims(study, PEER).claim(0, 0, may_take=_never)
+    _stamped(study, PEER, NOW - age_s)
+    peers = _peers(study, ME, [])
+    assert peers.claims.claim(0, 0, may_take=peers.gone) is taken
+
+
+@pytest.mark.parametrize(("age_s", "taken"), BOUNDARY)
+def test_a_trial_from_before_claims_changes_hands_only_once_its_stored_heartbeat_is_120_s_old(
+    tmp_path: Path, clock: None, age_s: float, taken: bool
+) -> None:
+    study = _study(tmp_path)
+    trial = study.ask()
+    for key, value in {"config": 0, "repeat": 0, "launcher": PEER, "heartbeat": NOW - age_s}.items():
+        trial.set_user_attr(key, value)
+    assert (_peers(study, ME, []).take(_frozen(study, trial)) is not None) is taken

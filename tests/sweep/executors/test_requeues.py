@@ -8,9 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from submitit.helpers import DelayedSubmission
 
 from sweep.errors import SweepError
 from sweep.executors import requeues
+from sweep.executors.job import TrainJob
 from sweep.launcher.watched import Watched
 from trainer.paths import RunPaths
 
@@ -76,3 +78,53 @@ def test_the_launcher_says_each_requeue_once(in_job: Path, tmp_path: Path) -> No
     assert [line.split(";")[1] for line in item.requeue_lines()] == [
         " requeue 2 of the trial, resuming from its checkpoint"
     ]
+
+
+# squeue's time left at the checkpoint tells a time limit (submitit signals 90 s before it) from a
+# preemption: 180 s or less is the time limit. Written out, so a moved limit or `<=` turned into `<` fails.
+@pytest.mark.parametrize(
+    ("left", "cause"), [("2:59", "time limit"), ("3:00", "time limit"), ("3:01", "preemption")]
+)
+def test_a_checkpoint_with_at_most_180_s_left_is_the_time_limit(
+    in_job: Path, tmp_path: Path, left: str, cause: str
+) -> None:
+    (in_job / "squeue.out").write_text(f"{left}\n")
+    assert requeues.record(tmp_path).cause == cause
+
+
+def _time_limit(in_job: Path, run_dir: Path) -> DelayedSubmission | None:
+    """What the job's `checkpoint` does at its time limit (as submitit calls it, with the job's args)."""
+    (in_job / "squeue.out").write_text("1:30\n")
+    return TrainJob().checkpoint({"epochs": 5}, str(run_dir))
+
+
+@pytest.mark.parametrize("epochs", [0, 2])
+def test_a_job_is_requeued_at_its_first_time_limit_and_not_at_a_second_without_a_new_epoch(
+    in_job: Path, tmp_path: Path, epochs: int
+) -> None:
+    _epochs(tmp_path, epochs)
+    assert isinstance(_time_limit(in_job, tmp_path), DelayedSubmission)  # the first: requeued
+    after = f"after epoch {epochs}" if epochs else "before its first epoch"
+    said = rf"time limit reached twice without progress \(each attempt ended {after}\)"
+    with pytest.raises(SweepError, match=said):
+        _time_limit(in_job, tmp_path)
+    assert [r.epoch for r in requeues.read(tmp_path)] == [epochs]
+
+
+def test_a_new_epoch_between_two_time_limits_lets_the_job_requeue_again(in_job: Path, tmp_path: Path) -> None:
+    for epochs in (1, 2, 3):  # one new epoch per attempt: progress each time
+        _epochs(tmp_path, epochs)
+        assert isinstance(_time_limit(in_job, tmp_path), DelayedSubmission)
+    with pytest.raises(SweepError, match="after epoch 3"):
+        _time_limit(in_job, tmp_path)  # the fourth attempt logged nothing: the loop ends here
+    assert [r.epoch for r in requeues.read(tmp_path)] == [1, 2, 3]
+
+
+def test_a_preemption_between_time_limits_is_not_a_time_limit_reached_twice(
+    in_job: Path, tmp_path: Path
+) -> None:
+    _epochs(tmp_path, 2)
+    assert isinstance(_time_limit(in_job, tmp_path), DelayedSubmission)
+    (in_job / "squeue.out").write_text("2-00:00:00\n")
+    assert requeues.record(tmp_path).cause == "preemption"  # no new epoch, but not its time limit
+    assert isinstance(_time_limit(in_job, tmp_path), DelayedSubmission)

@@ -14,10 +14,13 @@ import pytest
 import sqlalchemy as sa
 from optuna.trial import TrialState
 
+from sweep._compat import rdb_storage
 from sweep.errors import SweepError
+from sweep.launcher import prepare
 from sweep.store.outage import StorageOutage, unreachable
 from sweep.store.records import TrialRecord
 from sweep.store.storage import default_url, open_storage
+from sweep.study import load_study
 from tests.conftest import deadline
 from tests.sweep.conftest import ROOT, run_sweep, sweep_cmd
 from tests.sweep.store.test_claims import postgres_databases  # noqa: F401 (a fixture)
@@ -86,6 +89,68 @@ def test_an_outage_longer_than_allowed_ends_with_one_line() -> None:
     with pytest.raises(SweepError, match=r"did not answer for \d+ s .*storage_outage_min") as err:
         outage.call(down)
     assert "\n" not in str(err.value)
+
+
+# The allowed time on its boundary, on a given clock: the database fails at 0 s and again `fails_at_s`
+# later, then answers. Allowed 600 s (10 minutes): a failure 599.5 s into the outage is waited out, one at
+# 600 s ends it. Written out, so a limit moved by a second, 60 times off, or `>=` turned into `>` fails.
+@pytest.mark.parametrize(
+    ("fails_at_s", "gives_up"), [(10.0, False), (599.5, False), (600.0, True), (600.5, True)]
+)
+def test_an_outage_is_waited_out_for_the_allowed_seconds_and_no_longer(
+    fails_at_s: float, gives_up: bool
+) -> None:
+    now = [0.0]
+    failures = [0.0, fails_at_s]
+
+    def action() -> str:
+        if failures:
+            now[0] = failures.pop(0)
+            raise REFUSED
+        return "back"
+
+    lines: list[str] = []
+    outage = StorageOutage(600, lines.append, sleep=lambda _: None, clock=lambda: now[0])
+    if gives_up:
+        with pytest.raises(SweepError, match=rf"did not answer for {fails_at_s:.0f} s "):
+            outage.call(action)
+    else:
+        assert outage.call(action) == "back"
+        assert lines[1] == f"storage: the database answers again after {fails_at_s:.0f} s"
+    assert lines[0].endswith("; waiting up to 10 min")
+
+
+def test_a_database_that_stays_away_is_given_up_on_within_one_wait_of_the_allowed_time() -> None:
+    now = [0.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        now[0] += seconds
+
+    def down() -> None:
+        raise REFUSED
+
+    outage = StorageOutage(600, lambda _: None, sleep=sleep, clock=lambda: now[0])
+    with pytest.raises(SweepError, match=r"did not answer for 601 s "):
+        outage.call(down)
+    assert waits[:7] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]  # back-off, at most 30 s apart
+    assert sum(waits[:-1]) < 600 <= sum(waits) == 601  # given up at the first try past 10 minutes
+
+
+@pytest.mark.parametrize("table", ["waits", "launcher"])  # [launcher]: its old home, still read
+def test_a_launch_waits_out_storage_outage_min_in_minutes(tmp_path: Path, table: str) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(
+        f'[study]\nname = "s"\nsampler = "grid"\n[space]\nlr = [0.1]\n[{table}]\nstorage_outage_min = 0.5\n'
+        f'[program]\ncommand = ["{sys.executable}", "-c", "pass"]\n[resources]\ngpus = 0\ncpus = 1\n'
+    )
+    spec = load_study(path)
+    assert spec.waits.storage_outage_min == 0.5
+    prepared = prepare(spec, results_dir=tmp_path / "results", executor="local", out=lambda _: None)
+    outage = getattr(rdb_storage(prepared.study), "outage", None)
+    assert isinstance(outage, StorageOutage)
+    assert outage.allowed_s == 30.0  # half a minute, in seconds
 
 
 def test_other_errors_are_not_waited_for() -> None:
