@@ -9,6 +9,8 @@ sweep launch --executor local --parallel 8`, whose program (`benchmarks/replay_e
 configuration's curve one epoch every --epoch-s seconds. The methods (the same 81 configurations):
 
     grid+sha        the grid, pruner = "successive_halving", pruner_warmup_epochs = 2 (rungs 2, 6, 18)
+    grid+sync-sh    the grid, pruner = "synchronous_halving", pruner_warmup_epochs = 2: trials pause at
+                    rungs 2, 6, 18 and the best third of each rung resume from where they stopped
     grid+hyperband  the grid, pruner = "hyperband", pruner_warmup_epochs = 2
     tpe+sha         TPE, n_trials = 81 (the grid's trial budget), pruner = "successive_halving",
                     pruner_warmup_epochs = 2
@@ -65,6 +67,7 @@ GRID = [
 ]
 METHODS = {  # [study] lines of each method's study file
     "grid+sha": 'sampler = "grid"\npruner = "successive_halving"\npruner_warmup_epochs = 2',
+    "grid+sync-sh": 'sampler = "grid"\npruner = "synchronous_halving"\npruner_warmup_epochs = 2',
     "grid+hyperband": 'sampler = "grid"\npruner = "hyperband"\npruner_warmup_epochs = 2',
     "tpe+sha": (
         f'sampler = "tpe"\nn_trials = {len(GRID)}\npruner = "successive_halving"\npruner_warmup_epochs = 2'

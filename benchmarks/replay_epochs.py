@@ -3,7 +3,8 @@
 Each epoch it sleeps EPOCH_S seconds (the launcher sees it as a real job's epoch, only shorter), then
 appends the curve's epoch to $SWEEP_RUN_DIR/metrics.jsonl as sweep's contract asks: `epoch`, `val_acc`
 (the surrogate's val_accuracy, %), `train_time` (the surrogate's training seconds so far) and `at` (the
-wall clock). Restarted on the same run dir it continues after the last epoch logged. SIGTERM stops it
+wall clock). Restarted on the same run dir it continues after the last epoch logged; with
+SWEEP_STOP_AFTER_EPOCH set (synchronous halving) it exits 0 after that epoch. SIGTERM stops it
 at once (Python's default), as a training program that saves nothing would stop. Imports only the
 standard library, so that a start costs a plain interpreter's.
 """
@@ -22,7 +23,8 @@ def main(curves_file: str, key: str, epoch_s: float) -> None:
     if os.path.exists(metrics):
         with open(metrics) as handle:
             done = sum(1 for line in handle if line.strip())
-    for epoch in range(done + 1, len(curve["val_accuracy"]) + 1):
+    stop = int(os.environ.get("SWEEP_STOP_AFTER_EPOCH") or len(curve["val_accuracy"]))
+    for epoch in range(done + 1, min(stop, len(curve["val_accuracy"])) + 1):
         time.sleep(epoch_s)
         line = {
             "epoch": epoch,

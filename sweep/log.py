@@ -11,6 +11,7 @@ from pathlib import Path
 
 from trainer.metrics import write_epoch
 from trainer.paths import RunPaths
+from trainer.stop import STOP_AFTER_EPOCH, stop_after_epoch
 
 
 def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metrics: float) -> None:
@@ -20,19 +21,31 @@ def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metri
     never doubled. `run_dir` defaults to $SWEEP_RUN_DIR; with neither (the script run by hand, not by
     sweep) the epoch's values are printed to stderr instead, so one script runs both ways.
 
+    Pausing: when the launcher sets $SWEEP_STOP_AFTER_EPOCH (a trial waiting at a rung of synchronous
+    successive halving) and `epoch` is at or past it, this call ends the program with exit status 0
+    (`sys.exit(0)`) once the line is written. So save the epoch's checkpoint in $SWEEP_RUN_DIR BEFORE
+    calling log_epoch for it: the launcher later starts the program again on the same run dir, and it
+    must resume from that checkpoint (at the next epoch), not start over.
+
     Raises:
         ValueError: `epoch` is not an integer >= 1, or a metric is not a number.
+        UserError: $SWEEP_STOP_AFTER_EPOCH is set to anything but a positive integer.
+        SystemExit: (status 0) the pause above.
     """
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
         raise ValueError(f"epoch must be an integer >= 1, got {epoch!r}")
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"metric {key} must be a number, got {value!r}")
+    stop = stop_after_epoch()  # a bad value fails before the line is written
     folder = run_dir if run_dir is not None else os.environ.get("SWEEP_RUN_DIR")
     if not folder:
         print(by_hand_line(epoch, metrics), file=sys.stderr, flush=True)
-        return
-    write_epoch(RunPaths(Path(folder)).metrics, {"epoch": epoch, **metrics})
+    else:
+        write_epoch(RunPaths(Path(folder)).metrics, {"epoch": epoch, **metrics})
+    if stop is not None and epoch >= stop:
+        print(f"sweep: paused after epoch {epoch} ({STOP_AFTER_EPOCH}={stop})", file=sys.stderr, flush=True)
+        sys.exit(0)
 
 
 def by_hand_line(epoch: int, metrics: dict[str, float]) -> str:

@@ -226,6 +226,8 @@ def test_every_stored_attribute_key_is_a_constant_of_records() -> None:
         "waiting",
         "stalled",
         "confirm",
+        "rung",
+        "paused",
         "metric",
         "plan",
         "gpus",

@@ -34,6 +34,7 @@ from trainer.optim import build_optimizer, build_schedule
 from trainer.paths import RunPaths
 from trainer.progress import Progress
 from trainer.splits import DataSplits, load_splits
+from trainer.stop import STOP_AFTER_EPOCH, stop_after_epoch
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 TRAINER_DIR = Path(__file__).resolve().parent  # the code a run's manifest records
@@ -48,10 +49,17 @@ def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainRe
             validation epoch), result.json (see RunPaths) and manifest.json (trainer.manifest).
         progress: print a header and one line per epoch to stdout.
 
+    With $SWEEP_STOP_AFTER_EPOCH set (trainer.stop) below `config.epochs`, the run pauses after that
+    epoch: its checkpoint and metrics line written, no test evaluation and no result.json; the result
+    returned is of the epochs done so far (its `epochs` < `config.epochs`). Started again on the same
+    run_dir it continues; the LR schedule and everything else follow `config.epochs` throughout.
+
     Raises:
-        UserError: missing data, or a run_dir that holds a run of another config.
+        UserError: missing data, a run_dir that holds a run of another config, or a bad
+            $SWEEP_STOP_AFTER_EPOCH.
     """
     paths = RunPaths(Path(run_dir))
+    stop = stop_after_epoch()  # a bad value fails before anything is written
     config = config.resolved(cuda_available=torch.cuda.is_available())
     log = Progress(enabled=progress)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
@@ -63,7 +71,7 @@ def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainRe
         return TrainResult.read(paths.result)
     with recorded_attempt(paths.run_dir, program_dir=TRAINER_DIR):  # manifest.json: code, machine, times
         write_atomic(paths.config, config.to_json())
-        return _train(config, paths, state, log)
+        return _train(config, paths, state, log, stop=stop)
 
 
 def _check_same_run(previous: TrainConfig, config: TrainConfig, paths: RunPaths) -> None:
@@ -78,7 +86,10 @@ def _check_same_run(previous: TrainConfig, config: TrainConfig, paths: RunPaths)
         )
 
 
-def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progress) -> TrainResult:
+def _train(
+    config: TrainConfig, paths: RunPaths, state: dict | None, log: Progress, *, stop: int | None = None
+) -> TrainResult:
+    """Train the epochs after `state`'s up to `config.epochs`, or up to `stop` (a pause) when it is lower."""
     device = torch.device(config.device)
     configure_backends(device)
     data = load_splits(config)
@@ -102,7 +113,9 @@ def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progre
     log.start(
         config, parameters=parameters, train=len(data.train), val=len(data.val), done_epochs=len(history)
     )
-    for epoch in range(len(history) + 1, config.epochs + 1):
+    # a pause changes only where this loop ends: the schedule and the data order follow config.epochs
+    last = config.epochs if stop is None else min(stop, config.epochs)
+    for epoch in range(len(history) + 1, last + 1):
         record = _run_epoch(epoch, step_model, optimizer, train_batches, val_batches, config, log)
         schedule.step()
         new_best = not history or record.val_acc > max(r.val_acc for r in history)
@@ -123,6 +136,12 @@ def _train(config: TrainConfig, paths: RunPaths, state: dict | None, log: Progre
             save_best(best_path(paths.run_dir), model=model, epoch=epoch, val_acc=record.val_acc)
         write_epoch(paths.metrics, record.to_dict())
         log.epoch(record, config.epochs)
+    if len(history) < config.epochs:  # paused: the run is not over, so no result.json (nor test set)
+        log.line(
+            f"paused after epoch {len(history)} of {config.epochs} ({STOP_AFTER_EPOCH}={stop}); "
+            f"run again on {paths.run_dir} to resume"
+        )
+        return TrainResult.from_history(history, parameters=parameters)
     result = TrainResult.from_history(history, parameters=parameters)
     write_atomic(paths.result, result.to_json())
     log.done(result, str(paths.run_dir))

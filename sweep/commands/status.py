@@ -183,6 +183,8 @@ def trial_line(row: TrialRow, hours: StudyHours | None = None) -> str:
         line += f"  diverged: {row.diverged}"
     if row.stalled:
         line += f"  stalled: {row.stalled}"
+    if row.paused:
+        line += f"  paused at epoch {row.paused} (synchronous halving: waits for its rung to close)"
     return line
 
 

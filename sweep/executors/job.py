@@ -33,6 +33,7 @@ from sweep.executors import requeues
 from sweep.executors.files import JobFiles
 from sweep.polling import wait_until
 from trainer.paths import RunPaths
+from trainer.stop import STOP_AFTER_EPOCH, stop_after_epoch
 
 # Requeues one SLURM job may go through (time limits, preemptions, `scontrol requeue`), each resuming
 # from checkpoint.pt: a trial whose epochs outlast its time limit this often is failed, not requeued forever.
@@ -142,6 +143,38 @@ def run_dir_held(run_dir: Path, *, lock_wait_s: float = LOCK_WAIT_S) -> Iterator
             signal.signal(signal.SIGTERM, previous)
 
 
+def checked_stop(epoch: int | None) -> int | None:
+    """`epoch` as a job's stop_after_epoch: None or an integer >= 1."""
+    if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1):
+        raise ValueError(f"stop_after_epoch must be None or an integer >= 1, got {epoch!r}")
+    return epoch
+
+
+def stop_environment(env: dict[str, str], stop_after_epoch: int | None) -> dict[str, str]:
+    """`env` with $SWEEP_STOP_AFTER_EPOCH set to `stop_after_epoch`, or without it when None (a
+    variable the job inherited never pauses a run the launcher did not ask to pause)."""
+    env = {key: value for key, value in env.items() if key != STOP_AFTER_EPOCH}
+    if stop_after_epoch is not None:
+        env[STOP_AFTER_EPOCH] = str(stop_after_epoch)
+    return env
+
+
+@contextlib.contextmanager
+def stop_variable(stop_after_epoch: int | None) -> Iterator[None]:
+    """$SWEEP_STOP_AFTER_EPOCH in this process's environment as `stop_after_epoch` says (set, or
+    removed when None) for the block; restored after it, since a debug job runs in the launcher."""
+    previous = os.environ.get(STOP_AFTER_EPOCH)
+    os.environ.pop(STOP_AFTER_EPOCH, None)
+    if stop_after_epoch is not None:
+        os.environ[STOP_AFTER_EPOCH] = str(stop_after_epoch)
+    try:
+        yield
+    finally:
+        os.environ.pop(STOP_AFTER_EPOCH, None)
+        if previous is not None:
+            os.environ[STOP_AFTER_EPOCH] = previous
+
+
 def restarts() -> int:
     """How often SLURM has started this job again (0 on its first run, and outside SLURM)."""
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
@@ -153,8 +186,12 @@ class TrainJob(submitit.helpers.Checkpointable):
     A requeue that did not go through `checkpoint` (`scontrol requeue`, a node failure) runs the
     same call again and resumes the same way. At most MAX_REQUEUES requeues per job."""
 
-    def __init__(self, *, lock_wait_s: float = LOCK_WAIT_S) -> None:
+    def __init__(self, *, lock_wait_s: float = LOCK_WAIT_S, stop_after_epoch: int | None = None) -> None:
+        """`stop_after_epoch`: pause the run after that epoch (its checkpoint written, no result.json;
+        the job succeeds, returning the epochs done so far) by setting $SWEEP_STOP_AFTER_EPOCH for the
+        trainer; None trains to the config's last epoch, whatever the job's environment says."""
         self.lock_wait_s = lock_wait_s
+        self.stop_after_epoch = checked_stop(stop_after_epoch)
 
     def __call__(self, config: dict[str, Any], run_dir: str) -> dict[str, Any]:
         count = restarts()
@@ -163,7 +200,10 @@ class TrainJob(submitit.helpers.Checkpointable):
         if count:
             print(f"sweep: restart {count} of this job; resuming from {run_dir}/checkpoint.pt", flush=True)
         # a job pickled before lock_wait_s existed (a SLURM requeue across an upgrade) waits the default
-        with run_dir_held(Path(run_dir), lock_wait_s=getattr(self, "lock_wait_s", LOCK_WAIT_S)):
+        with (
+            run_dir_held(Path(run_dir), lock_wait_s=getattr(self, "lock_wait_s", LOCK_WAIT_S)),
+            stop_variable(getattr(self, "stop_after_epoch", None)),
+        ):
             return train(config, run_dir)
 
     # submitit's own code accepts None here (no requeue); its annotation does not say so
@@ -195,7 +235,8 @@ def main(argv: list[str]) -> int:
             config = json.loads(config_path.read_text())
         except (OSError, ValueError) as err:
             raise SweepError(f"{config_path}: {getattr(err, 'strerror', None) or err}") from None
-        TrainJob(lock_wait_s=args.lock_wait_s)(config, str(args.run_dir))
+        # run by hand or by `sweep sbatch`: a $SWEEP_STOP_AFTER_EPOCH of its own environment is honoured
+        TrainJob(lock_wait_s=args.lock_wait_s, stop_after_epoch=stop_after_epoch())(config, str(args.run_dir))
         return 0
 
     return run_command(body)

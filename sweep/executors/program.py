@@ -30,11 +30,19 @@ from sweep import procs
 from sweep.errors import SweepError
 from sweep.executors import requeues
 from sweep.executors.files import JobFiles
-from sweep.executors.job import LOCK_WAIT_S, MAX_REQUEUES, restarts, run_dir_held
+from sweep.executors.job import (
+    LOCK_WAIT_S,
+    MAX_REQUEUES,
+    checked_stop,
+    restarts,
+    run_dir_held,
+    stop_environment,
+)
 from trainer.files import write_atomic
 from trainer.manifest import recorded_attempt
 from trainer.metrics import read_epochs
 from trainer.paths import RunPaths
+from trainer.stop import stop_after_epoch
 
 if TYPE_CHECKING:  # the job process need not load the study parser (a third of its start-up)
     from sweep.study.spec import Program
@@ -67,9 +75,12 @@ def argv(program: Program, values: dict[str, Any], run_dir: Path) -> list[str]:
     return [arg.format(**fields) for arg in program.command]
 
 
-def environment(program: Program, run_dir: Path, restart: int) -> dict[str, str]:
-    """The program's environment: the launcher's, the study's [program] env, and the contract's variables."""
-    env = {**os.environ, **program.env}
+def environment(
+    program: Program, run_dir: Path, restart: int, *, stop_after_epoch: int | None = None
+) -> dict[str, str]:
+    """The program's environment: the launcher's, the study's [program] env, and the contract's variables
+    (SWEEP_STOP_AFTER_EPOCH only when `stop_after_epoch` is set: never inherited)."""
+    env = stop_environment({**os.environ, **program.env}, stop_after_epoch)
     env.update(
         SWEEP_RUN_DIR=str(run_dir),
         SWEEP_PARAMS=str(JobFiles(run_dir).params),
@@ -86,10 +97,21 @@ def environment(program: Program, run_dir: Path, restart: int) -> dict[str, str]
 class ProgramJob(submitit.helpers.Checkpointable):
     """The submitted callable of a [program] study: runs the program to its end and judges how it ended."""
 
-    def __init__(self, program: Program, metric: str, *, lock_wait_s: float = LOCK_WAIT_S) -> None:
+    def __init__(
+        self,
+        program: Program,
+        metric: str,
+        *,
+        lock_wait_s: float = LOCK_WAIT_S,
+        stop_after_epoch: int | None = None,
+    ) -> None:
+        """`stop_after_epoch`: the program is started with $SWEEP_STOP_AFTER_EPOCH set to it (a pause: it
+        exits 0 after that epoch's checkpoint and line, e.g. through `sweep.log_epoch`); None: without the
+        variable, whatever the job's environment says."""
         self.program = program
         self.metric = metric
         self.lock_wait_s = lock_wait_s
+        self.stop_after_epoch = checked_stop(stop_after_epoch)
 
     def __call__(self, values: dict[str, Any], run_dir: str) -> dict[str, Any]:
         folder = Path(run_dir).absolute()
@@ -102,13 +124,16 @@ class ProgramJob(submitit.helpers.Checkpointable):
         restart, files = _count_start(folder), JobFiles(folder)
         write_atomic(files.params, json.dumps(values, indent=2) + "\n")
         command = argv(self.program, values, folder)
+        # a job pickled before stop_after_epoch existed (a requeue across an upgrade) has none
+        stop = getattr(self, "stop_after_epoch", None)
+        env = environment(self.program, folder, restart, stop_after_epoch=stop)
         out, err = files.program_output(restart, "out"), files.program_output(restart, "err")
         with out.open("ab") as stdout, err.open("ab") as stderr:
             try:
                 process = subprocess.Popen(
                     command,
                     cwd=self.program.workdir,
-                    env=environment(self.program, folder, restart),
+                    env=env,
                     stdout=stdout,
                     stderr=stderr,
                     stdin=subprocess.DEVNULL,
@@ -230,10 +255,15 @@ def main(argv: list[str]) -> int:
     from sweep.study.spec import Program
 
     run_dir = Path(argv[0])
+    try:  # run by `sweep sbatch`: a $SWEEP_STOP_AFTER_EPOCH of its own environment is honoured
+        stop = stop_after_epoch()
+    except SweepError as err:  # not a positive integer
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         job = json.loads(JobFiles(run_dir).program.read_text())
         program = Program.from_dict(job["program"])
-        ProgramJob(program, job["metric"])(job["values"], str(run_dir))
+        ProgramJob(program, job["metric"], stop_after_epoch=stop)(job["values"], str(run_dir))
     except (OSError, ValueError, KeyError) as err:
         print(f"error: {JobFiles(run_dir).program}: {err}", file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ from sweep.launcher import preflight
 from sweep.launcher.budget import check_budget
 from sweep.launcher.loop import READ_EVERY_S, Launcher
 from sweep.launcher.sigterm import Terminated, stopped_line
+from sweep.launcher.watched import interrupted_line
 from sweep.store import configs, records
 from sweep.store import storage as storage_mod
 from sweep.store.outage import StorageOutage
@@ -189,7 +190,7 @@ def launch(
             with view or nullcontext():  # closed first: what follows is printed under the view, plain
                 launcher.run()
         except KeyboardInterrupt:  # Ctrl-C: say what is left and how to go on; the CLI exits 130
-            out(launcher.interrupted())
+            out(interrupted_line(spec.name, launcher.running, launcher.starting, launcher.executor.name))
             raise
         except Terminated:  # `sweep cancel` (on this host), or a kill: one line; the CLI exits 143
             out(stopped_line(spec.name))

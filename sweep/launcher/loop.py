@@ -10,8 +10,11 @@ The loop is a few named steps:
     submit     write the trial's config.json and start its job; poll: read each one's metrics.jsonl
     report     `trial.report(metric, epoch)` for each new epoch; prune: cancel the job, tell PRUNED
     tell       a finished job: its best metric (COMPLETE), or FAIL with the traceback kept
+    rungs      synchronous halving: a job stops at its rung, the trial pauses there; a closed rung's best
+               third are submitted again to the next rung, the rest told PRUNED (`.rungs`)
 
-What is left to run: `sweep.study.plan`; the next trial: `.source`; who holds which run: `sweep.store.claims`.
+What is left to run: `sweep.study.plan`; the next trial: `.source`; who holds which run: `sweep.store.claims`;
+telling a trial's end: `.endings`.
 """
 
 import math
@@ -21,20 +24,22 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep._compat import SharedDistributions, finished_already, rdb_storage, study_id
+from sweep._compat import SharedDistributions, rdb_storage, study_id
 from sweep.errors import Printer, SweepError, print_line
 from sweep.executors import Executor, JobFn, attach, wait_for_end
 from sweep.executors.base import SubmitHeld
 from sweep.executors.job import TrainJob
 from sweep.executors.program import ProgramJob
 from sweep.launcher.budget import Budget
+from sweep.launcher.endings import Endings
 from sweep.launcher.failures import Failures
 from sweep.launcher.held import Held
 from sweep.launcher.metric_check import MetricWatch
+from sweep.launcher.rungs import Rungs, with_stop
 from sweep.launcher.source import TrialSource
 from sweep.launcher.stall import StallRule, watch_epochs
 from sweep.launcher.takeover import TakeOver
-from sweep.launcher.watched import Watched, interrupted_line
+from sweep.launcher.watched import Watched
 from sweep.store import owners, records
 from sweep.store import storage as storage_mod
 from sweep.store.claims import Claims, Stamper, create_tables
@@ -96,6 +101,7 @@ class Launcher:
         self.failures = Failures(spec.name, spec.max_failures)  # a launch with any exits 1
         self.metric_watch = MetricWatch(spec.metric, spec.name, spec.source)
         self.budget = None if budget is None else Budget(budget, spec.resources.gpus, spec.name, out)
+        self.rungs = Rungs(spec, study, out) if spec.pruner == "synchronous_halving" else None
         storage = rdb_storage(study)
         create_tables(storage)
         self.claims = Claims(storage, study_id(study), self.id)
@@ -103,6 +109,7 @@ class Launcher:
         self.source = TrialSource(
             spec, study, self.claims, self.peers.gone, executor=executor.name, launcher=self.id
         )
+        self.ends = Endings(study, self.source, self.failures, spec.name, out)  # tells trials' ends
 
     def run(self) -> None:
         """Run until every trial is finished (or too many fail in a row: StudyStopped).
@@ -120,6 +127,8 @@ class Launcher:
         pause = first_pause
         while True:
             self.fill()
+            if self.rungs is not None and self.rungs.close(self.ends.tell):
+                continue  # a rung closed: its promoted trials are submitted first
             if not self.running and not self.held and not self.others_running():
                 break
             # Poll at once: a job may be done already (a debug one always is), and a finished trial's
@@ -135,22 +144,24 @@ class Launcher:
                 self.scan()
                 scanned = time.monotonic()
 
-    def interrupted(self) -> str:
-        """The line for a launch stopped by Ctrl-C: the trials it watched, and what to do next."""
-        return interrupted_line(self.spec.name, self.running, self.starting, self.executor.name)
-
     def scan(self) -> None:
         """Leave trials another launcher took over; take over RUNNING trials whose launcher died."""
         self.shared.share(self.study)
         for number in self.peers.lost({number: item.key for number, item in self.running.items()}):
             del self.running[number]
         starting = set() if self.starting is None else {self.starting}
-        for frozen in self.peers.unwatched(set(self.running) | starting | self.held.numbers()):
+        for frozen in self.peers.unwatched(set(self.running) | starting | self.jobless()):
             self.take_over(frozen)
+        if self.rungs is not None:
+            self.rungs.changed = True  # another launcher's trials may have reached a rung
+
+    def jobless(self) -> set[int]:
+        """The trials this launcher holds with no job: held by a submission limit, paused at a rung."""
+        return self.held.numbers() | (self.rungs.numbers() if self.rungs is not None else set())
 
     def others_running(self) -> bool:
         """Whether RUNNING trials other launchers watch remain (waited for; taken over if theirs dies)."""
-        others = self.peers.unwatched(set(self.running) | self.held.numbers())
+        others = self.peers.unwatched(set(self.running) | self.jobless())
         if not others:
             return False
         self.peers.say_waiting(self.spec.name, len(others))
@@ -183,7 +194,10 @@ class Launcher:
             else attach(taken.kind, taken.job_id, taken.run_dir)
         )
         values = self.spec.trial_values(taken.trial.params, repeat=taken.repeat)
-        self.running[taken.trial.number] = Watched(taken.trial, job, values, taken.run_dir, taken.reported)
+        item = Watched(taken.trial, job, values, taken.run_dir, taken.reported)
+        if self.rungs is not None and self.rungs.adopt(item):  # it waits at a rung: no job to watch
+            return
+        self.running[taken.trial.number] = item
         self.out(f"trial {taken.trial.number} re-attached  job {taken.job_id} ({job.describe()})")
 
     # -- ask and submit ---------------------------------------------------------------------------------
@@ -194,6 +208,10 @@ class Launcher:
             held = self.held.due(len(self.running))
             if held is not None:
                 self.submit(held.trial, reported=held.reported, released=True)
+                continue
+            ready = self.rungs.next_ready() if self.rungs is not None else None
+            if ready is not None:  # promoted at a rung: resumed from its checkpoint, not a new start
+                self.submit(ready.trial, reported=ready.reported, counted=False)
                 continue
             if self.held:  # a submission limit: a new trial would be refused too
                 return
@@ -232,9 +250,10 @@ class Launcher:
             launcher=self.id if record.launcher != self.id else None,
             submissions=record.submissions + 1 if counted else None,
         )
-        self.starting = trial.number  # kept if submit raises: `interrupted` names the trial
+        stop = self.rungs.stop(trial, values.get("epochs")) if self.rungs is not None else None
+        self.starting = trial.number  # kept if submit raises: `interrupted_line` names the trial
         try:
-            job = self.executor.submit(self.job, values, run_dir)
+            job = self.executor.submit(with_stop(self.job, stop), values, run_dir)
         except SubmitHeld as limit:  # a refusal is no submission of the trial
             self.starting = None
             records.write(trial, submissions=record.submissions if counted else None)
@@ -244,7 +263,7 @@ class Launcher:
         if released:  # said once the job is taken
             self.held.released(trial)
         records.write(trial, job_id=job.job_id)
-        self.running[trial.number] = Watched(trial, job, values, run_dir, reported)
+        self.running[trial.number] = Watched(trial, job, values, run_dir, reported, stop=stop)
         again = " again" if record.submissions else ""
         self.out(f"trial {trial.number} submitted{again}  job {job.job_id}  {params_text(trial.params)}")
 
@@ -257,7 +276,7 @@ class Launcher:
         """
         done = item.job.done()  # before reading: every epoch of a finished job is then in the file
         if not done and not item.waited:
-            self.say_waiting(item)
+            item.say_waiting(self.out)
         history = item.history()  # parsed again only when the file changed
         new = [record for record in history if record["epoch"] > item.reported]
         stall = watch_epochs(item.clock, item.trial, len(new), done, self.out, StallRule.of(self.spec))
@@ -277,17 +296,12 @@ class Launcher:
             if reported and not last and not done and item.trial.should_prune():
                 self.prune(item, epoch)
                 return True
+        if self.rungs is not None and self.rungs.reached(item, done):
+            del self.running[item.trial.number]  # paused at a rung: its job ended or was stopped
+            return True
         if done:
             self.finish(item, history)
         return done or bool(new)
-
-    def say_waiting(self, item: Watched) -> None:
-        """Say once that the trial's job waits in the queue, and why (SLURM's reason); the live view
-        shows the line above the trials."""
-        why = item.job.waiting()
-        if why is not None:
-            item.waited = True
-            self.out(f"trial {item.trial.number} job {item.job.job_id} waits in the queue: {why}")
 
     def report(self, item: Watched, record: Epoch) -> bool:
         """Report the epoch's metric to the trial; False when the epoch logged no value of it."""
@@ -305,7 +319,7 @@ class Launcher:
     def prune(self, item: Watched, epoch: int) -> None:
         item.job.stop_soon()
         del self.running[item.trial.number]
-        if self.tell(item.trial, state=TrialState.PRUNED):
+        if self.ends.tell(item.trial, state=TrialState.PRUNED):
             self.out(f"trial {item.trial.number} pruned at epoch {item.of_epochs(epoch)}; job stopped")
 
     def stop_stalled(self, item: Watched, said: str) -> None:
@@ -314,7 +328,7 @@ class Launcher:
         del self.running[item.trial.number]
         action = self.spec.stall_action
         if action == "fail" or TrialRecord.of(item.trial).submissions >= MAX_SUBMISSIONS:
-            self.fail(item.trial, f'stalled: {said}; [study] stall_action = "{action}"')
+            self.ends.fail(item.trial, f'stalled: {said}; [study] stall_action = "{action}"')
             return
         self.out(f"trial {item.trial.number} stalled: {said}; job stopped, submitting it again")
         records.write(item.trial, stalled="")
@@ -328,26 +342,8 @@ class Launcher:
         del self.running[item.trial.number]
         said = f"{self.spec.metric} {value} at epoch {item.of_epochs(epoch)}"
         records.write(item.trial, diverged=said)
-        if self.tell(item.trial, state=TrialState.PRUNED):
+        if self.ends.tell(item.trial, state=TrialState.PRUNED):
             self.out(f"trial {item.trial.number} diverged: {said}; job stopped, its epochs kept")
-
-    def tell(
-        self, trial: optuna.Trial, value: float | None = None, *, state: TrialState | None = None
-    ) -> bool:
-        """Tell the trial's end; False when it was finished already (by `sweep cancel`, or another
-        launcher that took it over while this one was stopped), which is said and otherwise left be."""
-        try:
-            self.study.tell(trial, value, state=state)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass
-        except ValueError as err:
-            if not finished_already(err):
-                raise
-        else:
-            self.source.ended()  # the search may be done: its confirmation trials are then listed
-            return True
-        self.out(f"trial {trial.number} was finished elsewhere (sweep cancel, another launcher); leaving it")
-        return False
 
     def finish(self, item: Watched, history: list[Epoch]) -> None:
         outcome = item.job.outcome()
@@ -367,7 +363,7 @@ class Launcher:
         del self.running[number]
         value = best_logged(history, self.spec.metric, self.spec.direction)
         if outcome.status == "success" and value is not None:
-            if not self.tell(item.trial, value):
+            if not self.ends.tell(item.trial, value):
                 return
             self.failures.completed()
             self.out(
@@ -377,7 +373,7 @@ class Launcher:
         reason = outcome.detail or f"the job succeeded but logged no finite '{self.spec.metric}'"
         if outcome.status == "lost":
             reason = f"{reason} ({MAX_SUBMISSIONS} submissions; giving up)"
-        self.fail(item.trial, reason, count=not self.metric_watch.misnamed(history))
+        self.ends.fail(item.trial, reason, count=not self.metric_watch.misnamed(history))
         self.metric_watch.check(number, history)  # a misnamed metric stops the launch here
 
     def stop_running(self, reason: str) -> None:
@@ -385,16 +381,4 @@ class Launcher:
         for number in list(self.running):
             item = self.running.pop(number)
             item.job.cancel()
-            self.fail(item.trial, reason, count=False)
-
-    def fail(self, trial: optuna.Trial, reason: str, *, count: bool = True) -> None:
-        """Tell the trial FAIL with `reason` kept; `count`: a failure of its job (not a stop by sweep)."""
-        number = trial.number
-        records.write(trial, traceback=reason)
-        if not self.tell(trial, state=TrialState.FAIL):
-            return
-        last = records.failure_line(reason)
-        shows = f"sweep status --study {self.spec.name} --trial {number}"
-        self.out(f"trial {number} failed: {last} (full text: {shows})")
-        if count:
-            self.failures.failed(last)  # too many in a row stop the launch
+            self.ends.fail(item.trial, reason, count=False)

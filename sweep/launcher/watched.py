@@ -8,6 +8,7 @@ from typing import Any
 
 import optuna
 
+from sweep.errors import Printer
 from sweep.executors import Job, requeues
 from sweep.launcher.stall import EpochClock
 from sweep.store.records import TrialRecord
@@ -28,6 +29,8 @@ class Watched:
     clock: EpochClock = field(default_factory=EpochClock)  # when its epochs came (a stall is said)
     requeues_said: int = 0  # the requeues of its job said so far (`requeue_lines`)
     requeues_size: int = 0  # the size of its requeue record when last read: read again only when it grew
+    stop: int | None = None  # synchronous halving: the epoch its job stops after (`sweep.launcher.rungs`)
+    rung_seen: float | None = None  # when its job logged that epoch (monotonic), while it had not ended
     # metrics.jsonl as last read, and its (size, mtime) then: a launcher polls 50 trials several times
     # a second, and parses a file again only when it changed
     _epochs: list[Epoch] = field(default_factory=list, init=False, repr=False)
@@ -62,6 +65,14 @@ class Watched:
 
     def of_epochs(self, epoch: int) -> str:
         return f"{epoch}/{self.epochs}" if self.epochs is not None else str(epoch)
+
+    def say_waiting(self, out: Printer) -> None:
+        """Say once that the trial's job waits in the queue, and why (SLURM's reason); the live view
+        shows the line above the trials."""
+        why = self.job.waiting()
+        if why is not None:
+            self.waited = True
+            out(f"trial {self.trial.number} job {self.job.job_id} waits in the queue: {why}")
 
     def requeue_lines(self) -> list[str]:
         """One line for each requeue of its job not said yet (its run dir's record grew)."""

@@ -15,6 +15,9 @@ sweep adds is in user attributes, whose keys are this module's constants:
             traceback    why a FAILed trial failed (str)
             diverged     for a trial whose metric became NaN or infinite (told PRUNED): what and when
                          (str, "val_loss nan at epoch 3/50")
+            rung         synchronous halving: the epoch the trial's current (or next) job stops after (int)
+            paused       synchronous halving: the rung epoch the trial waits at with no job; 0 while
+                         a job runs (int)
             confirm      true for a confirmation trial: a top configuration rerun with a further seed
                          once the search was done ([study] confirm_top); absent for the search's
     study   metric       the metric the trials' values are (val_acc, ...)
@@ -61,6 +64,8 @@ DIVERGED = "diverged"
 STALLED = "stalled"  # a RUNNING trial with no new epoch for long: what the launcher saw (`launcher.stall`)
 WAITING = "waiting"  # a held trial's (no job yet): why, e.g. "submission limit (AssocMaxSubmitJobLimit)"
 CONFIRM = "confirm"
+RUNG = "rung"  # synchronous halving (`sweep.launcher.rungs`): where its segment stops
+PAUSED = "paused"  # synchronous halving: the rung epoch it waits at (0: a job runs)
 
 METRIC = "metric"
 PLAN = "plan"
@@ -87,6 +92,8 @@ class TrialRecord:
     waiting: str | None = None  # why a RUNNING trial has no job yet (a submission limit holds it)
     stalled: str | None = None  # a RUNNING trial that logs no new epoch: since when
     confirm: bool = False  # a confirmation trial (a further seed of a top configuration)
+    rung: int | None = None  # synchronous halving: the epoch its current or next job stops after
+    paused: int = 0  # synchronous halving: the rung epoch it waits at with no job (0: none)
 
     @property
     def key(self) -> tuple[int | None, int]:
@@ -114,6 +121,8 @@ class TrialRecord:
             waiting=str(attrs[WAITING]) if attrs.get(WAITING) else None,  # "" once its job was taken
             stalled=str(attrs[STALLED]) if attrs.get(STALLED) else None,  # "" once epochs came again
             confirm=attrs.get(CONFIRM) is True,
+            rung=attrs[RUNG] if isinstance(attrs.get(RUNG), int) else None,
+            paused=int(attrs.get(PAUSED, 0)),
         )
 
 
@@ -170,6 +179,8 @@ def write(
     diverged: str | None = None,
     waiting: str | None = None,
     stalled: str | None = None,
+    rung: int | None = None,
+    paused: int | None = None,
 ) -> None:
     """Store the given fields of a trial's record (one storage commit each; None leaves a field as is,
     `waiting=""` and `stalled=""` clear theirs)."""
@@ -184,6 +195,8 @@ def write(
         DIVERGED: diverged,
         WAITING: waiting,
         STALLED: stalled,
+        RUNG: rung,
+        PAUSED: paused,
     }
     for key, value in values.items():
         if value is not None:

@@ -153,7 +153,7 @@ class _Reader(TableReader):
             names = [*train, *space, *(key for point in points for key in point)]
             # with a base, a placeholder may name a value of its winner: checked once it is known
             program = parse_program(self, self.table(data, "program"), None if header["base"] else names)
-        self.check_sampler(header["sampler"], space, points)
+        self.check_sampler(header["sampler"], space, points, header["pruner"])
         check_points_in_space(self, points, space)
         self.check_repeats(header["repeats"], space, points)
         if program is None:
@@ -268,9 +268,15 @@ class _Reader(TableReader):
     # -- checks across sections ------------------------------------------------------------------------------
 
     def check_sampler(
-        self, sampler: str, space: Mapping[str, Dimension], points: list[dict[str, Any]]
+        self, sampler: str, space: Mapping[str, Dimension], points: list[dict[str, Any]], pruner: str = "none"
     ) -> None:
         where = "[study] key 'sampler'"
+        if pruner == "synchronous_halving" and sampler != "grid":
+            raise self.error(
+                "[study] key 'pruner'",
+                f"is 'synchronous_halving' with the '{sampler}' sampler, which has no finite set of "
+                'configurations to halve; use pruner = "successive_halving" there',
+            )
         if sampler == "grid" and space and points:
             raise self.error(where, "is 'grid' with both [space] and [[points]]; a grid uses one of the two")
         if sampler == "grid":

@@ -131,6 +131,7 @@ def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
         # asynchronous successive halving: rungs at warmup x 3^k epochs; a trial in the best third of
         # those that reached its rung goes on (no trial waits for others: sweep never pauses a job)
         return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup), reduction_factor=3)
+    # none, and synchronous halving, whose rungs the launcher decides itself (`sweep.launcher.rungs`)
     return optuna.pruners.NopPruner()
 
 
@@ -163,11 +164,11 @@ def missing_trials(spec: StudySpec, trials: Sequence[FrozenTrial], ids: Ids = No
     A trial WAITING, RUNNING, COMPLETE or PRUNED takes its (config, repeat); a FAILed one does not, so a
     planned configuration that failed is planned again.
     """
-    missing = _search_missing(spec, trials, ids)
+    missing = search_missing(spec, trials, ids)
     return missing or confirmation_trials(spec, trials, ids)
 
 
-def _search_missing(spec: StudySpec, trials: Sequence[FrozenTrial], ids: Ids = None) -> list[PlannedTrial]:
+def search_missing(spec: StudySpec, trials: Sequence[FrozenTrial], ids: Ids = None) -> list[PlannedTrial]:
     wanted = plan(spec, ids)
     planned = len(spec.planned_trials())
     sampled: dict[int, dict[str, Any]] = {}
@@ -183,7 +184,7 @@ def _search_missing(spec: StudySpec, trials: Sequence[FrozenTrial], ids: Ids = N
 
 def search_done(spec: StudySpec, trials: Sequence[FrozenTrial], ids: Ids = None) -> bool:
     """Whether every trial of the search has finished: each planned and sampled configuration, each seed."""
-    if _search_missing(spec, trials, ids):
+    if search_missing(spec, trials, ids):
         return False
     live = (TrialState.RUNNING, TrialState.WAITING)
     if any(t.state in live and not TrialRecord.of(t).confirm for t in trials):

@@ -20,7 +20,7 @@ from trainer.config import TrainConfig
 from trainer.metrics import Epoch, metric_values
 
 SAMPLERS = ("grid", "tpe", "random")
-PRUNERS = ("none", "median", "hyperband", "successive_halving")
+PRUNERS = ("none", "median", "hyperband", "successive_halving", "synchronous_halving")
 DIRECTIONS = ("maximize", "minimize")
 T = TypeVar("T")
 METRICS = {"val_acc": "maximize", "val_loss": "minimize", "train_acc": "maximize", "train_loss": "minimize"}

@@ -38,6 +38,7 @@ class TrialRow:
     stalled: str | None = None  # a RUNNING trial the launcher saw log no new epoch for long
     orphaned: bool = False  # a RUNNING trial whose job has ended, with no launcher to resume or fail it
     waiting: str | None = None  # why a submission limit holds the trial's job back
+    paused: int = 0  # synchronous halving: the rung epoch a RUNNING trial waits at with no job (0: none)
     last: float | None = None  # the study metric at the last epoch
     epoch_seconds: float | None = None  # mean over the epochs done
 
@@ -51,6 +52,8 @@ class TrialRow:
     @property
     def note(self) -> str:
         """What the launcher stored of a running trial that its bar alone would not say."""
+        if self.paused:
+            return f"paused at epoch {self.paused}"
         if self.stalled:
             return "stalled"
         return f"waiting: {self.waiting}" if self.waiting else ""
@@ -90,6 +93,7 @@ def trial_row(trial: FrozenTrial, metric: str, direction: str, now: datetime | N
         job_state=f"waiting: {record.waiting}" if record.waiting and record.job_id is None else None,
         stalled=record.stalled if running else None,
         waiting=record.waiting if running else None,
+        paused=record.paused if running else 0,
         last=values[-1] if values else None,
         epoch_seconds=epoch_seconds,
     )

@@ -72,3 +72,18 @@ def test_the_replay_program_logs_the_curve_and_continues_after_a_restart(tmp_pat
     assert [line["epoch"] for line in lines] == [1, 2, 3]
     assert [line["val_acc"] for line in lines] == curve["val_accuracy"]
     assert [line["train_time"] for line in lines] == curve["time"]
+
+
+def test_the_replay_program_pauses_after_the_epoch_it_is_told_and_resumes(tmp_path: Path) -> None:
+    curve = {"time": [1.0, 2.0, 3.0, 4.0], "val_accuracy": [50.0, 60.0, 65.0, 70.0]}
+    (tmp_path / "curves.json").write_text(json.dumps({"k": curve}))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    program = Path(__file__).resolve().parents[2] / "benchmarks" / "replay_epochs.py"
+    command = [sys.executable, str(program), str(tmp_path / "curves.json"), "k", "0.01"]
+    env = {**os.environ, "SWEEP_RUN_DIR": str(run_dir), "SWEEP_STOP_AFTER_EPOCH": "2"}
+    subprocess.run(command, env=env, check=True)
+    metrics = run_dir / "metrics.jsonl"
+    assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == [1, 2]
+    subprocess.run(command, env={**env, "SWEEP_STOP_AFTER_EPOCH": ""}, check=True)
+    assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == [1, 2, 3, 4]

@@ -12,7 +12,9 @@ import pytest
 
 from sweep import log_epoch
 from tests.conftest import deadline
+from trainer.errors import UserError
 from trainer.metrics import read_epochs
+from trainer.stop import STOP_AFTER_EPOCH
 
 
 def _epochs(path: Path) -> list[int]:
@@ -68,3 +70,60 @@ def test_importing_the_helper_loads_no_torch_optuna_or_submitit() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=deadline(60))
     assert done.returncode == 0, done.stderr
     print(f"import sweep.log_epoch: {float(done.stdout) * 1000:.1f} ms")
+
+
+# Saves its checkpoint, then logs the epoch (the order log_epoch's docstring asks for), epochs 1..5.
+PAUSING = """\
+import os, pathlib
+from sweep import log_epoch
+run = pathlib.Path(os.environ["SWEEP_RUN_DIR"])
+for epoch in range(1, 6):
+    (run / "checkpoint.txt").write_text(str(epoch))
+    log_epoch(epoch, val_acc=0.1 * epoch)
+print("trained to the end")
+"""
+
+
+@pytest.mark.parametrize(
+    ("stop", "epochs"), [("3", [1, 2, 3]), (None, [1, 2, 3, 4, 5]), ("9", [1, 2, 3, 4, 5])]
+)
+def test_a_program_exits_0_after_the_epoch_sweep_stop_after_epoch_names(
+    tmp_path: Path, stop: str | None, epochs: list[int]
+) -> None:
+    env = {key: value for key, value in os.environ.items() if key != STOP_AFTER_EPOCH}
+    env["SWEEP_RUN_DIR"] = str(tmp_path)
+    if stop is not None:
+        env[STOP_AFTER_EPOCH] = stop
+    done = subprocess.run(
+        [sys.executable, "-c", PAUSING], env=env, capture_output=True, text=True, timeout=deadline(60)
+    )
+    assert done.returncode == 0, done.stderr
+    assert _epochs(tmp_path / "metrics.jsonl") == epochs
+    assert (tmp_path / "checkpoint.txt").read_text() == str(epochs[-1])
+    paused = epochs[-1] < 5
+    assert ("trained to the end" in done.stdout) is not paused
+    assert (f"sweep: paused after epoch 3 ({STOP_AFTER_EPOCH}=3)" in done.stderr) is paused
+
+
+def test_log_epoch_pauses_at_or_past_the_epoch_by_sys_exit_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(STOP_AFTER_EPOCH, "2")
+    log_epoch(1, run_dir=tmp_path, acc=0.1)
+    with pytest.raises(SystemExit) as stopped:
+        log_epoch(2, run_dir=tmp_path, acc=0.2)
+    assert stopped.value.code == 0
+    with pytest.raises(SystemExit):  # a program resumed past its rung with the old value still set
+        log_epoch(3, run_dir=tmp_path, acc=0.3)
+    assert _epochs(tmp_path / "metrics.jsonl") == [1, 2, 3]  # each line written before the exit
+
+
+@pytest.mark.parametrize("value", ["0", "three", "-2", "1.5"])
+def test_a_bad_stop_epoch_is_one_line_naming_the_variable_and_nothing_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv(STOP_AFTER_EPOCH, value)
+    with pytest.raises(UserError) as raised:
+        log_epoch(1, run_dir=tmp_path, acc=0.1)
+    assert str(raised.value) == f"SWEEP_STOP_AFTER_EPOCH must be a positive integer (an epoch), got {value!r}"
+    assert not (tmp_path / "metrics.jsonl").exists()

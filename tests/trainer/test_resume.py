@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,9 +17,11 @@ import pytest
 import torch
 
 from tests.conftest import deadline, tiny_config
-from trainer import run
+from trainer import UserError, run
 from trainer.checkpoint import best_path
+from trainer.cli import main
 from trainer.paths import RunPaths
+from trainer.stop import STOP_AFTER_EPOCH, stop_after_epoch
 
 FLAGS = [
     "--dataset", "fake", "--depth", "20", "--epochs", "3", "--batch-size", "32", "--lr", "0.05",
@@ -127,3 +130,74 @@ def test_a_resumed_run_restores_optimizer_and_schedule_and_continues_as_if_never
         for name, value in state.items():
             assert torch.equal(final["optimizer"]["state"][key][name], value), (key, name)
     assert all(torch.equal(final["model"][key], value) for key, value in expected["model"].items())
+
+
+def test_a_run_paused_at_epochs_2_and_6_by_the_variable_logs_what_an_uninterrupted_run_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 33's rungs: SWEEP_STOP_AFTER_EPOCH=2, then 6, then unset, on one run dir, give the curve
+    of one uninterrupted 10-epoch run: the cosine schedule follows the 10 epochs, never the pause."""
+    config = tiny_config(epochs=10, schedule="cosine", lr=0.05, seed=3, evaluate_test=True)
+    monkeypatch.delenv(STOP_AFTER_EPOCH, raising=False)
+    reference = RunPaths(tmp_path / "uninterrupted")
+    run(config, reference.run_dir, progress=False)
+
+    paused = RunPaths(tmp_path / "paused")
+    monkeypatch.setenv(STOP_AFTER_EPOCH, "2")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        first = run(config, paused.run_dir)
+    assert first.epochs == 2 and first.test_acc is None  # the epochs done so far, no test evaluation
+    assert "paused after epoch 2 of 10 (SWEEP_STOP_AFTER_EPOCH=2)" in out.getvalue()
+    assert torch.load(paused.checkpoint, weights_only=True)["epoch"] == 2
+    assert _epochs_done(paused.metrics) == 2 and best_path(paused.run_dir).exists()
+    assert not paused.result.exists()  # paused, not finished
+
+    monkeypatch.setenv(STOP_AFTER_EPOCH, "6")
+    assert run(config, paused.run_dir, progress=False).epochs == 6
+    assert _epochs_done(paused.metrics) == 6 and not paused.result.exists()
+    monkeypatch.delenv(STOP_AFTER_EPOCH)
+    final = run(config, paused.run_dir, progress=False)
+
+    assert _without_timings(paused.metrics) == _without_timings(reference.metrics)
+    lrs = [line["lr"] for line in _without_timings(paused.metrics)]
+    cosine = [0.05 * (1 + math.cos(math.pi * epoch / 10)) / 2 for epoch in range(10)]
+    assert lrs == pytest.approx(cosine)  # over the 10 epochs, not restarted at either rung
+    assert _without_timings(paused.metrics)[-1]["test_acc"] is not None  # only at the real last epoch
+    expected = json.loads(reference.result.read_text())
+    assert final.epochs == 10
+    assert {k: v for k, v in json.loads(paused.result.read_text()).items() if k != "train_seconds"} == {
+        k: v for k, v in expected.items() if k != "train_seconds"
+    }
+    ours, theirs = (torch.load(p.checkpoint, weights_only=True) for p in (paused, reference))
+    assert all(torch.equal(ours["model"][key], value) for key, value in theirs["model"].items())
+
+
+@pytest.mark.parametrize("value", ["1", "5"])
+def test_a_stop_at_or_past_the_last_epoch_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv(STOP_AFTER_EPOCH, value)
+    paths = RunPaths(tmp_path / "run")
+    result = run(tiny_config(epochs=1, evaluate_test=True), paths.run_dir, progress=False)
+    assert result.epochs == 1 and result.test_acc is not None and paths.result.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "2.5", " "])
+def test_a_bad_stop_epoch_is_one_line_naming_the_variable_and_nothing_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    monkeypatch.setenv(STOP_AFTER_EPOCH, value)
+    if not value.strip():  # set but empty: as unset
+        assert stop_after_epoch() is None
+        return
+    with pytest.raises(UserError) as raised:
+        run(tiny_config(), tmp_path / "run", progress=False)
+    message = str(raised.value)
+    assert len(message.splitlines()) == 1
+    assert message == f"SWEEP_STOP_AFTER_EPOCH must be a positive integer (an epoch), got {value!r}"
+    assert not (tmp_path / "run").exists()
+    # `python -m trainer`: exit 2 and that one `error:` line
+    flags = ["--dataset", "fake", "--depth", "8", "--epochs", "1", "--device", "cpu"]
+    assert main([*flags, "--run-dir", str(tmp_path / "cli")]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
