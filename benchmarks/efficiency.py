@@ -56,7 +56,7 @@ from optuna.trial import TrialState  # noqa: E402
 from benchmarks.lcbench import EPOCHS, Config, Curve, curves  # noqa: E402
 from sweep.store.records import TrialRecord  # noqa: E402
 
-RECOMMENDED = "grid+sha"
+RECOMMENDED = "grid+sync-sh"
 DEFAULT_TASKS = "3945,34539,126025,167104,168908,189909"
 GRID = [
     Config(batch_size=b, learning_rate=lr, max_units=u, num_layers=n)

@@ -156,7 +156,9 @@ def collect(
         confirmation=confirmation(frame, info.params, info.direction),
         gone=gone,
         gone_shown=show_all,
-        savings=pruning_savings(frame, facts, hours, info.gpus, planned, PARAM),
+        savings=pruning_savings(
+            frame, facts, hours, info.gpus, planned, PARAM, method=spec.pruner if spec is not None else None
+        ),
     )
 
 

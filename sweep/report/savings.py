@@ -30,6 +30,8 @@ class PruningSavings:
     full: float | None  # what they would have used run to their planned epochs
     epochs_run: int
     epochs_planned: int | None  # over all pruned trials
+    method: str | None = None  # the study file's pruner, when the report has the file
+    study_used: float | None = None  # every trial's hours (pruned ones as used), for the share of the grid's
 
     @property
     def saved(self) -> float | None:
@@ -45,14 +47,26 @@ class PruningSavings:
                 "file does not say their epochs."
             )
         share = f", {100 * self.saved / self.full:.0f}% of them" if self.full > 0 else ""
+        method = f" ({self.method.replace('_', ' ')})" if self.method not in (None, "none") else ""
+        grid = self.grid_share
+        of_grid = (
+            f" The study used {100 * grid:.1f}% of the time of all its trials run to the end." if grid else ""
+        )
         return (
-            f"Pruning saved {self.saved:.3f} {self.unit}{share}: {used} in {run}; run to "
+            f"Pruning{method} saved {self.saved:.3f} {self.unit}{share}: {used} in {run}; run to "
             f"their {self.epochs_planned} epochs they would have used {self.full:.3f} (each one's remaining "
-            "epochs at its own time per epoch)."
+            f"epochs at its own time per epoch).{of_grid}"
         )
 
+    @property
+    def grid_share(self) -> float | None:
+        """The study's hours as a share of what every trial would have used run to its end."""
+        if self.study_used is None or self.saved is None or self.study_used + self.saved <= 0:
+            return None
+        return self.study_used / (self.study_used + self.saved)
+
     def to_dict(self) -> dict[str, object]:
-        return {**asdict(self), "saved": self.saved}
+        return {**asdict(self), "saved": self.saved, "grid_share": self.grid_share}
 
 
 def pruning_savings(
@@ -62,6 +76,7 @@ def pruning_savings(
     gpus: int,
     planned: int | None,
     param_prefix: str,
+    method: str | None = None,
 ) -> PruningSavings | None:
     """The savings of the study whose per-trial frame is `frame` (number, state, diverged, epochs,
     epoch_seconds, the params under `param_prefix`); None when no trial was pruned. `planned`: the
@@ -87,7 +102,13 @@ def pruning_savings(
         # its remaining epochs at its own time per epoch; a trial stopped before its first epoch ended
         # has no time per epoch, and is counted at what it used
         full += spent * max(target, epochs) / epochs if epochs else spent
+    study_used = sum(
+        _hours(by_number.get(int(row["number"])), hours, gpus, float(row["epoch_seconds"]))
+        for _, row in frame[frame["state"].isin(["COMPLETE", "PRUNED"])].iterrows()
+    )
     return PruningSavings(
+        method=method,
+        study_used=study_used,
         pruned=len(pruned),
         unit=unit,
         used=used,

@@ -3,6 +3,7 @@ the best third go on from where they stopped, the rest end PRUNED with their run
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import optuna
@@ -16,10 +17,12 @@ from sweep.launcher import launch
 from sweep.launcher.loop import Launcher
 from sweep.launcher.rungs import closable, decide, next_stop, rung_epochs
 from sweep.store.records import TrialRecord
-from sweep.store.storage import default_url
+from sweep.store.storage import default_url, open_storage, open_study
 from sweep.study.parse import load_toml
+from sweep.study.plan import make_pruner, make_sampler
 from tests.sweep.conftest import new_study
 from tests.sweep.launcher_rungs_job import RungJob
+from tests.sweep.store.test_claims import postgres_databases  # noqa: F401 (a fixture)
 from trainer.metrics import read_epochs
 
 LRS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
@@ -138,11 +141,21 @@ def test_a_running_trial_on_its_way_to_the_rung_keeps_it_open(tmp_path: Path) ->
     assert not closable(study.get_trials(), 1, search_left=False)
 
 
-def test_a_launcher_started_again_mid_rung_keeps_the_rungs(tmp_path: Path) -> None:
+def _restarted_mid_rung(tmp_path: Path, url: str) -> None:
+    """Every configuration to its first rung under one launcher; the rung closed and the study finished
+    by a second one (the first gone, as after a crash or a requeue), from what the database holds."""
     spec = load_toml(_study_file(tmp_path))
     results = tmp_path / "results"
     results.mkdir()
-    study = new_study(spec, results)
+    storage = open_storage(url, create=True)
+    study = open_study(
+        spec.name,
+        storage,
+        direction=spec.direction,
+        sampler=make_sampler(spec),
+        pruner=make_pruner(spec),
+        url=url,
+    )
     executor = make_executor("debug", spec.resources)
     first = Launcher(spec, study, executor, results_dir=results, job=RungJob(), out=lambda _: None)
     first.reconcile()
@@ -150,23 +163,105 @@ def test_a_launcher_started_again_mid_rung_keeps_the_rungs(tmp_path: Path) -> No
         first.fill()
         for item in list(first.running.values()):
             first.poll(item)
-    assert len(first.rungs.paused) == len(LRS) and not first.running
+    assert first.rungs is not None and len(first.rungs.paused) == len(LRS) and not first.running
     rows = trial_rows(study)
     assert all(row.state == "RUNNING" and row.paused == 1 for row in rows)
     assert "paused at epoch 1 (synchronous halving" in render("halve", "val_acc", rows)[1]
     assert rows[0].note == "paused at epoch 1"  # the live view's note
-    # a new launcher (the first one gone, as after a crash or a requeue) finds the paused trials stored
+    study = optuna.load_study(study_name=spec.name, storage=open_storage(url, create=False))
     second = Launcher(
         spec, study, executor, results_dir=results, job=RungJob(), out=lambda _: None,
         predecessors=frozenset({first.id}),
     )  # fmt: skip
     second.run()
-    by_lr = _trials(results)
-    assert {lr: t.state.name for lr, (t,) in by_lr.items()} == {
+    trials = {t.params["lr"]: t for t in study.get_trials()}
+    assert {lr: t.state.name for lr, t in trials.items()} == {
         **dict.fromkeys(LRS[:8], "PRUNED"),
         0.9: "COMPLETE",
     }
-    assert len(read_epochs(_run_dir(by_lr[0.9][0]) / "metrics.jsonl")) == 9
+    assert len(read_epochs(_run_dir(trials[0.9]) / "metrics.jsonl")) == 9
+    assert int((_run_dir(trials[0.8]) / "starts").read_text()) == 2  # each segment started once
+
+
+def test_a_launcher_started_again_mid_rung_keeps_the_rungs_on_sqlite(tmp_path: Path) -> None:
+    _restarted_mid_rung(tmp_path, default_url(tmp_path / "results"))
+
+
+@pytest.mark.slow
+def test_a_launcher_started_again_mid_rung_keeps_the_rungs_on_postgresql(
+    tmp_path: Path,
+    postgres_databases: list[str],  # noqa: F811
+) -> None:
+    _restarted_mid_rung(tmp_path, postgres_databases[0])
+
+
+def test_confirmation_trials_run_whole_after_a_halved_search(tmp_path: Path) -> None:
+    path = _study_file(tmp_path, lrs=[0.1, 0.2, 0.3], epochs=3)
+    path.write_text(
+        path.read_text().replace("repeats = 1\n", "repeats = 1\nconfirm_top = 1\nconfirm_repeats = 1\n")
+    )
+    launch(
+        load_toml(path), results_dir=tmp_path / "results", executor="debug", job=RungJob(), out=lambda _: None
+    )
+    (confirm,) = [
+        t for lrs in _trials(tmp_path / "results").values() for t in lrs if TrialRecord.of(t).confirm
+    ]
+    assert confirm.params == {"lr": 0.3} and confirm.state == TrialState.COMPLETE
+    assert len(read_epochs(_run_dir(confirm) / "metrics.jsonl")) == 3
+    assert int((_run_dir(confirm) / "starts").read_text()) == 1  # no pause: one job to its end
+
+
+PROGRAM = """\
+import json, os, sys
+from sweep import log_epoch
+run = os.environ["SWEEP_RUN_DIR"]
+state = os.path.join(run, "state.json")
+start = json.load(open(state))["epoch"] if os.path.exists(state) else 0
+with open(os.path.join(run, "starts"), "a") as handle:
+    handle.write(f"{start}\\n")
+for epoch in range(start + 1, int(sys.argv[2]) + 1):
+    with open(state, "w") as handle:  # the checkpoint, saved before the epoch is logged
+        json.dump({"epoch": epoch}, handle)
+    log_epoch(epoch, val_acc=float(sys.argv[1]) * epoch)
+"""
+
+
+@pytest.mark.slow
+def test_a_log_epoch_program_pauses_and_resumes_under_the_local_executor(tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    path = tmp_path / "local.toml"
+    path.write_text(
+        f"""[study]
+name = "local"
+metric = "val_acc"
+direction = "maximize"
+sampler = "grid"
+pruner = "synchronous_halving"
+pruner_warmup_epochs = 1
+[train]
+epochs = 4
+[space]
+value = [0.1, 0.2, 0.3]
+[program]
+command = ["{sys.executable}", "prog.py", "{{value}}", "{{epochs}}"]
+[resources]
+gpus = 0
+cpus = 1
+"""
+    )
+    results = tmp_path / "results"
+    launch(load_toml(path), results_dir=results, executor="local", parallel=3, out=lambda _: None)
+    study = optuna.load_study(study_name="local", storage=default_url(results))
+    trials = {t.params["value"]: t for t in study.get_trials()}
+    assert {value: t.state.name for value, t in trials.items()} == {
+        0.1: "PRUNED",
+        0.2: "PRUNED",
+        0.3: "COMPLETE",
+    }
+    # the winner's program started three times (rungs 1 and 3, then to 4), each from its own checkpoint
+    assert (_run_dir(trials[0.3]) / "starts").read_text().split() == ["0", "1", "3"]
+    assert [int(e["epoch"]) for e in read_epochs(_run_dir(trials[0.3]) / "metrics.jsonl")] == [1, 2, 3, 4]
+    assert (_run_dir(trials[0.1]) / "starts").read_text().split() == ["0"]
 
 
 def test_synchronous_halving_needs_a_grid(tmp_path: Path) -> None:

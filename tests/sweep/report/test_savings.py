@@ -41,7 +41,8 @@ def pruned_study(tmp_path: Path) -> Path:
     return study_file
 
 
-# By hand: used 2 x 100 + 5 x 60 = 500 s; to the end 100 x 10 + 60 x 10 = 1,600 s; saved 1,100 s.
+# By hand: used 2 x 100 + 5 x 60 = 500 s; to the end 100 x 10 + 60 x 10 = 1,600 s; saved 1,100 s. The whole
+# study (the complete trial's 10 x 30 s too) used 800 s of the 1,900 s its trials would have used: 42.1%.
 USED_H, FULL_H = 500 / 3600, 1600 / 3600
 
 
@@ -52,9 +53,10 @@ def test_the_savings_line_is_the_sum_by_hand(
     assert main(["report", "--study", str(pruned_study), "--results-dir", str(results)]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line == (
-        f"Pruning saved {FULL_H - USED_H:.3f} GPU-hours, 69% of them: 2 pruned trials used {USED_H:.3f} "
-        f"GPU-hours in 7 epochs; run to their 20 epochs they would have used {FULL_H:.3f} (each one's "
-        "remaining epochs at its own time per epoch)."
+        f"Pruning (median) saved {FULL_H - USED_H:.3f} GPU-hours, 69% of them: 2 pruned trials used "
+        f"{USED_H:.3f} GPU-hours in 7 epochs; run to their 20 epochs they would have used {FULL_H:.3f} (each "
+        "one's remaining epochs at its own time per epoch). The study used 42.1% of the time of all its "
+        "trials run to the end."
     )
     assert (
         main(["report", "--study", str(pruned_study), "--results-dir", str(results), "--format", "json"]) == 0
@@ -66,6 +68,8 @@ def test_the_savings_line_is_the_sum_by_hand(
     assert pruning["used"] == pytest.approx(USED_H)
     assert pruning["full"] == pytest.approx(FULL_H)
     assert pruning["saved"] == pytest.approx(FULL_H - USED_H)
+    assert pruning["method"] == "median"
+    assert pruning["grid_share"] == pytest.approx(800 / 1900)
 
 
 def test_a_study_without_pruned_trials_has_no_savings_line(
