@@ -7,16 +7,40 @@
 # by SWEEP_TEST_POSTGRES_URL); the live-view tests tmux, installed here only under CI=true. Otherwise they skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Wall time per stage, printed as a table at the end (also when a stage fails): what the suite's time
+# goes to, measured on every run.
+STAGES=()
+STAGE_NAME=""
+STAGE_START=$SECONDS
+RUN_START=$SECONDS
+stage() {
+    if [ -n "$STAGE_NAME" ]; then STAGES+=("$STAGE_NAME $((SECONDS - STAGE_START))"); fi
+    STAGE_NAME="$1"
+    STAGE_START=$SECONDS
+}
+report_stages() {
+    stage ""
+    echo "== wall time per stage (s)"
+    for line in "${STAGES[@]}"; do printf '   %-10s %5s\n' ${line}; done
+    printf '   %-10s %5s\n' total $((SECONDS - RUN_START))
+}
+trap report_stages EXIT
+
+stage setup
 echo "== python: $(python3 --version)"
 . scripts/setup.sh dev
 python -c "import torch; print('== torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'cpu')"
 
+stage lint
 echo "== ruff"
 ruff check sweep trainer tests benchmarks examples
 ruff format --check sweep trainer tests benchmarks examples
+stage types
 echo "== mypy"
 mypy sweep trainer benchmarks
 
+stage services
 if [ "${CI:-}" = "true" ] || [ "${SWEEP_TEST_START_SLURM:-}" = "1" ]; then
     echo "== slurm: a single-node cluster for tests/sweep/executors/test_slurm.py"
     bash scripts/slurm-dev-cluster.sh start
@@ -46,5 +70,6 @@ if [ "${CI:-}" = "true" ] && ! command -v tmux >/dev/null; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
 fi
 
+stage tests
 echo "== tests"
-python -m pytest -q "$@"
+python -m pytest -q --durations=25 "$@"

@@ -21,6 +21,7 @@ from sweep.store.storage import default_url, open_storage, open_study
 from sweep.study.parse import load_toml
 from sweep.study.plan import make_pruner, make_sampler
 from tests.sweep.conftest import new_study
+from tests.sweep.executors.test_slurm import slurm_cluster, study_jobs  # noqa: F401 (fixtures)
 from tests.sweep.launcher_rungs_job import RungJob
 from tests.sweep.store.test_claims import postgres_databases  # noqa: F401 (a fixture)
 from trainer.metrics import read_epochs
@@ -226,13 +227,12 @@ for epoch in range(start + 1, int(sys.argv[2]) + 1):
 """
 
 
-@pytest.mark.slow
-def test_a_log_epoch_program_pauses_and_resumes_under_the_local_executor(tmp_path: Path) -> None:
+def _program_study(tmp_path: Path, name: str, extra: str = "") -> Path:
     (tmp_path / "prog.py").write_text(PROGRAM)
-    path = tmp_path / "local.toml"
+    path = tmp_path / f"{name}.toml"
     path.write_text(
         f"""[study]
-name = "local"
+name = "{name}"
 metric = "val_acc"
 direction = "maximize"
 sampler = "grid"
@@ -243,15 +243,17 @@ epochs = 4
 [space]
 value = [0.1, 0.2, 0.3]
 [program]
-command = ["{sys.executable}", "prog.py", "{{value}}", "{{epochs}}"]
+command = ["{sys.executable}", "{tmp_path / "prog.py"}", "{{value}}", "{{epochs}}"]
 [resources]
 gpus = 0
 cpus = 1
-"""
+{extra}"""
     )
-    results = tmp_path / "results"
-    launch(load_toml(path), results_dir=results, executor="local", parallel=3, out=lambda _: None)
-    study = optuna.load_study(study_name="local", storage=default_url(results))
+    return path
+
+
+def _check_halved(results: Path, name: str) -> None:
+    study = optuna.load_study(study_name=name, storage=default_url(results))
     trials = {t.params["value"]: t for t in study.get_trials()}
     assert {value: t.state.name for value, t in trials.items()} == {
         0.1: "PRUNED",
@@ -262,6 +264,26 @@ cpus = 1
     assert (_run_dir(trials[0.3]) / "starts").read_text().split() == ["0", "1", "3"]
     assert [int(e["epoch"]) for e in read_epochs(_run_dir(trials[0.3]) / "metrics.jsonl")] == [1, 2, 3, 4]
     assert (_run_dir(trials[0.1]) / "starts").read_text().split() == ["0"]
+
+
+@pytest.mark.slow
+def test_a_log_epoch_program_pauses_and_resumes_under_the_local_executor(tmp_path: Path) -> None:
+    path = _program_study(tmp_path, "local")
+    results = tmp_path / "results"
+    launch(load_toml(path), results_dir=results, executor="local", parallel=3, out=lambda _: None)
+    _check_halved(results, "local")
+
+
+@pytest.mark.slow
+def test_a_log_epoch_program_pauses_and_resumes_under_slurm(
+    tmp_path: Path,
+    study_jobs: list[str],  # noqa: F811
+) -> None:
+    study_jobs.append("halveslurm")
+    path = _program_study(tmp_path, "halveslurm", "[waits]\nslurm_query_s = 1\n")
+    results = tmp_path / "results"
+    launch(load_toml(path), results_dir=results, executor="slurm", parallel=3, out=lambda _: None)
+    _check_halved(results, "halveslurm")
 
 
 def test_synchronous_halving_needs_a_grid(tmp_path: Path) -> None:
