@@ -34,6 +34,7 @@ from sweep.launcher.budget import Budget
 from sweep.launcher.endings import Endings
 from sweep.launcher.failures import Failures
 from sweep.launcher.held import Held
+from sweep.launcher.interrupts import Interrupts
 from sweep.launcher.metric_check import MetricWatch
 from sweep.launcher.rungs import Rungs, with_stop
 from sweep.launcher.source import TrialSource
@@ -102,6 +103,7 @@ class Launcher:
         self.metric_watch = MetricWatch(spec.metric, spec.name, spec.source)
         self.budget = None if budget is None else Budget(budget, spec.resources.gpus, spec.name, out)
         self.rungs = Rungs(spec, study, out) if spec.pruner == "synchronous_halving" else None
+        self.interrupts = Interrupts()
         storage = rdb_storage(study)
         create_tables(storage)
         self.claims = Claims(storage, study_id(study), self.id)
@@ -117,7 +119,7 @@ class Launcher:
         A separate thread stamps this launcher's claims every HEARTBEAT_SECONDS, so a debug job that
         trains in this thread for hours does not pass for a dead launcher.
         """
-        with Stamper(self.claims, owners.HEARTBEAT_SECONDS):
+        with Stamper(self.claims, owners.HEARTBEAT_SECONDS), self.interrupts.watching():
             self._run()
 
     def _run(self) -> None:
@@ -126,6 +128,7 @@ class Launcher:
         first_pause = min(FIRST_READ_SECONDS, self.read_every_s)
         pause = first_pause
         while True:
+            self.interrupts.check()  # a Ctrl-C or SIGTERM a finalizer swallowed is acted on here
             self.fill()
             if self.rungs is not None and self.rungs.close(self.ends.tell):
                 continue  # a rung closed: its promoted trials are submitted first
