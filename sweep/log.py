@@ -11,6 +11,7 @@ from pathlib import Path
 
 from trainer.metrics import write_epoch
 from trainer.paths import RunPaths
+from trainer.ranks import is_other_rank
 from trainer.stop import STOP_AFTER_EPOCH, stop_after_epoch
 
 
@@ -27,6 +28,10 @@ def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metri
     calling log_epoch for it: the launcher later starts the program again on the same run dir, and it
     must resume from that checkpoint (at the next epoch), not start over.
 
+    Several ranks (a trial of `[resources] tasks_per_node` > 1, or torchrun): from a rank other than 0
+    ($RANK > 0) the call writes and prints nothing, so a trial has one voice and every rank may call it;
+    the pause above still applies on every rank, so that all of them stop at the same epoch.
+
     Raises:
         ValueError: `epoch` is not an integer >= 1, or a metric is not a number.
         UserError: $SWEEP_STOP_AFTER_EPOCH is set to anything but a positive integer.
@@ -38,13 +43,17 @@ def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metri
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"metric {key} must be a number, got {value!r}")
     stop = stop_after_epoch()  # a bad value fails before the line is written
+    quiet = is_other_rank()  # only rank 0 speaks for the trial
     folder = run_dir if run_dir is not None else os.environ.get("SWEEP_RUN_DIR")
-    if not folder:
-        print(by_hand_line(epoch, metrics), file=sys.stderr, flush=True)
-    else:
+    if folder and not quiet:
         write_epoch(RunPaths(Path(folder)).metrics, {"epoch": epoch, **metrics})
+    elif not quiet:
+        print(by_hand_line(epoch, metrics), file=sys.stderr, flush=True)
     if stop is not None and epoch >= stop:
-        print(f"sweep: paused after epoch {epoch} ({STOP_AFTER_EPOCH}={stop})", file=sys.stderr, flush=True)
+        if not quiet:
+            print(
+                f"sweep: paused after epoch {epoch} ({STOP_AFTER_EPOCH}={stop})", file=sys.stderr, flush=True
+            )
         sys.exit(0)
 
 

@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from trainer.config import TrainConfig
 from trainer.data import ImageSet
-from trainer.loaders import CIFAR10_MEAN, CIFAR10_STD, PAD, epoch_seed
+from trainer.loaders import CIFAR10_MEAN, CIFAR10_STD, PAD, epoch_seed, images_per_epoch, rank_share
+from trainer.ranks import SINGLE, Ranks
 
 SIZE = 32  # CIFAR-10 images are 32x32; the crop keeps that size
 
@@ -64,9 +65,13 @@ def crop_and_flip(
 
 
 class GpuTrainBatches:
-    """Shuffled, augmented training batches on `config.device`, a function of (seed, epoch) only."""
+    """Shuffled, augmented training batches on `config.device`, a function of (seed, epoch) only.
 
-    def __init__(self, images: ImageSet, config: TrainConfig) -> None:
+    With several ranks (trainer.distributed) every rank draws the same epoch (order, crops, flips) and
+    takes its share of each global batch (`rank_share`); `images` counts all ranks' images.
+    """
+
+    def __init__(self, images: ImageSet, config: TrainConfig, ranks: Ranks = SINGLE) -> None:
         self.device = torch.device(config.device)
         pixels, self.labels = _device_tensors(images, self.device)
         # Padded once for the whole split: every crop is then a plain gather. (N, 40, 40, 3) uint8.
@@ -75,7 +80,9 @@ class GpuTrainBatches:
         self.generator = torch.Generator(device=self.device)
         self.seed = config.seed
         self.batch_size = config.batch_size
-        self.images = len(images)
+        self.ranks = ranks
+        self.total = len(images)
+        self.images = images_per_epoch(len(images), config.batch_size, ranks)
 
     def __len__(self) -> int:
         return math.ceil(self.images / self.batch_size)
@@ -83,7 +90,7 @@ class GpuTrainBatches:
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of one epoch; every random draw of the epoch is made here, on the device."""
         self.generator.manual_seed(epoch_seed(self.seed, epoch))
-        n, device, generator = self.images, self.device, self.generator
+        n, device, generator = self.total, self.device, self.generator
         order = torch.randperm(n, device=device, generator=generator)
         shifts = torch.randint(0, 2 * PAD + 1, (n, 2), device=device, generator=generator)
         flips = torch.rand(n, device=device, generator=generator) < 0.5
@@ -94,8 +101,13 @@ class GpuTrainBatches:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, self.images, self.batch_size):  # slicing on the device: no host sync
             batch = slice(start, start + self.batch_size)
-            index = order[batch]
-            crops = crop_and_flip(self.padded, index, shifts[batch], flips[batch])
+            index = rank_share(order[batch], self.ranks)
+            crops = crop_and_flip(
+                self.padded,
+                index,
+                rank_share(shifts[batch], self.ranks),
+                rank_share(flips[batch], self.ranks),
+            )
             yield self.normalize(crops), self.labels[index]
 
 

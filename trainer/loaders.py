@@ -15,10 +15,11 @@ from typing import Protocol
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from trainer.config import TrainConfig
 from trainer.data import ImageSet
+from trainer.ranks import SINGLE, Ranks
 
 # Per-channel statistics of the CIFAR-10 training set, RGB, on [0, 1] pixel values.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -41,6 +42,27 @@ class EpochBatches(Protocol):
 def epoch_seed(seed: int, epoch: int) -> int:
     """The seed of one epoch's shuffling and augmentation: a function of (seed, epoch), not of RNG history."""
     return seed * 100_003 + epoch
+
+
+def images_per_epoch(images: int, batch_size: int, ranks: Ranks) -> int:
+    """The training images one epoch uses, all ranks together: all of them, except that with several
+    ranks a last batch smaller than the number of ranks is left out (every rank must take part in
+    every step, with at least one image)."""
+    tail = images % batch_size
+    return images - tail if 0 < tail < ranks.world_size else images
+
+
+def rank_share(batch: torch.Tensor, ranks: Ranks) -> torch.Tensor:
+    """This rank's part of one global batch (of indices, or anything indexed like them): every
+    world_size-th from position `rank`, so the ranks' parts together are the whole batch."""
+    return batch[ranks.rank :: ranks.world_size] if ranks.distributed else batch
+
+
+def rank_images(images: ImageSet, ranks: Ranks) -> ImageSet:
+    """This rank's share of an evaluation split (every world_size-th image from `rank`)."""
+    if not ranks.distributed:
+        return images
+    return images.subset(np.arange(ranks.rank, len(images), ranks.world_size))
 
 
 _MEAN = torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
@@ -80,30 +102,70 @@ class TrainBatches:
 
     Deriving each epoch's randomness from the seed and the epoch number, rather than from RNG state
     carried across epochs, is what makes a resumed run identical to an uninterrupted one.
+
+    With several ranks (trainer.distributed) the order of the images is the same on every rank and each
+    rank loads its share of each global batch (`RankBatchSampler`); `images` counts all ranks' images.
     """
 
-    def __init__(self, images: ImageSet, config: TrainConfig) -> None:
+    def __init__(self, images: ImageSet, config: TrainConfig, ranks: Ranks = SINGLE) -> None:
         self.seed = config.seed
-        self.images = len(images)
+        self.ranks = ranks
+        self.images = images_per_epoch(len(images), config.batch_size, ranks)
         self.generator = torch.Generator()
-        self.loader = DataLoader(
-            AugmentedImages(images),
-            batch_size=config.batch_size,
-            shuffle=True,
-            drop_last=False,
-            num_workers=config.num_workers,
-            pin_memory=config.device.startswith("cuda"),
-            generator=self.generator,
-        )
+        pin_memory = config.device.startswith("cuda")
+        self.sampler: RankBatchSampler | None = None
+        if ranks.distributed:
+            self.sampler = RankBatchSampler(len(images), config.batch_size, ranks)
+            self.loader = DataLoader(
+                AugmentedImages(images),
+                batch_sampler=self.sampler,
+                num_workers=config.num_workers,
+                pin_memory=pin_memory,
+                generator=self.generator,
+            )
+        else:
+            self.loader = DataLoader(
+                AugmentedImages(images),
+                batch_size=config.batch_size,
+                shuffle=True,
+                drop_last=False,
+                num_workers=config.num_workers,
+                pin_memory=pin_memory,
+                generator=self.generator,
+            )
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         seed = epoch_seed(self.seed, epoch)
+        if self.sampler is not None:
+            self.sampler.generator.manual_seed(seed)  # the order: the same on every rank
+            seed = seed * 1_009 + self.ranks.rank + 1  # augmentation: each rank its own draws
         self.generator.manual_seed(seed)  # shuffling, and the workers' seeds
         torch.manual_seed(seed)  # augmentation when it runs in this process (num_workers = 0)
         return iter(self.loader)
+
+
+class RankBatchSampler(Sampler[list[int]]):
+    """One rank's indices of each global batch of a shuffled epoch: the epoch's permutation (from
+    `generator`, seeded alike on every rank) cut into global batches of `batch_size`, and of each batch
+    this rank's share (`rank_share`). Every rank yields the same number of batches."""
+
+    def __init__(self, images: int, batch_size: int, ranks: Ranks) -> None:
+        self.total = images
+        self.batch_size = batch_size
+        self.ranks = ranks
+        self.used = images_per_epoch(images, batch_size, ranks)
+        self.generator = torch.Generator()
+
+    def __len__(self) -> int:
+        return -(-self.used // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(self.total, generator=self.generator)
+        for start in range(0, self.used, self.batch_size):
+            yield rank_share(order[start : start + self.batch_size], self.ranks).tolist()
 
 
 def normalized_tensor(images: ImageSet) -> torch.Tensor:

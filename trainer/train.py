@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from trainer.checkpoint import (
@@ -24,19 +22,23 @@ from trainer.checkpoint import (
 )
 from trainer.config import RESUMABLE_CHANGES, TrainConfig
 from trainer.data import ImageSet
+from trainer.distributed import start as start_ranks
+from trainer.distributed import stop as stop_ranks
+from trainer.distributed import wrap as wrap_for_ranks
 from trainer.errors import UserError
 from trainer.files import write_atomic
-from trainer.loaders import EpochBatches, EvalBatches, TrainBatches
+from trainer.loaders import EpochBatches, EvalBatches, TrainBatches, rank_images
 from trainer.manifest import recorded_attempt
 from trainer.metrics import EpochMetrics, TrainResult, write_epoch, write_epochs
 from trainer.model import PreActResNet, count_parameters
 from trainer.optim import build_optimizer, build_schedule
 from trainer.paths import RunPaths
 from trainer.progress import Progress
+from trainer.ranks import SINGLE, Ranks, check_batch_size, ranks_from_env
 from trainer.splits import DataSplits, load_splits
+from trainer.steps import Batches, evaluate, train_one_epoch
 from trainer.stop import STOP_AFTER_EPOCH, stop_after_epoch
 
-Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 TRAINER_DIR = Path(__file__).resolve().parent  # the code a run's manifest records
 
 
@@ -54,14 +56,20 @@ def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainRe
     returned is of the epochs done so far (its `epochs` < `config.epochs`). Started again on the same
     run_dir it continues; the LR schedule and everything else follow `config.epochs` throughout.
 
+    With $WORLD_SIZE > 1 (torchrun's variables, or sweep's for `tasks_per_node`) the process is one rank
+    of a data-parallel run (trainer.distributed): `batch_size` is the global batch, every rank reads the
+    checkpoint and only rank 0 writes the run dir's files; every rank returns the same result.
+
     Raises:
-        UserError: missing data, a run_dir that holds a run of another config, or a bad
-            $SWEEP_STOP_AFTER_EPOCH.
+        UserError: missing data, a run_dir that holds a run of another config, a bad
+            $SWEEP_STOP_AFTER_EPOCH, or a batch_size that does not split over $WORLD_SIZE ranks.
     """
     paths = RunPaths(Path(run_dir))
     stop = stop_after_epoch()  # a bad value fails before anything is written
+    ranks = ranks_from_env()
+    check_batch_size(config.batch_size, ranks)
     config = config.resolved(cuda_available=torch.cuda.is_available())
-    log = Progress(enabled=progress)
+    log = Progress(enabled=progress and ranks.writes)
     paths.run_dir.mkdir(parents=True, exist_ok=True)
     state = load_checkpoint(paths.checkpoint) if paths.checkpoint.exists() else None
     if state is not None:
@@ -69,9 +77,19 @@ def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainRe
     if paths.result.exists() and state is not None and state["epoch"] >= config.epochs:
         log.line(f"{paths.run_dir}: already complete ({config.epochs} epochs); nothing to do")
         return TrainResult.read(paths.result)
-    with recorded_attempt(paths.run_dir, program_dir=TRAINER_DIR):  # manifest.json: code, machine, times
-        write_atomic(paths.config, config.to_json())
-        return _train(config, paths, state, log, stop=stop)
+    started = start_ranks(ranks, torch.device(config.device))
+    try:
+        # manifest.json (code, machine, times) and config.json: rank 0's
+        record = recorded_attempt(paths.run_dir, program_dir=TRAINER_DIR) if ranks.writes else nullcontext()
+        with record:
+            if ranks.writes:
+                write_atomic(paths.config, config.to_json())
+            result = _train(config, paths, state, log, stop=stop, ranks=ranks)
+    except BaseException:
+        stop_ranks(started, cleanly=False)  # no rank waits for one that failed
+        raise
+    stop_ranks(started, cleanly=True)  # the ranks leave together, rank 0's files written
+    return result
 
 
 def _check_same_run(previous: TrainConfig, config: TrainConfig, paths: RunPaths) -> None:
@@ -87,9 +105,18 @@ def _check_same_run(previous: TrainConfig, config: TrainConfig, paths: RunPaths)
 
 
 def _train(
-    config: TrainConfig, paths: RunPaths, state: dict | None, log: Progress, *, stop: int | None = None
+    config: TrainConfig,
+    paths: RunPaths,
+    state: dict | None,
+    log: Progress,
+    *,
+    stop: int | None = None,
+    ranks: Ranks = SINGLE,
 ) -> TrainResult:
-    """Train the epochs after `state`'s up to `config.epochs`, or up to `stop` (a pause) when it is lower."""
+    """Train the epochs after `state`'s up to `config.epochs`, or up to `stop` (a pause) when it is lower.
+
+    Every rank runs this; only rank 0 (`ranks.writes`) writes files.
+    """
     device = torch.device(config.device)
     configure_backends(device)
     data = load_splits(config)
@@ -103,25 +130,39 @@ def _train(
     if state is not None:
         restore(state, model=model, optimizer=optimizer, schedule=schedule)
         history = checkpoint_history(state)
-        _ensure_best(paths, history, model)
-    # metrics.jsonl may hold a line past the checkpoint, or miss one, if the last run died between the
-    # two writes: the checkpoint's history is the truth.
-    write_epochs(paths.metrics, [record.to_dict() for record in history])
+        if ranks.writes:
+            _ensure_best(paths, history, model)
+    if ranks.writes:
+        # metrics.jsonl may hold a line past the checkpoint, or miss one, if the last run died between
+        # the two writes: the checkpoint's history is the truth.
+        write_epochs(paths.metrics, [record.to_dict() for record in history])
     parameters = count_parameters(model)
-    step_model: nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
-    train_batches, val_batches, test_batches = build_batches(data, config)
+    # Several ranks: training steps through DistributedDataParallel (synchronised batch norm), while
+    # evaluation runs the plain model, which shares its weights and batch-norm statistics.
+    train_model = wrap_for_ranks(model, ranks, device)
+    step_model: nn.Module = torch.compile(train_model) if config.compile else train_model  # type: ignore[assignment]
+    eval_model = step_model
+    if ranks.distributed:
+        eval_model = torch.compile(model) if config.compile else model  # type: ignore[assignment]
+    train_batches, val_batches, test_batches = build_batches(data, config, ranks)
     log.start(
         config, parameters=parameters, train=len(data.train), val=len(data.val), done_epochs=len(history)
     )
     # a pause changes only where this loop ends: the schedule and the data order follow config.epochs
     last = config.epochs if stop is None else min(stop, config.epochs)
     for epoch in range(len(history) + 1, last + 1):
-        record = _run_epoch(epoch, step_model, optimizer, train_batches, val_batches, config, log)
+        record = _run_epoch(
+            epoch, step_model, eval_model, optimizer, train_batches, val_batches, config, log, ranks
+        )
         schedule.step()
         new_best = not history or record.val_acc > max(r.val_acc for r in history)
         if epoch == config.epochs and test_batches is not None:
-            record = _with_test(record, step_model, test_batches, paths, config, final_is_best=new_best)
+            record = _with_test(
+                record, eval_model, test_batches, paths, config, final_is_best=new_best, ranks=ranks
+            )
         history.append(record)
+        if not ranks.writes:  # rank 0 writes the files; the others go on to the next epoch
+            continue
         # Checkpoint first: every line in metrics.jsonl is an epoch a restart will not repeat, and a
         # restart after a crash before best.pt is written writes it from the checkpoint (_ensure_best).
         save_checkpoint(
@@ -143,7 +184,8 @@ def _train(
         )
         return TrainResult.from_history(history, parameters=parameters)
     result = TrainResult.from_history(history, parameters=parameters)
-    write_atomic(paths.result, result.to_json())
+    if ranks.writes:
+        write_atomic(paths.result, result.to_json())
     log.done(result, str(paths.run_dir))
     return result
 
@@ -172,17 +214,21 @@ def _with_test(
     config: TrainConfig,
     *,
     final_is_best: bool,
+    ranks: Ranks = SINGLE,
 ) -> EpochMetrics:
     """The last epoch's record with the test set evaluated once with the final weights and once with the
-    best validation epoch's (best.pt); the test set never chooses an epoch."""
-    test_loss, test_acc = evaluate(model, test_batches, config)
+    best validation epoch's (best.pt, which every rank reads); the test set never chooses an epoch."""
+    test_loss, test_acc = evaluate(model, test_batches, config, ranks=ranks)
     best_loss: float | None
     best_acc: float | None
     if final_is_best:  # the same weights: the same numbers
         best_loss, best_acc = test_loss, test_acc
     else:
         best_model = _best_model(paths, config)
-        best_loss, best_acc = evaluate(best_model, test_batches, config) if best_model else (None, None)
+        if best_model is None:
+            best_loss, best_acc = None, None
+        else:
+            best_loss, best_acc = evaluate(best_model, test_batches, config, ranks=ranks)
     return dataclasses.replace(
         record,
         test_loss=test_loss,
@@ -212,22 +258,25 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def build_batches(data: DataSplits, config: TrainConfig) -> tuple[EpochBatches, Batches, Batches | None]:
-    """(train, validation, test or None) batches from the loader `config.loader` names."""
+def build_batches(
+    data: DataSplits, config: TrainConfig, ranks: Ranks = SINGLE
+) -> tuple[EpochBatches, Batches, Batches | None]:
+    """(train, validation, test or None) batches from the loader `config.loader` names; with several
+    ranks, this rank's share of each (the training batches: of each global batch)."""
     eval_batch_size = max(256, config.batch_size)  # evaluation holds no activations for backward
     train: EpochBatches
     if config.loader == "gpu":
         from trainer.gpu_loader import GpuEvalBatches, GpuTrainBatches
 
-        train = GpuTrainBatches(data.train, config)
+        train = GpuTrainBatches(data.train, config, ranks)
 
         def eval_batches(images: ImageSet) -> Batches:
-            return GpuEvalBatches(images, eval_batch_size, config)
+            return GpuEvalBatches(rank_images(images, ranks), eval_batch_size, config)
     else:
-        train = TrainBatches(data.train, config)
+        train = TrainBatches(data.train, config, ranks)
 
         def eval_batches(images: ImageSet) -> Batches:
-            return EvalBatches(images, eval_batch_size)
+            return EvalBatches(rank_images(images, ranks), eval_batch_size)
 
     test = eval_batches(data.test) if data.test is not None else None
     return train, eval_batches(data.val), test
@@ -236,11 +285,13 @@ def build_batches(data: DataSplits, config: TrainConfig) -> tuple[EpochBatches, 
 def _run_epoch(
     epoch: int,
     model: nn.Module,
+    eval_model: nn.Module,
     optimizer: torch.optim.Optimizer,
     train_batches: EpochBatches,
     val_batches: Batches,
     config: TrainConfig,
     log: Progress,
+    ranks: Ranks = SINGLE,
 ) -> EpochMetrics:
     """Train one epoch, evaluate on validation, and time both."""
     start = time.perf_counter()
@@ -252,9 +303,11 @@ def _run_epoch(
         train_batches.epoch(epoch),
         config,
         on_step=lambda step: log.step(epoch, step, steps),
+        ranks=ranks,
+        images=train_batches.images,
     )
     train_seconds = time.perf_counter() - start
-    val_loss, val_acc = evaluate(model, val_batches, config)
+    val_loss, val_acc = evaluate(eval_model, val_batches, config, ranks=ranks)
     return EpochMetrics(
         epoch=epoch,
         train_loss=train_loss,
@@ -265,64 +318,3 @@ def _run_epoch(
         epoch_seconds=time.perf_counter() - start,
         images_per_second=train_batches.images / train_seconds,
     )
-
-
-def _autocast(config: TrainConfig) -> AbstractContextManager:
-    device_type = torch.device(config.device).type
-    return torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=config.amp)
-
-
-def _to_device(inputs: torch.Tensor, config: TrainConfig) -> torch.Tensor:
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    return inputs.to(config.device, non_blocking=True, memory_format=memory_format)
-
-
-def train_one_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    batches: Batches,
-    config: TrainConfig,
-    *,
-    on_step: Callable[[int], None] | None = None,
-) -> tuple[float, float]:
-    """One pass over `batches`; returns (mean loss, accuracy) on them.
-
-    Loss and correct counts stay on the device and are read once at the end: no host sync per step.
-    """
-    model.train()
-    loss_sum = torch.zeros((), device=config.device)
-    correct = torch.zeros((), device=config.device, dtype=torch.long)
-    seen = 0
-    for step, (inputs, labels) in enumerate(batches, start=1):
-        inputs, labels = _to_device(inputs, config), labels.to(config.device, non_blocking=True)
-        with _autocast(config):
-            logits = model(inputs)
-            loss = F.cross_entropy(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach().float() * len(labels)
-        correct += (logits.argmax(dim=1) == labels).sum()
-        seen += len(labels)
-        if on_step is not None:
-            on_step(step)
-    if seen == 0:
-        raise UserError("the training split is empty; lower val_size")
-    return (loss_sum / seen).item(), (correct.float() / seen).item()
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Batches, config: TrainConfig) -> tuple[float, float]:
-    """(mean loss, accuracy) of the model in eval mode over `batches`."""
-    model.eval()
-    loss_sum = torch.zeros((), device=config.device)
-    correct = torch.zeros((), device=config.device, dtype=torch.long)
-    seen = 0
-    for inputs, labels in batches:
-        inputs, labels = _to_device(inputs, config), labels.to(config.device, non_blocking=True)
-        with _autocast(config):
-            logits = model(inputs)
-        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
-        correct += (logits.argmax(dim=1) == labels).sum()
-        seen += len(labels)
-    return (loss_sum / seen).item(), (correct.float() / seen).item()

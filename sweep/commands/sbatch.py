@@ -24,7 +24,7 @@ from sweep._compat import sbatch_text
 from sweep.commands.args import STUDY_HELP, add_storage_args, subcommand
 from sweep.errors import SweepError
 from sweep.executors.files import JobFiles
-from sweep.executors.slurm import job_name, slurm_parameters
+from sweep.executors.slurm import SRUN_SEVERAL_TASKS, job_name, slurm_parameters
 from sweep.store import storage
 from sweep.store.records import TrialRecord
 from sweep.study.plan import plan
@@ -80,7 +80,10 @@ def render(
         "workdir": str(workdir),
         "python": shlex.quote(python),
     }
-    values["command"] = (PROGRAM_COMMAND if program else TRAINER_COMMAND).format(**values)
+    command = (PROGRAM_COMMAND if program else TRAINER_COMMAND).format(**values)
+    if resources.tasks > 1:  # as submitit's srun_args (slurm_parameters): one failed rank ends the job
+        command = command.replace("srun --unbuffered ", f"srun --unbuffered {' '.join(SRUN_SEVERAL_TASKS)} ")
+    values["command"] = command
     try:
         return string.Template(text).substitute(values)
     except (KeyError, ValueError) as err:

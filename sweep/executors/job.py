@@ -31,8 +31,10 @@ from submitit.helpers import DelayedSubmission
 from sweep.errors import SweepError, run_command
 from sweep.executors import requeues
 from sweep.executors.files import JobFiles
+from sweep.executors.ranks import export_torch_variables
 from sweep.polling import wait_until
 from trainer.paths import RunPaths
+from trainer.ranks import is_other_rank
 from trainer.stop import STOP_AFTER_EPOCH, stop_after_epoch
 
 # Requeues one SLURM job may go through (time limits, preemptions, `scontrol requeue`), each resuming
@@ -123,8 +125,9 @@ def hold_run_dir(run_dir: Path, *, wait_s: float = LOCK_WAIT_S) -> int | None:
 
 @contextlib.contextmanager
 def run_dir_held(run_dir: Path, *, lock_wait_s: float = LOCK_WAIT_S) -> Iterator[int | None]:
-    """What every job runs inside: it exits at SIGTERM, dies with its local controller, and holds the
-    run dir's lock (the descriptor: a program started meanwhile may inherit it).
+    """What every job runs inside: it exits at SIGTERM, dies with its local controller, gets torchrun's
+    variables when it is one task of several, and (its rank 0) holds the run dir's lock (the descriptor:
+    a program started meanwhile may inherit it).
 
     Restores the SIGTERM handler and releases the lock at the end: a debug job runs in the launcher.
     """
@@ -132,7 +135,9 @@ def run_dir_held(run_dir: Path, *, lock_wait_s: float = LOCK_WAIT_S) -> Iterator
     previous = signal.signal(signal.SIGTERM, _exit_at_sigterm) if main else None
     try:
         _die_with_controller()
-        fd = hold_run_dir(run_dir, wait_s=lock_wait_s)
+        export_torch_variables()  # a task of several: torchrun's variables (sweep.executors.ranks)
+        # the job's rank 0 holds the lock for all its tasks, which write the run dir through it alone
+        fd = None if is_other_rank() else hold_run_dir(run_dir, wait_s=lock_wait_s)
         try:
             yield fd
         finally:

@@ -266,6 +266,8 @@ class LocalExecutor(Executor):
         self.parameters: dict[str, Any] = {
             "timeout_min": resources.timeout_min or LOCAL_TIMEOUT_MIN,
             "gpus_per_node": resources.gpus,  # CUDA_VISIBLE_DEVICES: `visible_gpus`, else the first ones
+            # processes of each job, each a rank with torchrun's variables (sweep.executors.ranks)
+            "tasks_per_node": resources.tasks_per_node,
         }
         self.gpus = resources.gpus
         self.pool = _gpu_pool(resources.gpus)

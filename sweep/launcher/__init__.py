@@ -104,7 +104,8 @@ def prepare(
         base_mod.write(study, inherited)
         registered = configs.register(study, spec)  # before the plan is replaced: old trials need it
         # what the commands that read a study without its file use
-        records.write_study(study, metric=spec.metric, plan=plan_fingerprint(spec), gpus=spec.resources.gpus)
+        gpus = spec.resources.trial_gpus  # all its nodes': what GPU-hours count
+        records.write_study(study, metric=spec.metric, plan=plan_fingerprint(spec), gpus=gpus)
         records.write_plan(study, plan_fingerprint(spec))
     _make_dir(runs_dir, str(results_dir))  # only now: a refused launch leaves no empty run folders
     change = registered.change_line(spec.name)
@@ -148,7 +149,7 @@ def launch(
         SweepError: Unreachable storage, an unknown executor, a study stored with another direction.
     """
     budget = spec.budget_gpu_hours if budget_gpu_hours is None else budget_gpu_hours
-    check_budget(budget_gpu_hours, spec.resources.gpus, "--budget-gpu-hours")  # the file's is checked
+    check_budget(budget_gpu_hours, spec.resources.trial_gpus, "--budget-gpu-hours")  # the file's is checked
     try:
         prepared = prepare(
             spec,

@@ -28,9 +28,26 @@ def problems(spec: StudySpec, executor: str) -> list[str]:
         return [] if problem is None else [f"--executor {executor}: {problem}"]
     if kind not in ON_THIS_MACHINE:
         return []
-    found = _gpus(spec, kind)
+    found = _nodes(spec, kind)
+    found += _gpus(spec, kind)
     found += _program(spec) if spec.program is not None else _data(spec)
     return found
+
+
+def _nodes(spec: StudySpec, kind: str) -> list[str]:
+    """A trial of several nodes runs on SLURM only; `debug` runs a trial's one task in the launcher."""
+    resources = spec.resources
+    if resources.nodes > 1:
+        return [
+            f"{spec.source}: [resources] nodes = {resources.nodes}, but --executor {kind} runs a trial on "
+            "this machine alone; set nodes = 1 (and tasks_per_node for its processes) or use --executor slurm"
+        ]
+    if kind == "debug" and resources.tasks_per_node > 1:
+        return [
+            f"{spec.source}: [resources] tasks_per_node = {resources.tasks_per_node}, but --executor debug "
+            "runs one process in the launcher; use --executor local or slurm"
+        ]
+    return []
 
 
 def _gpus(spec: StudySpec, kind: str) -> list[str]:

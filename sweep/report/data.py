@@ -196,7 +196,7 @@ def _info(study: optuna.Study, spec: StudySpec | None, stored: StoredTrials) -> 
         direction=study.direction.name.lower(),
         params=tuple(names),
         evaluates_test=bool(train.get("evaluate_test", False)),
-        gpus=spec.resources.gpus if spec else stored_gpus if isinstance(stored_gpus, int) else 1,
+        gpus=spec.resources.trial_gpus if spec else stored_gpus if isinstance(stored_gpus, int) else 1,
         gpus_known=spec is not None or isinstance(stored_gpus, int),
     )
 

@@ -11,7 +11,17 @@ from typing import Any
 from sweep.study.reader import TableReader, is_number
 from sweep.study.spec import Resources, SlurmValue
 
-RESOURCE_KEYS = ("gpus", "cpus", "mem_gb", "timeout_min", "partition", "array_parallelism", "slurm")
+RESOURCE_KEYS = (
+    "gpus",
+    "cpus",
+    "mem_gb",
+    "timeout_min",
+    "partition",
+    "array_parallelism",
+    "nodes",
+    "tasks_per_node",
+    "slurm",
+)
 # SLURM options that the generic [resources] keys already set: option -> the key to use instead.
 SLURM_GENERIC = {
     "partition": "partition",
@@ -24,6 +34,10 @@ SLURM_GENERIC = {
     "mem": "mem_gb",
     "mem_gb": "mem_gb",
     "array_parallelism": "array_parallelism",
+    "nodes": "nodes",
+    "ntasks_per_node": "tasks_per_node",
+    "tasks_per_node": "tasks_per_node",
+    "ntasks": "tasks_per_node",
 }
 _SLURM_KEY_RE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -48,6 +62,8 @@ def parse_resources(reader: TableReader, table: Mapping[str, Any]) -> Resources:
         timeout_min=reader.optional_int(table, "timeout_min", minimum=1, section="resources"),
         partition=partition,
         array_parallelism=reader.optional_int(table, "array_parallelism", minimum=1, section="resources"),
+        nodes=reader.integer(table, "nodes", default=1, minimum=1, section="resources"),
+        tasks_per_node=reader.integer(table, "tasks_per_node", default=1, minimum=1, section="resources"),
         slurm=MappingProxyType(parse_slurm(reader, slurm)),
     )
 

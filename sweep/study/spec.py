@@ -123,7 +123,19 @@ class Resources:
     timeout_min: int | None = None  # wall-clock limit per job in minutes; a job past it requeues and resumes
     partition: str | None = None  # SLURM partition; None: the cluster's default
     array_parallelism: int | None = None  # most trials running at once; None: the launcher's default
+    nodes: int = 1  # nodes per trial; more than 1 on SLURM only
+    tasks_per_node: int = 1  # processes (ranks) per node, each with torchrun's variables; 1 per GPU is usual
     slurm: Mapping[str, SlurmValue] = field(default_factory=lambda: MappingProxyType({}))  # extra options
+
+    @property
+    def trial_gpus(self) -> int:
+        """The GPUs one trial holds, all its nodes together: what its GPU-hours count (`sweep.gpu_hours`)."""
+        return self.nodes * self.gpus
+
+    @property
+    def tasks(self) -> int:
+        """The trial's processes, all nodes together (its torch.distributed world size)."""
+        return self.nodes * self.tasks_per_node
 
     def slurm_kwargs(self) -> dict[str, SlurmValue]:
         """The [resources.slurm] extras as submitit parameters (`qos` -> `slurm_qos`)."""
@@ -132,6 +144,9 @@ class Resources:
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "slurm"}
         out = {key: value for key, value in out.items() if value is not None}
+        for key in ("nodes", "tasks_per_node"):  # as a file omits them: older studies' shape unchanged
+            if out[key] == 1:
+                del out[key]
         out["slurm"] = dict(self.slurm)
         return out
 

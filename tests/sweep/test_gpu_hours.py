@@ -197,6 +197,23 @@ def test_local_gpu_hours_are_each_attempts_wall_time_times_its_gpus(tmp_path: Pa
     assert pruned.used == pytest.approx(1800 * 2 / 3600) and pruned.wasted == pruned.used
 
 
+def test_a_trial_of_several_nodes_counts_every_nodes_gpus(tmp_path: Path) -> None:
+    path = write_study(
+        tmp_path / "ddp.toml",
+        study={"sampler": "grid"},
+        space={"lr": [0.1]},
+        resources={"gpus": 4, "nodes": 2, "tasks_per_node": 4},
+    )
+    resources = load_study(path).resources
+    assert (resources.trial_gpus, resources.tasks) == (8, 8)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'db.sqlite'}", direction="maximize")
+    run_dir = _run_dir_with_manifest(tmp_path / "0", datetime(2026, 1, 1, tzinfo=UTC), [(0, 900)])
+    attrs = {"config": 0, "run_dir": str(run_dir), "executor": "slurm", "job_id": "987654321"}
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, value=0.5, user_attrs=attrs))
+    (hours,) = study_hours(study.get_trials(), gpus=resources.trial_gpus).trials
+    assert hours.used == pytest.approx(900 * 8 / 3600)  # sacct's AllocTRES counts all nodes' GPUs too
+
+
 def test_a_tally_reads_hours_again_when_a_trial_ends_and_a_final_trials_once(tmp_path: Path) -> None:
     """The launcher's budget and the live view read the hours as the study runs, not on every poll."""
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'db.sqlite'}", direction="maximize")

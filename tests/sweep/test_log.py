@@ -51,6 +51,28 @@ def test_outside_sweep_the_epoch_is_printed_to_stderr_and_nothing_is_written(tmp
     assert done.stdout == "" and list(tmp_path.iterdir()) == []
 
 
+def test_a_rank_other_than_0_logs_nothing_but_pauses_with_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SWEEP_RUN_DIR", str(tmp_path))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    log_epoch(1, val_acc=0.5)
+    log_epoch(2, run_dir=tmp_path, val_acc=0.6)
+    assert not (tmp_path / "metrics.jsonl").exists()
+    monkeypatch.delenv("SWEEP_RUN_DIR")
+    log_epoch(3, val_acc=0.7)  # by hand: rank 0 alone prints
+    monkeypatch.setenv(STOP_AFTER_EPOCH, "4")
+    with pytest.raises(SystemExit) as stopped:
+        log_epoch(4, run_dir=tmp_path, val_acc=0.8)
+    assert stopped.value.code == 0 and capsys.readouterr().err == ""
+    assert not (tmp_path / "metrics.jsonl").exists()
+    monkeypatch.delenv(STOP_AFTER_EPOCH)
+    monkeypatch.setenv("RANK", "0")
+    log_epoch(1, run_dir=tmp_path, val_acc=0.5)
+    assert read_epochs(tmp_path / "metrics.jsonl") == [{"epoch": 1.0, "val_acc": 0.5}]
+
+
 @pytest.mark.parametrize(
     ("epoch", "metrics", "message"),
     [(0, {"a": 1.0}, "epoch must be"), (1.5, {"a": 1.0}, "epoch must be"), (1, {"a": "high"}, "metric a")],

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sweep.conftest import assert_one_line_error, sweep_main
+from tests.sweep.conftest import assert_one_line_error, sweep_main, write_study
 
 SLURM_CONF = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
 
@@ -103,3 +103,33 @@ def test_a_programs_study_without_gpus_is_told_of_gpus_alone(
     result = sweep_main(capsys, "launch", "--study", str(path), "--executor", "local", "--dry-run")
     assert_one_line_error(result, "set [resources] gpus = 0 to run on the CPU, or use --executor slurm")
     assert "[train] device" not in result.stderr and "copy it" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("executor", "resources", "fragment"),
+    [
+        ("local", {"nodes": 2}, "[resources] nodes = 2, but --executor local runs a trial on this machine"),
+        ("debug", {"nodes": 3}, "[resources] nodes = 3, but --executor debug"),
+        ("debug", {"tasks_per_node": 2}, "[resources] tasks_per_node = 2, but --executor debug runs one"),
+    ],
+)
+def test_several_nodes_on_this_machine_are_one_error_line_before_anything_is_stored(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    executor: str,
+    resources: dict[str, int],
+    fragment: str,
+) -> None:
+    _no_gpus(monkeypatch, tmp_path)
+    path = write_study(
+        tmp_path / "ddp.toml",
+        study={"name": "ddp", "sampler": "grid"},
+        space={"lr": [0.1]},
+        resources={"gpus": 0, "cpus": 1, **resources},
+    )
+    results = tmp_path / "r"
+    base = ["launch", "--study", str(path), "--executor", executor, "--results-dir", str(results)]
+    for dry in ([], ["--dry-run"]):
+        assert_one_line_error(sweep_main(capsys, *base, *dry), fragment)
+    assert not results.exists()

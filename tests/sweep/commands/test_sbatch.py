@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from sweep._compat import sbatch_text
 from sweep.commands.sbatch import render, sbatch_options
 from sweep.errors import SweepError
+from sweep.executors.slurm import slurm_parameters
 from sweep.study import Resources, load_study
 from tests.sweep.conftest import run_sweep, write_study
 
@@ -52,6 +54,25 @@ def test_options_are_the_ones_submitit_submits() -> None:
         "#SBATCH --qos=high",
         "#SBATCH --time=240",
     ]
+
+
+def test_nodes_and_tasks_per_node_become_sbatch_options_and_a_failed_rank_ends_the_job() -> None:
+    resources = Resources(gpus=4, nodes=2, tasks_per_node=4)
+    options = sbatch_options(resources, name="sweep-ddp-0")
+    assert "#SBATCH --nodes=2" in options and "#SBATCH --ntasks-per-node=4" in options
+    assert "#SBATCH --gpus-per-node=4" in options
+    params = slurm_parameters(resources)
+    assert params["srun_args"] == ["--kill-on-bad-exit=1"]
+    text = sbatch_text(command="python -m x", folder="/submitit", job_name="sweep-ddp-0", **params)
+    assert "srun --unbuffered --output /submitit/%j_%t_log.out --error /submitit/%j_%t_log.err" in text
+    assert "--kill-on-bad-exit=1" in text.splitlines()[-1]  # submitit's srun of the job's tasks
+    script = render(
+        study="ddp", trial=0, resources=resources, run_dir=Path("/r/0"), workdir=Path("/w"), python="py"
+    )
+    assert "srun --unbuffered --kill-on-bad-exit=1 py -m sweep.executors.job /r/0" in script
+    assert "srun_args" not in slurm_parameters(Resources()) and "kill-on-bad-exit" not in render(
+        study="one", trial=0, resources=Resources(), run_dir=Path("/r/0"), workdir=Path("/w"), python="py"
+    )
 
 
 def test_cli_renders_a_stored_trial_and_a_planned_config(tmp_path: Path) -> None:

@@ -155,10 +155,11 @@ def test_unknown_executor_is_an_error() -> None:
         make_executor("k8s", Resources())
 
 
-def test_local_uses_the_resources_timeout_and_gpus() -> None:
-    assert LocalExecutor(Resources(gpus=2, timeout_min=30)).parameters == {
+def test_local_uses_the_resources_timeout_gpus_and_tasks() -> None:
+    assert LocalExecutor(Resources(gpus=2, timeout_min=30, tasks_per_node=2)).parameters == {
         "timeout_min": 30,
         "gpus_per_node": 2,
+        "tasks_per_node": 2,
     }
     assert LocalExecutor(Resources()).parameters["timeout_min"] > 24 * 60  # not submitit's 2 minutes
 

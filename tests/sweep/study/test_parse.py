@@ -233,6 +233,27 @@ ERROR_CASES = [
         ["[resources] key 'array_parallelism'"],
     ),
     (
+        "resources-zero-nodes",
+        GRID + "n_trials = 1\n[resources]\nnodes = 0\n",
+        ["[resources] key 'nodes'", ">= 1"],
+    ),
+    ("resources-nodes-float", GRID + "n_trials = 1\n[resources]\nnodes = 1.5\n", ["[resources] key 'nodes'"]),
+    (
+        "resources-zero-tasks",
+        GRID + "n_trials = 1\n[resources]\ntasks_per_node = 0\n",
+        ["[resources] key 'tasks_per_node'", ">= 1"],
+    ),
+    (
+        "resources-tasks-string",
+        GRID + 'n_trials = 1\n[resources]\ntasks_per_node = "2"\n',
+        ["[resources] key 'tasks_per_node'", "integer"],
+    ),
+    (
+        "slurm-ntasks-per-node",
+        GRID + "n_trials = 1\n[resources.slurm]\nntasks_per_node = 2\n",
+        ["[resources.slurm] key 'ntasks_per_node'", "tasks_per_node"],
+    ),
+    (
         "slurm-nested-table",
         GRID + "n_trials = 1\n[resources.slurm.extra]\nx = 1\n",
         ["[resources.slurm] key 'extra'"],
@@ -270,6 +291,16 @@ def test_mistakes_raise_one_line_errors_naming_file_and_key(
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message, f"{fragment!r} not in {message!r}"
+
+
+def test_nodes_and_tasks_per_node_default_to_one_and_are_read(tmp_path: Path) -> None:
+    assert (Resources().nodes, Resources().tasks_per_node, Resources().tasks) == (1, 1, 1)
+    plain = load_study(write(tmp_path, GRID + "n_trials = 1\n"))
+    assert (plain.resources.nodes, plain.resources.tasks_per_node) == (1, 1)
+    assert "nodes" not in plain.resources.to_dict()  # as a file omits them
+    spec = load_study(write(tmp_path, GRID + "n_trials = 1\n[resources]\nnodes = 2\ntasks_per_node = 4\n"))
+    assert (spec.resources.nodes, spec.resources.tasks_per_node, spec.resources.tasks) == (2, 4, 8)
+    assert parse_study(spec.to_dict(), source="again").resources == spec.resources
 
 
 def test_unknown_study_name_lists_the_available_studies(tmp_path: Path) -> None:
