@@ -65,7 +65,7 @@ def stop(record: DetachedLauncher, out: Printer = print) -> None:
         if record.job_id is None or not alive(record):
             return
         slurm_queries.scancel([record.job_id])
-        wait_until(lambda: not alive(record), STOP_WAIT_S * 4)
+        wait_until(lambda: not alive(record), STOP_WAIT_S * 4, every_s=slurm_queries.WAIT_QUERY_S)
         out(f"detached launcher (SLURM job {record.job_id}) stopped")
         return
     live = alive(record)

@@ -54,8 +54,10 @@ def cancel_study(study: optuna.Study, *, out: Printer = print) -> list[int]:
         if record.executor == "local" and job_id and record.run_dir is not None:
             attach("local", job_id, record.run_dir).cancel()
     if slurm_ids:
-        states = slurm_queries.job_states
-        wait_until(lambda: not any(s.live for s in states(slurm_ids).values()), SLURM_CANCEL_S)
+        # one squeue for all the jobs, at most once a second, until they have gone
+        wait_until(
+            functools.partial(_slurm_gone, slurm_ids), SLURM_CANCEL_S, every_s=slurm_queries.WAIT_QUERY_S
+        )
     for trial, record, job_id in jobs:
         live = trial_of(study, trial)
         records.write(live, traceback=CANCEL_REASON, job_id=job_id if job_id != record.job_id else None)
@@ -93,6 +95,10 @@ def _stop_launchers(trials: list[FrozenTrial], out: Printer) -> None:
 
 def _gone(owner: Owner) -> bool:
     return not alive(owner, None)
+
+
+def _slurm_gone(job_ids: list[str]) -> bool:
+    return not any(state.live for state in slurm_queries.job_states(job_ids).values())
 
 
 __all__ = ["CANCEL_REASON", "cancel_study"]

@@ -25,9 +25,9 @@ from sweep.polling import follow
 from sweep.store import storage as storage_mod
 from sweep.store.records import StudyRecord, failure_line
 from sweep.study.files import find_study, load_study
-from sweep.study.spec import StudySpec, params_text
+from sweep.study.spec import StudySpec, Waits, params_text
 from sweep.views import live
-from sweep.views.job_states import with_job_states
+from sweep.views.job_states import SlurmStates, scheduler_lines, with_job_states
 from sweep.views.trial_row import TrialRow, trial_row
 from trainer.manifest import Attempt, read_manifest
 
@@ -106,6 +106,7 @@ def trial_lines(name: str, study: optuna.Study, number: int) -> list[str]:
         f"  run dir {row.run_dir or '-'}",
         f"  launcher {row.launcher or '-'}",
     ]
+    lines += scheduler_lines([row])
     if row.run_dir is not None:
         lines += manifest_lines(read_manifest(Path(row.run_dir)))
     if row.reason:
@@ -160,7 +161,7 @@ def budget_text(budget: float | None, used: float) -> str:
 
 def render(name: str, metric: str, rows: list[TrialRow], *, hours: StudyHours | None = None) -> list[str]:
     """The lines of one study: a header, one line per trial (with its GPU-hours, when given), the totals."""
-    lines = [f"study {name} ({metric})", *(trial_line(row, hours) for row in rows)]
+    lines = [f"study {name} ({metric})", *scheduler_lines(rows), *(trial_line(row, hours) for row in rows)]
     counts = Counter(row.state for row in rows)
     totals = ", ".join(f"{count} {state.lower()}" for state, count in sorted(counts.items()))
     lines.append(f"  {len(rows)} trials: {totals or 'none'}")
@@ -195,7 +196,8 @@ def summary_lines(name: str, metric: str, picked: Selection, direction: str, hou
     orphaned = sum(row.orphaned for row in running)
     lines = [f"study {name} ({metric})", f"  {picked.total} trials: {counts}"]
     said = f", {orphaned} orphaned: job ended, `sweep launch` resumes or fails them" if orphaned else ""
-    lines += [f"  running ({len(running)}{said}):", *(trial_line(row, hours) for row in running)]
+    lines += [f"  running ({len(running)}{said}):", *scheduler_lines(running)]
+    lines += [trial_line(row, hours) for row in running]
     if picked.failed:
         shown = f"the last {len(picked.failed)} of {picked.counts.get('FAIL', 0)}"
         failed = (trial_line(trial_row(t, metric, direction), hours) for t in picked.failed)
@@ -215,7 +217,9 @@ def watch(
     url: str, study_arg: str | None, *, interval: float = WATCH_SECONDS, out: Callable[[str], None] = print
 ) -> None:
     """`sweep status --watch`: on a terminal the live view until no trial of the study runs, then the
-    plain status; elsewhere the plain status again, every `interval` seconds, whenever it changed.
+    plain status; elsewhere the plain status again, every `interval` seconds, whenever it changed. SLURM
+    is asked about the running trials' jobs at most once per [waits] slurm_query_s (the study file's, when
+    the watch finds it; else 30 s), a launcher's own budget, however long the watch stays open.
 
     Raises:
         SweepError: No study to watch (none or several stored and no --study), or a bad --interval.
@@ -232,6 +236,9 @@ def watch(
         study = storage_mod.load_existing(name, storage, url=url)
         spec = base_mod.applied(_study_file(study_arg or name, name), study)
         view = live.watch_view(study, spec=spec, read_s=max(interval, live.READ_SECONDS))
+        # squeue at most once per [waits] slurm_query_s, as the launcher: the storage and the run dirs
+        # are read every interval, the jobs' states shown as last asked in between
+        slurm_states = SlurmStates((spec.waits if spec is not None else Waits()).slurm_query_s)
         terminal = live.on_terminal()  # asked once: within the view, sys.stdout is rich's proxy
         shown, idle = "", 0
 
@@ -241,7 +248,7 @@ def watch(
                 data = view.latest()
                 running = data is not None and data.running > 0
             else:
-                rows = with_job_states(trial_rows(study))
+                rows = with_job_states(trial_rows(study), slurm_states)
                 text = "\n".join(render(name, StudyRecord.of(study).metric or "value", rows))
                 if text != shown:
                     out(text)

@@ -72,6 +72,11 @@ class Job(abc.ABC):
         None when it does not wait (or the executor has no queue)."""
         return None
 
+    def restarts(self) -> int | None:
+        """How often the scheduler put the job back in its queue (SLURM's restart count, as last asked);
+        None when not known (or the executor never requeues)."""
+        return None
+
     def describe(self) -> str:
         """The job's state in a word or two, for the launcher's lines."""
         return "ended" if self.done() else "running"
@@ -84,7 +89,12 @@ class Job(abc.ABC):
 
 class SubmitHeld(Exception):  # noqa: N818 (a hold, not an error: the launcher waits and tries again)
     """The scheduler refused a job for a submission limit (its name is the message): submit it again
-    once one of the study's jobs has ended."""
+    once one of the study's jobs has ended. With `retry_s`: the scheduler did not answer (an outage):
+    submit it again in `retry_s` seconds; the launcher goes on watching its other trials meanwhile."""
+
+    def __init__(self, reason: str, *, retry_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_s = retry_s
 
 
 class Executor(abc.ABC):

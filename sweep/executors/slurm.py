@@ -26,6 +26,9 @@ from sweep.executors.files import JobFiles, log_paths
 from sweep.executors.job import MAX_REQUEUES
 from sweep.executors.slurm_queries import (
     GONE,
+    SUBMITTED,
+    WAIT_QUERY_S,
+    Canceller,
     JobState,
     SlurmUnavailable,
     StateCache,
@@ -33,11 +36,13 @@ from sweep.executors.slurm_queries import (
     require_slurm,
     scancel,
 )
+from sweep.executors.slurm_requeue import attempt_restart, killed_by_signal, verdict
 from sweep.executors.slurm_submit import Submitter
 from sweep.polling import wait_until
 from sweep.study.spec import Resources
 
 SRUN_TAIL_BYTES = 4096  # of a lost job's stderr, searched for srun's outage line
+SRUN_SEVERAL_TASKS = ("--kill-on-bad-exit=1",)  # srun's options for a trial of several tasks: one fate
 
 
 def job_name(study: str, trial: int | str) -> str:
@@ -54,9 +59,16 @@ def slurm_parameters(resources: Resources) -> dict[str, Any]:
     """[resources] as submitit SlurmExecutor parameters (gpus -> gpus_per_node, mem_gb -> mem, ...).
 
     Extras from [resources.slurm] that submitit has no parameter for go to `additional_parameters`,
-    which submitit writes as `#SBATCH --name=value` lines.
+    which submitit writes as `#SBATCH --name=value` lines. A trial of several tasks (`nodes` x
+    `tasks_per_node` > 1) runs them with srun's `--kill-on-bad-exit=1`.
     """
-    params: dict[str, Any] = {"nodes": 1, "ntasks_per_node": 1, "cpus_per_task": resources.cpus}
+    params: dict[str, Any] = {
+        "nodes": resources.nodes,
+        "ntasks_per_node": resources.tasks_per_node,
+        "cpus_per_task": resources.cpus,
+    }
+    if resources.tasks > 1:  # one rank that fails ends the job: no rank left waiting for it
+        params["srun_args"] = list(SRUN_SEVERAL_TASKS)
     if resources.gpus:
         params["gpus_per_node"] = resources.gpus
     if resources.mem_gb is not None:
@@ -77,11 +89,26 @@ class SlurmJob(Job):
     """A SLURM job, submitted by this launcher or re-attached by id; its state comes from squeue/sacct,
     shared with the other jobs of the executor in one cached query."""
 
-    def __init__(self, job_id: str, folder: Path, states: StateCache) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        folder: Path,
+        states: StateCache,
+        *,
+        submitted: bool = False,
+        canceller: Canceller | None = None,
+    ) -> None:
+        """`submitted`: by this launcher just now (it has not been requeued yet); `canceller`: the
+        launcher's, which `stop_soon` hands its scancel to."""
+        self._canceller = canceller
         self.job_id = job_id
         self.folder = folder
         self._states = states
         self._result = log_paths(folder, job_id).result_pickle  # stat at every poll: made once
+        self._submitted = submitted
+        # the result file as last judged (`_result_counts`): its stamp, and whether it is the job's end
+        self._judged: tuple[tuple[int, int, int], bool | None] | None = None
+        self._attempt: int | None = None  # the restart count of the attempt that stored it
 
     def state(self, *, fresh: bool = False) -> JobState | None:
         """What SLURM says of the job now; None when squeue/sacct do not answer."""
@@ -97,32 +124,82 @@ class SlurmJob(Job):
         return state.reason
 
     def describe(self) -> str:
-        state = self.state()
+        # A job re-attached since the cache's last query is asked about now, never shown as the PENDING
+        # a job just submitted is taken for; at most one such query a second (a launcher taking over
+        # many trials at once), the rest said unknown until the next poll, brought forward to FAST_S.
+        if self._states.answered(self.job_id):
+            state = self.state()
+        elif self._states.since_query() >= WAIT_QUERY_S:
+            state = self.state(fresh=True)
+        else:
+            self._states.soon()
+            return "slurm state not asked yet: the next poll asks"
         if state is None:
             return "slurm does not answer"
         return f"slurm {state.state}" + ("" if state.live else ", ended")
 
+    def restarts(self) -> int | None:
+        state = self.state()
+        if state is not None and state.source == SUBMITTED and self._submitted:
+            return 0
+        return state.restarts if state is not None else None
+
     def done(self) -> bool:
-        if self._result.exists():
+        if self._result_counts():
             return True
         state = self.state()
         return state is not None and not state.live  # pending, running, requeued: not done
+
+    def _result_counts(self) -> bool:
+        """Whether the job's result file is there and is its end: not one an attempt stored whose
+        program SLURM's requeue killed (`sweep.executors.slurm_requeue`), the job running again."""
+        try:
+            stat = self._result.stat()
+        except OSError:
+            return False
+        stamp = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+        if self._judged is not None and self._judged[0] == stamp and self._judged[1] is not None:
+            return self._judged[1]
+        first = self._judged is None or self._judged[0] != stamp
+        if first:
+            pickled = pickled_outcome(self.folder, self.job_id)
+            if pickled is None or pickled.status != "error" or not killed_by_signal(pickled.detail):
+                self._judged = (stamp, True)
+                return True
+            self._attempt = attempt_restart(self.folder.parent, self.job_id)
+        said = verdict(self.state(fresh=first), self._attempt)  # asked once fresh, then as polled
+        if said == "unsure":
+            self._judged = (stamp, None)
+            if first:
+                self._states.soon()
+            return False
+        self._judged = (stamp, said == "ended")
+        return said == "ended"
 
     def cancel(self) -> None:
         # a controller that does not answer in time (30 s) leaves the job to end on its own: the
         # launcher goes on, and ignores what the job leaves
         with contextlib.suppress(SlurmUnavailable):
             scancel([self.job_id])
-        wait_until(lambda: not (self.state(fresh=True) or _UNKNOWN).live, CANCEL_DEADLINE_S)
+        wait_until(self._gone, CANCEL_DEADLINE_S, every_s=WAIT_QUERY_S)  # squeue once a second at most
+
+    def _gone(self) -> bool:
+        return not (self.state(fresh=True) or _UNKNOWN).live
 
     def stop_soon(self) -> None:
-        # a pruned trial's: one scancel, no squeue until the job is gone (the launcher forgets it)
-        with contextlib.suppress(SlurmUnavailable):
-            scancel([self.job_id])
+        # a pruned trial's: one scancel, no squeue until the job is gone (the launcher forgets it); during
+        # an outage the launcher's Canceller sends it once the controller answers, without blocking
+        if self._canceller is not None:
+            self._canceller.cancel(self.job_id)
+        else:
+            with contextlib.suppress(SlurmUnavailable):
+                scancel([self.job_id])
         self._states.forget(self.job_id)
 
     def outcome(self) -> Outcome:
-        pickled = pickled_outcome(self.folder, self.job_id)
+        # a result an attempt left before SLURM requeued the job is not the job's (it ended without one)
+        stale = self._judged is not None and self._judged[1] is False and not self._result_counts()
+        pickled = None if stale else pickled_outcome(self.folder, self.job_id)
         state = None if pickled is not None else self.state()  # as last queried: the job ended
         self._states.forget(self.job_id)
         if pickled is not None:
@@ -168,25 +245,28 @@ class SlurmExecutor(Executor):
         self.parameters = slurm_parameters(resources)
         self.states = StateCache(self.waits.slurm_query_s)
         self.submitter = Submitter(self.waits.scheduler_outage_min * 60, self.out)
+        self.canceller = Canceller(self.waits.scheduler_outage_min * 60, self.out)
 
     def submit(self, fn: JobFn, config: dict[str, Any], run_dir: Path) -> Job:
         """sbatch the trial's job (see `sweep.executors.slurm_submit`).
 
         Raises:
-            SubmitHeld: a submission limit; SweepError: sbatch refused the job, or an outage outlasted
-                [waits] scheduler_outage_min.
+            SubmitHeld: a submission limit, or sbatch did not reach the controller (`retry_s` set);
+                SweepError: sbatch refused the job, or an outage outlasted [waits] scheduler_outage_min.
         """
         # submitit's own requeue bound (timeouts only, default 3) is raised to ours, which counts all requeues
         folder = JobFiles(run_dir).folder
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_REQUEUES)
         name = job_name(run_dir.parent.name, run_dir.name)
         executor.update_parameters(job_name=name, **self.parameters)
-        job_id = self.submitter.submit(executor, fn, (config, str(run_dir)), name, what=f"for {run_dir}")
+        job_id = self.submitter.submit(
+            executor, fn, (config, str(run_dir)), name, what=f"for {run_dir}", hold=True
+        )  # an outage holds the trial: the launcher tries again on the back-off's schedule
         self.states.soon()
-        return SlurmJob(job_id, folder, self.states)
+        return SlurmJob(job_id, folder, self.states, submitted=True, canceller=self.canceller)
 
     def attach(self, job_id: str, run_dir: Path) -> Job:
-        return attach(job_id, run_dir, self.states)
+        return SlurmJob(job_id, JobFiles(run_dir).folder, self.states, canceller=self.canceller)
 
     def orphan(self, run_dir: Path, *, after: str | None = None) -> str | None:
         return orphan(run_dir, after=after)

@@ -6,7 +6,8 @@ keeps an ended job (COMPLETED, FAILED, CANCELLED, ...) for MinJobAge (300 s by d
 asked about jobs squeue no longer lists: slurmdbd learns of states a second or so late, and a job
 that slurmctld has forgotten is no longer alive whatever sacct last recorded.
 
-A requeue (scontrol, a preemption, submitit's at a time limit) keeps the job id: live, never gone.
+A requeue (scontrol, a preemption, submitit's at a time limit) keeps the job id: live, never gone. squeue's
+restart count (RestartCnt) says how often SLURM put the job back in its queue.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import math
 import re
 import shutil
 import subprocess
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sweep.errors import SweepError
@@ -28,6 +30,10 @@ QUERY_EVERY_S = (
     30.0  # squeue at most this often in steady state ([waits] slurm_query_s); cluster guides ask 30-60 s
 )
 FAST_S = 5.0  # the first query after a submission comes this soon
+CANCEL_RETRY_S = 2.0  # a scancel the controller did not answer is sent again this soon, then later
+# A command that waits on SLURM (a cancel's jobs to leave squeue, a detached launcher to stop) asks at
+# most this often: it still returns within a second of the jobs' going, at 1 call a second, not 20
+WAIT_QUERY_S = 1.0
 # States in which SLURM may still run the job (again): the launcher keeps watching these.
 LIVE_STATES = frozenset({
     "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED",
@@ -47,6 +53,7 @@ class JobState:
     state: str  # PENDING, RUNNING, REQUEUED, COMPLETED, FAILED, CANCELLED, NODE_FAIL, OUT_OF_MEMORY, GONE...
     source: str  # squeue | sacct | none | submitted (since the last query: not asked about yet)
     reason: str = ""  # squeue's reason a PENDING job waits (Resources, Priority, QOSMaxJobsPerUserLimit...)
+    restarts: int | None = None  # squeue's RestartCnt: how often SLURM requeued it; None: not known
 
     @property
     def live(self) -> bool:
@@ -103,19 +110,25 @@ def squeue_states(job_ids: list[str]) -> dict[str, str]:
 
 def squeue_jobs(job_ids: list[str]) -> dict[str, tuple[str, str]]:
     """The jobs slurmctld knows: (state, squeue's reason: why a pending job waits, else "None")."""
+    return {job_id: (state.state, state.reason) for job_id, state in squeue_rows(job_ids).items()}
+
+
+def squeue_rows(job_ids: list[str]) -> dict[str, JobState]:
+    """The jobs slurmctld knows, with state, reason and restart count (one squeue call)."""
     if not job_ids:
         return {}
-    done = _run(["squeue", "-h", "-t", "all", "-o", "%i|%T|%r", "-j", ",".join(job_ids)])
+    columns = "JobID:|,State:|,Reason:|,RestartCnt:"  # `|` after each field, no padding
+    done = _run(["squeue", "-h", "-t", "all", "-O", columns, "-j", ",".join(job_ids)])
     if done.returncode != 0:
         if "Invalid job id" in done.stderr:  # none of them is known any more
             return {}
         raise SlurmUnavailable(f"squeue failed: {done.stderr.strip() or done.returncode}")
-    jobs: dict[str, tuple[str, str]] = {}
+    jobs: dict[str, JobState] = {}
     for line in done.stdout.splitlines():
-        job_id, _, rest = line.strip().partition("|")
-        state, _, reason = rest.partition("|")
+        job_id, state, reason, restarts, *_ = [*line.strip().split("|"), "", "", ""]
         if job_id and state and "." not in job_id:
-            jobs[job_id] = (state.split()[0].rstrip("+"), reason)
+            count = int(restarts) if restarts.strip().isdigit() else None
+            jobs[job_id] = JobState(job_id, state.split()[0].rstrip("+"), "squeue", reason.strip(), count)
     return jobs
 
 
@@ -173,8 +186,8 @@ def job_states(job_ids: Iterable[str]) -> dict[str, JobState]:
         SlurmUnavailable: squeue or sacct did not answer.
     """
     ids = sorted({str(job_id) for job_id in job_ids})
-    known = squeue_jobs(ids)
-    states = {job_id: JobState(job_id, state, "squeue", why) for job_id, (state, why) in known.items()}
+    known = squeue_rows(ids)
+    states = dict(known)
     rest = [job_id for job_id in ids if job_id not in known]
     recorded = sacct_states(rest)
     for job_id in rest:
@@ -183,11 +196,67 @@ def job_states(job_ids: Iterable[str]) -> dict[str, JobState]:
     return states
 
 
-def scancel(job_ids: Iterable[str]) -> None:
-    """Ask SLURM to cancel the jobs (it answers at once; the jobs end KillWait seconds later at most)."""
+def scancel(job_ids: Iterable[str]) -> bool:
+    """Ask SLURM to cancel the jobs (it answers at once; the jobs end KillWait seconds later at most).
+
+    Returns whether slurmctld took the request (or the jobs are gone already); False when it did not
+    answer (scancel gives up after about 9 s then).
+    """
     ids = [str(job_id) for job_id in job_ids]
-    if ids:
-        _run(["scancel", *ids])
+    if not ids:
+        return True
+    done = _run(["scancel", *ids])
+    return done.returncode == 0 or "Unable to contact slurm controller" not in done.stderr
+
+
+class Canceller:
+    """A pruned trial's scancel that never blocks the launcher: sent at once when slurmctld answers
+    (`scontrol ping`, milliseconds), else kept and sent by a thread once it answers again (asked with
+    back-off, CANCEL_RETRY_S doubling to a minute, for up to `outage_s`). The thread is not a daemon: a
+    launch whose last trial was pruned during an outage ends once its job is cancelled."""
+
+    def __init__(self, outage_s: float, out: Callable[[str], None]) -> None:
+        self.outage_s = outage_s
+        self.out = out
+        self.pending: list[str] = []
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def cancel(self, job_id: str) -> None:
+        if controller_problem() is None:
+            try:
+                if scancel([job_id]):
+                    return
+            except SlurmUnavailable:
+                pass
+        with self._lock:
+            self.pending.append(job_id)
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._thread = threading.Thread(target=self._retry, name="sweep-scancel")
+        self.out(f"slurm: the controller does not answer; job {job_id} is cancelled once it does")
+        self._thread.start()
+
+    def _retry(self) -> None:
+        wait, since = CANCEL_RETRY_S, time.monotonic()
+        while True:
+            time.sleep(wait)
+            wait = min(2 * wait, 60.0)
+            with self._lock:
+                ids = list(self.pending)
+            try:
+                sent = controller_problem() is None and scancel(ids)
+            except SlurmUnavailable:
+                sent = False
+            with self._lock:
+                if sent:
+                    self.pending = [job_id for job_id in self.pending if job_id not in ids]
+                if not self.pending or time.monotonic() - since > self.outage_s:
+                    break
+        if self.pending:
+            self.out(f"slurm: jobs {', '.join(self.pending)} could not be cancelled; `scancel` them by hand")
+        else:
+            self.out(f"slurm: the controller answers again; job {', '.join(ids)} cancelled")
 
 
 class StateCache:
@@ -208,6 +277,7 @@ class StateCache:
         self._states: dict[str, JobState] = {}
         self._queried = -math.inf  # monotonic time of the last query
         self._soon = math.inf  # a query is due by then whatever query_every_s says (`soon`, a failed query)
+        self._down = False  # the last query failed: the next asks `scontrol ping` first (milliseconds)
 
     def get(self, job_id: str, *, fresh: bool = False) -> JobState:
         """The job's state; `fresh` forces a query now.
@@ -219,10 +289,21 @@ class StateCache:
         now = time.monotonic()
         if fresh or now >= min(self._queried + self.query_every_s, self._soon):
             self._queried, self._soon = now, now + FAST_S  # if the query fails: again soon, not at once
+            if self._down and controller_problem() is not None:  # squeue would take 18 s to fail
+                raise SlurmUnavailable("squeue not asked: scontrol ping says the controller is down")
             self.queries += 1
+            self._down = True  # until the query answers
             self._states = job_states(self.watched)
-            self._soon = math.inf
+            self._soon, self._down = math.inf, False
         return self._states.get(job_id) or JobState(job_id, "PENDING", SUBMITTED)
+
+    def answered(self, job_id: str) -> bool:
+        """Whether the last query said what the job is (not one re-attached or submitted since)."""
+        return job_id in self._states
+
+    def since_query(self) -> float:
+        """Seconds since the last query (infinite before the first)."""
+        return time.monotonic() - self._queried
 
     def soon(self) -> None:
         """Query within FAST_S seconds: a job was just submitted."""

@@ -7,9 +7,13 @@
   trials 12 s, once.
 - Transient: an sbatch that fails because the controller is unreachable, busy or timed out is tried
   again with back-off (2 s doubling to 60 s) for as long as `[waits] scheduler_outage_min` allows;
-  one line when the outage starts, one when it ends. sbatch can time out after slurmctld took the job:
-  before submitting again, squeue is asked for a job of the trial's name that this launcher does not
-  know, and that job is adopted (its pickled function moved where the job looks for it).
+  one line when the outage starts, one when it ends. The launcher's submissions (`hold=True`) are not
+  retried here: each failed try raises `SubmitHeld` with the back-off's next wait, and the launcher
+  holds the trial and tries again on that schedule while it goes on watching its running trials
+  (`sweep.launcher.held`); the outage limit is counted across the tries. sbatch can time out after
+  slurmctld took the job: before submitting again, squeue is asked for a job of the trial's name that
+  this launcher does not know, and that job is adopted (its pickled function moved where the job looks
+  for it).
 - Submission limits (QOSMaxSubmitJobPerUserLimit, AssocMaxSubmitJobLimit, MaxJobCount, ...): raised as
   `SubmitHeld`; the launcher holds the trial until one of its jobs ends, and the refusal is not counted
   as a submission of the trial.
@@ -29,6 +33,7 @@ from submitit.core.utils import FailedJobError
 
 from sweep.errors import Printer, SweepError, last_line
 from sweep.executors.base import SubmitHeld
+from sweep.executors.slurm_queries import controller_problem
 
 SUBMIT_GAP_S = 0.25  # between two sbatch calls: at most 4 a second
 FIRST_RETRY_S, LAST_RETRY_S = 2.0, 60.0  # back-off of a transient failure: doubled from first to last
@@ -73,13 +78,33 @@ class Submitter:
         self.sleep = sleep
         self._last = 0.0  # monotonic time of the last sbatch
         self._outage_since: float | None = None
+        self._backoff = FIRST_RETRY_S  # the next wait of a held submission (`hold`): doubled at each failure
 
     def submit(
-        self, executor: submitit.SlurmExecutor, fn: Any, args: tuple[Any, ...], name: str, *, what: str
+        self,
+        executor: submitit.SlurmExecutor,
+        fn: Any,
+        args: tuple[Any, ...],
+        name: str,
+        *,
+        what: str,
+        hold: bool = False,
     ) -> str:
         """sbatch one job of name `name` (paced, transient failures retried); its job id. `what`: the job
-        as an error line names it."""
+        as an error line names it. `hold`: a transient failure raises SubmitHeld(retry_s=the back-off's
+        next wait) instead of sleeping here (the caller tries again then).
+
+        Raises:
+            SubmitHeld: a submission limit (or, with `hold`, a transient failure); SweepError: sbatch
+                refused the job, or an outage outlasted the limit.
+        """
         wait = FIRST_RETRY_S
+        if hold and self._outage_since is not None:  # not answering before: ask `scontrol ping` first
+            problem = controller_problem()  # milliseconds when slurmctld is down; sbatch would take 9 s
+            if problem is not None:
+                self._outage("scontrol ping: the controller is down")
+                self._backoff, retry = min(2 * self._backoff, LAST_RETRY_S), self._backoff
+                raise SubmitHeld("slurm controller down", retry_s=retry)
         while True:
             self._pace()
             try:
@@ -98,6 +123,9 @@ class Submitter:
                     self._outage_over()
                     return adopted
                 self._outage(last_line(err))
+                if hold:
+                    self._backoff, retry = min(2 * self._backoff, LAST_RETRY_S), self._backoff
+                    raise SubmitHeld(f"sbatch: {last_line(err)}", retry_s=retry) from None
                 self.sleep(wait)
                 wait = min(2 * wait, LAST_RETRY_S)
                 continue
@@ -127,6 +155,7 @@ class Submitter:
             )
 
     def _outage_over(self) -> None:
+        self._backoff = FIRST_RETRY_S
         if self._outage_since is not None:
             self.out(f"slurm: sbatch answers again after {time.monotonic() - self._outage_since:.0f} s")
             self._outage_since = None

@@ -101,7 +101,7 @@ class Launcher:
         self.id = owners.launcher_id()  # stored as each watched trial's `launcher`
         self.failures = Failures(spec.name, spec.max_failures)  # a launch with any exits 1
         self.metric_watch = MetricWatch(spec.metric, spec.name, spec.source)
-        self.budget = None if budget is None else Budget(budget, spec.resources.gpus, spec.name, out)
+        self.budget = None if budget is None else Budget(budget, spec.resources.trial_gpus, spec.name, out)
         self.rungs = Rungs(spec, study, out) if spec.pruner == "synchronous_halving" else None
         self.interrupts = Interrupts()
         storage = rdb_storage(study)
@@ -260,7 +260,7 @@ class Launcher:
         except SubmitHeld as limit:  # a refusal is no submission of the trial
             self.starting = None
             records.write(trial, submissions=record.submissions if counted else None)
-            self.held.hold(trial, reported, str(limit), len(self.running))
+            self.held.hold(trial, reported, limit, len(self.running))
             return
         self.starting = None
         if released:  # said once the job is taken

@@ -29,6 +29,7 @@ class Watched:
     clock: EpochClock = field(default_factory=EpochClock)  # when its epochs came (a stall is said)
     requeues_said: int = 0  # the requeues of its job said so far (`requeue_lines`)
     requeues_size: int = 0  # the size of its requeue record when last read: read again only when it grew
+    restarts: int | None = None  # its job's restart count as SLURM last said (a requeue is said as it grows)
     stop: int | None = None  # synchronous halving: the epoch its job stops after (`sweep.launcher.rungs`)
     rung_seen: float | None = None  # when its job logged that epoch (monotonic), while it had not ended
     # metrics.jsonl as last read, and its (size, mtime) then: a launcher polls 50 trials several times
@@ -75,7 +76,31 @@ class Watched:
             out(f"trial {self.trial.number} job {self.job.job_id} waits in the queue: {why}")
 
     def requeue_lines(self) -> list[str]:
-        """One line for each requeue of its job not said yet (its run dir's record grew)."""
+        """One line for each requeue of its job not said yet: those its job recorded (its run dir's
+        record grew), then those SLURM did on its own (`scheduler_requeue_lines`)."""
+        return self.recorded_requeue_lines() + self.scheduler_requeue_lines()
+
+    def scheduler_requeue_lines(self) -> list[str]:
+        """One line for each requeue SLURM did without the job's own checkpoint (an admin's `scontrol
+        requeue`, a node failure, a program killed by the requeue's signal): its restart count grew, and
+        the run dir records no requeue of that attempt. The count is the one the launcher's poll asked."""
+        count, before = self.job.restarts(), self.restarts
+        if count is None:
+            return []
+        self.restarts = count
+        if before is None or count <= before:  # the first count seen (a re-attached job's): a baseline
+            return []
+        recorded = {(done.job_id, done.restart) for done in requeues.read(self.run_dir)}
+        return [
+            f"trial {self.trial.number} job {self.job.job_id} requeued by SLURM (restart {restart}), not "
+            "by its own checkpoint: an admin's `scontrol requeue` or a node failure; it runs again, "
+            "resuming from its checkpoint"
+            for restart in range(before + 1, count + 1)
+            if (self.job.job_id, restart - 1) not in recorded  # its checkpoint's requeue: said above
+        ]
+
+    def recorded_requeue_lines(self) -> list[str]:
+        """One line for each requeue its job recorded, not said yet (its run dir's record grew)."""
         try:
             size = self._requeues.stat().st_size
         except OSError:

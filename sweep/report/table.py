@@ -281,9 +281,11 @@ def totals_line(totals: Totals) -> str:
         gpus = "assuming 1 GPU per trial: neither the study file nor the storage says"
     hours = totals.hours
     if hours is not None and any(item.attempts for item in hours.trials):  # the jobs' own times
+        # with sacct down, the hours line already says where they come from (the manifests): no more
+        source = "" if hours.error else ", every attempt's time from sacct or the run's manifest.json"
         return (
-            f"Trials: {counts}. Epochs run: {totals.epochs}. {hours.line()}, every attempt's time from sacct"
-            f" or the run's manifest.json ({gpus}; {totals.epoch_seconds / 3600:.2f} h of epochs)."
+            f"Trials: {counts}. Epochs run: {totals.epochs}. {hours.line()}{source}"
+            f" ({gpus}; {totals.epoch_seconds / 3600:.2f} h of epochs)."
         )
     return (
         f"Trials: {counts}. Epochs run: {totals.epochs}. "

@@ -31,6 +31,7 @@ class TrialRow:
     job_id: str | None
     executor: str | None = None  # slurm | local | debug
     job_state: str | None = None  # what the scheduler says of a RUNNING trial's job
+    scheduler_error: str | None = None  # why the scheduler could not say it (once for the table)
     run_dir: str | None = None
     launcher: str | None = None  # host:pid of the launcher that watches (or last watched) the trial
     reason: str | None = None  # why a FAILed trial failed: its whole text (`sweep status --trial N`)

@@ -15,10 +15,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep.commands.cancel import cancel_study
 from sweep.executors.local import LocalExecutor
 from sweep.store import records
 from sweep.study import Resources
 from tests.conftest import deadline
+from tests.sweep import fake_slurm
 from tests.sweep.conftest import (
     ROOT,
     TINY_TRAIN,
@@ -133,3 +135,31 @@ def test_an_attached_launcher_stopped_by_cancel_says_so_and_exits_143(no_leftove
         "(a new `sweep launch` re-attaches any still running)"
     )
     assert "Traceback" not in log.read_text()
+
+
+GONE_AFTER_S = 3.0  # the fake cluster's KillWait: cancelled jobs leave squeue this long after scancel
+
+
+def test_cancel_of_twenty_slurm_jobs_asks_squeue_at_most_once_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 34: cancel ran squeue back to back (a 0.05 s step) until its jobs went, up to 7 calls a
+    second; it now asks once a second, and still returns within a second of the jobs' going."""
+    bin_dir = fake_slurm.install(tmp_path / "bin", monkeypatch, gone_after_s=GONE_AFTER_S)
+    results = tmp_path / "results"
+    results.mkdir()
+    study = optuna.create_study(study_name="c20", storage=f"sqlite:///{results / 'sweep.db'}")
+    for number in range(20):
+        records.write(study.ask(), executor="slurm", job_id=str(1000 + number), run_dir=results / str(number))
+    lines: list[str] = []
+    cancel_study(study, out=lines.append)
+    (scancel,) = fake_slurm.call_times(bin_dir, "scancel")  # one scancel for all twenty jobs
+    ended = time.monotonic()
+    squeue = fake_slurm.call_times(bin_dir, "squeue")
+    most = fake_slurm.most_in_one_second(squeue)
+    print(f"cancel of 20 jobs gone {GONE_AFTER_S:g} s after scancel: {len(squeue)} squeue, {most} in 1 s")
+    assert len(squeue) <= GONE_AFTER_S + 2 and most <= 1
+    assert squeue[-1] - scancel < GONE_AFTER_S + 1.5  # the last call is the one that saw them gone
+    assert ended - scancel < GONE_AFTER_S + deadline(3)
+    assert lines[-1] == "c20: 20 running trials cancelled"
+    assert all(t.state == TrialState.FAIL for t in study.get_trials(deepcopy=False))

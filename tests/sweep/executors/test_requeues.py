@@ -12,6 +12,8 @@ from submitit.helpers import DelayedSubmission
 
 from sweep.errors import SweepError
 from sweep.executors import requeues
+from sweep.executors.base import Outcome
+from sweep.executors.debug import DebugJob
 from sweep.executors.job import TrainJob
 from sweep.launcher.watched import Watched
 from trainer.paths import RunPaths
@@ -64,7 +66,7 @@ def test_the_launcher_says_each_requeue_once(in_job: Path, tmp_path: Path) -> No
     class Trial:
         number = 4
 
-    item = Watched(Trial(), None, {"epochs": 5}, tmp_path)  # type: ignore[arg-type]
+    item = Watched(Trial(), DebugJob("88", Outcome("success")), {"epochs": 5}, tmp_path)  # type: ignore[arg-type]
     assert item.requeue_lines() == []
     (in_job / "squeue.out").write_text("0:50\n")
     _epochs(tmp_path, 2)

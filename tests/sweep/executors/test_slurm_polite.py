@@ -15,11 +15,13 @@ import pytest
 from submitit.core.utils import FailedJobError
 
 from sweep.errors import SweepError
+from sweep.executors import slurm
 from sweep.executors.base import SubmitHeld
 from sweep.executors.slurm import SlurmExecutor
 from sweep.executors.slurm_queries import StateCache
 from sweep.executors.slurm_submit import SUBMIT_GAP_S, Submitter, adopt, classify
 from sweep.study import Resources
+from tests.sweep import fake_slurm
 
 QOS_REFUSAL = (
     "sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission failed: "
@@ -189,3 +191,41 @@ def test_a_job_whose_srun_could_not_reach_the_controller_did_not_start_the_trial
     assert outcome.status == "lost"
     assert outcome.outage == bool(stderr)  # only srun's own outage line says so: anything else is counted
     assert (outcome.detail == SRUN_DOWN) if stderr else ("ended COMPLETED without a result" in outcome.detail)
+
+
+def test_a_cancel_waits_for_its_job_with_one_squeue_a_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 34: a job's cancel asked squeue every 0.05 s until the job went (KillWait: 30 s by
+    default); it now asks once a second, and returns within a second of the job's going."""
+    bin_dir = fake_slurm.install(tmp_path / "bin", monkeypatch, gone_after_s=2.0)
+    job = SlurmExecutor(Resources(gpus=0)).attach("7", tmp_path / "run")
+    job.cancel()
+    (scancel,) = fake_slurm.call_times(bin_dir, "scancel")
+    squeue = fake_slurm.call_times(bin_dir, "squeue")
+    assert 2 <= len(squeue) <= 4 and fake_slurm.most_in_one_second(squeue) == 1
+    assert squeue[-1] - scancel < 2.0 + 1.5  # the last call saw it gone
+    assert not job.state().live  # type: ignore[attr-defined]
+
+
+def test_a_re_attached_job_is_described_as_slurm_says_not_as_pending(
+    fake_slurm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 34: a launcher taking over trials said `re-attached  job N (slurm PENDING)` of jobs that
+    were RUNNING or long FAILED: the cache had not asked about them yet and gave a new job's default."""
+    (fake_slurm / "sacct.out").write_text("3|FAILED\n")  # long ended: squeue forgot it, sacct has it
+    executor = SlurmExecutor(Resources(gpus=0))
+    monkeypatch.setattr(slurm, "WAIT_QUERY_S", 0.0)
+    described = []
+    for job_id, listed in (("1", "1"), ("2", "12"), ("3", "12")):  # what squeue -j lists of those asked
+        (fake_slurm / "squeue.out").write_text("".join(f"{job}|RUNNING|None\n" for job in listed))
+        described.append(executor.attach(job_id, tmp_path / job_id).describe())
+    assert described == ["slurm RUNNING", "slurm RUNNING", "slurm FAILED, ended"]
+    assert calls(fake_slurm, "squeue") == 3 and calls(fake_slurm, "sacct") == 1
+    assert executor.attach("2", tmp_path / "2").describe() == "slurm RUNNING"  # answered: no new query
+    assert calls(fake_slurm, "squeue") == 3
+    # a take-over of many trials at once: one query a second, the others said unknown, never PENDING
+    monkeypatch.setattr(slurm, "WAIT_QUERY_S", 60.0)
+    executor.states.forget("1")
+    assert executor.attach("1", tmp_path / "1").describe() == "slurm state not asked yet: the next poll asks"
+    assert calls(fake_slurm, "squeue") == 3
