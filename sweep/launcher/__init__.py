@@ -25,6 +25,7 @@ from sweep.errors import Printer, StudyStopped, SweepError, print_line
 from sweep.executors import Executor, JobFn, chosen, make_executor
 from sweep.launcher import preflight
 from sweep.launcher.budget import check_budget
+from sweep.launcher.intervals import DEFAULT_INTERVALS, Intervals
 from sweep.launcher.loop import READ_EVERY_S, Launcher
 from sweep.launcher.sigterm import Terminated, stopped_line
 from sweep.launcher.watched import interrupted_line
@@ -125,6 +126,7 @@ def launch(
     job: JobFn | None = None,
     budget_gpu_hours: float | None = None,
     on_start: Callable[[optuna.Study], frozenset[str]] | None = None,
+    intervals: Intervals = DEFAULT_INTERVALS,
 ) -> Summary:
     """Run (or continue) the study `spec` to the end and print one line per trial event and a summary.
 
@@ -185,6 +187,7 @@ def launch(
         job=job,
         predecessors=on_start(study) if on_start is not None else frozenset(),
         budget=budget,
+        intervals=intervals,
     )
     with storage_mod.storage_errors(storage_url):
         try:

@@ -2,9 +2,9 @@
 
 A held trial stays RUNNING in the study, claimed by its launcher, with no job yet; its refusal is not
 counted as a submission. It is submitted again once one of the launcher's jobs has ended (a slot under
-the limit is then likely free), or every RETRY_S seconds whatever happened (other users' jobs count
-against a limit too). While any trial is held the launcher asks for no new one: it would be refused
-too.
+the limit is then likely free), or every `Intervals.held_retry_s` seconds whatever happened (other
+users' jobs count against a limit too). While any trial is held the launcher asks for no new one: it
+would be refused too.
 
 A submission the scheduler did not answer (slurmctld down or busy: `SubmitHeld` with `retry_s`) is held
 the same way and tried again when the submitter's back-off says (2 s doubling to 60 s): the launcher's
@@ -24,9 +24,8 @@ import optuna
 
 from sweep.errors import Printer
 from sweep.executors.base import SubmitHeld
+from sweep.launcher.intervals import DEFAULT_INTERVALS
 from sweep.store import records
-
-RETRY_S = 60.0  # a held trial is tried again at least this often
 
 
 @dataclass
@@ -38,9 +37,10 @@ class HeldTrial:
 class Held:
     """The launcher's held trials, oldest first, and when to try them again."""
 
-    def __init__(self, study: str, out: Printer) -> None:
+    def __init__(self, study: str, out: Printer, *, retry_s: float = DEFAULT_INTERVALS.held_retry_s) -> None:
         self.study = study
         self.out = out
+        self.retry_s = retry_s  # a held trial is tried again at least this often
         self.trials: deque[HeldTrial] = deque()
         self._running = 0  # the launcher's running jobs when the last refusal came
         self._tried = 0.0  # monotonic time of the last refusal
@@ -75,7 +75,7 @@ class Held:
         now = time.monotonic()
         if self._retry_at is not None:  # an outage: on the back-off's schedule only
             return self.trials.popleft() if now >= self._retry_at else None
-        if running < self._running or now - self._tried >= RETRY_S:
+        if running < self._running or now - self._tried >= self.retry_s:
             self._running = running  # a refusal of this try sets them again
             return self.trials.popleft()
         return None

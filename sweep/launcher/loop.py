@@ -4,7 +4,7 @@ The loop is a few named steps:
 
     reconcile  at start: list the planned trials not yet in the study; re-attach RUNNING trials
                whose launcher is gone and whose job is alive, resume those whose job is gone (same
-               trial, same run dir); again every SCAN_SECONDS for trials whose launcher died since
+               trial, same run dir); again every `Intervals.scan_s` for trials whose launcher died since
     ask        the next trial: a queued one, a planned one (claimed, then created running), else one
                the tpe/random sampler suggests (its configuration index claimed first)
     submit     write the trial's config.json and start its job; poll: read each one's metrics.jsonl
@@ -35,6 +35,7 @@ from sweep.launcher.endings import Endings
 from sweep.launcher.failures import Failures
 from sweep.launcher.held import Held
 from sweep.launcher.interrupts import Interrupts
+from sweep.launcher.intervals import DEFAULT_INTERVALS, Intervals
 from sweep.launcher.metric_check import MetricWatch
 from sweep.launcher.rungs import Rungs, with_stop
 from sweep.launcher.source import TrialSource
@@ -55,7 +56,6 @@ from trainer.paths import RunPaths
 READ_EVERY_S = 0.5  # how often running trials' metrics files are read
 FIRST_READ_SECONDS = 0.05  # the first sleep after something happened; doubled up to READ_EVERY_S
 MAX_SUBMISSIONS = 3  # a trial whose job vanishes (killed, out of memory) this often is FAILed
-SCAN_SECONDS = 5.0  # how often a launcher looks for RUNNING trials whose launcher died
 
 
 class Launcher:
@@ -79,10 +79,11 @@ class Launcher:
         job: JobFn | None = None,
         predecessors: frozenset[str] = frozenset(),
         budget: float | None = None,
+        intervals: Intervals = DEFAULT_INTERVALS,
     ) -> None:
         """`predecessors`: launcher ids that were this launcher before it restarted (a requeued detached
         launcher): their claims are taken back at once, not after their stamps age. `budget`: GPU-hours
-        past which no new trial starts (`sweep.launcher.budget`)."""
+        past which no new trial starts (`sweep.launcher.budget`); `intervals`: its own timings."""
         if parallel < 1:
             raise SweepError(f"--parallel must be 1 or more, got {parallel}")
         self.spec = spec
@@ -95,7 +96,8 @@ class Launcher:
         self.job: JobFn = job or (ProgramJob(spec.program, spec.metric) if spec.program else TrainJob())
         self.distributions = distributions(spec)
         self.running: dict[int, Watched] = {}
-        self.held = Held(spec.name, out)  # trials a submission limit refused, submitted again later
+        self.intervals = intervals
+        self.held = Held(spec.name, out, retry_s=intervals.held_retry_s)  # refused by a limit: tried later
         self.shared = SharedDistributions()  # keeps memory flat: one copy of each distribution cached
         self.starting: int | None = None  # the trial whose job `submit` is starting (a debug job runs there)
         self.id = owners.launcher_id()  # stored as each watched trial's `launcher`
@@ -143,7 +145,7 @@ class Launcher:
             else:
                 wait_for_end([item.job for item in self.running.values()], pause)
                 pause = min(2 * pause, self.read_every_s)
-            if time.monotonic() - scanned >= SCAN_SECONDS:
+            if time.monotonic() - scanned >= self.intervals.scan_s:
                 self.scan()
                 scanned = time.monotonic()
 
@@ -168,7 +170,7 @@ class Launcher:
         if not others:
             return False
         self.peers.say_waiting(self.spec.name, len(others))
-        time.sleep(SCAN_SECONDS)
+        time.sleep(self.intervals.scan_s)
         self.scan()
         self.source.ended()  # others' trials may have ended the search
         return True
@@ -282,7 +284,8 @@ class Launcher:
             item.say_waiting(self.out)
         history = item.history()  # parsed again only when the file changed
         new = [record for record in history if record["epoch"] > item.reported]
-        stall = watch_epochs(item.clock, item.trial, len(new), done, self.out, StallRule.of(self.spec))
+        rule = StallRule.of(self.spec, self.intervals.stall_min_s)
+        stall = watch_epochs(item.clock, item.trial, len(new), done, self.out, rule)
         if stall is not None:  # [study] stall_action requeue or fail
             self.stop_stalled(item, stall)
             return True

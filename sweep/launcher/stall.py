@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 import optuna
 
 from sweep.errors import Printer
+from sweep.launcher.intervals import DEFAULT_INTERVALS
 from sweep.store import records
 from sweep.study.spec import StudySpec
 
 STALL_FACTOR = 3.0  # no new epoch for this many median epoch times: stalled
-MIN_STALL_S = 60.0  # and for at least this long (a short epoch's jitter is no stall)
+MIN_STALL_S = DEFAULT_INTERVALS.stall_min_s  # and for at least this long (a short epoch's jitter is no stall)
 
 
 @dataclass
@@ -34,14 +35,14 @@ class EpochClock:
     epochs: int = 0
     stalled: bool = False  # said and stored
 
-    def idle_limit(self, after_s: float | None = None) -> float | None:
+    def idle_limit(self, after_s: float | None = None, min_s: float = MIN_STALL_S) -> float | None:
         """Seconds without a new epoch after which the trial is stalled: `after_s` once an epoch came,
         else the median rule; None before the rule can apply."""
         if after_s is not None:
             return after_s if self.epochs else None
         if not self.gaps:
             return None
-        return max(STALL_FACTOR * statistics.median(self.gaps), MIN_STALL_S)
+        return max(STALL_FACTOR * statistics.median(self.gaps), min_s)
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,12 @@ class StallRule:
 
     after_s: float | None = None
     action: str = "warn"
+    min_s: float = MIN_STALL_S  # the median rule's shortest stall (`Intervals.stall_min_s`)
 
     @classmethod
-    def of(cls, spec: StudySpec) -> StallRule:
+    def of(cls, spec: StudySpec, min_s: float = MIN_STALL_S) -> StallRule:
         minutes = spec.stall_after_min
-        return cls(None if minutes is None else minutes * 60, spec.stall_action)
+        return cls(None if minutes is None else minutes * 60, spec.stall_action, min_s)
 
 
 def watch_epochs(
@@ -73,7 +75,7 @@ def watch_epochs(
             records.write(trial, stalled="")
             out(f"trial {trial.number} logs epochs again")
         return None
-    limit = clock.idle_limit(after_s)
+    limit = clock.idle_limit(after_s, rule.min_s)
     if done or clock.stalled or limit is None or now - clock.last < limit:
         return None
     clock.stalled = True

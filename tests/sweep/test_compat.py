@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from benchmarks.noop_job import noop
 from sweep._compat import SharedDistributions, finished_already, local_process, own_session
 from sweep.executors.debug import DebugExecutor
+from sweep.launcher.intervals import Intervals
 from sweep.launcher.loop import Launcher
 from sweep.study import load_study
 from tests.conftest import deadline
@@ -73,7 +74,6 @@ def test_cached_finished_trials_share_one_copy_of_each_distribution(tmp_path: Pa
 def test_the_launcher_shares_its_studys_cached_distributions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sweep.launcher.loop.SCAN_SECONDS", 0.0)  # a scan after every poll
     study_file = tmp_path / "line.toml"
     lrs = ", ".join(str(round(0.001 * (i + 1), 6)) for i in range(30))
     study_file.write_text(
@@ -84,7 +84,16 @@ def test_the_launcher_shares_its_studys_cached_distributions(
     results = tmp_path / "results"
     results.mkdir()
     study = new_study(spec, results)
-    Launcher(spec, study, DebugExecutor(), results_dir=results, job=noop, out=lambda _: None).run()
+    scan_every_poll = Intervals(scan_s=0.0)
+    Launcher(
+        spec,
+        study,
+        DebugExecutor(),
+        results_dir=results,
+        job=noop,
+        out=lambda _: None,
+        intervals=scan_every_poll,
+    ).run()
     trials = study.get_trials(deepcopy=False)  # the launcher's own study: its cache
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 30
     # shared at each scan: all but the last trial, told after the last scan

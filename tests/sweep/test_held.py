@@ -113,7 +113,7 @@ def test_a_held_trial_is_due_when_a_job_ends_or_after_the_retry_interval(
     held.released(trial)  # its job was taken: no longer waiting
     assert "waiting" not in " ".join(render("s", "val_acc", trial_rows(study)))
     held.hold(trial, 0, SubmitHeld("AssocMaxSubmitJobLimit"), running=2)
-    monkeypatch.setattr("sweep.launcher.held.RETRY_S", 0.0)
+    held.retry_s = 0.0
     assert held.due(2) is not None  # nothing ended, but the retry interval passed
 
 

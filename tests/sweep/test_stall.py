@@ -13,6 +13,7 @@ from optuna.trial import TrialState
 from sweep.commands.status import render, trial_rows
 from sweep.errors import SweepError
 from sweep.launcher import launch, stall
+from sweep.launcher.intervals import Intervals
 from sweep.launcher.stall import EpochClock, StallRule, watch_epochs
 from sweep.store import records
 from sweep.store.records import TrialRecord
@@ -34,7 +35,6 @@ time.sleep(3)
 def test_a_program_that_hangs_after_its_last_epoch_is_said_stalled_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("sweep.launcher.stall.MIN_STALL_S", 1.0)  # 3 x 0.2 s is under it: 1 s it is
     (tmp_path / "hangs.py").write_text(HANGS)
     study_file = tmp_path / "hang.toml"
     study_file.write_text(
@@ -43,7 +43,15 @@ def test_a_program_that_hangs_after_its_last_epoch_is_said_stalled_once(
     )
     results = tmp_path / "results"
     lines: list[str] = []
-    launch(load_study(study_file), results_dir=results, executor="local", read_every_s=0.1, out=lines.append)
+    quick = Intervals(stall_min_s=1.0)  # 3 x 0.2 s is under it: 1 s it is
+    launch(
+        load_study(study_file),
+        results_dir=results,
+        executor="local",
+        read_every_s=0.1,
+        out=lines.append,
+        intervals=quick,
+    )
     stalled = [line for line in lines if "stalled" in line]
     assert len(stalled) == 1, lines  # said once, not at every poll
     assert stalled[0].startswith("trial 0 stalled: no new epoch for ")
