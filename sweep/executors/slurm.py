@@ -14,6 +14,7 @@ from typing import Any
 import submitit
 
 from sweep._compat import slurm_parameter_names
+from sweep.errors import SweepError
 from sweep.executors.base import (
     CANCEL_DEADLINE_S,
     Executor,
@@ -33,6 +34,7 @@ from sweep.executors.slurm_queries import (
     SlurmUnavailable,
     StateCache,
     job_states,
+    partition_nodes,
     require_slurm,
     scancel,
 )
@@ -43,6 +45,19 @@ from sweep.study.spec import Resources
 
 SRUN_TAIL_BYTES = 4096  # of a lost job's stderr, searched for srun's outage line
 SRUN_SEVERAL_TASKS = ("--kill-on-bad-exit=1",)  # srun's options for a trial of several tasks: one fate
+
+
+def check_nodes(resources: Resources) -> None:
+    """Raise a one-line SweepError when a trial asks for more nodes than its partition has (sinfo, once)."""
+    if resources.nodes <= 1:
+        return
+    offered = partition_nodes(resources.partition)
+    if offered is not None and resources.nodes > offered:
+        where = f"partition '{resources.partition}'" if resources.partition else "the default partition"
+        raise SweepError(
+            f"[resources] nodes = {resources.nodes}, but {where} has {offered} node"
+            f"{'s' if offered != 1 else ''} (sinfo); lower nodes or choose a larger [resources] partition"
+        )
 
 
 def job_name(study: str, trial: int | str) -> str:
@@ -242,6 +257,7 @@ class SlurmExecutor(Executor):
     def __init__(self, resources: Resources, *, parallel: int = 1, **settings: Any) -> None:
         super().__init__(resources, parallel=parallel, **settings)
         require_slurm()  # before the launcher touches the study: one clear line, exit 2
+        check_nodes(resources)
         self.parameters = slurm_parameters(resources)
         self.states = StateCache(self.waits.slurm_query_s)
         self.submitter = Submitter(self.waits.scheduler_outage_min * 60, self.out)

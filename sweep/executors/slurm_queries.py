@@ -70,6 +70,27 @@ def require_slurm() -> None:
         )
 
 
+def partition_nodes(partition: str | None) -> int | None:
+    """The nodes of `partition` (the default one when None), asked of sinfo once; None when sinfo is
+    missing or does not answer (the check is then left to sbatch)."""
+    if shutil.which("sinfo") is None:
+        return None
+    command = ["sinfo", "-h", "-o", "%D %P"] + (["-p", partition] if partition else [])
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    counts = []
+    for line in done.stdout.splitlines():  # one line per node state: "1 debug*", "3 debug*"
+        fields = line.split()
+        default = len(fields) == 2 and fields[1].endswith("*")
+        if len(fields) == 2 and fields[0].isdigit() and (partition is not None or default):
+            counts.append(int(fields[0]))
+    return sum(counts) if counts else None
+
+
 def controller_problem() -> str | None:
     """Why the SLURM controller cannot take jobs (`scontrol ping` says it is down or does not answer);
     None when it answers, or when there is no scontrol to ask."""

@@ -9,7 +9,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep.errors import SweepError
 from sweep.executors.ranks import PORT_BASE, PORT_SPAN, master_port, torch_variables
+from sweep.executors.slurm_queries import partition_nodes
 from sweep.launcher import launch
 from sweep.study import load_study
 from tests.sweep.conftest import TINY_RESOURCES, TINY_TRAIN, write_study
@@ -89,3 +91,40 @@ def test_a_local_trial_of_two_tasks_trains_data_parallel_as_one_task_does(tmp_pa
         assert len(logs) == tasks  # one output per task
     for key in ("train_loss", "val_loss", "val_acc"):
         assert numbers[2][key] == pytest.approx(numbers[1][key], rel=1e-4, abs=1e-5), key
+
+
+def _fake_sinfo(fake_slurm: Path, out: str) -> None:
+    script = fake_slurm / "sinfo"
+    script.write_text(f'#!/bin/sh\necho "$@" >> {fake_slurm}/sinfo.calls\nprintf "{out}"\n')
+    script.chmod(0o755)
+
+
+def test_more_nodes_than_the_partition_has_is_one_error_line_before_anything_runs(
+    tmp_path: Path, fake_slurm: Path
+) -> None:
+    _fake_sinfo(fake_slurm, "1 debug*\\n2 debug*\\n4 gpu\\n")  # 3 nodes in the default, in two states
+    study = write_study(
+        tmp_path / "big.toml",
+        study={"name": "big", "sampler": "grid"},
+        space={"lr": [0.1]},
+        resources={**TINY_RESOURCES, "nodes": 4},
+    )
+    with pytest.raises(SweepError) as err:
+        launch(load_study(study), results_dir=tmp_path / "results", executor="slurm", out=lambda _: None)
+    assert str(err.value) == (
+        "[resources] nodes = 4, but the default partition has 3 nodes (sinfo); lower nodes or choose a "
+        "larger [resources] partition"
+    )
+    assert (fake_slurm / "sinfo.calls").read_text().count("\n") == 1  # asked once
+    assert not (fake_slurm / "sbatch.calls").exists()
+    assert not (tmp_path / "results" / "sweep.db").exists()  # nothing stored
+    assert partition_nodes("gpu") is not None  # a named partition's own count
+
+
+def test_the_partitions_nodes_come_from_sinfo_and_an_unanswered_sinfo_leaves_the_check_to_sbatch(
+    fake_slurm: Path,
+) -> None:
+    _fake_sinfo(fake_slurm, "1 debug*\\n2 debug*\\n4 gpu\\n")
+    assert partition_nodes(None) == 3
+    _fake_sinfo(fake_slurm, "garbage\\n")
+    assert partition_nodes(None) is None
