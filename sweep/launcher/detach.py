@@ -32,8 +32,11 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 
 from sweep import procs
 from sweep.detached import DETACHED_ENV, alive, describe, time_text
-from sweep.errors import Printer, StudyStopped, SweepError, last_line, run_command
+from sweep.errors import Printer, StudyStopped, SweepError, run_command
+from sweep.executors.base import SubmitHeld
+from sweep.executors.files import log_paths
 from sweep.executors.slurm import slurm_mem
+from sweep.executors.slurm_submit import Submitter
 from sweep.launcher import Prepared, launch
 from sweep.store import owners, records
 from sweep.store.records import DetachedLauncher, StudyRecord
@@ -102,7 +105,7 @@ def detach(
     if storage_url is not None:
         env[STORAGE_ENV] = storage_url
     if kind == "slurm":
-        started = _start_slurm(spec, LauncherJob(request, env), Path(results_dir))
+        started = _start_slurm(spec, LauncherJob(request, env), Path(results_dir), out)
     else:
         started = _start_local(request, env, log_file(Path(results_dir), spec.name))
     records.write_detached(study, started)
@@ -201,7 +204,10 @@ class LauncherJob(Checkpointable):
         return DelayedSubmission(LauncherJob(self.request, self.env))
 
 
-def _start_slurm(spec: StudySpec, job: LauncherJob, results_dir: Path) -> DetachedLauncher:
+def _start_slurm(spec: StudySpec, job: LauncherJob, results_dir: Path, out: Printer) -> DetachedLauncher:
+    """sbatch the launcher's own job through the Submitter a trial's goes through: paced, a transient
+    failure retried for up to [waits] scheduler_outage_min, a job sbatch took before it timed out
+    adopted, not submitted twice."""
     folder = Path(results_dir).absolute() / LAUNCHERS_DIR / spec.name
     executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=MAX_LAUNCHER_REQUEUES)
     wanted = spec.detached
@@ -217,14 +223,17 @@ def _start_slurm(spec: StudySpec, job: LauncherJob, results_dir: Path) -> Detach
     if wanted.partition is not None:
         parameters["partition"] = wanted.partition
     executor.update_parameters(**parameters)
+    submitter = Submitter(spec.waits.scheduler_outage_min * 60, out)
+    what = f"of the launcher ([detached] of {spec.source})"
     try:
-        submitted = executor.submit(job)
-    except submitit.core.utils.FailedJobError as err:
+        job_id = submitter.submit(executor, job, (), str(parameters["job_name"]), what=what)
+    except SubmitHeld as limit:
         raise SweepError(
-            f"sbatch refused the launcher's job ([detached] of {spec.source}): {last_line(err)}"
+            f"the launcher's job {what} was refused by a submission limit ({limit}); let one of your jobs "
+            "end, then `sweep launch --detach` again"
         ) from None
     return DetachedLauncher(
-        kind="slurm", log=str(Path(submitted.paths.stdout)), since=time.time(), job_id=str(submitted.job_id)
+        kind="slurm", log=str(log_paths(folder, job_id).stdout), since=time.time(), job_id=job_id
     )
 
 

@@ -20,8 +20,9 @@ from sweep.executors.base import SubmitHeld
 from sweep.executors.slurm import SlurmExecutor
 from sweep.executors.slurm_queries import StateCache
 from sweep.executors.slurm_submit import SUBMIT_GAP_S, Submitter, adopt, classify
-from sweep.study import Resources
+from sweep.study import Resources, load_study
 from tests.sweep import fake_slurm
+from tests.sweep.conftest import write_study
 
 QOS_REFUSAL = (
     "sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: Batch job submission failed: "
@@ -229,3 +230,54 @@ def test_a_re_attached_job_is_described_as_slurm_says_not_as_pending(
     executor.states.forget("1")
     assert executor.attach("1", tmp_path / "1").describe() == "slurm state not asked yet: the next poll asks"
     assert calls(fake_slurm, "squeue") == 3
+
+
+FLAKY_SBATCH = """#!/bin/sh
+echo "$@" >> {bin}/sbatch.calls
+if [ ! -e {bin}/sbatch.failed ]; then
+    touch {bin}/sbatch.failed
+    said="Batch job submission failed: Unable to contact slurm controller (connect failure)"
+    echo "sbatch: error: $said" >&2
+    exit 1
+fi
+echo "Submitted batch job 4242"
+"""
+
+
+def test_the_detached_launchers_own_sbatch_is_retried_through_the_submitter(
+    fake_slurm: Path, tmp_path: Path
+) -> None:
+    """The launcher's own job goes through the Submitter a trial's does: a transient failure is
+    retried (said in one line, tried again after the back-off's first 2 s), not the end of `sweep launch
+    --detach`."""
+    from sweep.launcher.detach import _start_slurm  # noqa: PLC0415 (the private step under test)
+
+    (fake_slurm / "sbatch").write_text(FLAKY_SBATCH.format(bin=fake_slurm))
+    study = write_study(tmp_path / "d.toml", study={"name": "d", "sampler": "grid"}, space={"lr": [0.1]})
+    lines: list[str] = []
+    started = _start_slurm(load_study(study), _noop_job, tmp_path / "results", lines.append)  # type: ignore[arg-type]
+    assert started.job_id == "4242" and started.kind == "slurm"
+    assert started.log.endswith("4242_0_log.out")
+    assert (fake_slurm / "sbatch.calls").read_text().count("\n") == 2  # failed once, then taken
+    assert len(lines) == 2 and lines[0].startswith("slurm: sbatch failed (sbatch: error: Batch job")
+    assert lines[1].startswith("slurm: sbatch answers again after ")
+
+
+def test_a_refused_launcher_job_is_one_error_naming_the_detached_table(
+    fake_slurm: Path, tmp_path: Path
+) -> None:
+    from sweep.launcher.detach import _start_slurm  # noqa: PLC0415
+
+    (fake_slurm / "sbatch.err").write_text("sbatch: error: invalid partition specified: nope\n")
+    (fake_slurm / "sbatch.rc").write_text("1")
+    study = write_study(tmp_path / "d.toml", study={"name": "d", "sampler": "grid"}, space={"lr": [0.1]})
+    with pytest.raises(SweepError) as err:
+        _start_slurm(load_study(study), _noop_job, tmp_path / "results", lambda _: None)  # type: ignore[arg-type]
+    assert str(err.value) == (
+        f"sbatch refused the job of the launcher ([detached] of {study}): sbatch: error: invalid partition "
+        "specified: nope"
+    )
+
+
+def _noop_job() -> None:
+    """A stand-in for the launcher's job: submitit pickles it; the fake sbatch never runs it."""
