@@ -64,6 +64,8 @@ class Attempt:
     packages_sha256: str  # sha256 of the sorted `name==version` lines of the installed distributions
     packages: int  # how many distributions that is
     git_no_commit: bool = False  # git_commit is None because the folder's repository has no commit yet
+    ranks: int | None = None  # the processes of a data-parallel run (WORLD_SIZE), when more than one
+    job_nodes: str | None = None  # every host of a SLURM job (SLURM_JOB_NODELIST), where its ranks run
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -183,7 +185,15 @@ def describe(program_dir: Path, *, number: int = 1, torch_details: bool = True) 
         packages_sha256=hashlib.sha256("\n".join(packages).encode()).hexdigest(),
         packages=len(packages),
         git_no_commit=commit is None and no_commit_yet(Path(program_dir)),
+        ranks=_ranks(),
+        job_nodes=os.environ.get("SLURM_JOB_NODELIST") if in_slurm else None,
     )
+
+
+def _ranks() -> int | None:
+    """WORLD_SIZE when this run is one of several data-parallel ranks (rank 0 writes the manifest)."""
+    size = os.environ.get("WORLD_SIZE", "")
+    return int(size) if size.isdigit() and int(size) > 1 else None
 
 
 def no_commit_yet(folder: Path) -> bool:

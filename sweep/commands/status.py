@@ -125,6 +125,8 @@ def manifest_lines(attempts: list[Attempt]) -> list[str]:
     lines = [f"  manifest: {len(attempts)} attempt{'s' if len(attempts) != 1 else ''}"]
     for attempt in attempts:
         slurm = f"  slurm job {attempt.slurm_job_id}" if attempt.slurm_job_id else ""
+        if attempt.ranks:  # a data-parallel run: its ranks, and the job's hosts where SLURM says
+            slurm += f"  {attempt.ranks} ranks" + (f" on {attempt.job_nodes}" if attempt.job_nodes else "")
         if attempt.slurm_job_id and attempt.slurm_partition:
             slurm += f" on {attempt.slurm_partition}"
         if attempt.slurm_job_id and attempt.slurm_node:

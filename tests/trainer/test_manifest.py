@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sweep.commands.status import manifest_lines
 from tests.conftest import tiny_config
 from trainer import run
 from trainer.manifest import end_attempt, installed_packages, manifest_path, read_manifest, start_attempt
@@ -111,6 +112,23 @@ def test_each_start_appends_an_attempt_and_its_end_is_recorded(
     assert running == second
     assert (second.slurm_job_id, second.slurm_partition, second.slurm_node) == ("47", "gpu", "node3")
     assert second.slurm_restart_count == 1
+    assert (done.ranks, done.job_nodes) == (None, None)  # one process, outside SLURM
+
+
+def test_a_data_parallel_attempt_records_its_ranks_and_the_jobs_hosts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("SLURM_JOB_ID", "48")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "node[3-4]")
+    attempt = start_attempt(tmp_path, program_dir=tmp_path, torch_details=False)
+    assert (attempt.ranks, attempt.job_nodes) == (4, "node[3-4]")
+    (read,) = read_manifest(tmp_path)
+    assert (read.ranks, read.job_nodes) == (4, "node[3-4]")
+    lines = manifest_lines([read])
+    assert "  slurm job 48  4 ranks on node[3-4]" in lines[1], lines
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert start_attempt(tmp_path, program_dir=tmp_path, torch_details=False).ranks is None
 
 
 def test_a_training_run_writes_its_manifest_with_torch_and_times(tmp_path: Path) -> None:
