@@ -72,4 +72,7 @@ fi
 
 stage tests
 echo "== tests"
-python -m pytest -q --durations=25 "$@"
+# SWEEP_TEST_WORKERS=N: N pytest-xdist workers, the tests of one service on one worker (tests/conftest.py)
+WORKERS=()
+if [ -n "${SWEEP_TEST_WORKERS:-}" ]; then WORKERS=(-n "$SWEEP_TEST_WORKERS" --dist loadgroup); fi
+python -m pytest -q --durations=25 "${WORKERS[@]}" "$@"

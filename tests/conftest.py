@@ -16,6 +16,32 @@ from trainer.fake_data import generate
 TIMEOUT_SCALE = float(os.environ.get("SWEEP_TEST_TIMEOUT_SCALE", "1") or 1)
 
 
+# With pytest-xdist (SWEEP_TEST_WORKERS=N bash scripts/test.sh, `--dist loadgroup`), the tests that share
+# one service run on one worker, one after another: the SLURM cluster (some stop its controller), the
+# PostgreSQL server, chromium, a tmux terminal. The fixture a test asks for names its service.
+SERVICE_OF_FIXTURE = {
+    "slurm_cluster": "slurm",
+    "study_jobs": "slurm",
+    "postgres_databases": "postgres",
+    "browser": "chromium",
+    "page_file": "chromium",
+    "terminal": "tmux",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        services = {
+            SERVICE_OF_FIXTURE[name]
+            for name in getattr(item, "fixturenames", ())
+            if name in SERVICE_OF_FIXTURE
+        }
+        if services:
+            item.add_marker(pytest.mark.xdist_group(sorted(services)[0]))
+
+
 def deadline(seconds: float) -> float:
     """`seconds` times SWEEP_TEST_TIMEOUT_SCALE (default 1): how long a test waits before it fails."""
     return seconds * TIMEOUT_SCALE
