@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import signal
 import subprocess
 import sys
@@ -186,6 +187,9 @@ def _count_start(folder: Path) -> int:
     return before
 
 
+TIME_LIMIT_SIGNAL_WAIT_S = 20.0  # for submitit's handler of the time-limit signal that killed the program
+
+
 def _wait(process: subprocess.Popen[bytes], grace_s: float) -> int:
     """The program's exit status; SIGTERM or SIGINT to this job stops the program's group first."""
 
@@ -194,7 +198,13 @@ def _wait(process: subprocess.Popen[bytes], grace_s: float) -> int:
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return process.wait()
+        code = process.wait()
+        if code == -signal.SIGUSR2 and "SLURM_JOB_ID" in os.environ:
+            # SLURM's end-of-time signal (submitit's --signal=USR2) reached the program and this job at
+            # once: submitit's handler here decides the job's fate (requeue, or fail the trial after a
+            # second time limit), not the program's death, and may run a moment after the program died
+            time.sleep(TIME_LIMIT_SIGNAL_WAIT_S)
+        return code
     except _Stop as stopped:
         for sig in previous:  # a second signal (the controller forwards its SIGTERM) must not cut this short
             signal.signal(sig, signal.SIG_IGN)
