@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
