@@ -6,6 +6,7 @@ exit 2 (`trainer.errors.run_command`).
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import NoReturn
 
@@ -18,21 +19,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see sweep --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from sweep.commands import cancel, dashboard, logs, sbatch, status
-    from sweep.launcher import command as launch
-    from sweep.report import command as report
+# Each command's module (its sub-parser and handler), in the order `sweep --help` lists them. Only the
+# named command's module is imported: `sweep status` need not load the launcher, nor `sweep launch` pandas.
+COMMANDS = {
+    "launch": "sweep.launcher.command",
+    "status": "sweep.commands.status",
+    "logs": "sweep.commands.logs",
+    "report": "sweep.report.command",
+    "dashboard": "sweep.commands.dashboard",
+    "cancel": "sweep.commands.cancel",
+    "sbatch": "sweep.commands.sbatch",
+}
 
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser of `sweep`; with `argv` naming a command first, of that command alone (a lighter import)."""
+    first = next((arg for arg in (argv or []) if not arg.startswith("-")), None)
+    names = [first] if first in COMMANDS else list(COMMANDS)
     parser = _Parser(prog="sweep", description="Hyperparameter studies of training jobs on SLURM clusters.")
     parser.add_argument("--version", action="version", version=f"sweep {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (launch, status, logs, report, dashboard, cancel, sbatch):
-        module.add_parser(commands)
+    for name in names:
+        importlib.import_module(COMMANDS[name]).add_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

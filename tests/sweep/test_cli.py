@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -127,6 +128,22 @@ def test_module_entry_points_and_no_torch_in_the_launcher() -> None:
             timeout=deadline(60),
         )
         assert result.returncode == 0 and "--executor {auto,slurm,local,debug}" in result.stdout
+
+
+def test_a_command_imports_its_own_module_alone_and_help_lists_every_command() -> None:
+    code = (
+        "import sys; from sweep.cli import build_parser; build_parser(['status', '--study', 'launch']);"
+        "print(sorted(m for m in ('sweep.launcher.command', 'sweep.report.command', 'sweep.commands.status',"
+        " 'sweep.commands.cancel') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["['sweep.commands.status']"]
+    listed = run_sweep("--help")
+    assert listed.returncode == 0
+    listed_names = [line.split()[0] for line in listed.stdout.splitlines() if re.match(r"    \S", line)]
+    assert listed_names[:7] == ["launch", "status", "logs", "report", "dashboard", "cancel", "sbatch"]
+    wrong = run_sweep("lunch", "--study", "x")  # an unknown command: argparse's line, naming the choices
+    assert wrong.returncode == 2 and "invalid choice: 'lunch'" in wrong.stderr and "launch" in wrong.stderr
 
 
 @pytest.mark.parametrize(("flag", "expected"), [([], 3), (["--parallel", "2"], 2)])
