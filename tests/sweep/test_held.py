@@ -24,6 +24,7 @@ from sweep.launcher.loop import Launcher
 from sweep.store.records import TrialRecord
 from sweep.store.storage import default_url
 from sweep.study import load_study
+from sweep.study.spec import StudySpec
 from tests.sweep.conftest import new_study
 
 # Logs two epochs, 0.3 s apart.
@@ -54,18 +55,19 @@ class LimitedLocal(LocalExecutor):
         return job
 
 
-def test_a_submission_limit_holds_trials_until_a_job_ends_and_counts_no_submission(tmp_path: Path) -> None:
+def _program_study(tmp_path: Path, name: str, values: list[float]) -> tuple[StudySpec, optuna.Study, Path]:
+    """A grid study `name` of PROGRAM over `values` (2 epochs each), stored in `tmp_path`/results."""
     (tmp_path / "prog.py").write_text(PROGRAM)
-    study_file = tmp_path / "held.toml"
+    study_file = tmp_path / f"{name}.toml"
     study_file.write_text(
         f"""[study]
-name = "held"
+name = "{name}"
 metric = "val_acc"
 sampler = "grid"
 [train]
 epochs = 2
 [space]
-value = [0.1, 0.2, 0.3, 0.4, 0.5]
+value = {values}
 [program]
 command = ["{sys.executable}", "prog.py", "{{value}}"]
 [resources]
@@ -76,7 +78,11 @@ cpus = 1
     spec = load_study(study_file)
     results = tmp_path / "results"
     results.mkdir()
-    study = new_study(spec, results)
+    return spec, new_study(spec, results), results
+
+
+def test_a_submission_limit_holds_trials_until_a_job_ends_and_counts_no_submission(tmp_path: Path) -> None:
+    spec, study, results = _program_study(tmp_path, "held", [0.1, 0.2, 0.3, 0.4, 0.5])
     executor = LimitedLocal(spec.resources, parallel=4, limit=2)
     lines: list[str] = []
     Launcher(spec, study, executor, results_dir=results, parallel=4, out=lines.append).run()
@@ -157,28 +163,7 @@ def test_an_outage_holds_a_submission_while_the_loop_records_the_other_trials_en
     for up to scheduler_outage_min: no end recorded, no prune, no stall check."""
     monkeypatch.setattr("sweep.executors.slurm_submit.FIRST_RETRY_S", 0.2)
     monkeypatch.setattr("sweep.executors.slurm_submit.adopt", lambda folder, name: None)  # no squeue here
-    (tmp_path / "prog.py").write_text(PROGRAM)
-    study_file = tmp_path / "outage.toml"
-    study_file.write_text(
-        f"""[study]
-name = "outage"
-metric = "val_acc"
-sampler = "grid"
-[train]
-epochs = 2
-[space]
-value = [0.1, 0.2]
-[program]
-command = ["{sys.executable}", "prog.py", "{{value}}"]
-[resources]
-gpus = 0
-cpus = 1
-"""
-    )
-    spec = load_study(study_file)
-    results = tmp_path / "results"
-    results.mkdir()
-    study = new_study(spec, results)
+    spec, study, results = _program_study(tmp_path, "outage", [0.1, 0.2])
     lines: list[str] = []
     # the controller goes away once trial 0's job is in, and comes back when trial 0's end is recorded
     sbatch = FlakySbatch(lambda: bool(executor.jobs) and not any("trial 0 complete" in x for x in lines))

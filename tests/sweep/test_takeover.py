@@ -19,7 +19,7 @@ from sweep.store import owners
 from sweep.store.claims import CLAIMS, Claims, Holder
 from sweep.store.owners import HEARTBEAT_STALE_S
 from sweep.store.records import TrialRecord
-from sweep.store.storage import open_storage, open_study
+from tests.sweep.conftest import random_study
 
 ME, PEER, OTHER = "me.example:10/1", "peer.example:20/2", "other.example:30/3"
 
@@ -29,16 +29,7 @@ def _never(_: Holder) -> bool:
 
 
 def _study(tmp_path: Path) -> optuna.Study:
-    url = f"sqlite:///{tmp_path / 'sweep.db'}"
-    storage = open_storage(url, create=True)
-    return open_study(
-        "takeover",
-        storage,
-        direction="maximize",
-        sampler=optuna.samplers.RandomSampler(),
-        pruner=optuna.pruners.NopPruner(),
-        url=url,
-    )
+    return random_study("takeover", f"sqlite:///{tmp_path / 'sweep.db'}")
 
 
 def _claims(study: optuna.Study, launcher: str) -> Claims:

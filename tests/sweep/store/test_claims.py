@@ -23,9 +23,8 @@ from optuna.trial import TrialState
 
 from sweep._compat import rdb_storage, study_id, trial_id
 from sweep.store.claims import CLAIMS, Claims, Holder, create_tables
-from sweep.store.storage import open_storage, open_study
 from tests.conftest import deadline
-from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd
+from tests.sweep.conftest import ROOT, assert_one_line_error, random_study, run_sweep, sweep_cmd
 
 POSTGRES_URL = os.environ.get("SWEEP_TEST_POSTGRES_URL", "")
 ROUNDS = 3
@@ -43,16 +42,7 @@ def _always(_: Holder) -> bool:
 
 
 def _study(tmp_path: Path, url: str | None = None) -> optuna.Study:
-    url = url or f"sqlite:///{tmp_path / 'claims.db'}"
-    storage = open_storage(url, create=True)
-    return open_study(
-        "claims",
-        storage,
-        direction="maximize",
-        sampler=optuna.samplers.RandomSampler(),
-        pruner=optuna.pruners.NopPruner(),
-        url=url,
-    )
+    return random_study("claims", url or f"sqlite:///{tmp_path / 'claims.db'}")
 
 
 def _claims(study: optuna.Study, launcher: str) -> Claims:
