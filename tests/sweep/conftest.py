@@ -38,6 +38,11 @@ TINY_TRAIN: dict[str, Any] = {
     "momentum": 0.9,
 }
 TINY_RESOURCES: dict[str, Any] = {"gpus": 0, "cpus": 1, "timeout_min": 10}
+# Test studies ask SLURM every second, not every 30 s (the production default, which cluster guides ask
+# for): a test waits on the launcher to see a job requeued, cancelled or ended by SLURM. Tests of the
+# defaults themselves write their own [waits] (or pass `waits={}`).
+TEST_WAITS: dict[str, Any] = {"slurm_query_s": 1}
+TEST_WAITS_TOML = "[waits]\nslurm_query_s = 1\n"
 
 
 def _toml_value(value: Any) -> str:
@@ -60,14 +65,17 @@ def write_study(
     space: dict[str, Any] | None = None,
     points: list[dict[str, Any]] | None = None,
     resources: dict[str, Any] | None = None,
+    waits: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a study file; `train` defaults to TINY_TRAIN, `resources` to TINY_RESOURCES."""
+    """Write a study file; `train` defaults to TINY_TRAIN, `resources` to TINY_RESOURCES, `waits` to
+    TEST_WAITS."""
     lines: list[str] = []
     tables = {
         "study": study,
         "train": TINY_TRAIN if train is None else train,
         "space": space or {},
         "resources": TINY_RESOURCES if resources is None else resources,
+        "waits": TEST_WAITS if waits is None else waits,
     }
     for name, table in tables.items():
         if table:
@@ -179,3 +187,16 @@ def new_study(spec: StudySpec, results: Path) -> optuna.Study:
     storage = open_storage(url, create=True)
     sampler, pruner = make_sampler(spec), make_pruner(spec)
     return open_study(spec.name, storage, direction=spec.direction, sampler=sampler, pruner=pruner, url=url)
+
+
+def random_study(name: str, url: str) -> optuna.Study:
+    """Study `name` at storage `url` (made if new), opened as a launcher opens it, with a random sampler
+    and no pruner: the tests of claims and take-over ask it for trials directly."""
+    return open_study(
+        name,
+        open_storage(url, create=True),
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(),
+        pruner=optuna.pruners.NopPruner(),
+        url=url,
+    )

@@ -23,6 +23,7 @@ from tests.conftest import deadline
 from tests.sweep import fake_slurm
 from tests.sweep.conftest import (
     ROOT,
+    TEST_WAITS_TOML,
     TINY_TRAIN,
     processes_mentioning,
     run_sweep,
@@ -113,7 +114,7 @@ def test_an_attached_launcher_stopped_by_cancel_says_so_and_exits_143(no_leftove
     study = no_leftovers / "att.toml"
     study.write_text(
         '[study]\nname = "att"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
-        "[space]\nlr = [0.1]\n[resources]\ngpus = 0\ncpus = 1\n"
+        f"[space]\nlr = [0.1]\n[resources]\ngpus = 0\ncpus = 1\n{TEST_WAITS_TOML}"
         f'[program]\ncommand = ["{sys.executable}", "-c", "import time; time.sleep(600)"]\n'
     )
     results, log = no_leftovers / "results", no_leftovers / "att.log"

@@ -27,7 +27,15 @@ from sweep.launcher import launch
 from sweep.store import storage
 from sweep.study import Resources, load_study
 from tests.conftest import deadline
-from tests.sweep.conftest import ROOT, TINY_TRAIN, run_sweep, sweep_cmd, wait_for, write_study
+from tests.sweep.conftest import (
+    ROOT,
+    TEST_WAITS_TOML,
+    TINY_TRAIN,
+    run_sweep,
+    sweep_cmd,
+    wait_for,
+    write_study,
+)
 
 SCRIPT = ROOT / "scripts" / "slurm-dev-cluster.sh"
 pytestmark = pytest.mark.slow  # every test here runs real jobs on a real cluster
@@ -434,7 +442,7 @@ def _own_program_study(folder: Path, name: str, *, epochs: int, seconds: float, 
     path.write_text(
         f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
         f"[train]\nepochs = {epochs}\nseconds = {seconds}\n[space]\nlr = {lrs}\n"
-        f"[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n"
+        f"[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n{TEST_WAITS_TOML}"
         f'[program]\ncommand = ["{sys.executable}", "own.py"]\n'
     )
     return path
@@ -488,7 +496,7 @@ def test_a_job_that_waits_in_the_queue_is_said_once_with_squeues_reason(
     path.write_text(  # --begin in ten minutes: the job waits, squeue's reason BeginTime, using nothing
         '[study]\nname = "waits"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
         '[space]\nlr = [0.1]\n[resources]\ngpus = 0\ncpus = 1\n[resources.slurm]\nbegin = "now+600"\n'
-        f'[program]\ncommand = ["{sys.executable}", "-c", "pass"]\n'
+        f'{TEST_WAITS_TOML}[program]\ncommand = ["{sys.executable}", "-c", "pass"]\n'
     )
     results, log = tmp_path / "results", tmp_path / "launcher.log"
     launcher = _launch_in_background(path, results, log)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from tests.conftest import deadline
-from tests.sweep.conftest import ROOT, sweep_cmd, wait_for
+from tests.sweep.conftest import ROOT, TEST_WAITS_TOML, sweep_cmd, wait_for
 from tests.sweep.executors.test_slurm import (  # noqa: F401 (slurm_cluster, study_jobs: fixtures)
     SCRIPT,
     now_for_sacct,
@@ -46,7 +46,7 @@ def _study(folder: Path, name: str, *, epochs: int, seconds: float, lrs: list[fl
     path.write_text(
         f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
         f"[train]\nepochs = {epochs}\n[space]\nlr = {lrs}\n"
-        "[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n"
+        f"[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n{TEST_WAITS_TOML}"
         f'[program]\ncommand = ["{sys.executable}", "{folder / "prog.py"}", "{epochs}", "{seconds}", '
         '"{lr}"]\n'
     )
@@ -54,12 +54,19 @@ def _study(folder: Path, name: str, *, epochs: int, seconds: float, lrs: list[fl
 
 
 def _launch(
-    path: Path, results: Path, *, parallel: int, env: dict[str, str] | None = None
+    path: Path,
+    results: Path,
+    *,
+    parallel: int,
+    env: dict[str, str] | None = None,
+    stdout: IO[str] | None = None,
 ) -> subprocess.Popen[str]:
+    """`sweep launch` on SLURM, its output (stderr too) to a pipe or to `stdout`."""
     return subprocess.Popen(
         sweep_cmd("launch", "--study", str(path), "--executor", "slurm", "--parallel", str(parallel),
                   "--results-dir", str(results)),
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or dict(os.environ),
+        cwd=ROOT, stdout=stdout or subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env or dict(os.environ),
     )  # fmt: skip
 
 
@@ -138,23 +145,26 @@ def test_the_launcher_rides_out_a_controller_restart(tmp_path: Path, study_jobs:
     path = _study(tmp_path, "ctlrestart", epochs=3, seconds=2.0, lrs=[0.1, 0.2, 0.3, 0.4])
     since = now_for_sacct()
     results = tmp_path / "results"
-    launcher = _launch(path, results, parallel=2)
-    assert launcher.stdout is not None
-    lines: list[str] = []
-    try:
-        for line in launcher.stdout:  # the first wave is in: stop the controller under it
-            lines.append(line)
-            if "trial 1 submitted" in line:
-                break
+    log = tmp_path / "launch.out"
+    with log.open("w") as handle:
+        launcher = _launch(path, results, parallel=2, stdout=handle)
+    try:  # the first wave is in: stop the controller under it until the launcher has met the outage
+        wait_for(
+            lambda: "trial 1 submitted" in log.read_text(), timeout=deadline(120), what="trial 1 submitted"
+        )
         subprocess.run(["bash", str(SCRIPT), "stop-controller"], check=True, timeout=deadline(60))
-        time.sleep(40)
+        wait_for(  # trials 0 and 1 end meanwhile; trial 2's sbatch cannot reach the controller
+            lambda: "slurm: sbatch failed (" in log.read_text(),
+            timeout=deadline(240),
+            what="the launcher to meet the outage (an sbatch failed)",
+        )
     finally:
         subprocess.run(["bash", str(SCRIPT), "start-controller"], check=True, timeout=deadline(120))
-    rest, _ = launcher.communicate(timeout=deadline(600))
-    out = "".join(lines) + rest
+    launcher.wait(timeout=deadline(600))
+    out = log.read_text()
     assert launcher.returncode == 0, out
-    # sbatch retries the controller itself for a while: an outage line, if any, comes with its end line
-    assert out.count("slurm: sbatch failed (") == out.count("slurm: sbatch answers again after"), out
+    # the outage is said once, and its end once, when trial 2's sbatch answers again
+    assert out.count("slurm: sbatch failed (") == out.count("slurm: sbatch answers again after") == 1, out
     _each_ran_once(results, "ctlrestart", 4, since, out)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import deadline
-from tests.sweep.conftest import ROOT, sweep_cmd, wait_for
+from tests.sweep.conftest import ROOT, TEST_WAITS_TOML, sweep_cmd, wait_for
 from tests.sweep.executors.test_slurm import (  # noqa: F401 (slurm_cluster, study_jobs: fixtures)
     epochs_of,
     slurm_cluster,
@@ -71,7 +71,7 @@ def test_a_program_killed_as_its_job_is_requeued_keeps_its_trial(
     study.write_text(
         f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
         "[train]\nepochs = 2\n[space]\nlr = [0.1]\n[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n"
-        f'[program]\ncommand = ["{sys.executable}", "{tmp_path / "prog.py"}", "{gate}"]\n'
+        f'{TEST_WAITS_TOML}[program]\ncommand = ["{sys.executable}", "{tmp_path / "prog.py"}", "{gate}"]\n'
     )
     real = shutil.which("squeue")
     assert real is not None

@@ -70,7 +70,7 @@ def test_a_launch_says_each_old_key_once_on_stderr(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     study = {"name": "old", "sampler": "grid", "n_trials": 1}
-    path = write_study(tmp_path / "old.toml", study=study, train=TINY_TRAIN)
+    path = write_study(tmp_path / "old.toml", study=study, train=TINY_TRAIN, waits={})
     path.write_text(path.read_text() + "\n[launcher]\npoll_s = 5\n")
     result = sweep_main(capsys, "launch", "--study", str(path), "--dry-run", "--results-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
