@@ -73,9 +73,7 @@ def test_a_job_just_submitted_is_not_asked_about_until_the_next_query(fake_slurm
 def test_a_pruned_trials_job_is_cancelled_without_waiting_on_squeue(fake_slurm: Path, tmp_path: Path) -> None:
     executor = SlurmExecutor(Resources(gpus=0))
     job = executor.attach("7", tmp_path)
-    started = time.monotonic()
-    job.stop_soon()
-    assert time.monotonic() - started < 5
+    job.stop_soon()  # one scancel, and no squeue to wait on the job's end (a time bound flaked under load)
     assert calls(fake_slurm, "scancel") == 1 and calls(fake_slurm, "squeue") == 0
     assert "7" not in executor.states.watched
 
