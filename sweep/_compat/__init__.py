@@ -3,7 +3,8 @@
 pyproject.toml bounds both packages to the majors these were tested with; a new major may move any
 of them, and this package is then the one place to look. `riding_storage` (Optuna's storage made to wait
 out a database outage) imports Optuna at its top, so it is a module of its own: a job process imports
-this one, which loads no Optuna.
+this one, which loads no Optuna. `local_controller` (submitit's local controller, made to end a job's
+tasks at the first that fails) is the program a `local` job's controller process runs.
 """
 
 from __future__ import annotations
@@ -139,15 +140,27 @@ def sbatch_text(**parameters: Any) -> str:
 
 
 _SUBMITTING: set[int] = set()  # the threads inside `_own_session`
+SUBMITIT_CONTROLLER = "submitit.local._local"  # the module submitit's `start_controller` runs
+LOCAL_CONTROLLER = "sweep._compat.local_controller"  # what runs instead: one fate for the job's tasks
+
+
+def _controller_command(command: Any) -> Any:
+    """`command` with submitit's local controller module replaced by sweep's (`local_controller`)."""
+    if isinstance(command, (list, tuple)) and list(command[1:3]) == ["-m", SUBMITIT_CONTROLLER]:
+        return [command[0], "-m", LOCAL_CONTROLLER, *command[3:]]
+    return command
 
 
 class _SessionPopen(subprocess.Popen[bytes]):
-    """subprocess.Popen that starts its process in a new session (setsid) when called from a thread
-    inside `_own_session`; from any other thread, as asked."""
+    """subprocess.Popen that starts its process in a new session (setsid), running sweep's controller
+    in place of submitit's, when called from a thread inside `_own_session`; from any other thread, as
+    asked."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if threading.get_ident() in _SUBMITTING:
             kwargs["start_new_session"] = True
+            if args:
+                args = (_controller_command(args[0]), *args[1:])
         super().__init__(*args, **kwargs)
 
 
@@ -159,8 +172,10 @@ def own_session() -> Iterator[None]:
     A terminal's Ctrl-C (SIGINT to its foreground process group) and SIGHUP then stop the launcher but
     not its jobs, which `sweep launch` re-attaches; and the job is one process group, led by the
     controller (its pid is the job id), that cancel signals as a whole. submitit's `start_controller`
-    takes no such option; it looks `subprocess.Popen` up when called. Processes other threads start
-    meanwhile are started as they ask.
+    takes no such option; it looks `subprocess.Popen` up when called. The controller it starts is
+    `local_controller` (submitit's, ending every task of the job once one fails), not submitit's own:
+    `start_controller` hard-codes the module. Processes other threads start meanwhile are started as
+    they ask.
     """
     real = subprocess.Popen
     subprocess.Popen = _SessionPopen  # type: ignore[misc,assignment]

@@ -9,6 +9,7 @@ read here.
 from __future__ import annotations
 
 import abc
+import re
 import select
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from submitit.core.utils import pickle_load
+from submitit.core.utils import JobPaths, pickle_load
 
 from sweep.errors import Printer, print_line
 from sweep.executors.files import log_paths
@@ -155,6 +156,63 @@ def pickled_outcome(folder: Path, job_id: str) -> Outcome | None:
     except Exception as err:  # damaged bytes raise almost anything: EOFError, UnpicklingError, IndexError
         return Outcome("lost", f"job {job_id}'s result file {path} is unreadable ({_brief(err)})")
     return Outcome("success") if status == "success" else Outcome("error", str(value))
+
+
+@dataclass(frozen=True)
+class RankEnd:
+    """How the first rank of a job of several to fail ended, as what ran the ranks said it (the local
+    controller's line, srun's): rank, "exited with status 3" or "was killed by SIGKILL", and whether a
+    signal ended it (a rank the out-of-memory killer took leaves no result, as a job of one task)."""
+
+    rank: int
+    said: str
+    signalled: bool
+
+
+def job_outcome(folder: Path, job_id: str, first: RankEnd | None = None) -> Outcome | None:
+    """The outcome submitit pickled for `job_id`: task 0's, unless another task (a rank of a trial of
+    several) failed first; None when no task left one.
+
+    A trial's ranks share one fate: one that fails ends the job (srun's `--kill-on-bad-exit`, the local
+    controller), and the others, stopped, leave no result or their own error after it (a collective's
+    "connection closed by peer"). The job's error is that of the rank that failed `first` (what ran the
+    ranks said which; else the oldest error pickle), its last line led by "rank K: "; a rank that left
+    no error of its own is named with how it ended: a lost job when a signal killed it. A success of
+    task 0 is the job's success.
+    """
+    zero = pickled_outcome(folder, job_id)
+    if zero is not None and zero.status == "success":
+        return zero
+    errors = _task_errors(folder, job_id)
+    if first is not None and first.rank > 0 and first.rank not in errors:
+        stderr = JobPaths(folder, job_id, task_id=first.rank).stderr
+        said = f"rank {first.rank} {first.said} (job {job_id}); see {stderr}"
+        return Outcome("lost", f"{said} without a result") if first.signalled else Outcome("error", said)
+    rank = (
+        first.rank if first is not None else min(errors, default=0, key=lambda task: (errors[task][0], task))
+    )
+    if rank == 0 or rank not in errors:
+        return zero
+    lines = errors[rank][1].rstrip().splitlines() or ["no message"]
+    return Outcome("error", "\n".join([*lines[:-1], f"rank {rank}: {lines[-1].strip()}"]))
+
+
+def _task_errors(folder: Path, job_id: str) -> dict[int, tuple[int, str]]:
+    """The tasks of `job_id` whose error submitit pickled: task -> (when, the error)."""
+    named = re.compile(rf"{re.escape(job_id)}_(\d+)_result\.pkl")
+    errors = {}
+    for path in folder.glob(f"{job_id}_*_result.pkl"):
+        task = named.fullmatch(path.name)
+        if task is None:
+            continue
+        try:
+            stamp = path.stat().st_mtime_ns
+            status, value = pickle_load(path)
+        except Exception:  # gone, or damaged: see pickled_outcome
+            continue
+        if status != "success":
+            errors[int(task[1])] = (stamp, str(value))
+    return errors
 
 
 def _brief(err: BaseException) -> str:

@@ -18,6 +18,8 @@ PARAMS_FILE = "params.json"  # a program's parameters ($SWEEP_PARAMS)
 PROGRAM_FILE = "program.json"  # what `sweep sbatch` leaves for `python -m sweep.executors.program RUN_DIR`
 PID_FILE = "program.pid"  # a running program's process group and stop grace
 STARTS_FILE = "program.starts"  # how often the program was started
+# A trial of several ranks runs the program once per rank: rank 0's files are the names above, another
+# rank's have ".rankK" before the suffix (program.rank1.pid, program.0.rank1.err): none writes another's.
 
 
 def log_paths(folder: Path, job_id: str) -> JobPaths:
@@ -77,17 +79,43 @@ class JobFiles:
 
     @property
     def program_pid(self) -> Path:
-        return self.run_dir / PID_FILE
+        return self.rank_pid(0)
+
+    def rank_pid(self, rank: int) -> Path:
+        """Where rank `rank`'s job keeps its program's process group and stop grace."""
+        return self.run_dir / _of_rank(PID_FILE, rank)
+
+    def program_pids(self) -> list[Path]:
+        """The program pid files of every rank that started one (rank 0's first)."""
+        others = sorted(self.run_dir.glob(_of_rank(PID_FILE, "*")), key=lambda path: path.name)
+        return [path for path in (self.program_pid, *others) if path.exists()]
 
     @property
     def program_starts(self) -> Path:
-        return self.run_dir / STARTS_FILE
+        return self.rank_starts(0)
 
-    def program_output(self, start: int, stream: str) -> Path:
-        """What the program's start number `start` wrote to `stream` (out | err)."""
-        return self.run_dir / f"program.{start}.{stream}"
+    def rank_starts(self, rank: int) -> Path:
+        """How often rank `rank` started the program (each start of the job starts every rank)."""
+        return self.run_dir / _of_rank(STARTS_FILE, rank)
+
+    def program_output(self, start: int, stream: str, rank: int = 0) -> Path:
+        """What rank `rank` of the program's start number `start` wrote to `stream` (out | err)."""
+        return self.run_dir / _of_rank(f"program.{start}.{stream}", rank)
 
     def program_outputs(self, stream: str) -> list[tuple[int, Path]]:
-        """(start number, file) of every start of the program that wrote `stream`, first start first."""
-        named = ((path.name.split(".")[1], path) for path in self.run_dir.glob(f"program.*.{stream}"))
-        return sorted((int(number), path) for number, path in named if number.isdigit())
+        """(start number, file) of every start of the program that wrote `stream`, first start first:
+        rank 0's (the one a trial of one rank has)."""
+        named = (path.name.split(".") for path in self.run_dir.glob(f"program.*.{stream}"))
+        return sorted(
+            (int(parts[1]), self.run_dir / ".".join(parts))
+            for parts in named
+            if len(parts) == 3 and parts[1].isdigit()
+        )
+
+
+def _of_rank(name: str, rank: int | str) -> str:
+    """File `name` of rank `rank`: rank 0's is `name`, another's has ".rankK" before the suffix."""
+    if rank == 0:
+        return name
+    stem, _, suffix = name.rpartition(".")
+    return f"{stem}.rank{rank}.{suffix}"

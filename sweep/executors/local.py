@@ -2,12 +2,13 @@
 
 The job id is the pid of submitit's controller process, started in a session of its own: a terminal's
 Ctrl-C stops the launcher, not its jobs, and the job (controller, task, the task's children) is one
-process group that is stopped as a whole. Logs and pickles go to `<run_dir>/submitit/`, the
-controller's own output to `controller.log` there. Parallel jobs get the GPUs the fewest live
-jobs hold (`GpuPool`): submitit's LocalExecutor gives every job the first `gpus_per_node` devices, so
-four parallel trials on a four-GPU workstation would all train on GPU 0. The ids are the launcher's
-own CUDA_VISIBLE_DEVICES when it has one, else those `nvidia-smi` lists (the launcher never imports
-torch).
+process group that is stopped as a whole. A trial of several ranks (`tasks_per_node`) is one task per
+rank, and the controller (`sweep._compat.local_controller`) ends them all once one fails. Logs and
+pickles go to `<run_dir>/submitit/`, the controller's own output to `controller.log` there. Parallel
+jobs get the GPUs the fewest live jobs hold (`GpuPool`): submitit's LocalExecutor gives every job the
+first `gpus_per_node` devices, so four parallel trials on a four-GPU workstation would all train on
+GPU 0. The ids are the launcher's own CUDA_VISIBLE_DEVICES when it has one, else those `nvidia-smi`
+lists (the launcher never imports torch).
 """
 
 from __future__ import annotations
@@ -28,16 +29,18 @@ import submitit
 
 from sweep import procs
 from sweep._compat import local_process, own_session
+from sweep._compat.local_controller import GRACE_VARIABLE, first_failure
 from sweep.errors import SweepError
 from sweep.executors.base import (
     Executor,
     Job,
     JobFn,
     Outcome,
-    pickled_outcome,
+    RankEnd,
+    job_outcome,
 )
 from sweep.executors.files import JobFiles, log_paths
-from sweep.executors.program import program_grace, stop_leftovers
+from sweep.executors.program import ProgramJob, program_grace, stop_leftovers
 from sweep.study.spec import Resources
 
 LOCAL_TIMEOUT_MIN = 7 * 24 * 60  # submitit's local default is 2 minutes; a local job runs until done
@@ -217,7 +220,7 @@ class LocalJob(Job):
         stop_leftovers(run_dir)
 
     def outcome(self) -> Outcome:
-        pickled = pickled_outcome(self.folder, self.job_id)
+        pickled = job_outcome(self.folder, self.job_id, self._first_failed_rank())
         if pickled is not None:
             return pickled
         logs = log_paths(self.folder, self.job_id)
@@ -226,11 +229,31 @@ class LocalJob(Job):
         # kill ends it with a status. Known only to the launcher that started it (its exit status).
         code = self._popen.returncode if self._popen is not None else None
         if code is not None and code < 0:
-            name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
             return Outcome(
-                "lost", f"job {self.job_id} was stopped by {name} from outside; {lost}", killed=True
+                "lost", f"job {self.job_id} was stopped by {_signal(-code)} from outside; {lost}", killed=True
             )
         return Outcome("lost", lost)
+
+    def _first_failed_rank(self) -> RankEnd | None:
+        """The rank of a trial of several that failed first, as the job's controller said it."""
+        try:
+            said = first_failure(JobFiles(self.folder.parent).controller_log.read_text(), self.job_id)
+        except (OSError, UnicodeDecodeError):
+            return None
+        if said is None:
+            return None
+        rank, code = said
+        if code < 0:
+            return RankEnd(rank, f"was killed by {_signal(-code)}", signalled=True)
+        # 128 + N: a job's wrapper that exited at signal N (SIGTERM from outside: `job.run_dir_held`)
+        by_signal = code > 128 and code - 128 in signal.valid_signals()
+        how = f"exited with status {code}" + (f" ({_signal(code - 128)})" if by_signal else "")
+        return RankEnd(rank, how, signalled=by_signal)
+
+
+def _signal(number: int) -> str:
+    """A signal's name (SIGKILL), or "signal N"."""
+    return signal.Signals(number).name if number in signal.valid_signals() else f"signal {number}"
 
 
 def attach(job_id: str, run_dir: Path) -> LocalJob:
@@ -283,7 +306,11 @@ class LocalExecutor(Executor):
         gpus = self.pool.take(self.gpus) if self.pool is not None else []
         executor.update_parameters(**self.parameters, **({"visible_gpus": tuple(gpus)} if gpus else {}))
         folder.mkdir(parents=True, exist_ok=True)
-        with _output_to(files.controller_log), _environment(**self.threads), own_session():
+        # once one of the job's tasks (a rank) fails, its controller gives the others this long after
+        # SIGTERM (`sweep._compat.local_controller`): a program's job first stops its program
+        grace = LOCAL_STOP_GRACE_S + (fn.program.stop_grace_s if isinstance(fn, ProgramJob) else 0.0)
+        variables = {**self.threads, GRACE_VARIABLE: str(grace)}
+        with _output_to(files.controller_log), _environment(**variables), own_session():
             submitted = executor.submit(fn, config, str(run_dir))
         job = LocalJob(folder, submitted.job_id, local_process(submitted))
         if self.pool is not None:

@@ -11,9 +11,13 @@ own GPU when the node's GPUs are as many as its tasks. The shape is submitit's
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import submitit
 
 PORT_BASE = 15_000  # MASTER_PORT lies in PORT_BASE .. PORT_BASE + PORT_SPAN - 1, below Linux's
 PORT_SPAN = 17_000  # ephemeral ports (32768 up): no connection of the machine's is given one of them
@@ -59,13 +63,15 @@ def torch_variables(task: TaskEnvironment, visible_gpus: str | None = None) -> d
 
 def export_torch_variables() -> dict[str, str]:
     """Set this task's torchrun variables in os.environ when it is a task of a submitit job of several;
-    what was set ({} otherwise: one task, or no submitit job, as in the debug executor)."""
+    what was set ({} otherwise: one task, or no submitit job, as in the debug executor). A rank other
+    than 0 also forgets the result its earlier attempt left (`forget_earlier_result`)."""
     import submitit
     from submitit.slurm.slurm import SlurmJobEnvironment
 
     try:
         if os.environ.get("SUBMITIT_EXECUTOR"):  # a job submitit started: local or slurm
             task = submitit.JobEnvironment()
+            forget_earlier_result(task)
         elif os.environ.get("SLURM_JOB_ID"):  # `sweep sbatch`'s script: srun's tasks
             task = SlurmJobEnvironment()
         else:
@@ -75,3 +81,13 @@ def export_torch_variables() -> dict[str, str]:
         return {}
     os.environ.update(variables)
     return variables
+
+
+def forget_earlier_result(task: submitit.JobEnvironment) -> None:
+    """Remove the result an earlier attempt of this task left, when it is a rank other than 0 of a job
+    of several: SLURM runs a requeued job again under its id, and the job's outcome takes the error of
+    the rank that failed first (`sweep.executors.base.job_outcome`), which must be this attempt's. Rank
+    0's result is judged as the job's own (`sweep.executors.slurm_requeue`)."""
+    if task.num_tasks > 1 and task.global_rank > 0:
+        with contextlib.suppress(OSError, KeyError):  # no submitit folder known: nothing to forget
+            task.paths.result_pickle.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ checkpointable) and the trainer resumes from checkpoint.pt.
 from __future__ import annotations
 
 import contextlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from sweep.executors.base import (
     Job,
     JobFn,
     Outcome,
+    RankEnd,
+    job_outcome,
     pickled_outcome,
 )
 from sweep.executors.files import JobFiles, log_paths
@@ -44,6 +47,9 @@ from sweep.polling import wait_until
 from sweep.study.spec import Resources
 
 SRUN_TAIL_BYTES = 4096  # of a lost job's stderr, searched for srun's outage line
+SRUN_TASKS_BYTES = (
+    16384  # of a failed job's stderr, searched for srun's failed task (rank 0's traceback after it)
+)
 SRUN_SEVERAL_TASKS = ("--kill-on-bad-exit=1",)  # srun's options for a trial of several tasks: one fate
 
 
@@ -214,30 +220,59 @@ class SlurmJob(Job):
     def outcome(self) -> Outcome:
         # a result an attempt left before SLURM requeued the job is not the job's (it ended without one)
         stale = self._judged is not None and self._judged[1] is False and not self._result_counts()
-        pickled = None if stale else pickled_outcome(self.folder, self.job_id)
+        logs = log_paths(self.folder, self.job_id)
+        pickled = None if stale else job_outcome(self.folder, self.job_id, srun_first_failure(logs.stderr))
         state = None if pickled is not None else self.state()  # as last queried: the job ended
         self._states.forget(self.job_id)
         if pickled is not None:
             return pickled
         known = state is not None and state.state != GONE
         said = f"ended {state.state}" if known and state is not None else "is unknown to squeue and sacct"
-        logs = log_paths(self.folder, self.job_id)
         srun = srun_outage(logs.stderr)
         if srun is not None:  # the job never ran the trial: start it again, uncounted
             return Outcome("lost", srun, outage=True)
         return Outcome("lost", f"SLURM job {self.job_id} {said} without a result; see {logs.stderr}")
 
 
+# srun's line for a task that failed (--kill-on-bad-exit), then its end of the step at the first one
+SRUN_TASK_FAILED = re.compile(r"^srun: error: \S+: tasks? (?P<rank>\d+)[-\d,]*: (?P<how>.+)$")
+SRUN_STEP_ENDED = "_step_signal: Terminating StepId="
+
+
+def srun_first_failure(stderr: Path) -> RankEnd | None:
+    """The task of a job of several that failed first, as srun said it in the job's stderr (the last
+    step it ended: an earlier attempt's lines come before); None when srun ended no step for a task."""
+    lines = _tail(stderr, SRUN_TASKS_BYTES).splitlines()
+    ends = [index for index, line in enumerate(lines) if SRUN_STEP_ENDED in line]
+    if not ends:
+        return None
+    for line in reversed(lines[: ends[-1]]):
+        found = SRUN_TASK_FAILED.match(line.strip())
+        if found is not None:
+            how = found["how"].strip()
+            code = how.removeprefix("Exited with exit code ")
+            if code == how:  # srun's name of the signal that killed it: Killed, Segmentation fault, ...
+                return RankEnd(int(found["rank"]), f"was killed ({how})", signalled=True)
+            # 128 + N: a job's wrapper that exited at signal N (`job.run_dir_held`)
+            by_signal = code.isdigit() and int(code) > 128
+            return RankEnd(int(found["rank"]), f"exited with exit code {code}", signalled=by_signal)
+    return None
+
+
+def _tail(path: Path, size: int) -> str:
+    """The last `size` bytes of `path`; "" when it cannot be read."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - size))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def srun_outage(stderr: Path) -> str | None:
     """srun's line when the job's srun could not reach slurmctld (a controller restarted under a job that
     was starting: srun gives up after about 10 s, and the job ends without having run anything)."""
-    try:
-        with stderr.open("rb") as handle:
-            handle.seek(max(0, stderr.stat().st_size - SRUN_TAIL_BYTES))
-            tail = handle.read().decode(errors="replace")
-    except OSError:
-        return None
-    for line in tail.splitlines():
+    for line in _tail(stderr, SRUN_TAIL_BYTES).splitlines():
         if line.startswith("srun: error:") and "Unable to contact slurm controller" in line:
             return line.strip()
     return None

@@ -295,6 +295,7 @@ def write_budget(study: optuna.Study, budget: float | None) -> None:
 
 def failure_line(reason: str) -> str:
     """The line of a failure that says what happened: a traceback's last, less the exception's class
-    when it is sweep's way of saying so (a program that failed, a job that would requeue for ever)."""
+    when it is sweep's way of saying so (a program that failed, a job that would requeue for ever); the
+    failed rank of a trial of several kept in front ("rank 1: ...")."""
     last = last_line(reason, empty="unknown")
-    return re.sub(r"^[\w.]*(ProgramFailed|UserError): ", "", last)
+    return re.sub(r"^(rank \d+: )?[\w.]*(ProgramFailed|UserError): ", r"\1", last)

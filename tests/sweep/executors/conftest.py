@@ -29,10 +29,13 @@ def no_leftovers(tmp_path: Path) -> Iterator[Path]:
 
 @pytest.fixture
 def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """squeue/sacct/scancel/sbatch on PATH that print bin/<name>.out (and exit with bin/<name>.rc)."""
+    """squeue/sacct/scancel/sbatch/srun/sinfo/scontrol on PATH that print bin/<name>.out (and exit with
+    bin/<name>.rc); `scontrol ping` says UP, so a test never depends on this machine's own cluster (down
+    while another test restarts it)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name in ("squeue", "sacct", "scancel", "sbatch", "srun"):
+    (bin_dir / "scontrol.out").write_text("Slurmctld(primary) at fake is UP\n")
+    for name in ("squeue", "sacct", "scancel", "sbatch", "srun", "sinfo", "scontrol"):
         script = bin_dir / name
         script.write_text(
             f'#!/bin/sh\necho "$@" >> {bin_dir}/{name}.calls\n'

@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
+from submitit.slurm.slurm import SlurmJobEnvironment
 
+from sweep import procs
 from sweep.errors import SweepError
-from sweep.executors.ranks import PORT_BASE, PORT_SPAN, master_port, torch_variables
+from sweep.executors.base import RankEnd
+from sweep.executors.ranks import PORT_BASE, PORT_SPAN, forget_earlier_result, master_port, torch_variables
+from sweep.executors.slurm import SRUN_STEP_ENDED, srun_first_failure
 from sweep.executors.slurm_queries import partition_nodes
 from sweep.launcher import launch
 from sweep.study import load_study
-from tests.sweep.conftest import TINY_RESOURCES, TINY_TRAIN, write_study
+from tests.conftest import deadline
+from tests.sweep.conftest import (
+    ROOT,
+    TEST_WAITS_TOML,
+    TINY_RESOURCES,
+    TINY_TRAIN,
+    run_sweep,
+    sweep_cmd,
+    wait_for,
+    write_study,
+)
+from tests.sweep.executors.test_rank_fate import RANKS_PY, RESUME_PY
+from tests.sweep.executors.test_slurm import (  # noqa: F401 (slurm_cluster, study_jobs: fixtures)
+    slurm_cluster,
+    study_jobs,
+)
 from trainer.metrics import read_epochs
 from trainer.paths import RunPaths
 
@@ -93,6 +114,53 @@ def test_a_local_trial_of_two_tasks_trains_data_parallel_as_one_task_does(tmp_pa
         assert numbers[2][key] == pytest.approx(numbers[1][key], rel=1e-4, abs=1e-5), key
 
 
+# srun's words in a job's stderr (task 0's log) on the dev cluster: an attempt requeued (rank 0 exits
+# 255 after `scontrol requeue`), then one whose rank 1 the out-of-memory killer took
+SRUN_REQUEUED_THEN_KILLED = """\
+srun: error: vm: task 0: Exited with exit code 255
+srun: launch/slurm: _step_signal: Terminating StepId=481.0
+srun: error: vm: task 1: Exited with exit code 143
+submitit WARNING (2026-12-07 11:53:11,348) - Bypassing signal SIGCONT
+srun: error: vm: task 1: Killed
+srun: launch/slurm: _step_signal: Terminating StepId=481.0
+slurmstepd-vm: error: *** STEP 481.0 ON vm CANCELLED AT 2026-12-07T11:53:15 ***
+srun: error: vm: task 0: Exited with exit code 143
+Traceback (most recent call last):
+RuntimeError: Connection closed by peer
+srun: Force Terminated StepId=481.0
+"""
+
+
+def test_srun_says_which_task_failed_first_in_the_jobs_last_attempt(tmp_path: Path) -> None:
+    stderr = tmp_path / "481_0_log.err"
+    stderr.write_text(SRUN_REQUEUED_THEN_KILLED)
+    assert srun_first_failure(stderr) == RankEnd(1, "was killed (Killed)", signalled=True)
+    stderr.write_text("srun: error: vm: tasks 2-3: Exited with exit code 3\n" + SRUN_STEP_ENDED + "481.0\n")
+    assert srun_first_failure(stderr) == RankEnd(2, "exited with exit code 3", signalled=False)
+    stderr.write_text("srun: error: vm: task 1: Exited with exit code 143\n" + SRUN_STEP_ENDED + "481.0\n")
+    assert srun_first_failure(stderr) == RankEnd(1, "exited with exit code 143", signalled=True)  # SIGTERM
+    stderr.write_text("srun: error: vm: task 1: Killed\n")  # no step ended by srun (one task): not a rank's
+    assert srun_first_failure(stderr) is None
+    assert srun_first_failure(tmp_path / "missing.err") is None
+
+
+def test_a_requeued_rank_forgets_the_result_its_earlier_attempt_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SLURM runs a requeued job again under its id: rank 1's error of the attempt before is not this
+    attempt's, and the job's outcome reads every rank's (rank 0's is judged as the job's own)."""
+    monkeypatch.setenv("SUBMITIT_FOLDER", str(tmp_path))
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    for rank in (0, 1):
+        (tmp_path / f"4242_{rank}_result.pkl").write_text("stale")
+    for tasks, rank in ((1, 0), (2, 0), (2, 1)):
+        monkeypatch.setenv("SLURM_NTASKS", str(tasks))
+        monkeypatch.setenv("SLURM_PROCID", str(rank))
+        forget_earlier_result(SlurmJobEnvironment())
+        assert (tmp_path / "4242_1_result.pkl").exists() == (rank == 0)
+    assert (tmp_path / "4242_0_result.pkl").exists()
+
+
 def _fake_sinfo(fake_slurm: Path, out: str) -> None:
     script = fake_slurm / "sinfo"
     script.write_text(f'#!/bin/sh\necho "$@" >> {fake_slurm}/sinfo.calls\nprintf "{out}"\n')
@@ -128,3 +196,68 @@ def test_the_partitions_nodes_come_from_sinfo_and_an_unanswered_sinfo_leaves_the
     assert partition_nodes(None) == 3
     _fake_sinfo(fake_slurm, "garbage\\n")
     assert partition_nodes(None) is None
+
+
+# -- one fate for a trial's ranks on the cluster (tests/sweep/executors/test_rank_fate.py: local) ----------
+
+
+def _ranks_study(folder: Path, name: str, script: str, *args: str) -> Path:
+    (folder / "ranks.py").write_text(script)
+    command = ", ".join(f'"{arg}"' for arg in (sys.executable, "ranks.py", *args))
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
+        "[space]\nlr = [0.1]\n[resources]\ngpus = 0\ncpus = 1\ntasks_per_node = 2\ntimeout_min = 10\n"
+        f"{TEST_WAITS_TOML}[program]\ncommand = [{command}]\nstop_grace_s = 1\n"
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_a_failed_rank_on_slurm_ends_the_job_and_fails_the_trial_with_its_own_line(
+    tmp_path: Path,
+    study_jobs: list[str],  # noqa: F811 (the fixture imported above)
+) -> None:
+    study_jobs.append("rankfail")
+    path = _ranks_study(tmp_path, "rankfail", RANKS_PY, "fail")
+    results = tmp_path / "results"
+    done = run_sweep(
+        "launch", "--study", str(path), "--executor", "slurm", "--results-dir", str(results),
+        timeout=deadline(300),
+    )  # fmt: skip
+    assert "trial 0 failed: rank 1: " in done.stdout, done.stdout + done.stderr
+    assert "exited with status 3: ValueError: rank 1 broke (full text" in done.stdout, done.stdout
+    assert "resuming it" not in done.stdout  # a failed rank is the trial's failure, not a lost job
+    run_dir = results / "runs" / "rankfail" / "0"
+    pids = [int(pid) for rank in (0, 1) for pid in (run_dir / f"pids.{rank}").read_text().split()]
+    wait_for(lambda: not any(procs.alive(pid) for pid in pids), timeout=deadline(30), what="no rank left")
+
+
+@pytest.mark.slow
+def test_a_requeued_trial_on_slurm_restarts_every_rank_from_rank_0s_checkpoint(
+    tmp_path: Path,
+    study_jobs: list[str],  # noqa: F811 (the fixture imported above)
+) -> None:
+    study_jobs.append("rankrequeue")
+    path = _ranks_study(tmp_path, "rankrequeue", RESUME_PY)
+    results, log = tmp_path / "results", tmp_path / "launcher.log"
+    with log.open("w") as out:
+        launcher = subprocess.Popen(
+            sweep_cmd("launch", "--study", str(path), "--executor", "slurm", "--results-dir", str(results)),
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    run_dir = results / "runs" / "rankrequeue" / "0"
+    try:
+        both = (run_dir / "metrics.jsonl", run_dir / "program.0.rank1.out")
+        wait_for(lambda: all(path.exists() for path in both) and read_epochs(both[0]),
+                 timeout=deadline(120), what="epoch 1 on both ranks")  # fmt: skip
+        job_id = log.read_text().split(" job ")[1].split()[0]
+        subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=deadline(30))
+        assert launcher.wait(timeout=deadline(300)) == 0, log.read_text()
+    finally:
+        launcher.kill()
+    assert "trial 0 complete" in log.read_text(), log.read_text()
+    assert [epoch["epoch"] for epoch in read_epochs(run_dir / "metrics.jsonl")] == [1, 2, 3]
+    for rank, name in ((0, "program.{}.out"), (1, "program.{}.rank1.out")):
+        assert (run_dir / name.format(0)).read_text() == f"rank {rank} restart 0 resumes after epoch 0\n"
+        assert (run_dir / name.format(1)).read_text() == f"rank {rank} restart 1 resumes after epoch 1\n"
