@@ -8,7 +8,10 @@ surrogate once (`benchmarks.lcbench`), and each method runs as a study of its ow
 sweep launch --executor local --parallel 8`, whose program (`benchmarks/replay_epochs.py`) replays a
 configuration's curve one epoch every --epoch-s seconds. The methods (the same 81 configurations):
 
-    grid+sha        the grid, pruner = "successive_halving", pruner_warmup_epochs = 2 (rungs 2, 6, 18)
+    grid+sha        the grid, pruner = "successive_halving", pruner_warmup_epochs = 2 (rungs 2, 6, 18):
+                    the program waits at each rung for the launcher's word (`trainer.rung_word`)
+    grid+sha-nowait the same with the program's [program] env SWEEP_RUNG_WAIT_S = "0": it never waits,
+                    training on while the launcher decides (what grid+sha was before the rung word)
     grid+sync-sh    the grid, pruner = "synchronous_halving", pruner_warmup_epochs = 2: trials pause at
                     rungs 2, 6, 18 and the best third of each rung resume from where they stopped
     grid+hyperband  the grid, pruner = "hyperband", pruner_warmup_epochs = 2
@@ -67,6 +70,7 @@ GRID = [
 ]
 METHODS = {  # [study] lines of each method's study file
     "grid+sha": 'sampler = "grid"\npruner = "successive_halving"\npruner_warmup_epochs = 2',
+    "grid+sha-nowait": 'sampler = "grid"\npruner = "successive_halving"\npruner_warmup_epochs = 2',
     "grid+sync-sh": 'sampler = "grid"\npruner = "synchronous_halving"\npruner_warmup_epochs = 2',
     "grid+hyperband": 'sampler = "grid"\npruner = "hyperband"\npruner_warmup_epochs = 2',
     "tpe+sha": (
@@ -77,6 +81,7 @@ METHODS = {  # [study] lines of each method's study file
         "pruner_startup_trials = 5\npruner_warmup_epochs = 5"
     ),
 }
+PROGRAM_ENV = {"grid+sha-nowait": 'env = { SWEEP_RUNG_WAIT_S = "0" }'}  # [program] lines of a method
 STUDY_TOML = """\
 [study]
 name = "{name}"
@@ -90,6 +95,7 @@ epochs = {epochs}
 [program]
 command = ["{python}", "{replay}", "{curves}", "{key}", "{epoch_s}"]
 stop_grace_s = 1
+{program_env}
 
 [space]
 learning_rate = [0.001, 0.01, 0.1]
@@ -225,6 +231,7 @@ def run_seed(
             STUDY_TOML.format(
                 name=study_name(method),
                 method=METHODS[method],
+                program_env=PROGRAM_ENV.get(method, ""),
                 epochs=EPOCHS,
                 python=sys.executable,
                 replay=ROOT / "benchmarks" / "replay_epochs.py",

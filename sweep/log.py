@@ -12,6 +12,7 @@ from pathlib import Path
 from trainer.metrics import write_epoch
 from trainer.paths import RunPaths
 from trainer.ranks import is_other_rank
+from trainer.rung_word import RUNG_EPOCHS, rung_contract
 from trainer.stop import STOP_AFTER_EPOCH, stop_after_epoch
 
 
@@ -28,14 +29,24 @@ def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metri
     calling log_epoch for it: the launcher later starts the program again on the same run dir, and it
     must resume from that checkpoint (at the next epoch), not start over.
 
+    Waiting at a rung: when the launcher sets $SWEEP_RUNG_EPOCHS (pruner `successive_halving`,
+    `hyperband` or `median`: the epochs at which it decides whether the trial goes on) and `epoch` is one
+    of them, this call returns only once the launcher has read the line and given its word, a file in
+    the run dir (`trainer.rung_word`): go on, and it returns; stop (the trial was pruned), and it ends
+    the program with exit status 0 (`sys.exit(0)`), so that no epoch is trained past the rung for
+    nothing. The wait is a fraction of a second; with no word within $SWEEP_RUNG_WAIT_S seconds
+    (default 300; 0: never wait) it returns, saying so on stderr. Checkpoint before this call, as above.
+
     Several ranks (a trial of `[resources] tasks_per_node` > 1, or torchrun): from a rank other than 0
     ($RANK > 0) the call writes and prints nothing, so a trial has one voice and every rank may call it;
-    the pause above still applies on every rank, so that all of them stop at the same epoch.
+    the pause and the wait at a rung above still apply on every rank (each reads the launcher's word in
+    the shared run dir), so that all of them stop at the same epoch.
 
     Raises:
         ValueError: `epoch` is not an integer >= 1, or a metric is not a number.
-        UserError: $SWEEP_STOP_AFTER_EPOCH is set to anything but a positive integer.
-        SystemExit: (status 0) the pause above.
+        UserError: $SWEEP_STOP_AFTER_EPOCH is set to anything but a positive integer, or
+            $SWEEP_RUNG_EPOCHS or $SWEEP_RUNG_WAIT_S to anything they may not hold.
+        SystemExit: (status 0) the pause above, or the launcher's word to stop at a rung.
     """
     if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
         raise ValueError(f"epoch must be an integer >= 1, got {epoch!r}")
@@ -43,6 +54,7 @@ def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metri
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"metric {key} must be a number, got {value!r}")
     stop = stop_after_epoch()  # a bad value fails before the line is written
+    rungs = rung_contract()
     quiet = is_other_rank()  # only rank 0 speaks for the trial
     folder = run_dir if run_dir is not None else os.environ.get("SWEEP_RUN_DIR")
     if folder and not quiet:
@@ -55,6 +67,18 @@ def log_epoch(epoch: int, run_dir: str | os.PathLike[str] | None = None, **metri
                 f"sweep: paused after epoch {epoch} ({STOP_AFTER_EPOCH}={stop})", file=sys.stderr, flush=True
             )
         sys.exit(0)
+    if rungs is not None and folder and not rungs.go_on(Path(folder), epoch, say=_silent if quiet else None):
+        if not quiet:
+            print(
+                f"sweep: stopped after rung epoch {epoch} ({RUNG_EPOCHS}): the trial was pruned",
+                file=sys.stderr,
+                flush=True,
+            )
+        sys.exit(0)
+
+
+def _silent(line: str) -> None:
+    """What a rank other than 0 says: nothing."""
 
 
 def by_hand_line(epoch: int, metrics: dict[str, float]) -> str:

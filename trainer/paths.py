@@ -45,3 +45,8 @@ class RunPaths:
     def result(self) -> Path:
         """The TrainResult, written once the last epoch is done."""
         return self.run_dir / "result.json"
+
+    def rung_word(self, epoch: int, *, go: bool) -> Path:
+        """The launcher's word on rung epoch `epoch` of an asynchronous pruner (`trainer.rung_word`):
+        go on (`rung-E.go`), or stop, the trial pruned (`rung-E.stop`)."""
+        return self.run_dir / f"rung-{epoch}.{'go' if go else 'stop'}"

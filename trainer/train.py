@@ -24,6 +24,7 @@ from trainer.config import RESUMABLE_CHANGES, TrainConfig
 from trainer.data import ImageSet
 from trainer.distributed import start as start_ranks
 from trainer.distributed import stop as stop_ranks
+from trainer.distributed import sum_over_ranks
 from trainer.distributed import wrap as wrap_for_ranks
 from trainer.errors import UserError
 from trainer.files import write_atomic
@@ -35,6 +36,7 @@ from trainer.optim import build_optimizer, build_schedule
 from trainer.paths import RunPaths
 from trainer.progress import Progress
 from trainer.ranks import SINGLE, Ranks, check_batch_size, ranks_from_env
+from trainer.rung_word import RUNG_EPOCHS, RungContract, rung_contract
 from trainer.splits import DataSplits, load_splits
 from trainer.steps import Batches, evaluate, train_one_epoch
 from trainer.stop import STOP_AFTER_EPOCH, stop_after_epoch
@@ -56,16 +58,22 @@ def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainRe
     returned is of the epochs done so far (its `epochs` < `config.epochs`). Started again on the same
     run_dir it continues; the LR schedule and everything else follow `config.epochs` throughout.
 
+    With $SWEEP_RUNG_EPOCHS set (trainer.rung_word: an asynchronous pruner's rungs), the run waits
+    after each of those epochs, its checkpoint and metrics line written, for the launcher's word: go on,
+    or stop (the trial was pruned: the run ends there as a pause does, with no result.json).
+
     With $WORLD_SIZE > 1 (torchrun's variables, or sweep's for `tasks_per_node`) the process is one rank
     of a data-parallel run (trainer.distributed): `batch_size` is the global batch, every rank reads the
     checkpoint and only rank 0 writes the run dir's files; every rank returns the same result.
 
     Raises:
         UserError: missing data, a run_dir that holds a run of another config, a bad
-            $SWEEP_STOP_AFTER_EPOCH, or a batch_size that does not split over $WORLD_SIZE ranks.
+            $SWEEP_STOP_AFTER_EPOCH, $SWEEP_RUNG_EPOCHS or $SWEEP_RUNG_WAIT_S, or a batch_size that
+            does not split over $WORLD_SIZE ranks.
     """
     paths = RunPaths(Path(run_dir))
     stop = stop_after_epoch()  # a bad value fails before anything is written
+    rungs = rung_contract()
     ranks = ranks_from_env()
     check_batch_size(config.batch_size, ranks)
     config = config.resolved(cuda_available=torch.cuda.is_available())
@@ -84,7 +92,7 @@ def run(config: TrainConfig, run_dir: Path, *, progress: bool = True) -> TrainRe
         with record:
             if ranks.writes:
                 write_atomic(paths.config, config.to_json())
-            result = _train(config, paths, state, log, stop=stop, ranks=ranks)
+            result = _train(config, paths, state, log, stop=stop, rungs=rungs, ranks=ranks)
     except BaseException:
         stop_ranks(started, cleanly=False)  # no rank waits for one that failed
         raise
@@ -111,9 +119,11 @@ def _train(
     log: Progress,
     *,
     stop: int | None = None,
+    rungs: RungContract | None = None,
     ranks: Ranks = SINGLE,
 ) -> TrainResult:
-    """Train the epochs after `state`'s up to `config.epochs`, or up to `stop` (a pause) when it is lower.
+    """Train the epochs after `state`'s up to `config.epochs`, or up to `stop` (a pause) when it is lower,
+    or up to a rung of `rungs` where the launcher's word is stop.
 
     Every rank runs this; only rank 0 (`ranks.writes`) writes files.
     """
@@ -150,6 +160,7 @@ def _train(
     )
     # a pause changes only where this loop ends: the schedule and the data order follow config.epochs
     last = config.epochs if stop is None else min(stop, config.epochs)
+    pruned = False
     for epoch in range(len(history) + 1, last + 1):
         record = _run_epoch(
             epoch, step_model, eval_model, optimizer, train_batches, val_batches, config, log, ranks
@@ -161,26 +172,30 @@ def _train(
                 record, eval_model, test_batches, paths, config, final_is_best=new_best, ranks=ranks
             )
         history.append(record)
-        if not ranks.writes:  # rank 0 writes the files; the others go on to the next epoch
-            continue
-        # Checkpoint first: every line in metrics.jsonl is an epoch a restart will not repeat, and a
-        # restart after a crash before best.pt is written writes it from the checkpoint (_ensure_best).
-        save_checkpoint(
-            paths.checkpoint,
-            model=model,
-            optimizer=optimizer,
-            schedule=schedule,
-            history=history,
-            config=config,
-        )
-        if new_best:
-            save_best(best_path(paths.run_dir), model=model, epoch=epoch, val_acc=record.val_acc)
-        write_epoch(paths.metrics, record.to_dict())
-        log.epoch(record, config.epochs)
-    if len(history) < config.epochs:  # paused: the run is not over, so no result.json (nor test set)
+        if ranks.writes:  # rank 0 writes the files
+            # Checkpoint first: every line in metrics.jsonl is an epoch a restart will not repeat, and a
+            # restart after a crash before best.pt is written writes it from the checkpoint (_ensure_best).
+            save_checkpoint(
+                paths.checkpoint,
+                model=model,
+                optimizer=optimizer,
+                schedule=schedule,
+                history=history,
+                config=config,
+            )
+            if new_best:
+                save_best(best_path(paths.run_dir), model=model, epoch=epoch, val_acc=record.val_acc)
+            write_epoch(paths.metrics, record.to_dict())
+            log.epoch(record, config.epochs)
+        if rungs is not None and epoch < last and not _go_on(rungs, paths, epoch, ranks, device):
+            pruned = True
+            break
+    if len(history) < config.epochs:  # paused or pruned: the run is not over, so no result.json (nor test)
+        done = f"after epoch {len(history)} of {config.epochs}"
         log.line(
-            f"paused after epoch {len(history)} of {config.epochs} ({STOP_AFTER_EPOCH}={stop}); "
-            f"run again on {paths.run_dir} to resume"
+            f"stopped {done} ({RUNG_EPOCHS}): the trial was pruned at this rung"
+            if pruned
+            else f"paused {done} ({STOP_AFTER_EPOCH}={stop}); run again on {paths.run_dir} to resume"
         )
         return TrainResult.from_history(history, parameters=parameters)
     result = TrainResult.from_history(history, parameters=parameters)
@@ -188,6 +203,16 @@ def _train(
         write_atomic(paths.result, result.to_json())
     log.done(result, str(paths.run_dir))
     return result
+
+
+def _go_on(rungs: RungContract, paths: RunPaths, epoch: int, ranks: Ranks, device: torch.device) -> bool:
+    """The launcher's word after epoch `epoch` (trainer.rung_word; True for an epoch that is no rung):
+    rank 0 waits for it in the run dir, the other ranks for rank 0 (an all-reduce), so that all of them
+    go on, or stop, together."""
+    if epoch not in rungs.epochs:  # the same on every rank: no all-reduce
+        return True
+    go = rungs.go_on(paths.run_dir, epoch) if ranks.writes else True
+    return sum_over_ranks([0.0 if go else 1.0], ranks, device)[0] == 0.0
 
 
 def _best_epoch(history: list[EpochMetrics]) -> EpochMetrics:

@@ -33,8 +33,10 @@ from sweep.executors import requeues
 from sweep.executors.files import JobFiles
 from sweep.executors.ranks import export_torch_variables
 from sweep.polling import wait_until
+from trainer.errors import UserError
 from trainer.paths import RunPaths
 from trainer.ranks import is_other_rank
+from trainer.rung_word import RUNG_EPOCHS, RungEpochs
 from trainer.stop import STOP_AFTER_EPOCH, stop_after_epoch
 
 # Requeues one SLURM job may go through (time limits, preemptions, `scontrol requeue`), each resuming
@@ -155,29 +157,56 @@ def checked_stop(epoch: int | None) -> int | None:
     return epoch
 
 
-def stop_environment(env: dict[str, str], stop_after_epoch: int | None) -> dict[str, str]:
-    """`env` with $SWEEP_STOP_AFTER_EPOCH set to `stop_after_epoch`, or without it when None (a
-    variable the job inherited never pauses a run the launcher did not ask to pause)."""
-    env = {key: value for key, value in env.items() if key != STOP_AFTER_EPOCH}
-    if stop_after_epoch is not None:
-        env[STOP_AFTER_EPOCH] = str(stop_after_epoch)
+def checked_rungs(rung_epochs: str | None) -> str | None:
+    """`rung_epochs` as a job's: None, or $SWEEP_RUNG_EPOCHS's text (`trainer.rung_word`)."""
+    if rung_epochs is not None:
+        try:
+            RungEpochs.parse(rung_epochs)
+        except UserError as err:
+            raise ValueError(f"rung_epochs: {err}") from None
+    return rung_epochs
+
+
+def told(stop_after_epoch: int | None, rung_epochs: str | None = None) -> dict[str, str | None]:
+    """The variables of the launcher's word to a job: $SWEEP_STOP_AFTER_EPOCH, $SWEEP_RUNG_EPOCHS; None
+    for one it does not set."""
+    return {
+        STOP_AFTER_EPOCH: None if stop_after_epoch is None else str(stop_after_epoch),
+        RUNG_EPOCHS: rung_epochs,
+    }
+
+
+def stop_environment(
+    env: dict[str, str], stop_after_epoch: int | None, rung_epochs: str | None = None
+) -> dict[str, str]:
+    """`env` with $SWEEP_STOP_AFTER_EPOCH set to `stop_after_epoch` and $SWEEP_RUNG_EPOCHS to
+    `rung_epochs`, or without them when None (a variable the job inherited never pauses a run, or makes
+    it wait for a word, that the launcher did not ask for)."""
+    variables = told(stop_after_epoch, rung_epochs)
+    env = {key: value for key, value in env.items() if key not in variables}
+    env.update({key: value for key, value in variables.items() if value is not None})
     return env
 
 
 @contextlib.contextmanager
-def stop_variable(stop_after_epoch: int | None) -> Iterator[None]:
-    """$SWEEP_STOP_AFTER_EPOCH in this process's environment as `stop_after_epoch` says (set, or
-    removed when None) for the block; restored after it, since a debug job runs in the launcher."""
-    previous = os.environ.get(STOP_AFTER_EPOCH)
-    os.environ.pop(STOP_AFTER_EPOCH, None)
-    if stop_after_epoch is not None:
-        os.environ[STOP_AFTER_EPOCH] = str(stop_after_epoch)
+def stop_variable(stop_after_epoch: int | None, rung_epochs: str | None = None) -> Iterator[None]:
+    """$SWEEP_STOP_AFTER_EPOCH and $SWEEP_RUNG_EPOCHS in this process's environment as `stop_environment`
+    says for the block; restored after it, since a debug job runs in the launcher."""
+    variables = told(stop_after_epoch, rung_epochs)
+    previous = {key: os.environ.get(key) for key in variables}
+    _set_environment(variables)
     try:
         yield
     finally:
-        os.environ.pop(STOP_AFTER_EPOCH, None)
-        if previous is not None:
-            os.environ[STOP_AFTER_EPOCH] = previous
+        _set_environment(previous)
+
+
+def _set_environment(variables: dict[str, str | None]) -> None:
+    """Set each variable in this process's environment; remove those whose value is None."""
+    for key, value in variables.items():
+        os.environ.pop(key, None)
+        if value is not None:
+            os.environ[key] = value
 
 
 def restarts() -> int:
@@ -191,12 +220,21 @@ class TrainJob(submitit.helpers.Checkpointable):
     A requeue that did not go through `checkpoint` (`scontrol requeue`, a node failure) runs the
     same call again and resumes the same way. At most MAX_REQUEUES requeues per job."""
 
-    def __init__(self, *, lock_wait_s: float = LOCK_WAIT_S, stop_after_epoch: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        lock_wait_s: float = LOCK_WAIT_S,
+        stop_after_epoch: int | None = None,
+        rung_epochs: str | None = None,
+    ) -> None:
         """`stop_after_epoch`: pause the run after that epoch (its checkpoint written, no result.json;
         the job succeeds, returning the epochs done so far) by setting $SWEEP_STOP_AFTER_EPOCH for the
-        trainer; None trains to the config's last epoch, whatever the job's environment says."""
+        trainer; None trains to the config's last epoch, whatever the job's environment says.
+        `rung_epochs`: $SWEEP_RUNG_EPOCHS for the trainer (`trainer.rung_word`: it waits at those epochs
+        for the launcher's word); None: it waits nowhere, whatever the job's environment says."""
         self.lock_wait_s = lock_wait_s
         self.stop_after_epoch = checked_stop(stop_after_epoch)
+        self.rung_epochs = checked_rungs(rung_epochs)
 
     def __call__(self, config: dict[str, Any], run_dir: str) -> dict[str, Any]:
         count = restarts()
@@ -204,10 +242,11 @@ class TrainJob(submitit.helpers.Checkpointable):
             raise RuntimeError(f"job requeued {count} times (MAX_REQUEUES={MAX_REQUEUES}); giving up")
         if count:
             print(f"sweep: restart {count} of this job; resuming from {run_dir}/checkpoint.pt", flush=True)
-        # a job pickled before lock_wait_s existed (a SLURM requeue across an upgrade) waits the default
+        # a job pickled before lock_wait_s (or rung_epochs) existed (a SLURM requeue across an upgrade)
+        # waits the default (and waits at no rung)
         with (
             run_dir_held(Path(run_dir), lock_wait_s=getattr(self, "lock_wait_s", LOCK_WAIT_S)),
-            stop_variable(getattr(self, "stop_after_epoch", None)),
+            stop_variable(getattr(self, "stop_after_epoch", None), getattr(self, "rung_epochs", None)),
         ):
             return train(config, run_dir)
 

@@ -5,16 +5,19 @@ The program gets SWEEP_RUN_DIR (the same on every start of the trial: its checkp
 SWEEP_PARAMS (a JSON file of every value), SWEEP_TRIAL, SWEEP_STUDY and SWEEP_RESTART (0 on the first
 start). It logs one JSON object per epoch to $SWEEP_RUN_DIR/metrics.jsonl. Exit 0 with the study's
 metric logged is success; anything else fails the trial with the last lines of its stderr. Its output
-goes to `program.N.out` / `program.N.err` in the run dir, N counting its starts.
+goes to `program.N.out` / `program.N.err` in the run dir, N counting its starts. A trial of several
+ranks (`[resources] tasks_per_node`) runs one job, and so one program, per rank: rank 0 keeps the names
+above and records the manifest, another rank K writes `program.N.rankK.out`, `program.rankK.pid`, ...
 
 Stopping it (prune, cancel, SLURM preemption or requeue): SIGTERM to its whole process group, SIGKILL
-after STOP_GRACE_S. The group id is kept in `program.pid`, so a launcher can finish the job even when
-the process that started the program was killed first. The program inherits the run dir's lock
-(`job.run_dir_held`): no other job starts on the run dir while it runs.
+after STOP_GRACE_S. The group id is kept in `program.pid` (each rank's in its own file), so a launcher
+can finish the job even when the process that started the program was killed first. The program
+inherits the run dir's lock (`job.run_dir_held`): no other job starts on the run dir while it runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -34,6 +37,7 @@ from sweep.executors.files import JobFiles
 from sweep.executors.job import (
     LOCK_WAIT_S,
     MAX_REQUEUES,
+    checked_rungs,
     checked_stop,
     restarts,
     run_dir_held,
@@ -43,6 +47,7 @@ from trainer.files import write_atomic
 from trainer.manifest import recorded_attempt
 from trainer.metrics import read_epochs
 from trainer.paths import RunPaths
+from trainer.ranks import ranks_from_env
 from trainer.stop import stop_after_epoch
 
 if TYPE_CHECKING:  # the job process need not load the study parser (a third of its start-up)
@@ -77,11 +82,17 @@ def argv(program: Program, values: dict[str, Any], run_dir: Path) -> list[str]:
 
 
 def environment(
-    program: Program, run_dir: Path, restart: int, *, stop_after_epoch: int | None = None
+    program: Program,
+    run_dir: Path,
+    restart: int,
+    *,
+    stop_after_epoch: int | None = None,
+    rung_epochs: str | None = None,
 ) -> dict[str, str]:
     """The program's environment: the launcher's, the study's [program] env, and the contract's variables
-    (SWEEP_STOP_AFTER_EPOCH only when `stop_after_epoch` is set: never inherited)."""
-    env = stop_environment({**os.environ, **program.env}, stop_after_epoch)
+    (SWEEP_STOP_AFTER_EPOCH and SWEEP_RUNG_EPOCHS only when `stop_after_epoch` and `rung_epochs` are
+    set: never inherited)."""
+    env = stop_environment({**os.environ, **program.env}, stop_after_epoch, rung_epochs)
     env.update(
         SWEEP_RUN_DIR=str(run_dir),
         SWEEP_PARAMS=str(JobFiles(run_dir).params),
@@ -105,14 +116,17 @@ class ProgramJob(submitit.helpers.Checkpointable):
         *,
         lock_wait_s: float = LOCK_WAIT_S,
         stop_after_epoch: int | None = None,
+        rung_epochs: str | None = None,
     ) -> None:
         """`stop_after_epoch`: the program is started with $SWEEP_STOP_AFTER_EPOCH set to it (a pause: it
         exits 0 after that epoch's checkpoint and line, e.g. through `sweep.log_epoch`); None: without the
-        variable, whatever the job's environment says."""
+        variable, whatever the job's environment says. `rung_epochs`: likewise $SWEEP_RUNG_EPOCHS, the
+        epochs at which `sweep.log_epoch` waits for the launcher's word (`trainer.rung_word`)."""
         self.program = program
         self.metric = metric
         self.lock_wait_s = lock_wait_s
         self.stop_after_epoch = checked_stop(stop_after_epoch)
+        self.rung_epochs = checked_rungs(rung_epochs)
 
     def __call__(self, values: dict[str, Any], run_dir: str) -> dict[str, Any]:
         folder = Path(run_dir).absolute()
@@ -122,13 +136,14 @@ class ProgramJob(submitit.helpers.Checkpointable):
 
     def _run(self, values: dict[str, Any], folder: Path, lock: int | None) -> dict[str, Any]:
         """Start the program, wait for it, judge how it ended; `lock` (the run dir's) goes to it too."""
-        restart, files = _count_start(folder), JobFiles(folder)
+        rank = ranks_from_env().rank  # run_dir_held set torchrun's variables of a trial of several
+        restart, files = _count_start(folder, rank), JobFiles(folder)
         write_atomic(files.params, json.dumps(values, indent=2) + "\n")
         command = argv(self.program, values, folder)
-        # a job pickled before stop_after_epoch existed (a requeue across an upgrade) has none
-        stop = getattr(self, "stop_after_epoch", None)
-        env = environment(self.program, folder, restart, stop_after_epoch=stop)
-        out, err = files.program_output(restart, "out"), files.program_output(restart, "err")
+        # a job pickled before stop_after_epoch or rung_epochs existed (a requeue across an upgrade) has none
+        stop, rungs = getattr(self, "stop_after_epoch", None), getattr(self, "rung_epochs", None)
+        env = environment(self.program, folder, restart, stop_after_epoch=stop, rung_epochs=rungs)
+        out, err = files.program_output(restart, "out", rank), files.program_output(restart, "err", rank)
         with out.open("ab") as stdout, err.open("ab") as stderr:
             try:
                 process = subprocess.Popen(
@@ -144,10 +159,15 @@ class ProgramJob(submitit.helpers.Checkpointable):
                 )
             except OSError as error:
                 raise ProgramFailed(f"cannot start {command[0]!r}: {error.strerror or error}") from None
-        write_atomic(files.program_pid, f"{process.pid} {self.program.stop_grace_s}\n")
+        write_atomic(files.rank_pid(rank), f"{process.pid} {self.program.stop_grace_s}\n")
         # manifest.json: the program's code, the machine, the times (torch's CUDA/GPUs would be this
-        # wrapper's interpreter's, not the program's: nvidia-smi says the GPUs)
-        with recorded_attempt(folder, program_dir=Path(self.program.workdir), torch_details=False):
+        # wrapper's interpreter's, not the program's: nvidia-smi says the GPUs); rank 0's alone
+        recorded = (
+            recorded_attempt(folder, program_dir=Path(self.program.workdir), torch_details=False)
+            if rank == 0
+            else contextlib.nullcontext()
+        )
+        with recorded:
             code = _wait(process, self.program.stop_grace_s)
         if code != 0:
             tail = _tail(err)
@@ -176,9 +196,10 @@ class ProgramJob(submitit.helpers.Checkpointable):
         return DelayedSubmission(self, *args, **kwargs)
 
 
-def _count_start(folder: Path) -> int:
-    """How often the program was started in this run dir before (SWEEP_RESTART), and count this start."""
-    path = JobFiles(folder).program_starts
+def _count_start(folder: Path, rank: int = 0) -> int:
+    """How often rank `rank` started the program in this run dir before (SWEEP_RESTART), and count this
+    start. Each rank counts its own: every start of the job starts all of them, at once."""
+    path = JobFiles(folder).rank_starts(rank)
     try:
         before = int(path.read_text().strip() or 0)
     except (OSError, ValueError):
@@ -222,9 +243,14 @@ def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S, run_dir: Path | None
 
     With `run_dir`, only processes started for that run dir are touched (a reused group id is not ours).
     """
+    stop_groups([pgid], grace_s=grace_s, run_dir=run_dir)
+
+
+def stop_groups(pgids: list[int], *, grace_s: float, run_dir: Path | None = None) -> None:
+    """`stop_group` of several groups at once (a trial's ranks' programs): one grace for all."""
 
     def members() -> list[int]:
-        found = procs.group_members(pgid)
+        found = [pid for pgid in pgids for pid in procs.group_members(pgid)]
         if run_dir is None:
             return found
         return [pid for pid in found if procs.environ(pid, "SWEEP_RUN_DIR") == str(run_dir)]
@@ -234,19 +260,26 @@ def stop_group(pgid: int, *, grace_s: float = STOP_GRACE_S, run_dir: Path | None
 
 def program_grace(run_dir: Path) -> float:
     """The stop_grace_s of the program `run_dir`'s job started (0 when none was started)."""
-    try:
-        return float(JobFiles(run_dir).program_pid.read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0.0
+    graces = [0.0]
+    for path in JobFiles(run_dir).program_pids():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            graces.append(float(path.read_text().split()[1]))
+    return max(graces)
 
 
 def stop_leftovers(run_dir: Path) -> None:
-    """Stop the program of `run_dir` if it outlived the job that started it (that job was killed)."""
-    try:
-        pgid, grace_s = JobFiles(run_dir).program_pid.read_text().split()
-        stop_group(int(pgid), grace_s=float(grace_s), run_dir=run_dir.absolute())
-    except (OSError, ValueError):
-        return
+    """Stop the programs of `run_dir` (every rank's) that outlived the job that started them (that job
+    was killed)."""
+    groups, grace_s = [], 0.0
+    for path in JobFiles(run_dir).program_pids():
+        try:
+            pgid, grace = path.read_text().split()
+            groups.append(int(pgid))
+            grace_s = max(grace_s, float(grace))
+        except (OSError, ValueError):
+            continue
+    if groups:
+        stop_groups(groups, grace_s=grace_s, run_dir=run_dir.absolute())
 
 
 def _tail(path: Path) -> str:

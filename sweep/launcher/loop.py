@@ -37,6 +37,7 @@ from sweep.launcher.held import Held
 from sweep.launcher.interrupts import Interrupts
 from sweep.launcher.intervals import DEFAULT_INTERVALS, Intervals
 from sweep.launcher.metric_check import MetricWatch
+from sweep.launcher.rung_words import answer, read_pause, say, told_rungs, with_rungs
 from sweep.launcher.rungs import Rungs, with_stop
 from sweep.launcher.source import TrialSource
 from sweep.launcher.stall import StallRule, watch_epochs
@@ -144,7 +145,7 @@ class Launcher:
                 pause = first_pause
             else:
                 wait_for_end([item.job for item in self.running.values()], pause)
-                pause = min(2 * pause, self.read_every_s)
+                pause = min(2 * pause, read_pause(self.running.values(), self.read_every_s))
             if time.monotonic() - scanned >= self.intervals.scan_s:
                 self.scan()
                 scanned = time.monotonic()
@@ -200,6 +201,7 @@ class Launcher:
         )
         values = self.spec.trial_values(taken.trial.params, repeat=taken.repeat)
         item = Watched(taken.trial, job, values, taken.run_dir, taken.reported)
+        item.rungs = told_rungs(self.spec, values, taken.kind)  # the word its program may wait for
         if self.rungs is not None and self.rungs.adopt(item):  # it waits at a rung: no job to watch
             return
         self.running[taken.trial.number] = item
@@ -256,9 +258,10 @@ class Launcher:
             submissions=record.submissions + 1 if counted else None,
         )
         stop = self.rungs.stop(trial, values.get("epochs")) if self.rungs is not None else None
+        rungs = told_rungs(self.spec, values, self.executor.name)  # an asynchronous pruner's
         self.starting = trial.number  # kept if submit raises: `interrupted_line` names the trial
         try:
-            job = self.executor.submit(with_stop(self.job, stop), values, run_dir)
+            job = self.executor.submit(with_rungs(with_stop(self.job, stop), rungs), values, run_dir)
         except SubmitHeld as limit:  # a refusal is no submission of the trial
             self.starting = None
             records.write(trial, submissions=record.submissions if counted else None)
@@ -268,7 +271,7 @@ class Launcher:
         if released:  # said once the job is taken
             self.held.released(trial)
         records.write(trial, job_id=job.job_id)
-        self.running[trial.number] = Watched(trial, job, values, run_dir, reported, stop=stop)
+        self.running[trial.number] = Watched(trial, job, values, run_dir, reported, stop=stop, rungs=rungs)
         again = " again" if record.submissions else ""
         self.out(f"trial {trial.number} submitted{again}  job {job.job_id}  {params_text(trial.params)}")
 
@@ -302,6 +305,7 @@ class Launcher:
             if reported and not last and not done and item.trial.should_prune():
                 self.prune(item, epoch)
                 return True
+        answer(item, history, done)  # go on from a rung epoch its program waits at
         if self.rungs is not None and self.rungs.reached(item, done):
             del self.running[item.trial.number]  # paused at a rung: its job ended or was stopped
             return True
@@ -323,6 +327,7 @@ class Launcher:
         return True
 
     def prune(self, item: Watched, epoch: int) -> None:
+        say(item, epoch, go=False)  # a program waiting at the rung stops at once, its job stopped too
         item.job.stop_soon()
         del self.running[item.trial.number]
         if self.ends.tell(item.trial, state=TrialState.PRUNED):

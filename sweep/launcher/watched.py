@@ -14,6 +14,7 @@ from sweep.launcher.stall import EpochClock
 from sweep.store.records import TrialRecord
 from trainer.metrics import Epoch, read_epochs
 from trainer.paths import RunPaths
+from trainer.rung_word import RungEpochs
 
 
 @dataclass
@@ -32,6 +33,8 @@ class Watched:
     restarts: int | None = None  # its job's restart count as SLURM last said (a requeue is said as it grows)
     stop: int | None = None  # synchronous halving: the epoch its job stops after (`sweep.launcher.rungs`)
     rung_seen: float | None = None  # when its job logged that epoch (monotonic), while it had not ended
+    rungs: RungEpochs | None = None  # an asynchronous pruner's: where its program waits for a word
+    answered: int = 0  # the last rung epoch whose word was written (`sweep.launcher.rung_words`)
     # metrics.jsonl as last read, and its (size, mtime) then: a launcher polls 50 trials several times
     # a second, and parses a file again only when it changed
     _epochs: list[Epoch] = field(default_factory=list, init=False, repr=False)

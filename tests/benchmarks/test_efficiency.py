@@ -87,3 +87,19 @@ def test_the_replay_program_pauses_after_the_epoch_it_is_told_and_resumes(tmp_pa
     assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == [1, 2]
     subprocess.run(command, env={**env, "SWEEP_STOP_AFTER_EPOCH": ""}, check=True)
     assert [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_the_replay_program_waits_at_a_rung_for_the_launchers_word(tmp_path: Path) -> None:
+    curve = {"time": [1.0, 2.0, 3.0, 4.0], "val_accuracy": [50.0, 60.0, 65.0, 70.0]}
+    (tmp_path / "curves.json").write_text(json.dumps({"k": curve}))
+    program = Path(__file__).resolve().parents[2] / "benchmarks" / "replay_epochs.py"
+    command = [sys.executable, str(program), str(tmp_path / "curves.json"), "k", "0.01"]
+    env = {**os.environ, "SWEEP_RUNG_EPOCHS": "2", "SWEEP_RUNG_WAIT_S": "60"}
+    env.pop("SWEEP_STOP_AFTER_EPOCH", None)
+    for word, epochs in (("stop", [1, 2]), ("go", [1, 2, 3, 4])):
+        run_dir = tmp_path / word
+        run_dir.mkdir()
+        (run_dir / f"rung-2.{word}").write_text(f"{word}\n")  # the launcher's word, there already
+        subprocess.run(command, env={**env, "SWEEP_RUN_DIR": str(run_dir)}, check=True, timeout=60)
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["epoch"] for line in lines] == epochs

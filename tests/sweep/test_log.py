@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,8 @@ from sweep import log_epoch
 from tests.conftest import deadline
 from trainer.errors import UserError
 from trainer.metrics import read_epochs
+from trainer.paths import RunPaths
+from trainer.rung_word import RUNG_EPOCHS, RUNG_WAIT_S
 from trainer.stop import STOP_AFTER_EPOCH
 
 
@@ -149,3 +153,85 @@ def test_a_bad_stop_epoch_is_one_line_naming_the_variable_and_nothing_is_logged(
         log_epoch(1, run_dir=tmp_path, acc=0.1)
     assert str(raised.value) == f"SWEEP_STOP_AFTER_EPOCH must be a positive integer (an epoch), got {value!r}"
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def _word_later(run_dir: Path, epoch: int, *, go: bool, after_s: float) -> dict[str, list[int]]:
+    """Write the launcher's word on `epoch` after `after_s` s from a thread; the epochs logged by then."""
+    seen: dict[str, list[int]] = {}
+
+    def write() -> None:
+        time.sleep(after_s)
+        seen["epochs"] = _epochs(run_dir / "metrics.jsonl")
+        RunPaths(run_dir).rung_word(epoch, go=go).write_text("word\n")
+
+    threading.Thread(target=write, daemon=True).start()
+    return seen
+
+
+@pytest.fixture
+def told_rungs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial of an asynchronous pruner: rungs at epochs 2 and 6, a wait long enough for any test."""
+    monkeypatch.delenv(STOP_AFTER_EPOCH, raising=False)
+    monkeypatch.setenv(RUNG_EPOCHS, "2,6")
+    monkeypatch.setenv(RUNG_WAIT_S, str(deadline(60)))
+
+
+@pytest.mark.usefixtures("told_rungs")
+def test_log_epoch_waits_after_a_rung_epochs_line_until_the_word_go(tmp_path: Path) -> None:
+    log_epoch(1, run_dir=tmp_path, acc=0.1)  # no rung: returns at once, though no word will come
+    seen = _word_later(tmp_path, 2, go=True, after_s=0.3)
+    started = time.monotonic()
+    log_epoch(2, run_dir=tmp_path, acc=0.2)
+    assert time.monotonic() - started >= 0.3
+    assert seen["epochs"] == [1, 2]  # the line was written before the wait, for the launcher to read
+    log_epoch(3, run_dir=tmp_path, acc=0.3)
+    assert _epochs(tmp_path / "metrics.jsonl") == [1, 2, 3]
+
+
+@pytest.mark.usefixtures("told_rungs")
+def test_log_epoch_exits_0_at_the_word_stop(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _word_later(tmp_path, 2, go=False, after_s=0.1)
+    with pytest.raises(SystemExit) as stopped:
+        log_epoch(2, run_dir=tmp_path, acc=0.2)
+    assert stopped.value.code == 0
+    assert (
+        capsys.readouterr().err
+        == f"sweep: stopped after rung epoch 2 ({RUNG_EPOCHS}): the trial was pruned\n"
+    )
+    assert _epochs(tmp_path / "metrics.jsonl") == [2]
+
+
+@pytest.mark.usefixtures("told_rungs")
+def test_log_epoch_goes_on_with_one_line_when_no_word_comes_in_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(RUNG_WAIT_S, "0.2")  # the launcher is down: no word will come
+    started = time.monotonic()
+    log_epoch(2, run_dir=tmp_path, acc=0.2)
+    assert time.monotonic() - started >= 0.2
+    assert capsys.readouterr().err == (
+        f"sweep: no word from the launcher 0.2 s after rung epoch 2 ({RUNG_WAIT_S}); going on\n"
+    )
+
+
+@pytest.mark.usefixtures("told_rungs")
+def test_every_rank_waits_for_the_word_and_only_rank_0_speaks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    seen = _word_later(tmp_path, 6, go=False, after_s=0.3)
+    (tmp_path / "metrics.jsonl").write_text("")
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as stopped:
+        log_epoch(6, run_dir=tmp_path, acc=0.6)
+    assert stopped.value.code == 0 and time.monotonic() - started >= 0.3
+    assert seen["epochs"] == [] and capsys.readouterr().err == ""  # rank 1 wrote and said nothing
+
+
+@pytest.mark.usefixtures("told_rungs")
+def test_by_hand_with_no_run_dir_log_epoch_never_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SWEEP_RUN_DIR", raising=False)
+    started = time.monotonic()
+    log_epoch(2, acc=0.2)
+    assert time.monotonic() - started < 1.0

@@ -108,3 +108,72 @@ def test_stop_soon_returns_at_once_and_still_kills_a_stubborn_program(tmp_path: 
     assert time.monotonic() - started < 1.0  # the grace alone is 1 s: stop_soon did not wait for it
     assert job.done()
     wait_for(lambda: procs.group_members(pgid) == [], timeout=deadline(20), what="the program's group to go")
+
+
+# Logs with sweep.log_epoch an epoch every 0.05 s: at a rung it waits for the launcher's word.
+WAITING = """\
+import sys, time
+from sweep import log_epoch
+for epoch in range(1, int(sys.argv[2]) + 1):
+    time.sleep(0.05)
+    log_epoch(epoch, val_acc=float(sys.argv[1]), at=time.time())
+"""
+
+
+class SlowHalving(optuna.pruners.SuccessiveHalvingPruner):
+    """Successive halving that takes 0.5 s to decide at a rung, as a launcher sharing busy cores did
+    (issue 33: 0.24-1.09 s from a rung epoch's line to its prune)."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        if trial.last_step in (1, 3, 9):
+            time.sleep(0.5)
+        return super().prune(study, trial)
+
+
+def _late_epochs(tmp_path: Path, name: str, wait_s: str) -> tuple[dict[float, str], int]:
+    """A grid of 0.9, 0.1, 0.2 one after another, rungs at 1, 3 and 9 of 20 epochs: the trials' states,
+    and the epochs the pruned ones logged past their rung."""
+    (tmp_path / "waiting.py").write_text(WAITING)
+    study_file = tmp_path / f"{name}.toml"
+    study_file.write_text(
+        f"""[study]
+name = "{name}"
+metric = "val_acc"
+direction = "maximize"
+sampler = "grid"
+pruner = "successive_halving"
+pruner_warmup_epochs = 1
+[train]
+epochs = 20
+[space]
+value = [0.9, 0.1, 0.2]
+[program]
+command = ["{sys.executable}", "{tmp_path / "waiting.py"}", "{{value}}", "{{epochs}}"]
+env = {{ SWEEP_RUNG_WAIT_S = "{wait_s}" }}
+stop_grace_s = 5
+[resources]
+gpus = 0
+cpus = 1
+"""
+    )
+    results = tmp_path / name
+    pruner = SlowHalving(min_resource=1, reduction_factor=3)
+    launch(load_study(study_file), results_dir=results, executor="local", pruner=pruner, out=lambda _: None)
+    trials = optuna.load_study(study_name=name, storage=default_url(results)).get_trials()
+    late = 0
+    for trial in trials:
+        run_dir = TrialRecord.of(trial).run_dir
+        assert run_dir is not None
+        if trial.state == TrialState.PRUNED:
+            rung = max(trial.intermediate_values)
+            late += sum(1 for line in read_epochs(run_dir / "metrics.jsonl") if line["epoch"] > rung)
+    return {trial.params["value"]: trial.state.name for trial in trials}, late
+
+
+def test_a_program_waits_at_its_rung_so_a_pruned_trial_trains_no_epoch_past_it(tmp_path: Path) -> None:
+    """The same launch without the wait (SWEEP_RUNG_WAIT_S = 0: as before the rung word) trains the
+    pruned trials on for the half second the pruner takes; with it, not one epoch."""
+    states = {0.9: "COMPLETE", 0.1: "PRUNED", 0.2: "PRUNED"}
+    assert _late_epochs(tmp_path, "waits", "60") == (states, 0)
+    without, late = _late_epochs(tmp_path, "nowait", "0")
+    assert without == states and late > 0

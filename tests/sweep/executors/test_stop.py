@@ -18,6 +18,7 @@ from sweep.study.spec import Program
 from tests.conftest import tiny_config
 from trainer.metrics import read_epochs
 from trainer.paths import RunPaths
+from trainer.rung_word import RUNG_EPOCHS
 from trainer.stop import STOP_AFTER_EPOCH
 
 # Says what it was given, and logs the study's metric (a program that logs none fails its trial).
@@ -119,3 +120,36 @@ def test_a_log_epoch_program_pauses_at_the_stop_and_resumes_from_its_checkpoint(
     assert ProgramJob(program, "score", stop_after_epoch=3)({}, str(run_dir)) == {"epochs": 3}
     assert ProgramJob(program, "score")({}, str(run_dir)) == {"epochs": 5}
     assert [line["epoch"] for line in read_epochs(run_dir / "metrics.jsonl")] == [1, 2, 3, 4, 5]
+
+
+# Says the rungs it was told (an asynchronous pruner's, issue 33's rung word), and logs the metric.
+SAYS_RUNGS = """\
+import json, os
+print(os.environ.get("SWEEP_RUNG_EPOCHS"))
+with open(os.environ["SWEEP_RUN_DIR"] + "/metrics.jsonl", "a") as handle:
+    handle.write(json.dumps({"epoch": 1, "score": 1}) + "\\n")
+"""
+
+
+@pytest.mark.parametrize(("rungs", "seen"), [("2,6,18", "2,6,18"), (None, None)])
+def test_a_job_passes_its_rung_epochs_or_clears_inherited_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rungs: str | None, seen: str | None
+) -> None:
+    told: list[str | None] = []
+    monkeypatch.setattr(job_module, "train", lambda config, run_dir: told.append(os.environ.get(RUNG_EPOCHS)))
+    monkeypatch.setenv(RUNG_EPOCHS, "5-")  # the launcher's own environment, and the study's [program] env
+    TrainJob(rung_epochs=rungs)({}, str(tmp_path / "train"))
+    assert told == [seen] and os.environ[RUNG_EPOCHS] == "5-"  # restored: a debug job runs in the launcher
+    (tmp_path / "says.py").write_text(SAYS_RUNGS)
+    program = Program(command=(sys.executable, "says.py"), workdir=str(tmp_path), env={RUNG_EPOCHS: "5-"})
+    run_dir = tmp_path / "runs" / "s" / "0"
+    job = cloudpickle.loads(cloudpickle.dumps(ProgramJob(program, "score", rung_epochs=rungs)))
+    job({}, str(run_dir))
+    assert (run_dir / "program.0.out").read_text() == f"{seen}\n"
+
+
+def test_bad_rung_epochs_are_refused_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=f"rung_epochs: {RUNG_EPOCHS} must be epochs"):
+        TrainJob(rung_epochs="2,x")
+    with pytest.raises(ValueError, match=f"rung_epochs: {RUNG_EPOCHS} must be epochs"):
+        ProgramJob(Program(command=("true",), workdir=str(tmp_path)), "score", rung_epochs="0")
