@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start, part 2 (and what CI runs): set up with the dev tools, lint, check types, run the tests.
-# Arguments go to pytest (e.g. -m "not slow"). The SLURM tests use a running single-node cluster, and
+# Arguments go to pytest (e.g. -m "not slow"). The SLURM tests use a running dev cluster (two nodes), and
 # start one (installing Debian packages, as root) only under CI=true or SWEEP_TEST_START_SLURM=1;
 # the browser tests need Debian's chromium, installed here only under CI=true; the PostgreSQL tests a
 # server that scripts/postgres-dev.sh starts under CI=true or SWEEP_TEST_START_POSTGRES=1 (or one named
@@ -42,7 +42,7 @@ mypy sweep trainer benchmarks
 
 stage services
 if [ "${CI:-}" = "true" ] || [ "${SWEEP_TEST_START_SLURM:-}" = "1" ]; then
-    echo "== slurm: a single-node cluster for tests/sweep/executors/test_slurm.py"
+    echo "== slurm: a cluster of two nodes on this machine for the SLURM tests (tests/sweep/executors/test_slurm*.py)"
     bash scripts/slurm-dev-cluster.sh start
 fi
 if [ "${CI:-}" = "true" ] || [ "${SWEEP_TEST_START_POSTGRES:-}" = "1" ]; then
@@ -70,9 +70,22 @@ if [ "${CI:-}" = "true" ] && ! command -v tmux >/dev/null; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
 fi
 
-stage tests
-echo "== tests"
-# SWEEP_TEST_WORKERS=N: N pytest-xdist workers, the tests of one service on one worker (tests/conftest.py)
-WORKERS=()
-if [ -n "${SWEEP_TEST_WORKERS:-}" ]; then WORKERS=(-n "$SWEEP_TEST_WORKERS" --dist loadgroup); fi
-python -m pytest -q --durations=25 "${WORKERS[@]}" "$@"
+# With no pytest arguments (CI): the fast tests first, on SWEEP_TEST_FAST_WORKERS pytest-xdist workers
+# (default 2: they mostly wait on subprocesses; the tests of one service stay on one worker, see
+# tests/conftest.py), then the slow ones (-m slow: real jobs, the SLURM cluster whose controller some
+# stop, fresh installs) in one process, one after another. With arguments: one pytest run of them, on
+# SWEEP_TEST_WORKERS=N workers if set.
+if [ $# -eq 0 ] && [ -z "${SWEEP_TEST_WORKERS:-}" ]; then
+    stage fast
+    echo "== tests: the fast ones (-m 'not slow') on ${SWEEP_TEST_FAST_WORKERS:-2} workers"
+    python -m pytest -q --durations=15 -m "not slow" -n "${SWEEP_TEST_FAST_WORKERS:-2}" --dist loadgroup
+    stage slow
+    echo "== tests: the slow ones (-m slow), one after another"
+    python -m pytest -q --durations=25 -m slow
+else
+    stage tests
+    echo "== tests"
+    WORKERS=()
+    if [ -n "${SWEEP_TEST_WORKERS:-}" ]; then WORKERS=(-n "$SWEEP_TEST_WORKERS" --dist loadgroup); fi
+    python -m pytest -q --durations=25 "${WORKERS[@]}" "$@"
+fi
