@@ -180,10 +180,10 @@ def told_rungs(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_log_epoch_waits_after_a_rung_epochs_line_until_the_word_go(tmp_path: Path) -> None:
     log_epoch(1, run_dir=tmp_path, acc=0.1)  # no rung: returns at once, though no word will come
     seen = _word_later(tmp_path, 2, go=True, after_s=0.3)
-    started = time.monotonic()
     log_epoch(2, run_dir=tmp_path, acc=0.2)
-    assert time.monotonic() - started >= 0.3
-    assert seen["epochs"] == [1, 2]  # the line was written before the wait, for the launcher to read
+    # it went on only once the word was being written (`seen` is filled just before): it waited, and
+    # the line was written before the wait, for the launcher to read
+    assert seen["epochs"] == [1, 2]
     log_epoch(3, run_dir=tmp_path, acc=0.3)
     assert _epochs(tmp_path / "metrics.jsonl") == [1, 2, 3]
 
@@ -220,12 +220,11 @@ def test_every_rank_waits_for_the_word_and_only_rank_0_speaks(
 ) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    seen = _word_later(tmp_path, 6, go=False, after_s=0.3)
     (tmp_path / "metrics.jsonl").write_text("")
-    started = time.monotonic()
+    seen = _word_later(tmp_path, 6, go=False, after_s=0.3)
     with pytest.raises(SystemExit) as stopped:
         log_epoch(6, run_dir=tmp_path, acc=0.6)
-    assert stopped.value.code == 0 and time.monotonic() - started >= 0.3
+    assert stopped.value.code == 0 and "epochs" in seen  # it stopped at the word, once it was written
     assert seen["epochs"] == [] and capsys.readouterr().err == ""  # rank 1 wrote and said nothing
 
 
@@ -234,4 +233,4 @@ def test_by_hand_with_no_run_dir_log_epoch_never_waits(monkeypatch: pytest.Monke
     monkeypatch.delenv("SWEEP_RUN_DIR", raising=False)
     started = time.monotonic()
     log_epoch(2, acc=0.2)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < deadline(30)  # not the wait of told_rungs (60 s)
