@@ -261,3 +261,37 @@ def test_a_requeued_trial_on_slurm_restarts_every_rank_from_rank_0s_checkpoint(
     for rank, name in ((0, "program.{}.out"), (1, "program.{}.rank1.out")):
         assert (run_dir / name.format(0)).read_text() == f"rank {rank} restart 0 resumes after epoch 0\n"
         assert (run_dir / name.format(1)).read_text() == f"rank {rank} restart 1 resumes after epoch 1\n"
+
+
+# Every rank writes its pids (rank 1 deaf to SIGTERM); rank 0 logs a score no pruner lets through.
+PRUNED_PY = """\
+import json, os, pathlib, signal, time
+run, rank = pathlib.Path(os.environ["SWEEP_RUN_DIR"]), os.environ["RANK"]
+if rank == "1":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+(run / f"pids.{rank}").write_text(f"{os.getpid()} {os.getppid()}")
+if rank == "0":
+    while not (run / "pids.1").exists():
+        time.sleep(0.05)
+    with open(run / "metrics.jsonl", "a") as handle:
+        handle.write(json.dumps({"epoch": 1, "score": 0.1}) + "\\n")
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_a_pruned_trial_of_two_ranks_on_slurm_leaves_no_rank_running(
+    tmp_path: Path,
+    study_jobs: list[str],  # noqa: F811 (the fixture imported above)
+) -> None:
+    study_jobs.append("rankprune")
+    spec = load_study(str(_ranks_study(tmp_path, "rankprune", PRUNED_PY)))
+    results, said = tmp_path / "results", []
+    launch(spec, results_dir=results, executor="slurm", pruner=optuna.pruners.ThresholdPruner(lower=2.0),
+           out=said.append)  # fmt: skip
+    (trial,) = optuna.load_study(study_name="rankprune", storage=f"sqlite:///{results / 'sweep.db'}").trials
+    assert trial.state == TrialState.PRUNED and "trial 0 pruned at epoch 1; job stopped" in said, said
+    run_dir = results / "runs" / "rankprune" / "0"
+    pids = [int(pid) for rank in (0, 1) for pid in (run_dir / f"pids.{rank}").read_text().split()]
+    assert len(pids) == 4  # each rank's program and its task
+    wait_for(lambda: not any(procs.alive(pid) for pid in pids), timeout=deadline(60), what="no rank left")
