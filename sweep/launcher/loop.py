@@ -200,8 +200,8 @@ class Launcher:
             else attach(taken.kind, taken.job_id, taken.run_dir)
         )
         values = self.spec.trial_values(taken.trial.params, repeat=taken.repeat)
-        item = Watched(taken.trial, job, values, taken.run_dir, taken.reported)
-        item.rungs = told_rungs(self.spec, values, taken.kind)  # the word its program may wait for
+        rungs = told_rungs(self.spec, values, taken.kind)  # the word its program may wait for
+        item = Watched(taken.trial, job, values, taken.run_dir, taken.reported, rungs=rungs)
         if self.rungs is not None and self.rungs.adopt(item):  # it waits at a rung: no job to watch
             return
         self.running[taken.trial.number] = item

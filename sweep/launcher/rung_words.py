@@ -15,11 +15,10 @@ never answer it: it is told none.
 from __future__ import annotations
 
 import contextlib
-import copy
 from collections.abc import Iterable
 from typing import Any
 
-from sweep.launcher.rungs import rung_epochs
+from sweep.launcher.rungs import rung_epochs, told_job
 from sweep.launcher.watched import Watched
 from sweep.study.spec import StudySpec
 from trainer.files import write_atomic
@@ -50,11 +49,7 @@ def told_rungs(spec: StudySpec, values: dict[str, Any], executor: str) -> RungEp
 def with_rungs(job: Any, rungs: RungEpochs | None) -> Any:
     """The job function, told its rung epochs (None: the job as it is). TrainJob and ProgramJob pass
     them on as $SWEEP_RUNG_EPOCHS; a job function of another kind waits nowhere."""
-    if rungs is None or not hasattr(job, "rung_epochs"):
-        return job
-    told = copy.copy(job)
-    told.rung_epochs = str(rungs)  # the variable's text
-    return told
+    return told_job(job, rung_epochs=None if rungs is None else str(rungs))  # the variable's text
 
 
 def answer(item: Watched, history: list[Epoch], done: bool) -> None:

@@ -54,14 +54,22 @@ def next_stop(warmup: int | None, epochs: int, after: int) -> int:
     return next((rung for rung in rung_epochs(warmup, epochs) if rung > after), epochs)
 
 
+def told_job(job: Any, **fields: Any) -> Any:
+    """The job function with `fields` set on a copy: those given (not None) that it has. TrainJob and
+    ProgramJob pass them on to the run as environment variables; a job of another kind is left as it is."""
+    given = {name: value for name, value in fields.items() if value is not None and hasattr(job, name)}
+    if not given:
+        return job
+    told = copy.copy(job)
+    for name, value in given.items():
+        setattr(told, name, value)
+    return told
+
+
 def with_stop(job: Any, stop: int | None) -> Any:
     """The job function, told to stop after epoch `stop` (None: the job as it is; its run goes to its
     end). TrainJob and ProgramJob pass it on as SWEEP_STOP_AFTER_EPOCH."""
-    if stop is None or not hasattr(job, "stop_after_epoch"):
-        return job
-    told = copy.copy(job)
-    told.stop_after_epoch = stop
-    return told
+    return told_job(job, stop_after_epoch=stop)
 
 
 @dataclass(frozen=True)
