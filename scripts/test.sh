@@ -80,8 +80,8 @@ if [ $# -eq 0 ] && [ -z "${SWEEP_TEST_WORKERS:-}" ]; then
     echo "== tests: the fast ones (-m 'not slow') on ${SWEEP_TEST_FAST_WORKERS:-2} workers"
     python -m pytest -q --durations=15 -m "not slow" -n "${SWEEP_TEST_FAST_WORKERS:-2}" --dist loadgroup
     stage slow
-    echo "== tests: the slow ones (-m slow), one after another"
-    python -m pytest -q --durations=25 -m slow
+    echo "== tests: the slow ones (-m slow) on ${SWEEP_TEST_SLOW_WORKERS:-2} workers, the SLURM ones on one"
+    python -m pytest -q --durations=25 -m slow -n "${SWEEP_TEST_SLOW_WORKERS:-2}" --dist loadgroup
 else
     stage tests
     echo "== tests"
