@@ -132,6 +132,10 @@ class Executor(abc.ABC):
         died between submitting a job and storing its id leaves one. None when there is none."""
         return None
 
+    def finish(self) -> None:
+        """Wait for what this executor still does after the launch's last trial ended, saying what."""
+        return None  # the local and debug executors leave nothing behind
+
 
 def wait_for_end(jobs: list[Job], seconds: float) -> None:
     """Sleep `seconds`, or less: until one of `jobs` that has an `end_fd` ends."""

@@ -322,6 +322,9 @@ class SlurmExecutor(Executor):
     def orphan(self, run_dir: Path, *, after: str | None = None) -> str | None:
         return orphan(run_dir, after=after)
 
+    def finish(self) -> None:
+        self.canceller.finish()
+
 
 def orphan(run_dir: Path, *, after: str | None = None) -> str | None:
     """The live job of `run_dir` newer than `after` that a launcher submitted but never stored (it died

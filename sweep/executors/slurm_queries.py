@@ -233,8 +233,8 @@ def scancel(job_ids: Iterable[str]) -> bool:
 class Canceller:
     """A pruned trial's scancel that never blocks the launcher: sent at once when slurmctld answers
     (`scontrol ping`, milliseconds), else kept and sent by a thread once it answers again (asked with
-    back-off, CANCEL_RETRY_S doubling to a minute, for up to `outage_s`). The thread is not a daemon: a
-    launch whose last trial was pruned during an outage ends once its job is cancelled."""
+    back-off, CANCEL_RETRY_S doubling to a minute, for up to `outage_s`). A launch whose last trial was
+    pruned during an outage waits for it at its end (`finish`), and says so."""
 
     def __init__(self, outage_s: float, out: Callable[[str], None]) -> None:
         self.outage_s = outage_s
@@ -254,9 +254,30 @@ class Canceller:
             self.pending.append(job_id)
             if self._thread is not None and self._thread.is_alive():
                 return
-            self._thread = threading.Thread(target=self._retry, name="sweep-scancel")
+            # a daemon: a launch that ends waits for it in finish(), where a Ctrl-C is one line
+            self._thread = threading.Thread(target=self._retry, name="sweep-scancel", daemon=True)
         self.out(f"slurm: the controller does not answer; job {job_id} is cancelled once it does")
         self._thread.start()
+
+    def finish(self) -> None:
+        """Wait, with one line, until the scancels still kept are sent (or the outage limit passed). A
+        Ctrl-C meanwhile says which jobs are left to cancel by hand and goes on up (KeyboardInterrupt)."""
+        with self._lock:
+            thread, jobs = self._thread, ", ".join(self.pending)
+        if not jobs or thread is None or not thread.is_alive():
+            return
+        self.out(
+            f"slurm: waiting for the controller to cancel job {jobs} before exiting (up to "
+            f"{self.outage_s / 60:g} min); Ctrl-C leaves it to `scancel`"
+        )
+        try:
+            thread.join()
+        except KeyboardInterrupt:
+            with self._lock:
+                left = " ".join(self.pending)
+            if left:
+                self.out(f"slurm: not cancelled: `scancel {left}` once the controller answers")
+            raise
 
     def _retry(self) -> None:
         wait, since = CANCEL_RETRY_S, time.monotonic()

@@ -205,6 +205,7 @@ def launch(
         summary = summarize(spec, study)
     summary.failed_here = launcher.failures.total
     out(summary_line(summary, spec.metric))
+    prepared.executor.finish()  # e.g. a pruned job's scancel waiting for the controller: said, waited for
     return summary
 
 

@@ -4,6 +4,7 @@ an squeue that would take 18 s to fail. Against the `fake_slurm` scripts plus a 
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -45,13 +46,24 @@ def test_a_prune_during_an_outage_does_not_block_and_is_carried_out_when_the_con
     assert time.monotonic() - started < 2  # no scancel waited out (9 s on the dev cluster)
     assert _calls(fake_slurm, "scancel") == [] and executor.canceller.pending == ["7"]
     assert lines == ["slurm: the controller does not answer; job 7 is cancelled once it does"]
+    # the launch ends now: it says why it stays, and waits for the scancel
+    finishing = threading.Thread(target=executor.finish)
+    finishing.start()
+    wait_for(lambda: len(lines) == 2, timeout=10, what="the line of the wait")
+    assert lines[1] == (
+        "slurm: waiting for the controller to cancel job 7 before exiting (up to 60 min); "
+        "Ctrl-C leaves it to `scancel`"
+    )
     time.sleep(0.5)
-    assert _calls(fake_slurm, "scancel") == []  # still down: asked with ping only
+    assert _calls(fake_slurm, "scancel") == [] and finishing.is_alive()  # still down: asked with ping only
     ping.write_text("Slurmctld(primary) at vm is UP\n")
     wait_for(lambda: _calls(fake_slurm, "scancel") == ["7"], timeout=10, what="the scancel")
-    wait_for(lambda: len(lines) == 2, timeout=10, what="its line")
-    assert lines[1] == "slurm: the controller answers again; job 7 cancelled"
+    finishing.join(timeout=10)
+    assert not finishing.is_alive()  # the launch goes once the job is cancelled
+    assert lines[2:] == ["slurm: the controller answers again; job 7 cancelled"]
     assert executor.canceller.pending == []
+    executor.finish()  # nothing left: no line, no wait
+    assert len(lines) == 3
 
 
 def test_a_scancel_the_controller_did_not_answer_is_sent_again(
