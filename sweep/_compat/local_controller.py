@@ -98,4 +98,7 @@ class RanksController(Controller):
 
 if __name__ == "__main__":
     assert len(sys.argv) == 2, "Usage: python -m sweep._compat.local_controller <submitit_folder>"
+    # SIGINT is submitit's cancel (a prune, `sweep cancel`): heard even when the launcher was started with
+    # it ignored (`sweep launch ... &` in a script), which this process would otherwise inherit
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     RanksController(Path(sys.argv[1])).run()

@@ -4,6 +4,7 @@ that moves it fails here, by name, rather than somewhere in a launch."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from sweep.launcher.intervals import Intervals
 from sweep.launcher.loop import Launcher
 from sweep.study import load_study
 from tests.conftest import deadline
-from tests.sweep.conftest import new_study
+from tests.sweep.conftest import new_study, wait_for
 
 
 def test_a_local_controller_submitted_in_own_session_leads_a_session_of_its_own(tmp_path: Path) -> None:
@@ -36,6 +37,23 @@ def test_a_local_controller_submitted_in_own_session_leads_a_session_of_its_own(
         for job in (inside, outside):
             job.cancel()
             local_process(job).wait(timeout=deadline(30))
+
+
+def test_a_local_job_started_with_sigint_ignored_is_still_cancelled(tmp_path: Path) -> None:
+    """Fault: submitit cancels a local job with SIGINT to its controller, which inherited SIG_IGN from a
+    launcher started in the background of a script: a pruned trial's job trained on."""
+    executor = submitit.LocalExecutor(folder=tmp_path)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `sweep launch ... &` in a script has it
+    try:
+        with own_session():
+            job = executor.submit(time.sleep, 60)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    process = local_process(job)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    wait_for(lambda: children.read_text().strip() != "", timeout=deadline(30), what="the job's task to start")
+    job.cancel()
+    assert process.wait(timeout=deadline(30)) is not None  # ended, well before its 60 s
 
 
 def test_telling_a_finished_trial_again_is_the_error_finished_already_knows() -> None:
