@@ -70,18 +70,19 @@ if [ "${CI:-}" = "true" ] && ! command -v tmux >/dev/null; then
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
 fi
 
-# With no pytest arguments (CI): the fast tests first, on SWEEP_TEST_FAST_WORKERS pytest-xdist workers
-# (default 2: they mostly wait on subprocesses; the tests of one service stay on one worker, see
-# tests/conftest.py), then the slow ones (-m slow: real jobs, the SLURM cluster whose controller some
-# stop, fresh installs) in one process, one after another. With arguments: one pytest run of them, on
-# SWEEP_TEST_WORKERS=N workers if set.
+# With no pytest arguments (CI): every test but the cluster faults in one run on SWEEP_TEST_CI_WORKERS
+# pytest-xdist workers (default 3: the SLURM tests mostly wait on the cluster, one worker runs them one
+# after another while two run the rest; the tests of one service stay on one worker, see
+# tests/conftest.py), then the tests marked cluster_fault (they stop slurmctld or change a limit, which
+# would fail any SLURM call made meanwhile) alone, one after another. With arguments: one pytest run of
+# them, on SWEEP_TEST_WORKERS=N workers if set.
 if [ $# -eq 0 ] && [ -z "${SWEEP_TEST_WORKERS:-}" ]; then
-    stage fast
-    echo "== tests: the fast ones (-m 'not slow') on ${SWEEP_TEST_FAST_WORKERS:-2} workers"
-    python -m pytest -q --durations=15 -m "not slow" -n "${SWEEP_TEST_FAST_WORKERS:-2}" --dist loadgroup
-    stage slow
-    echo "== tests: the slow ones (-m slow) on ${SWEEP_TEST_SLOW_WORKERS:-2} workers, the SLURM ones on one"
-    python -m pytest -q --durations=25 -m slow -n "${SWEEP_TEST_SLOW_WORKERS:-2}" --dist loadgroup
+    stage tests
+    echo "== tests: all but the cluster faults, on ${SWEEP_TEST_CI_WORKERS:-3} workers"
+    python -m pytest -q --durations=25 -m "not cluster_fault" -n "${SWEEP_TEST_CI_WORKERS:-3}" --dist loadgroup
+    stage faults
+    echo "== tests: the cluster faults (-m cluster_fault), alone"
+    python -m pytest -q --durations=5 -m cluster_fault
 else
     stage tests
     echo "== tests"

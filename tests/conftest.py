@@ -38,6 +38,8 @@ SERVICE_OF_FIXTURE = {
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.pluginmanager.hasplugin("xdist"):
         return
+    # the slow tests first (a stable sort): a long one started last would be the run's tail
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
     for item in items:
         services = {
             SERVICE_OF_FIXTURE[name]

@@ -248,6 +248,7 @@ def test_a_requeued_slurm_launcher_comes_back_and_runs_each_configuration_once(
 
 
 @pytest.mark.slow
+@pytest.mark.cluster_fault
 def test_a_detached_slurm_launcher_rides_out_a_controller_restart(
     tmp_path: Path, study_jobs: list[str]
 ) -> None:

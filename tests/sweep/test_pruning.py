@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from sweep import procs
@@ -170,6 +171,7 @@ cpus = 1
     return {trial.params["value"]: trial.state.name for trial in trials}, late
 
 
+@pytest.mark.slow
 def test_a_program_waits_at_its_rung_so_a_pruned_trial_trains_no_epoch_past_it(tmp_path: Path) -> None:
     """The same launch without the wait (SWEEP_RUNG_WAIT_S = 0: as before the rung word) trains the
     pruned trials on for the half second the pruner takes; with it, not one epoch."""

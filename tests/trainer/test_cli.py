@@ -65,6 +65,7 @@ def test_print_model_depth_164(tmp_path: Path) -> None:
     assert "stage3.17.conv3" in result.stdout  # the 18th bottleneck block of the last stage
 
 
+@pytest.mark.slow
 def test_flags_override_the_config_file_and_the_run_resumes_from_it(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     first = _trainer(*TINY, "--optimizer", "adam", "--lr", "0.001", "--run-dir", str(run_dir), cwd=tmp_path)
@@ -80,6 +81,7 @@ def test_flags_override_the_config_file_and_the_run_resumes_from_it(tmp_path: Pa
     assert again.returncode == 0 and "already complete" in again.stdout
 
 
+@pytest.mark.slow
 def test_fake_data_then_a_cifar10_run_on_it(tmp_path: Path) -> None:
     made = subprocess.run(
         [sys.executable, "-m", "trainer.fake_data", str(tmp_path / "data"), "--train", "100", "--test", "20"],

@@ -78,6 +78,7 @@ def _assert_same_numbers(one: dict, two: dict) -> None:
             assert two[key] == pytest.approx(one[key], rel=1e-4, abs=1e-5), key
 
 
+@pytest.mark.slow
 def test_two_ranks_train_as_one_rank_with_the_same_global_batch_and_resume_from_rank_0(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -106,6 +107,7 @@ def test_two_ranks_train_as_one_rank_with_the_same_global_batch_and_resume_from_
     assert len(manifest["attempts"]) == 2  # rank 0's two starts; the other rank writes none
 
 
+@pytest.mark.slow
 def test_two_ranks_with_the_dataloader_path_train_and_write_once(tmp_path: Path) -> None:
     # Each rank augments its own images with its own draws, so the numbers differ a little from one
     # rank's; the order of the images is the same, and so is the validation.

@@ -144,6 +144,7 @@ def test_batches_live_on_the_configured_device(device: str) -> None:
     assert inputs.device.type == labels.device.type == device
 
 
+@pytest.mark.slow
 def test_a_run_with_the_gpu_loader_on_the_cpu_learns_like_the_torch_loader(tmp_path: Path) -> None:
     fields = dict(epochs=3, fake_train_size=320, val_size=80, seed=0)
     torch_result = run(tiny_config(loader="torch", **fields), tmp_path / "torch", progress=False)

@@ -132,6 +132,7 @@ def test_a_resumed_run_restores_optimizer_and_schedule_and_continues_as_if_never
     assert all(torch.equal(final["model"][key], value) for key, value in expected["model"].items())
 
 
+@pytest.mark.slow
 def test_a_run_paused_at_epochs_2_and_6_by_the_variable_logs_what_an_uninterrupted_run_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

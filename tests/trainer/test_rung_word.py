@@ -146,6 +146,7 @@ def test_the_trainer_stops_at_the_word_stop_with_its_checkpoint_and_no_result(
     )
 
 
+@pytest.mark.slow
 def test_two_ranks_wait_for_rank_0s_word_and_stop_together(tmp_path: Path) -> None:
     """Rank 0 reads the word; rank 1 waits for rank 0 in an all-reduce: neither trains on, none hangs."""
     run_dir = tmp_path / "two"

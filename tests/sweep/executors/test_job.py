@@ -67,6 +67,7 @@ def test_a_job_waits_for_the_lock_of_a_job_that_is_ending(tmp_path: Path) -> Non
     holder.wait()
 
 
+@pytest.mark.slow
 def test_a_second_local_job_on_a_running_jobs_run_dir_fails_and_the_first_trains_each_epoch_once(
     no_leftovers: Path,
 ) -> None:
@@ -129,6 +130,7 @@ def _job_command(run_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_job_command_trains_the_run_dirs_config_and_resumes_it(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()

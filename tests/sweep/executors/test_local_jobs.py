@@ -70,6 +70,7 @@ def test_a_job_whose_trainer_is_killed_is_lost_and_not_taken_for_a_users_kill(no
     assert outcome.status == "lost" and not outcome.killed
 
 
+@pytest.mark.slow
 def test_a_trainer_dies_with_its_controller_and_the_job_started_again_runs_each_epoch_once(
     no_leftovers: Path,
 ) -> None:

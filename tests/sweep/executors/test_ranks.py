@@ -87,6 +87,7 @@ def test_the_port_comes_from_the_job_id_and_neighbouring_jobs_never_share_one(jo
     assert len({master_port(str(digits + step)) for step in range(100)}) == 100
 
 
+@pytest.mark.slow
 def test_a_local_trial_of_two_tasks_trains_data_parallel_as_one_task_does(tmp_path: Path) -> None:
     """The built-in trainer in a `local` job of tasks_per_node = 2: two ranks (gloo) with torchrun's
     variables, one metrics line per epoch (rank 0's), the numbers of the one-task trial."""

@@ -128,6 +128,7 @@ def _sacctmgr(*args: str) -> None:
     subprocess.run(["sacctmgr", "-i", *args], check=True, capture_output=True, timeout=deadline(60))
 
 
+@pytest.mark.cluster_fault
 def test_a_submission_limit_holds_trials_and_the_study_completes_in_one_launch(
     tmp_path: Path, study_jobs: list[str]
 ) -> None:
@@ -147,6 +148,7 @@ def test_a_submission_limit_holds_trials_and_the_study_completes_in_one_launch(
     _each_ran_once(results, "qlimit", 5, since, out)
 
 
+@pytest.mark.cluster_fault
 def test_the_launcher_rides_out_a_controller_restart(tmp_path: Path, study_jobs: list[str]) -> None:
     study_jobs.append("ctlrestart")
     path = _study(tmp_path, "ctlrestart", epochs=4, seconds=2.0, lrs=[0.1, 0.2, 0.3, 0.4])
