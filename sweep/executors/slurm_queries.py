@@ -101,7 +101,7 @@ def controller_problem() -> str | None:
     except SlurmUnavailable as err:
         return f"the SLURM controller does not answer ({err}); start it, or use --executor local"
     said = (done.stdout.strip() or done.stderr.strip()).splitlines()
-    if done.returncode == 0 and said and said[0].endswith(" UP"):
+    if done.returncode == 0 and any(line.endswith(" UP") for line in said):  # the primary or a backup
         return None
     first = said[0] if said else f"exit status {done.returncode}"
     return f"the SLURM controller does not answer (scontrol ping: {first}); start it, or use --executor local"
@@ -319,7 +319,6 @@ class StateCache:
         self._states: dict[str, JobState] = {}
         self._queried = -math.inf  # monotonic time of the last query
         self._soon = math.inf  # a query is due by then whatever query_every_s says (`soon`, a failed query)
-        self._down = False  # the last query failed: the next asks `scontrol ping` first (milliseconds)
 
     def get(self, job_id: str, *, fresh: bool = False) -> JobState:
         """The job's state; `fresh` forces a query now.
@@ -331,12 +330,13 @@ class StateCache:
         now = time.monotonic()
         if fresh or now >= min(self._queried + self.query_every_s, self._soon):
             self._queried, self._soon = now, now + FAST_S  # if the query fails: again soon, not at once
-            if self._down and controller_problem() is not None:  # squeue would take 18 s to fail
+            # `scontrol ping` first (milliseconds, up or down): squeue would take 18 s to fail, and the
+            # launcher's loop, which records ends and prunes from the run dirs, would wait for it
+            if controller_problem() is not None:
                 raise SlurmUnavailable("squeue not asked: scontrol ping says the controller is down")
             self.queries += 1
-            self._down = True  # until the query answers
             self._states = job_states(self.watched)
-            self._soon, self._down = math.inf, False
+            self._soon = math.inf
         return self._states.get(job_id) or JobState(job_id, "PENDING", SUBMITTED)
 
     def answered(self, job_id: str) -> bool:

@@ -99,12 +99,16 @@ class Submitter:
                 refused the job, or an outage outlasted the limit.
         """
         wait = FIRST_RETRY_S
-        if hold and self._outage_since is not None:  # not answering before: ask `scontrol ping` first
-            problem = controller_problem()  # milliseconds when slurmctld is down; sbatch would take 9 s
-            if problem is not None:
+        if hold:  # `scontrol ping` first: milliseconds, up or down, where a failing sbatch takes 9 s
+            if controller_problem() is not None:
                 self._outage("scontrol ping: the controller is down")
                 self._backoff, retry = min(2 * self._backoff, LAST_RETRY_S), self._backoff
                 raise SubmitHeld("slurm controller down", retry_s=retry)
+            if self._outage_since is not None:  # an sbatch that failed may have been taken all the same
+                adopted = adopt(executor.folder, name)
+                if adopted is not None:
+                    self._outage_over()
+                    return adopted
         while True:
             self._pace()
             try:
@@ -118,7 +122,10 @@ class Submitter:
                 if kind == "refused":
                     self._outage_over()
                     raise SweepError(f"sbatch refused the job {what}: {last_line(err)}") from None
-                adopted = adopt(executor.folder, name)  # it may have taken the job before it timed out
+                # it may have taken the job before it timed out; with the controller down, squeue would
+                # take 18 s to fail: a held submission asks again on its next try, as above
+                up = not hold or controller_problem() is None
+                adopted = adopt(executor.folder, name) if up else None
                 if adopted is not None:
                     self._outage_over()
                     return adopted

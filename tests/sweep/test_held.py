@@ -188,8 +188,8 @@ def test_an_outage_holds_a_submission_while_the_loop_records_the_other_trials_en
 def test_a_held_submission_during_an_outage_asks_scontrol_ping_not_sbatch(
     tmp_path: Path, monkeypatch: Any
 ) -> None:
-    """sbatch takes 9 s to fail with slurmctld down (the dev cluster's): while the outage lasts, a held
-    trial's next try asks `scontrol ping` (milliseconds) and calls sbatch only once it says UP."""
+    """sbatch takes 9 s to fail with slurmctld down (the dev cluster's): a held trial's every try asks
+    `scontrol ping` (milliseconds) first and calls sbatch only once it says UP."""
     monkeypatch.setattr("sweep.executors.slurm_submit.adopt", lambda folder, name: None)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -207,10 +207,11 @@ def test_a_held_submission_during_an_outage_asks_scontrol_ping_not_sbatch(
             submitter.submit(sbatch, None, (), "n", what="w", hold=True)  # type: ignore[arg-type]
         except SubmitHeld as held:
             retries.append(held.retry_s)
-    assert retries == [2.0, 4.0, 8.0] and len(sbatch.calls) == 1  # the first try only
+    assert retries == [2.0, 4.0, 8.0] and sbatch.calls == []  # not even the first try
+    assert lines[0].startswith("slurm: sbatch failed (scontrol ping: the controller is down); retrying")
     (bin_dir / "ping.out").write_text("Slurmctld(primary) at vm is UP\n")
     down[0] = False
-    assert submitter.submit(sbatch, None, (), "n", what="w", hold=True) == "2"  # type: ignore[arg-type]
+    assert submitter.submit(sbatch, None, (), "n", what="w", hold=True) == "1"  # type: ignore[arg-type]
     assert len(lines) == 2 and lines[1].startswith("slurm: sbatch answers again after")
     with pytest.raises(SweepError, match="sbatch has failed for"):  # the outage limit still ends it
         late = Submitter(0.0, lines.append)
@@ -218,3 +219,21 @@ def test_a_held_submission_during_an_outage_asks_scontrol_ping_not_sbatch(
         for _ in range(2):
             with contextlib.suppress(SubmitHeld):
                 late.submit(sbatch, None, (), "n", what="w", hold=True)  # type: ignore[arg-type]
+
+
+def test_a_held_submission_whose_failed_sbatch_was_taken_adopts_the_job_on_its_next_try(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """An sbatch that timed out after slurmctld took the job: the next try finds the job by its name
+    (squeue) and adopts it, without a second sbatch."""
+    found: list[str | None] = [None, "77"]  # squeue lists it from the second look on
+    monkeypatch.setattr("sweep.executors.slurm_submit.adopt", lambda folder, name: found.pop(0))
+    monkeypatch.setattr("sweep.executors.slurm_submit.controller_problem", lambda: None)
+    lines: list[str] = []
+    submitter = Submitter(3600, lines.append)
+    sbatch = FlakySbatch(lambda: True)
+    with pytest.raises(SubmitHeld):
+        submitter.submit(sbatch, None, (), "n", what="w", hold=True)  # type: ignore[arg-type]
+    assert submitter.submit(sbatch, None, (), "n", what="w", hold=True) == "77"  # type: ignore[arg-type]
+    assert len(sbatch.calls) == 1 and found == []  # one sbatch, two looks
+    assert lines[-1].startswith("slurm: sbatch answers again after")

@@ -76,8 +76,11 @@ cpus = 1
     run_dir = TrialRecord.of(trial).run_dir
     assert run_dir is not None and trial.datetime_complete is not None
     decided = trial.datetime_complete.timestamp()  # told right after the job was sent SIGTERM
+    # the launch may end before the program has run its handler (a busy machine schedules it late);
+    # without the SIGTERM it would train on for 20 s and never write the file
+    wait_for(lambda: (run_dir / "stopped").exists(), timeout=deadline(10), what="the program to stop")
     stopped = float((run_dir / "stopped").read_text())
-    assert abs(stopped - decided) <= deadline(READ_EVERY_S)
+    assert abs(stopped - decided) <= deadline(2 * READ_EVERY_S)  # sent at once, not after a grace
     epochs = read_epochs(run_dir / "metrics.jsonl")
     assert max(trial.intermediate_values) == 2 and len(epochs) < 100
     assert all(line["at"] <= stopped for line in epochs)  # nothing was trained after the stop

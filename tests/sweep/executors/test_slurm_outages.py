@@ -88,14 +88,15 @@ def _each_ran_once(results: Path, name: str, count: int, since: str, out: str) -
 
     def queued() -> list[str]:
         listed = subprocess.run(
-            ["squeue", "-h", "-o", "%j"], capture_output=True, text=True, timeout=deadline(30)
+            ["squeue", "-h", "-o", "%j %T"], capture_output=True, text=True, timeout=deadline(30)
         )
-        return [line for line in listed.stdout.split() if line.startswith(f"sweep-{name}-")]
+        jobs = [line.split() for line in listed.stdout.splitlines() if line.startswith(f"sweep-{name}-")]
+        return [job for job, state in jobs if state != "COMPLETING"]
 
-    # a job whose step ended while slurmctld was down stays COMPLETING until the step's slurmstepd
-    # tells slurmctld (it retries each 60 s); on a one-node cluster the next trials waited for it, on
-    # two they run on the other node and the study may end first
-    wait_for(lambda: not queued(), timeout=deadline(150), what="the study's jobs to leave squeue")
+    # no job of the study is left to run or train. A job whose step ended while slurmctld was down
+    # stays COMPLETING until the step's slurmstepd tells slurmctld (it retries each 60 s): it trains
+    # nothing, and is not waited for (the study_jobs fixture resumes a node drained for it)
+    wait_for(lambda: not queued(), timeout=deadline(60), what="the study's jobs to leave squeue")
 
 
 def test_an_sbatch_that_times_out_after_submitting_runs_the_trial_once(
@@ -148,38 +149,97 @@ def test_a_submission_limit_holds_trials_and_the_study_completes_in_one_launch(
     _each_ran_once(results, "qlimit", 5, since, out)
 
 
+# Epoch 1 at once, the rest once the test says `go`: the trial of lr 0.1 slowly (pruned meanwhile), the
+# others at once. Started again, it goes on after its last epoch.
+GATED = """\
+import json, os, pathlib, sys, time
+gate, lr = pathlib.Path(sys.argv[1]), float(sys.argv[2])
+metrics = pathlib.Path(os.environ["SWEEP_RUN_DIR"]) / "metrics.jsonl"
+done = len(metrics.read_text().splitlines()) if metrics.exists() else 0
+for epoch in range(done + 1, 9):
+    if epoch > 1:
+        while not (gate / "go").exists():
+            time.sleep(0.05)
+        time.sleep(3.0 if lr < 0.2 else 0.05)
+    with open(metrics, "a") as handle:
+        handle.write(json.dumps({"epoch": epoch, "score": lr * epoch}) + "\\n")
+"""
+
+
 @pytest.mark.cluster_fault
-def test_the_launcher_rides_out_a_controller_restart(tmp_path: Path, study_jobs: list[str]) -> None:
-    study_jobs.append("ctlrestart")
-    path = _study(tmp_path, "ctlrestart", epochs=4, seconds=2.0, lrs=[0.1, 0.2, 0.3, 0.4])
+def test_the_launcher_rides_out_a_controller_restart_recording_ends_and_carrying_out_a_prune(
+    tmp_path: Path, study_jobs: list[str]
+) -> None:
+    """slurmctld stopped while trials 0 (lr 0.4) and 1 (lr 0.1) train: trial 0 ends, trial 2's sbatch
+    fails and is held, and trial 1 falls below the median and is pruned, all while the controller is
+    away; its scancel is sent once it is back, and the study completes, each configuration once."""
+    name = "ctlrestart"
+    study_jobs.append(name)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    (tmp_path / "gated.py").write_text(GATED)
+    path = tmp_path / f"{name}.toml"
+    path.write_text(
+        f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
+        'pruner = "median"\npruner_startup_trials = 1\n[train]\nepochs = 8\n[space]\nlr = [0.4, 0.1, 0.5]\n'
+        f"[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n{TEST_WAITS_TOML}"
+        f'[program]\ncommand = ["{sys.executable}", "{tmp_path / "gated.py"}", "{gate}", "{{lr}}"]\n'
+    )
     since = now_for_sacct()
-    results = tmp_path / "results"
-    log = tmp_path / "launch.out"
+    results, log = tmp_path / "results", tmp_path / "launch.out"
+    runs = results / "runs" / name
     with log.open("w") as handle:
         launcher = _launch(path, results, parallel=2, stdout=handle)
-    try:  # the first wave is in: stop the controller under it until the launcher has met the outage
-        # a job that trains (its srun step made), 6 s of its 8 left: it ends during the outage, and the
-        # launcher's next sbatch meets it. Stopped at "trial 1 submitted", no job may have started its
-        # step yet: none would end, and no sbatch would meet the outage.
+    try:  # both first trials train (their srun steps made): the controller goes under them
         wait_for(
-            lambda: "trial 1 submitted" in log.read_text() and " epoch 1/" in log.read_text(),
+            lambda: all((runs / n / "metrics.jsonl").exists() for n in ("0", "1")),
             timeout=deadline(120),
-            what="trial 1 submitted and a trial training",
+            what="trials 0 and 1 to log their first epoch",
         )
         subprocess.run(["bash", str(SCRIPT), "stop-controller"], check=True, timeout=deadline(60))
-        wait_for(  # trials 0 and 1 end meanwhile; trial 2's sbatch cannot reach the controller
-            lambda: "slurm: sbatch failed (" in log.read_text(),
-            timeout=deadline(240),
-            what="the launcher to meet the outage (an sbatch failed)",
-        )
+        (gate / "go").touch()
+        for what in (  # each while the controller is away
+            "trial 0 complete",  # its end read from its run dir
+            "slurm: sbatch failed (",  # trial 2's submission held
+            "trial 1 pruned",
+            "is cancelled once it does",  # the prune's scancel kept for later, not blocking
+        ):
+            wait_for(lambda w=what: w in log.read_text(), timeout=deadline(120), what=what)
     finally:
         subprocess.run(["bash", str(SCRIPT), "start-controller"], check=True, timeout=deadline(120))
-    launcher.wait(timeout=deadline(600))
+    launcher.wait(timeout=deadline(300))
     out = log.read_text()
     assert launcher.returncode == 0, out
-    # the outage is said once, and its end once, when trial 2's sbatch answers again
+    trials = stored_trials(results, name)
+    assert [t.state.name for t in trials] == ["COMPLETE", "PRUNED", "COMPLETE"], out
+    assert [t.user_attrs.get("submissions") for t in trials] == [1, 1, 1], out  # nothing counted twice
+    # trial 0's end was recorded within a poll of its last epoch, with the controller away
+    last_epoch = (runs / "0" / "metrics.jsonl").stat().st_mtime
+    assert trials[0].datetime_complete is not None
+    assert trials[0].datetime_complete.timestamp() - last_epoch < 5, out
     assert out.count("slurm: sbatch failed (") == out.count("slurm: sbatch answers again after") == 1, out
-    _each_ran_once(results, "ctlrestart", 4, since, out)
+    job = str(trials[1].user_attrs["job_id"])
+    assert f"slurm: the controller answers again; job {job} cancelled" in out, out
+    wait_for(lambda: job not in _running_ids(), timeout=deadline(60), what="the pruned trial's job to go")
+    assert len((runs / "1" / "metrics.jsonl").read_text().splitlines()) < 8  # stopped before its end
+
+    def accounted() -> list[str]:  # slurmdbd learns of a job a second or so late
+        jobs = sacct_jobs(since, "JobName")
+        return sorted(job["JobName"] for job in jobs if job["JobName"].startswith(f"sweep-{name}-"))
+
+    expected = [f"sweep-{name}-{n}" for n in range(3)]
+    wait_for(lambda: accounted() == expected, timeout=deadline(60), what="sacct to list one job a trial")
+
+
+def _running_ids() -> list[str]:
+    """The ids of the jobs squeue lists PENDING or RUNNING (a COMPLETING one trains no more)."""
+    listed = subprocess.run(
+        ["squeue", "-h", "-t", "PENDING,RUNNING", "-o", "%i"],
+        capture_output=True,
+        text=True,
+        timeout=deadline(30),
+    )
+    return listed.stdout.split()
 
 
 def test_a_time_limit_shorter_than_an_epoch_fails_the_trial_after_two_attempts(

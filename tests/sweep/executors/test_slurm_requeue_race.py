@@ -94,6 +94,7 @@ def test_a_program_killed_as_its_job_is_requeued_keeps_its_trial(
             lines.append(line)
             if "trial 0 submitted" in line:
                 break
+        assert lines and "trial 0 submitted  job " in lines[-1], "".join(lines)  # not an early end
         job_id = lines[-1].split("job ")[1].split()[0]
         wait_for(lambda: (gate / "ready").exists(), timeout=deadline(120), what="the program's first epoch")
         (gate / "hold").touch()  # the launcher's squeue waits from here
