@@ -21,6 +21,7 @@ from sweep.study.spec import Program, Resources
 from tests.conftest import deadline, tiny_config
 from tests.sweep.conftest import wait_for
 from trainer.metrics import read_metrics
+from trainer.paths import RunPaths
 
 HOLD = """\
 import sys, time
@@ -67,23 +68,25 @@ def test_a_job_waits_for_the_lock_of_a_job_that_is_ending(tmp_path: Path) -> Non
     holder.wait()
 
 
-@pytest.mark.slow
 def test_a_second_local_job_on_a_running_jobs_run_dir_fails_and_the_first_trains_each_epoch_once(
     no_leftovers: Path,
 ) -> None:
     """Fault 02: a job started on a run dir whose job still ran trained beside it (epochs interleaved)."""
-    # 30 epochs: the first job surely still trains when the second starts (a second or two later)
-    run_dir, config = no_leftovers / "run", tiny_config(epochs=30).to_dict()
+    # the first job waits after epoch 1 (a rung, as the launcher's word would have it) until the second
+    # has been refused: it surely still runs then, however slow the machine
+    run_dir, config = no_leftovers / "run", tiny_config(epochs=3).to_dict()
     executor = LocalExecutor(Resources(gpus=0))
-    first = executor.submit(TrainJob(), config, run_dir)
+    first = executor.submit(TrainJob(rung_epochs="1"), config, run_dir)
     wait_for(lambda: (run_dir / "metrics.jsonl").exists(), timeout=deadline(120), what="the first epoch")
     second = executor.submit(TrainJob(lock_wait_s=1.0), config, run_dir)
     wait_for(second.done, timeout=deadline(60), what="the second job")
     outcome = second.outcome()
     assert outcome.status == "error" and f"run dir {run_dir} is in use by another job" in outcome.detail
+    assert not first.done()  # still waiting at its rung
+    RunPaths(run_dir).rung_word(1, go=True).write_text("go\n")
     wait_for(first.done, timeout=deadline(120), what="the first job")
     assert first.outcome().status == "success"
-    assert [record.epoch for record in read_metrics(run_dir / "metrics.jsonl")] == list(range(1, 31))
+    assert [record.epoch for record in read_metrics(run_dir / "metrics.jsonl")] == [1, 2, 3]
 
 
 def test_a_program_keeps_its_run_dir_locked_after_its_job_is_killed(no_leftovers: Path) -> None:
