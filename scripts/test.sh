@@ -71,15 +71,14 @@ if [ "${CI:-}" = "true" ] && ! command -v tmux >/dev/null; then
 fi
 
 # With no pytest arguments (CI): every test but the cluster faults in one run on SWEEP_TEST_CI_WORKERS
-# pytest-xdist workers (default 3: the SLURM tests mostly wait on the cluster, one worker runs them one
-# after another while two run the rest; the tests of one service stay on one worker, see
-# tests/conftest.py), then the tests marked cluster_fault (they stop slurmctld or change a limit, which
-# would fail any SLURM call made meanwhile) alone, one after another. With arguments: one pytest run of
-# them, on SWEEP_TEST_WORKERS=N workers if set.
+# pytest-xdist workers (default 3 on 2 cores: many tests wait on subprocesses and the cluster; the slow
+# ones are handed out first, see tests/conftest.py), then the tests marked cluster_fault (they stop
+# slurmctld or PostgreSQL, or change a limit, which any other test using it would meet) alone, one after
+# another. With arguments: one pytest run of them, on SWEEP_TEST_WORKERS=N workers if set.
 if [ $# -eq 0 ] && [ -z "${SWEEP_TEST_WORKERS:-}" ]; then
     stage tests
     echo "== tests: all but the cluster faults, on ${SWEEP_TEST_CI_WORKERS:-3} workers"
-    python -m pytest -q --durations=25 -m "not cluster_fault" -n "${SWEEP_TEST_CI_WORKERS:-3}" --dist loadgroup
+    python -m pytest -q --durations=25 -m "not cluster_fault" -n "${SWEEP_TEST_CI_WORKERS:-3}"
     stage faults
     echo "== tests: the cluster faults (-m cluster_fault), alone"
     python -m pytest -q --durations=5 -m cluster_fault
@@ -87,6 +86,6 @@ else
     stage tests
     echo "== tests"
     WORKERS=()
-    if [ -n "${SWEEP_TEST_WORKERS:-}" ]; then WORKERS=(-n "$SWEEP_TEST_WORKERS" --dist loadgroup); fi
+    if [ -n "${SWEEP_TEST_WORKERS:-}" ]; then WORKERS=(-n "$SWEEP_TEST_WORKERS"); fi
     python -m pytest -q --durations=25 "${WORKERS[@]}" "$@"
 fi

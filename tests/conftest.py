@@ -22,32 +22,14 @@ from trainer.fake_data import generate
 TIMEOUT_SCALE = float(os.environ.get("SWEEP_TEST_TIMEOUT_SCALE", "1") or 1)
 
 
-# With pytest-xdist (SWEEP_TEST_WORKERS=N bash scripts/test.sh, `--dist loadgroup`), the tests that share
-# one service run on one worker, one after another: the SLURM cluster (some stop its controller), the
-# PostgreSQL server, chromium, a tmux terminal. The fixture a test asks for names its service.
-SERVICE_OF_FIXTURE = {
-    "slurm_cluster": "slurm",
-    "study_jobs": "slurm",
-    "postgres_databases": "postgres",
-    "browser": "chromium",
-    "page_file": "chromium",
-    "terminal": "tmux",
-}
-
-
+# With pytest-xdist (scripts/test.sh) the slow tests are handed out first (a stable sort): a long one
+# started last would be the run's tail. The tests share their services as they run side by side (the
+# SLURM cluster's 4 CPUs, the PostgreSQL server, chromium, tmux); those that stop a service or change a
+# cluster limit are marked `cluster_fault` and run alone, last. (pytest-xdist's `xdist_group` cannot
+# keep tests on one worker here: xdist 3.8 marks the group in a node id field pytest 9.2 no longer reads.)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    # the slow tests first (a stable sort): a long one started last would be the run's tail
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-    for item in items:
-        services = {
-            SERVICE_OF_FIXTURE[name]
-            for name in getattr(item, "fixturenames", ())
-            if name in SERVICE_OF_FIXTURE
-        }
-        if services:
-            item.add_marker(pytest.mark.xdist_group(sorted(services)[0]))
+    if config.pluginmanager.hasplugin("xdist"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def deadline(seconds: float) -> float:

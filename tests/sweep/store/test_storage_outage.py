@@ -245,6 +245,7 @@ def test_a_launch_rides_out_sqlite_locked_past_its_busy_timeout(tmp_path: Path) 
 
 
 @pytest.mark.slow
+@pytest.mark.cluster_fault  # the server is shared: no other test may use it meanwhile
 def test_a_launch_rides_out_postgresql_restarted_twice(
     tmp_path: Path,
     postgres_databases: list[str],  # noqa: F811
