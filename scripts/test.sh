@@ -72,13 +72,14 @@ fi
 
 # With no pytest arguments (CI): every test but the cluster faults in one run on SWEEP_TEST_CI_WORKERS
 # pytest-xdist workers (default 3 on 2 cores: many tests wait on subprocesses and the cluster; the slow
-# ones are handed out first, see tests/conftest.py), then the tests marked cluster_fault (they stop
+# ones are handed out first, see tests/conftest.py; `--dist loadgroup`, with no groups, hands each worker
+# one test at a time as it frees up, where `load` sends each a long batch at once), then the tests marked cluster_fault (they stop
 # slurmctld or PostgreSQL, or change a limit, which any other test using it would meet) alone, one after
 # another. With arguments: one pytest run of them, on SWEEP_TEST_WORKERS=N workers if set.
 if [ $# -eq 0 ] && [ -z "${SWEEP_TEST_WORKERS:-}" ]; then
     stage tests
     echo "== tests: all but the cluster faults, on ${SWEEP_TEST_CI_WORKERS:-3} workers"
-    python -m pytest -q --durations=25 -m "not cluster_fault" -n "${SWEEP_TEST_CI_WORKERS:-3}"
+    python -m pytest -q --durations=25 -m "not cluster_fault" -n "${SWEEP_TEST_CI_WORKERS:-3}" --dist loadgroup
     stage faults
     echo "== tests: the cluster faults (-m cluster_fault), alone"
     python -m pytest -q --durations=5 -m cluster_fault
