@@ -147,6 +147,15 @@ def sessions(tmp_path: Path) -> Iterator[list[subprocess.Popen[str]]]:
             os.kill(pid, signal.SIGKILL)
 
 
+def process_start(pid: int) -> str | None:
+    """When process `pid` started (/proc's clock ticks since boot), None when gone: a pid the system has
+    given to a new process since is not the same process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def processes_mentioning(text: str) -> list[int]:
     """Pids of live processes whose command line contains `text` (e.g. a run dir)."""
     pids = []

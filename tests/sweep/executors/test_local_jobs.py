@@ -18,7 +18,15 @@ from sweep.executors.job import TrainJob
 from sweep.executors.local import LocalExecutor
 from sweep.study import Resources
 from tests.conftest import deadline, tiny_config
-from tests.sweep.conftest import ROOT, TINY_TRAIN, processes_mentioning, sweep_cmd, wait_for, write_study
+from tests.sweep.conftest import (
+    ROOT,
+    TINY_TRAIN,
+    process_start,
+    processes_mentioning,
+    sweep_cmd,
+    wait_for,
+    write_study,
+)
 from trainer.metrics import read_metrics
 
 
@@ -117,10 +125,13 @@ def test_kill_9_of_a_job_id_under_a_launcher_resumes_the_trial_with_each_epoch_o
         )
         job = log.read_text().split("submitted  job ")[1].split()[0]
         run_dir = results / "runs" / "jd" / "0"
-        old = processes_mentioning(str(run_dir))  # the controller and its trainer
+        # the controller and its trainer, with their start times: on a busy machine a freed pid can be
+        # given to a new process within seconds
+        old = {pid: process_start(pid) for pid in processes_mentioning(str(run_dir))}
         os.kill(int(job), signal.SIGKILL)
         wait_for(lambda: "resuming it" in log.read_text(), timeout=deadline(60), what="the resubmission")
-        assert [pid for pid in old if procs.alive(pid)] == []  # before the job was started again
+        still = [pid for pid, start in old.items() if procs.alive(pid) and process_start(pid) == start]
+        assert still == []  # before the job was started again
         assert launcher.wait(timeout=deadline(240)) == 0, log.read_text()
     finally:
         launcher.kill()
