@@ -40,17 +40,26 @@ for epoch in range(1, epochs + 1):
 """
 
 
-def _study(folder: Path, name: str, *, epochs: int, seconds: float, lrs: list[float]) -> Path:
-    (folder / "prog.py").write_text(PROGRAM)
+def program_study(
+    folder: Path, name: str, args: list[str], *, epochs: int, lrs: list[float], extra: str = ""
+) -> Path:
+    """folder/NAME.toml: a grid over `lrs` of `[program] command = [python, *args]` maximizing `score`,
+    one CPU a job, the test waits; `extra`: more [study] lines."""
+    command = ", ".join(f'"{arg}"' for arg in (sys.executable, *args))
     path = folder / f"{name}.toml"
     path.write_text(
-        f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
+        f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n{extra}'
         f"[train]\nepochs = {epochs}\n[space]\nlr = {lrs}\n"
         f"[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n{TEST_WAITS_TOML}"
-        f'[program]\ncommand = ["{sys.executable}", "{folder / "prog.py"}", "{epochs}", "{seconds}", '
-        '"{lr}"]\n'
+        f"[program]\ncommand = [{command}]\n"
     )
     return path
+
+
+def _study(folder: Path, name: str, *, epochs: int, seconds: float, lrs: list[float]) -> Path:
+    (folder / "prog.py").write_text(PROGRAM)
+    args = [str(folder / "prog.py"), str(epochs), str(seconds), "{lr}"]
+    return program_study(folder, name, args, epochs=epochs, lrs=lrs)
 
 
 def _launch(
@@ -178,13 +187,10 @@ def test_the_launcher_rides_out_a_controller_restart_recording_ends_and_carrying
     gate = tmp_path / "gate"
     gate.mkdir()
     (tmp_path / "gated.py").write_text(GATED)
-    path = tmp_path / f"{name}.toml"
-    path.write_text(
-        f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
-        'pruner = "median"\npruner_startup_trials = 1\n[train]\nepochs = 8\n[space]\nlr = [0.4, 0.1, 0.5]\n'
-        f"[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n{TEST_WAITS_TOML}"
-        f'[program]\ncommand = ["{sys.executable}", "{tmp_path / "gated.py"}", "{gate}", "{{lr}}"]\n'
-    )
+    path = program_study(
+        tmp_path, name, [str(tmp_path / "gated.py"), str(gate), "{lr}"], epochs=8, lrs=[0.4, 0.1, 0.5],
+        extra='pruner = "median"\npruner_startup_trials = 1\n',
+    )  # fmt: skip
     since = now_for_sacct()
     results, log = tmp_path / "results", tmp_path / "launch.out"
     runs = results / "runs" / name

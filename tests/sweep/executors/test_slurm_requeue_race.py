@@ -18,19 +18,19 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import deadline
-from tests.sweep.conftest import ROOT, TEST_WAITS_TOML, sweep_cmd, wait_for
+from tests.sweep.conftest import ROOT, sweep_cmd, wait_for
 from tests.sweep.executors.test_slurm import (  # noqa: F401 (slurm_cluster, study_jobs: fixtures)
     epochs_of,
     slurm_cluster,
     stored_trials,
     study_jobs,
 )
+from tests.sweep.executors.test_slurm_outages import program_study
 
 pytestmark = pytest.mark.slow
 
@@ -67,12 +67,7 @@ def test_a_program_killed_as_its_job_is_requeued_keeps_its_trial(
     gate = tmp_path / "gate"
     gate.mkdir()
     (tmp_path / "prog.py").write_text(PROGRAM)
-    study = tmp_path / f"{name}.toml"
-    study.write_text(
-        f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n'
-        "[train]\nepochs = 2\n[space]\nlr = [0.1]\n[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n"
-        f'{TEST_WAITS_TOML}[program]\ncommand = ["{sys.executable}", "{tmp_path / "prog.py"}", "{gate}"]\n'
-    )
+    study = program_study(tmp_path, name, [str(tmp_path / "prog.py"), str(gate)], epochs=2, lrs=[0.1])
     real = shutil.which("squeue")
     assert real is not None
     wrappers = tmp_path / "bin"
