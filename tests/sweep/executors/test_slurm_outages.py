@@ -248,6 +248,9 @@ def _running_ids() -> list[str]:
     return listed.stdout.split()
 
 
+# alone: beside other tests' jobs its job once waited for resources, then was taken for gone during its
+# time-limit requeue and submitted again (the run at 7d8f3a9; the launcher's race is not yet found)
+@pytest.mark.cluster_fault
 def test_a_time_limit_shorter_than_an_epoch_fails_the_trial_after_two_attempts(
     tmp_path: Path, study_jobs: list[str]
 ) -> None:
