@@ -45,20 +45,37 @@ JOB_TIMEOUT_S = deadline(120)  # one short job, from sbatch to its end, on a loa
 LONG_TRAIN: dict[str, Any] = {**TINY_TRAIN, "epochs": 12, "fake_train_size": 480}
 
 
-def _cluster_up() -> bool:
+def _cluster_status() -> subprocess.CompletedProcess[str] | None:
+    """scripts/slurm-dev-cluster.sh status (0: every daemon runs and every node is ready); None: no answer."""
     try:
-        done = subprocess.run(
+        return subprocess.run(
             ["bash", str(SCRIPT), "status"], capture_output=True, text=True, timeout=deadline(60)
         )
     except subprocess.TimeoutExpired:
-        return False
-    return done.returncode == 0
+        return None
+
+
+def _cluster_up() -> bool:
+    done = _cluster_status()
+    return done is not None and done.returncode == 0
 
 
 @pytest.fixture(scope="session")
 def slurm_cluster() -> None:
-    """A running single-node SLURM: found running, or started with scripts/slurm-dev-cluster.sh."""
-    if _cluster_up():
+    """A running SLURM: found running, or started with scripts/slurm-dev-cluster.sh.
+
+    A cluster whose daemons all run is never started again here, even with a node not ready: `start`
+    wipes the scheduler's state, and under xdist another worker's jobs run on it (the run at 7d8f3a9:
+    a worker's first SLURM test found a node not ready, restarted the cluster, and the time-limit
+    test's job vanished from SLURM while its program still ran)."""
+    done = _cluster_status()
+    if done is not None and done.returncode == 0:
+        return
+    # every daemon runs (status would have said one stopped at once): a node is not ready, or sinfo slow
+    if done is None or ": stopped" not in done.stdout:
+        _undrain()
+        said = "no answer" if done is None else done.stdout
+        wait_for(_cluster_up, timeout=deadline(120), what=f"the dev cluster's nodes to be ready:\n{said}")
         return
     # Installing and starting one changes the system (Debian packages, /etc/slurm, daemons): only when
     # asked, as CI does. Otherwise a machine without a cluster skips these tests.
@@ -94,10 +111,11 @@ def study_jobs(slurm_cluster: None) -> Iterator[list[str]]:
 
 
 def _undrain() -> None:
-    """Resume the dev node if an earlier test's controller restart drained it: a job step whose end
-    slurmctld missed is killed late ("Kill task failed"), and SLURM drains the node for it."""
+    """Resume the dev nodes if an earlier test's controller restart drained them (a job step whose end
+    slurmctld missed is killed late, "Kill task failed", and SLURM drains the node for it) or left
+    them down."""
     state = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=deadline(30))
-    if "drain" in state.stdout:
+    if "drain" in state.stdout or "down" in state.stdout:
         subprocess.run(
             ["scontrol", "update", "nodename=ALL", "state=resume"], timeout=deadline(30), check=False
         )
