@@ -45,6 +45,22 @@ TEST_WAITS: dict[str, Any] = {"slurm_query_s": 1}
 TEST_WAITS_TOML = "[waits]\nslurm_query_s = 1\n"
 
 
+def program_study(
+    folder: Path, name: str, args: list[str], *, epochs: int, lrs: list[float], extra: str = ""
+) -> Path:
+    """folder/NAME.toml: a grid over `lrs` of `[program] command = [python, *args]` maximizing `score`,
+    one CPU a job, the test waits; `extra`: more [study] lines."""
+    command = ", ".join(f'"{arg}"' for arg in (sys.executable, *args))
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n{extra}'
+        f"[train]\nepochs = {epochs}\n[space]\nlr = {lrs}\n"
+        f"[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n{TEST_WAITS_TOML}"
+        f"[program]\ncommand = [{command}]\n"
+    )
+    return path
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -26,6 +26,7 @@ from tests.sweep.conftest import (
     TINY_TRAIN,
     assert_one_line_error,
     processes_mentioning,
+    program_study,
     run_sweep,
     sweep_cmd,
     wait_for,
@@ -100,9 +101,21 @@ def test_a_detached_launcher_survives_the_shell_that_started_it_and_finishes_the
     )
 
 
+# Logs one epoch, then waits to be stopped: a trial that cannot end before the test cancels it (40 tiny
+# epochs of the trainer once did, on a loaded machine, before the cancel came).
+HOLDS_PY = """\
+import json, os, time
+with open(os.path.join(os.environ["SWEEP_RUN_DIR"], "metrics.jsonl"), "a") as handle:
+    handle.write(json.dumps({"epoch": 1, "score": 0.5}) + "\\n")
+time.sleep(3600)
+"""
+
+
 @pytest.mark.slow
 def test_a_second_detach_is_refused_and_cancel_stops_the_launcher_and_its_trials(tmp_path: Path) -> None:
-    study_file = _study_file(tmp_path, "cx", epochs=40, lrs=[0.05, 0.1])
+    (tmp_path / "holds.py").write_text(HOLDS_PY)
+    holds = [str(tmp_path / "holds.py"), "{lr}"]
+    study_file = program_study(tmp_path, "cx", holds, epochs=40, lrs=[0.05, 0.1])
     results = tmp_path / "results"
     first = _detach(study_file, results, "local")
     assert first.returncode == 0, first.stderr
@@ -119,12 +132,13 @@ def test_a_second_detach_is_refused_and_cancel_stops_the_launcher_and_its_trials
         cancel = run_sweep("cancel", "--study", "cx", "--results-dir", str(results))
         assert cancel.returncode == 0, cancel.stderr
         assert "detached launcher" in cancel.stdout and "stopped" in cancel.stdout
+        # the launcher, its jobs and their programs (named by their path in tmp_path)
         wait_for(
-            lambda: processes_mentioning(str(results)) == [], timeout=deadline(60), what="no process left"
+            lambda: processes_mentioning(str(tmp_path)) == [], timeout=deadline(60), what="no process left"
         )
         assert {t.state for t in _trials(results, "cx")} == {TrialState.FAIL}
     finally:
-        for pid in processes_mentioning(str(results)):
+        for pid in processes_mentioning(str(tmp_path)):
             subprocess.run(["kill", "-9", str(pid)], check=False)
 
 

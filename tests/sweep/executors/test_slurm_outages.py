@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import IO
 
 import pytest
 
 from tests.conftest import deadline
-from tests.sweep.conftest import ROOT, TEST_WAITS_TOML, sweep_cmd, wait_for
+from tests.sweep.conftest import ROOT, program_study, sweep_cmd, wait_for
 from tests.sweep.executors.test_slurm import (  # noqa: F401 (slurm_cluster, study_jobs: fixtures)
     SCRIPT,
     now_for_sacct,
@@ -38,22 +37,6 @@ for epoch in range(1, epochs + 1):
     with open(os.path.join(os.environ["SWEEP_RUN_DIR"], "metrics.jsonl"), "a") as handle:
         handle.write(json.dumps({"epoch": epoch, "score": lr * epoch}) + "\\n")
 """
-
-
-def program_study(
-    folder: Path, name: str, args: list[str], *, epochs: int, lrs: list[float], extra: str = ""
-) -> Path:
-    """folder/NAME.toml: a grid over `lrs` of `[program] command = [python, *args]` maximizing `score`,
-    one CPU a job, the test waits; `extra`: more [study] lines."""
-    command = ", ".join(f'"{arg}"' for arg in (sys.executable, *args))
-    path = folder / f"{name}.toml"
-    path.write_text(
-        f'[study]\nname = "{name}"\nsampler = "grid"\nmetric = "score"\ndirection = "maximize"\n{extra}'
-        f"[train]\nepochs = {epochs}\n[space]\nlr = {lrs}\n"
-        f"[resources]\ngpus = 0\ncpus = 1\ntimeout_min = 10\n{TEST_WAITS_TOML}"
-        f"[program]\ncommand = [{command}]\n"
-    )
-    return path
 
 
 def _study(folder: Path, name: str, *, epochs: int, seconds: float, lrs: list[float]) -> Path:

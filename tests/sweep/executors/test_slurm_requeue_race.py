@@ -23,14 +23,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import deadline
-from tests.sweep.conftest import ROOT, sweep_cmd, wait_for
+from tests.sweep.conftest import ROOT, program_study, sweep_cmd, wait_for
 from tests.sweep.executors.test_slurm import (  # noqa: F401 (slurm_cluster, study_jobs: fixtures)
     epochs_of,
     slurm_cluster,
     stored_trials,
     study_jobs,
 )
-from tests.sweep.executors.test_slurm_outages import program_study
 
 pytestmark = pytest.mark.slow
 
