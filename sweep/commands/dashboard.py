@@ -47,8 +47,9 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-class _Stop(Exception):
-    """Raised by the signal handler to leave `serve_forever`."""
+class _Stop(BaseException):
+    """Raised by the signal handler to leave `serve_forever`. Not an Exception: socketserver catches
+    those of a request it takes in, prints them and serves on (a SIGTERM then never stopped it)."""
 
 
 def _stderr(line: str) -> None:

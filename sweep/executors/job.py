@@ -209,6 +209,14 @@ def _set_environment(variables: dict[str, str | None]) -> None:
             os.environ[key] = value
 
 
+def quiet_sigcont() -> None:
+    """Take SIGCONT back from submitit's handler, which only logs it (its default action, to continue a
+    stopped process, stays). SLURM sends SIGCONT with the time-limit signal: submitit's time-limit
+    handler could then run inside that logging call, and the logging module swallowed the error with
+    which it ends a trial (a time limit reached twice without progress; seen in a test run)."""
+    signal.signal(signal.SIGCONT, signal.SIG_DFL)
+
+
 def restarts() -> int:
     """How often SLURM has started this job again (0 on its first run, and outside SLURM)."""
     return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
@@ -237,6 +245,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         self.rung_epochs = checked_rungs(rung_epochs)
 
     def __call__(self, config: dict[str, Any], run_dir: str) -> dict[str, Any]:
+        quiet_sigcont()
         count = restarts()
         if count > MAX_REQUEUES:
             raise RuntimeError(f"job requeued {count} times (MAX_REQUEUES={MAX_REQUEUES}); giving up")

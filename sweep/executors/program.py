@@ -39,6 +39,7 @@ from sweep.executors.job import (
     MAX_REQUEUES,
     checked_rungs,
     checked_stop,
+    quiet_sigcont,
     restarts,
     run_dir_held,
     stop_environment,
@@ -109,6 +110,8 @@ def environment(
 class ProgramJob(submitit.helpers.Checkpointable):
     """The submitted callable of a [program] study: runs the program to its end and judges how it ended."""
 
+    refused_requeue: str | None = None  # why `checkpoint` refused to requeue (set in the running job)
+
     def __init__(
         self,
         program: Program,
@@ -129,6 +132,7 @@ class ProgramJob(submitit.helpers.Checkpointable):
         self.rung_epochs = checked_rungs(rung_epochs)
 
     def __call__(self, values: dict[str, Any], run_dir: str) -> dict[str, Any]:
+        quiet_sigcont()
         folder = Path(run_dir).absolute()
         # a job pickled before lock_wait_s existed (a SLURM requeue across an upgrade) waits the default
         with run_dir_held(folder, lock_wait_s=getattr(self, "lock_wait_s", LOCK_WAIT_S)) as lock:
@@ -169,6 +173,10 @@ class ProgramJob(submitit.helpers.Checkpointable):
         )
         with recorded:
             code = _wait(process, self.program.stop_grace_s)
+        if code != 0 and self.refused_requeue is not None:
+            # `checkpoint` refused to requeue at the time limit and stopped the program: its error is the
+            # trial's reason, also where it was lost on its way out of submitit's signal handler
+            raise SweepError(self.refused_requeue)
         if code != 0:
             tail = _tail(err)
             raise ProgramFailed(f"{command[0]} exited with status {code}" + (f": {tail}" if tail else ""))
@@ -190,7 +198,8 @@ class ProgramJob(submitit.helpers.Checkpointable):
             return None
         try:
             requeues.record(Path(args[1]))
-        except SweepError:  # requeueing again would loop: the program stops, the trial fails
+        except SweepError as error:  # requeueing again would loop: the program stops, the trial fails
+            self.refused_requeue = str(error)  # `_run` raises it again if this raise goes astray
             stop_leftovers(Path(args[1]))
             raise
         return DelayedSubmission(self, *args, **kwargs)

@@ -6,6 +6,7 @@ import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 from optuna.trial import TrialState
 
+from sweep.commands import dashboard
 from tests.conftest import deadline
 from tests.sweep.browser import TIMEOUT_MS, chromium, save_screenshot, watched_page
 from tests.sweep.conftest import ROOT, assert_one_line_error, run_sweep, sweep_cmd, sweep_main
@@ -186,3 +188,35 @@ def test_dashboard_allow_writes_lets_a_delete_through_and_loopback_is_not_warned
     assert status == 204
     assert _study_names(results) == []
     assert "warning" not in err
+
+
+def test_a_stop_signal_while_the_server_takes_in_a_request_still_stops_it() -> None:
+    """Fault (a CI run): SIGTERM came while the server took in a request; socketserver caught the stop as
+    that request's error, printed it, and served on: the process never ended."""
+
+    def app(environ: object, start_response: object) -> list[bytes]:  # never reached
+        return []
+
+    server = dashboard._bind(app, "127.0.0.1", 0)  # type: ignore[arg-type]
+
+    def signalled_meanwhile(request: object, client_address: object) -> None:
+        dashboard._raise_stop(signal.SIGTERM, None)
+
+    server.process_request = signalled_meanwhile  # type: ignore[method-assign]
+    ended: list[BaseException] = []
+
+    def serve() -> None:
+        try:
+            server.serve_forever(poll_interval=0.05)
+        except BaseException as stopped:  # noqa: BLE001 (what ended it is the assertion)
+            ended.append(stopped)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=deadline(10)):
+        thread.join(timeout=deadline(10))
+    alive = thread.is_alive()
+    if alive:
+        server.shutdown()
+    server.server_close()
+    assert not alive and [type(stop) for stop in ended] == [dashboard._Stop]

@@ -4,18 +4,24 @@ real cluster's run is in test_slurm_outages.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from submitit.helpers import DelayedSubmission
 
 from sweep.errors import SweepError
-from sweep.executors import requeues
+from sweep.executors import program, requeues
 from sweep.executors.base import Outcome
 from sweep.executors.debug import DebugJob
 from sweep.executors.job import TrainJob
+from sweep.executors.program import ProgramJob
 from sweep.launcher.watched import Watched
+from sweep.study.spec import Program
 from trainer.paths import RunPaths
 
 
@@ -49,6 +55,41 @@ def test_a_time_limit_reached_twice_without_a_new_epoch_ends_the_requeues(
         requeues.record(tmp_path)  # no epoch since the last one
     assert [r.epoch for r in requeues.read(tmp_path)] == [2, 3]  # the refused one is not recorded
     assert "-j 88 -o %L" in (in_job / "squeue.calls").read_text()
+
+
+# SLURM's time-limit signal reaches the job's wrapper (this process) and the program at once
+SIGNALLED_AT_THE_TIME_LIMIT = """\
+import os, signal, time
+os.kill(os.getppid(), signal.SIGUSR2)
+time.sleep(0.5)
+os.kill(os.getpid(), signal.SIGUSR2)
+"""
+
+
+def test_a_refused_requeue_fails_the_trial_with_its_reason_even_where_the_handler_lost_its_error(
+    in_job: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault (a CI run on the real cluster): SLURM sent SIGCONT with the second time limit's SIGUSR2;
+    submitit's SIGUSR2 handler ran inside the logging call of its SIGCONT handler, the logging module
+    swallowed the error that ends the trial, and the trial failed as "exited with status -12"."""
+    (in_job / "squeue.out").write_text("1:20\n")  # 80 s left: the time limit's signal
+    requeues.record(tmp_path)  # the first time limit, before any epoch
+    monkeypatch.setattr(program, "TIME_LIMIT_SIGNAL_WAIT_S", 0.2)
+    job = ProgramJob(Program(command=(sys.executable, "-c", SIGNALLED_AT_THE_TIME_LIMIT)), "score")
+    values, run_dir = {"lr": 0.1}, str(tmp_path)
+
+    def handler_whose_error_is_lost(signum: int, frame: Any) -> None:
+        # submitit's handler (it calls `checkpoint`), run where logging's handleError swallows errors
+        with contextlib.suppress(Exception):
+            job.checkpoint(values, run_dir)
+
+    previous = signal.signal(signal.SIGUSR2, handler_whose_error_is_lost)
+    try:
+        with pytest.raises(SweepError, match=r"^time limit reached twice without progress .*timeout_min"):
+            job(values, run_dir)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert len(requeues.read(tmp_path)) == 1  # the refused requeue is not recorded
 
 
 @pytest.mark.parametrize("left", ["1-02:00:00\n", ""])  # far from the end; squeue says nothing
