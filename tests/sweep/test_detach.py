@@ -142,9 +142,25 @@ def test_a_second_detach_is_refused_and_cancel_stops_the_launcher_and_its_trials
             subprocess.run(["kill", "-9", str(pid)], check=False)
 
 
+# Logs and prints 8 epochs; after the first it waits for the gate file (the test makes it once `sweep logs
+# --follow` has shown that epoch): 8 tiny trainer epochs once all ran before the first line was shown.
+EIGHT_EPOCHS_PY = """\
+import json, os, sys, time
+run_dir, gate = os.environ["SWEEP_RUN_DIR"], sys.argv[1]
+for epoch in range(1, 9):
+    with open(os.path.join(run_dir, "metrics.jsonl"), "a") as handle:
+        handle.write(json.dumps({"epoch": epoch, "score": 0.1 * epoch}) + "\\n")
+    print(f"epoch {epoch}/8  score {0.1 * epoch:.4f}", flush=True)
+    while epoch == 1 and not os.path.exists(gate):
+        time.sleep(0.05)
+"""
+
+
 @pytest.mark.slow
 def test_logs_follow_prints_a_running_trials_epochs_as_they_happen_and_ends_with_it(tmp_path: Path) -> None:
-    study_file = _study_file(tmp_path, "lf", epochs=8, lrs=[0.05])
+    (tmp_path / "eight.py").write_text(EIGHT_EPOCHS_PY)
+    gate = tmp_path / "gate"
+    study_file = program_study(tmp_path, "lf", [str(tmp_path / "eight.py"), str(gate)], epochs=8, lrs=[0.05])
     results = tmp_path / "results"
     assert _detach(study_file, results, "local").returncode == 0
     metrics = results / "runs" / "lf" / "0" / "metrics.jsonl"
@@ -162,6 +178,7 @@ def test_logs_follow_prints_a_running_trials_epochs_as_they_happen_and_ends_with
         seen.append(line)
         if line.startswith("epoch "):
             epochs_done_when_seen.append(len(metrics.read_text().splitlines()))
+            gate.touch()  # the program goes on past its first epoch only now
     assert follow.wait(timeout=deadline(120)) == 0
     epoch_lines = [line for line in seen if line.startswith("epoch ")]
     assert [line.split()[1] for line in epoch_lines] == [f"{n}/8" for n in range(1, 9)]
