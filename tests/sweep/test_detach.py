@@ -94,11 +94,12 @@ def test_a_detached_launcher_survives_the_shell_that_started_it_and_finishes_the
     assert shell.returncode == 0, shell.stderr
     assert "the launcher runs detached as process" in shell.stdout and "shell-exits" in shell.stdout
     wait_for(lambda: _all_complete(results, "bg", 2), timeout=deadline(240), what="the study to finish")
-    log = (results / "bg.launcher.log").read_text()
-    assert "bg: 2 trials (2 complete)" in log
+    # the launcher writes its summary after the last trial is stored: read its log once it has exited
     wait_for(
         lambda: processes_mentioning(str(results)) == [], timeout=deadline(30), what="the launcher to exit"
     )
+    log = (results / "bg.launcher.log").read_text()
+    assert "bg: 2 trials (2 complete)" in log
 
 
 # Logs one epoch, then waits to be stopped: a trial that cannot end before the test cancels it (40 tiny
