@@ -23,6 +23,7 @@ def test_the_study_is_a_grid_of_the_asked_size(tmp_path: Path) -> None:
     assert spec.sampler == "grid" and len(spec.planned_trials()) == 7
 
 
+@pytest.mark.slow  # the benchmark's whole run: launches on both executors
 def test_both_executors_and_plain_optuna_run_from_another_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

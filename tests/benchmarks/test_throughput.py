@@ -14,6 +14,7 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # trains both loader paths
 def test_throughput_prints_both_paths_and_their_ratio(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*TINY, "--steps", "3", "--warmup", "1"]) == 0
     out = capsys.readouterr().out

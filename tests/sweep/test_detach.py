@@ -18,17 +18,21 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep.launcher import launch
 from sweep.store.storage import default_url
+from sweep.study import load_study
 from tests.conftest import deadline
 from tests.sweep.conftest import (
     ROOT,
     TINY_RESOURCES,
     TINY_TRAIN,
     assert_one_line_error,
+    instant_job,
     processes_mentioning,
     program_study,
     run_sweep,
     sweep_cmd,
+    sweep_main,
     wait_for,
     write_study,
 )
@@ -189,19 +193,25 @@ def test_logs_follow_prints_a_running_trials_epochs_as_they_happen_and_ends_with
     assert "lf: 1 trial (1 complete)" in launcher.stdout
 
 
-def test_logs_of_a_debug_trial_and_of_a_study_never_detached_are_one_line(tmp_path: Path) -> None:
+def test_logs_of_a_debug_trial_and_of_a_study_never_detached_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     study_file = _study_file(tmp_path, "dl", epochs=1, lrs=[0.05])
     results = tmp_path / "results"
-    launched = run_sweep(
-        "launch", "--study", str(study_file), "--executor", "debug", "--results-dir", str(results)
+    # a trial of the debug executor, run in this process by a job that trains nothing
+    launch(
+        load_study(str(study_file)),
+        results_dir=results,
+        executor="debug",
+        out=lambda line: None,
+        job=instant_job,
     )
-    assert launched.returncode == 0, launched.stderr
     for args, fragment in (
         (["--trial", "0"], "ran in its launcher's process (executor debug)"),
         (["--trial", "7"], "has no trial 7"),
         (["--launcher"], "has no detached launcher"),
-    ):
-        result = run_sweep("logs", "--study", "dl", *args, "--results-dir", str(results))
+    ):  # the CLI in this process (`sweep logs` as a command: the tests above)
+        result = sweep_main(capsys, "logs", "--study", "dl", *args, "--results-dir", str(results))
         assert_one_line_error(result, fragment)
 
 
@@ -328,6 +338,7 @@ def test_detach_flags_are_checked(tmp_path: Path) -> None:
     assert_one_line_error(result, "--launcher-time must be more than 0")
 
 
+@pytest.mark.slow  # a launch of local jobs, started twice
 def test_logs_of_a_programs_trial_are_its_own_output_each_start_headed(tmp_path: Path) -> None:
     (tmp_path / "talk.py").write_text(
         "import os, sys, sweep\n"

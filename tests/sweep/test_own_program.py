@@ -67,7 +67,11 @@ def _study(folder: Path, program: str, *, name: str = "own", lrs: str = "[0.1, 0
 COMMAND = f'command = ["{sys.executable}", "train.py", "--lr", "{{lr}}"]\n'
 
 
-@pytest.mark.parametrize("program", [COMMAND, 'callable = "mymodel:train"\n'], ids=["command", "callable"])
+@pytest.mark.parametrize(
+    "program",
+    [COMMAND, pytest.param('callable = "mymodel:train"\n', marks=pytest.mark.slow)],  # each a whole launch
+    ids=["command", "callable"],
+)
 def test_a_program_that_does_not_import_sweep_runs_as_a_grid_and_reports_its_own_metrics(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], program: str
 ) -> None:

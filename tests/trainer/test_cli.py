@@ -1,4 +1,7 @@
-"""`python -m trainer` as a user runs it: real subprocesses, exit codes and output lines."""
+"""`python -m trainer` as a user runs it: exit codes and output lines. Runs and resumed runs are real
+subprocesses; the error paths and --print-model run `main` in this process (the same lines and exit
+statuses, without a torch import for each case; tests/trainer/test_checkpoint.py has an error path as a
+subprocess)."""
 
 from __future__ import annotations
 
@@ -27,6 +30,20 @@ def _trainer(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _in_process(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str, cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """`python -m trainer ARGS` run by `main` in this process, in `cwd`: its exit status and output."""
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as stop:  # argparse's own errors
+        code = int(stop.code or 0)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -41,25 +58,37 @@ def _trainer(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         ([], "error: pass --run-dir DIR"),
     ],
 )
-def test_user_errors_are_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+def test_user_errors_are_one_line_and_exit_2(
+    tmp_path: Path,
+    args: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     run_dir = [] if not args else ["--run-dir", str(tmp_path / "run")]
-    result = _trainer(*args, *run_dir, cwd=tmp_path)
+    result = _in_process(capsys, monkeypatch, *args, *run_dir, cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith(message), result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
-def test_a_run_dir_that_cannot_be_made_is_one_line_and_exit_2(tmp_path: Path) -> None:
+def test_a_run_dir_that_cannot_be_made_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "a-file").write_text("")
-    result = _trainer(*TINY, "--run-dir", str(tmp_path / "a-file" / "run"), cwd=tmp_path)
+    result = _in_process(
+        capsys, monkeypatch, *TINY, "--run-dir", str(tmp_path / "a-file" / "run"), cwd=tmp_path
+    )
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: "), result.stderr
     assert str(tmp_path / "a-file") in result.stderr
 
 
-def test_print_model_depth_164(tmp_path: Path) -> None:
-    result = _trainer("--print-model", "--depth", "164", cwd=tmp_path)
+def test_print_model_depth_164(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = _in_process(capsys, monkeypatch, "--print-model", "--depth", "164", cwd=tmp_path)
     assert result.returncode == 0
     assert "Total parameters: 1,703,258" in result.stdout
     assert "stage3.17.conv3" in result.stdout  # the 18th bottleneck block of the last stage

@@ -104,7 +104,8 @@ class _CtrlCAfter(io.StringIO):
         return written
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+# the fast subset keeps adam (two state tensors a parameter); sgd's momentum runs with the slow tests
+@pytest.mark.parametrize("optimizer", [pytest.param("sgd", marks=pytest.mark.slow), "adam"])
 def test_a_resumed_run_restores_optimizer_and_schedule_and_continues_as_if_never_stopped(
     tmp_path: Path, optimizer: str
 ) -> None:

@@ -12,8 +12,9 @@ from sweep._compat import sbatch_text
 from sweep.commands.sbatch import render, sbatch_options
 from sweep.errors import SweepError
 from sweep.executors.slurm import slurm_parameters
+from sweep.launcher import launch
 from sweep.study import Resources, load_study
-from tests.sweep.conftest import run_sweep, write_study
+from tests.sweep.conftest import instant_job, run_sweep, write_study
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "train.sbatch"
 RESOURCES = Resources(gpus=1, cpus=4, mem_gb=16, timeout_min=240, partition="gpu", slurm={"qos": "high"})
@@ -87,9 +88,10 @@ def test_cli_renders_a_stored_trial_and_a_planned_config(tmp_path: Path) -> None
     assert '"lr": 0.2' in (run_dir / "config.json").read_text()
     assert "#SBATCH --job-name=sweep-tiny-config1-repeat0" in planned.stdout
 
-    args = ("--study", str(study), "--results-dir", str(results))
-    launched = run_sweep("launch", "--executor", "debug", *args)
-    assert launched.returncode == 0, launched.stderr
+    # the stored trials: the study launched in this process, with jobs that train nothing
+    launch(
+        load_study(str(study)), results_dir=results, executor="debug", out=lambda line: None, job=instant_job
+    )
     stored = run_sweep("sbatch", "--study", str(study), "--trial", "1", "--results-dir", str(results))
     assert stored.returncode == 0, stored.stderr
     assert f"-m sweep.executors.job {(results / 'runs' / 'tiny' / '1').resolve()}\n" in stored.stdout

@@ -68,6 +68,7 @@ def test_a_job_waits_for_the_lock_of_a_job_that_is_ending(tmp_path: Path) -> Non
     holder.wait()
 
 
+@pytest.mark.slow  # two real training jobs
 def test_a_second_local_job_on_a_running_jobs_run_dir_fails_and_the_first_trains_each_epoch_once(
     no_leftovers: Path,
 ) -> None:

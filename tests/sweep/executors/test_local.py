@@ -21,7 +21,11 @@ from tests.sweep.conftest import wait_for
 
 def record_gpus(config: dict[str, Any], run_dir: str) -> None:
     """A local job that writes the GPUs it was given, then runs for `seconds`."""
-    (Path(run_dir) / "gpus.txt").write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+    # written whole, then renamed: a test that sees the file reads what the job was given (a test once read
+    # the file between its creation and its write, under load)
+    partial = Path(run_dir) / "gpus.txt.partial"
+    partial.write_text(os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+    partial.replace(Path(run_dir) / "gpus.txt")
     time.sleep(config["seconds"])
 
 
@@ -100,7 +104,11 @@ def record_threads(config: dict[str, Any], run_dir: str) -> None:
     (Path(run_dir) / "threads.txt").write_text(str(torch.get_num_threads()))
 
 
-@pytest.mark.parametrize(("cpus", "parallel"), [(1, 1), (2, 1), (4, 2)])
+# each case's job imports torch (2 CPU-s): the fast subset keeps the case of a share of the cores
+@pytest.mark.parametrize(
+    ("cpus", "parallel"),
+    [pytest.param(1, 1, marks=pytest.mark.slow), pytest.param(2, 1, marks=pytest.mark.slow), (4, 2)],
+)
 def test_a_local_jobs_torch_threads_are_its_cpus_within_its_share_of_the_cores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpus: int, parallel: int
 ) -> None:
