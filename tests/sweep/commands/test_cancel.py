@@ -4,6 +4,7 @@ launcher's shell left ignored, and so is a job whose launcher died before storin
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -44,7 +45,9 @@ def no_leftovers(tmp_path: Path) -> Iterator[Path]:
 
 
 def sleep_in_run_dir(config: dict[str, Any], run_dir: str) -> None:
-    """A local job that says it started, then runs for `seconds`."""
+    """A local job that says it started, then runs for `seconds` or until SIGTERM, as sweep's own jobs
+    do (submitit's handler would ignore it, and the cancel sit out the 5 s grace before its SIGKILL)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     (Path(run_dir) / "started").write_text("")
     time.sleep(config["seconds"])
 

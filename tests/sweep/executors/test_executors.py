@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -37,6 +38,9 @@ def explode(config: dict[str, Any], run_dir: str) -> None:
 
 
 def sleep(config: dict[str, Any], run_dir: str) -> None:
+    # ends at SIGTERM, as sweep's own jobs do (`job.run_dir_held`): submitit's handler would ignore it,
+    # and each cancel would sit out the stop grace before its SIGKILL (5 s)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     (Path(run_dir) / "started").write_text("")
     time.sleep(config["seconds"])
 

@@ -4,6 +4,7 @@ script here: no test machine has a GPU), the least-held GPUs for each new job, r
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,9 @@ from tests.sweep.conftest import wait_for
 
 
 def record_gpus(config: dict[str, Any], run_dir: str) -> None:
-    """A local job that writes the GPUs it was given, then runs for `seconds`."""
+    """A local job that writes the GPUs it was given, then runs for `seconds` (or until SIGTERM, as
+    sweep's own jobs do: submitit's handler would ignore it, and a cancel wait out the stop grace)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # written whole, then renamed: a test that sees the file reads what the job was given (a test once read
     # the file between its creation and its write, under load)
     partial = Path(run_dir) / "gpus.txt.partial"

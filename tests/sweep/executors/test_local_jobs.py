@@ -31,7 +31,10 @@ from trainer.metrics import read_metrics
 
 
 def spawn_and_sleep(config: dict[str, Any], run_dir: str) -> None:
-    """A job whose task starts a child and sleeps: neither of them dies with the controller by itself."""
+    """A job whose task starts a child and sleeps: neither of them dies with the controller by itself.
+    Both end at SIGTERM, as sweep's own jobs do (submitit's handler would ignore it in the task, and each
+    stop sit out the 5 s grace before its SIGKILL)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)", run_dir])
     (Path(run_dir) / "child").write_text(str(child.pid))
     time.sleep(600)
