@@ -24,6 +24,7 @@ def test_throughput_prints_both_paths_and_their_ratio(capsys: pytest.CaptureFixt
     assert "peak GPU memory" not in out  # CUDA only
 
 
+@pytest.mark.slow  # trains both loader paths
 def test_accuracy_mode_trains_both_paths(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*TINY, "--accuracy-epochs", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
