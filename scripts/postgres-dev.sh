@@ -51,6 +51,13 @@ start() {
   if [ -z "$(psql_admin -c "select 1 from pg_roles where rolname = '$ROLE'")" ]; then
     psql_admin -c "create role $ROLE login createdb password '$PASSWORD'" >&2
   fi
+  # The tests drop their databases WITH (FORCE), which terminates every other session on them: an
+  # autovacuum worker's too (a session of no role), which only a member of pg_signal_backend may end. A
+  # test's teardown once failed on it ("must be a member of the role whose process is being terminated").
+  if [ -z "$(psql_admin -c "select 1 from pg_auth_members m join pg_roles r on r.oid = m.member
+              join pg_roles g on g.oid = m.roleid where r.rolname = '$ROLE' and g.rolname = 'pg_signal_backend'")" ]; then
+    psql_admin -c "grant pg_signal_backend to $ROLE" >&2
+  fi
   if [ -z "$(psql_admin -c "select 1 from pg_database where datname = '$ROLE'")" ]; then
     psql_admin -c "create database $ROLE owner $ROLE" >&2
   fi
