@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def deadline(seconds: float) -> float:
     """`seconds` times SWEEP_TEST_TIMEOUT_SCALE (default 1): how long a test waits before it fails."""
     return seconds * TIMEOUT_SCALE
+
+
+def main_in_process(
+    main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """A command's `main` run in this process (its error paths, without a process to start): its exit
+    status (argparse's own errors' too), stdout and stderr."""
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as stop:  # argparse's own errors
+        code = int(stop.code or 0)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
 
 
 def tiny_config(**overrides: object) -> TrainConfig:

@@ -18,7 +18,7 @@ import pytest
 from sweep.store.storage import default_url, open_storage, open_study
 from sweep.study.plan import make_pruner, make_sampler
 from sweep.study.spec import StudySpec
-from tests.conftest import deadline
+from tests.conftest import deadline, main_in_process
 from trainer.metrics import EpochMetrics, TrainResult
 from trainer.paths import RunPaths
 
@@ -132,10 +132,7 @@ def sweep_main(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.Com
     """The sweep CLI run in this process (error paths): its exit status, stdout and stderr."""
     from sweep.cli import main
 
-    capsys.readouterr()
-    code = main(list(args))
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+    return main_in_process(main, capsys, *args)
 
 
 def sweep_cmd(*args: str) -> list[str]:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -220,23 +221,29 @@ def test_every_subcommand_help_starts_with_a_description(capsys: pytest.CaptureF
         assert description[0].isupper() and description.endswith("."), (command, description)
 
 
-def _interrupt(args: list[str], started: Callable[[], bool], stdout: Path) -> tuple[int, str, str]:
-    """Run `sweep ARGS` with its stdout in the file `stdout`, send SIGINT to its process group (as
-    Ctrl-C does) once `started()`, and return its exit status, stdout and stderr."""
-    with stdout.open("w") as sink:
+def _interrupt(
+    args: list[str], started: Callable[[subprocess.Popen[str]], bool], stdout: Path | None = None
+) -> tuple[int, str, str]:
+    """Run `sweep ARGS` in a session of its own, its stdout in the file `stdout` (None: a pipe, read only
+    by `started` until the end), send SIGINT to its process group (as Ctrl-C does) once `started(proc)`,
+    and return its exit status, stdout and stderr."""
+    with ExitStack() as stack:
+        sink = stack.enter_context(stdout.open("w")) if stdout is not None else subprocess.PIPE
         proc = subprocess.Popen(
             sweep_cmd(*args), cwd=ROOT, stdout=sink, stderr=subprocess.PIPE, text=True, start_new_session=True
         )
         try:
-            wait_for(lambda: started() or proc.poll() is not None, timeout=deadline(60), what="the command")
+            wait_for(
+                lambda: started(proc) or proc.poll() is not None, timeout=deadline(60), what="the command"
+            )
             assert proc.poll() is None, f"it ended before Ctrl-C: {proc.communicate()[1]}"
             os.killpg(proc.pid, signal.SIGINT)
-            _, err = proc.communicate(timeout=deadline(60))
+            out, err = proc.communicate(timeout=deadline(60))
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.communicate()
-    return proc.returncode, stdout.read_text(), err
+    return proc.returncode, stdout.read_text() if stdout is not None else out, err
 
 
 @pytest.mark.slow  # a real trial trains in the launcher
@@ -252,7 +259,7 @@ def test_ctrl_c_of_a_launch_with_a_trial_training_in_process_is_one_line(tmp_pat
     metrics = results / "runs" / "cc" / "0" / "metrics.jsonl"
     args = ["launch", "--study", str(study), "--executor", "debug", "--results-dir", str(results)]
     code, out, err = _interrupt(
-        args, lambda: metrics.exists() and metrics.stat().st_size > 0, tmp_path / "out"
+        args, lambda _: metrics.exists() and metrics.stat().st_size > 0, tmp_path / "out"
     )
     assert code == 130
     said = [line for line in (out + err).splitlines() if "interrupt" in line.lower()]
@@ -270,20 +277,15 @@ def test_ctrl_c_of_a_dry_run_is_one_line(tmp_path: Path) -> None:
     }
     study = write_study(tmp_path / "huge.toml", study={"name": "huge", "sampler": "grid"}, space=space)
     args = ["launch", "--study", str(study), "--dry-run", "--results-dir", str(tmp_path / "r")]
-    proc = subprocess.Popen(
-        sweep_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("config 0 repeat 0  lr=0.001")  # it is printing
-        os.killpg(proc.pid, signal.SIGINT)
-        out, err = proc.communicate(timeout=deadline(60))
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    assert proc.returncode == 130
+    first: list[str] = []  # its first line, read before the Ctrl-C: it is printing
+
+    def printing(proc: subprocess.Popen[str]) -> bool:
+        first.append(proc.stdout.readline() if proc.stdout is not None else "")
+        return True
+
+    code, out, err = _interrupt(args, printing)
+    assert first[0].startswith("config 0 repeat 0  lr=0.001"), first
+    assert code == 130
     assert err.splitlines() == ["interrupted"], err
     assert "nothing submitted" not in out  # it stopped before the end of the list
     assert not (tmp_path / "r").exists()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import deadline
+from tests.conftest import deadline, main_in_process
 from trainer.cli import main
 from trainer.config import field_docs
 
@@ -35,13 +35,7 @@ def _in_process(
 ) -> subprocess.CompletedProcess[str]:
     """`python -m trainer ARGS` run by `main` in this process, in `cwd`: its exit status and output."""
     monkeypatch.chdir(cwd)
-    capsys.readouterr()
-    try:
-        code = main(list(args))
-    except SystemExit as stop:  # argparse's own errors
-        code = int(stop.code or 0)
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
+    return main_in_process(main, capsys, *args)
 
 
 @pytest.mark.parametrize(
